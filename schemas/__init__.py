@@ -1,0 +1,1 @@
+"""Canonical resident record, per-source mappings and standardizers."""
