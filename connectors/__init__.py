@@ -1,0 +1,1 @@
+"""Extractors for the departmental platforms, and the declarative source registry."""
