@@ -1,0 +1,1 @@
+"""The PostgreSQL warehouse: models, migrations, bulk loading, releases."""

@@ -1,0 +1,98 @@
+"""Landing raw records: as received (JSONB), idempotent, nothing lost.
+
+Every load reports ``received = landed + quarantined + duplicates`` and fails when that identity
+does not hold. A record is a duplicate when the same (source, source_record_id, content hash) has
+landed before, so sources may repeat pages without doubling anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import sqlalchemy as sa
+
+from warehouse.bulk import copy_rows
+
+
+class LoadIdentityError(RuntimeError):
+    """received != landed + quarantined + duplicates."""
+
+
+@dataclass
+class LoadCounts:
+    received: int = 0
+    landed: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    pages: int = 0
+
+    def add(self, other: LoadCounts) -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def check(self, source: str) -> None:
+        if self.received != self.landed + self.quarantined + self.duplicates:
+            raise LoadIdentityError(
+                f"{source}: load does not reconcile: received {self.received} != landed {self.landed} + "
+                f"quarantined {self.quarantined} + duplicates {self.duplicates}")
+
+
+def content_hash(record: dict) -> str:
+    """A stable hash of a record's content (key order does not matter)."""
+    canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def open_batch(conn: sa.Connection, source: str) -> int:
+    return conn.execute(sa.text("INSERT INTO raw.load_batch (source) VALUES (:s) RETURNING batch_id"),
+                        {"s": source}).scalar_one()
+
+
+def close_batch(conn: sa.Connection, batch_id: int, counts: LoadCounts, status: str, error: str | None = None) -> None:
+    conn.execute(sa.text(
+        "UPDATE raw.load_batch SET finished_at = now(), status = :status, received = :received, landed = :landed, "
+        "quarantined = :quarantined, duplicates = :duplicates, pages = :pages, error = :error WHERE batch_id = :b"),
+        {**asdict(counts), "status": status, "error": error, "b": batch_id})
+
+
+def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
+                 fetched_at: dt.datetime) -> LoadCounts:
+    """Land one page of records in the caller's transaction."""
+    good: list[tuple] = []
+    bad: list[tuple] = []
+    for position, record in enumerate(records):
+        if not isinstance(record, dict):
+            bad.append((None, "not_an_object", f"record {position} is a {type(record).__name__}, not an object",
+                        json.dumps(record, ensure_ascii=False, default=str)))
+            continue
+        key = record.get(primary_key)
+        if key is None or (isinstance(key, str) and not key.strip()):
+            bad.append((None, "missing_primary_key", f"record {position} has no value in field {primary_key!r}",
+                        json.dumps(record, ensure_ascii=False, default=str)))
+            continue
+        good.append((str(key), content_hash(record), json.dumps(record, ensure_ascii=False)))
+
+    counts = LoadCounts(received=len(records), quarantined=len(bad), pages=1)
+    if bad:
+        conn.execute(sa.text(
+            "INSERT INTO raw.quarantine (batch_id, source, source_record_id, reason_code, detail, payload) "
+            "VALUES (:b, :s, :k, :r, :d, :p)"),
+            [{"b": batch_id, "s": source, "k": k, "r": r, "d": d, "p": p} for k, r, d, p in bad])
+    if good:
+        conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS incoming_record "
+                             "(source_record_id text, content_hash text, payload jsonb) ON COMMIT DROP"))
+        conn.execute(sa.text("TRUNCATE incoming_record"))
+        copy_rows(conn, "incoming_record", ("source_record_id", "content_hash", "payload"), good)
+        counts.landed = conn.execute(sa.text(
+            "WITH ins AS ("
+            " INSERT INTO raw.record (source, source_record_id, content_hash, payload, batch_id, fetched_at)"
+            " SELECT DISTINCT ON (source_record_id, content_hash) :s, source_record_id, content_hash, payload, :b, :f"
+            " FROM incoming_record ORDER BY source_record_id, content_hash"
+            " ON CONFLICT (source, source_record_id, content_hash) DO NOTHING RETURNING 1)"
+            " SELECT count(*) FROM ins"), {"s": source, "b": batch_id, "f": fetched_at}).scalar_one()
+    counts.duplicates = len(good) - counts.landed
+    counts.check(source)
+    return counts

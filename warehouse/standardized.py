@@ -1,0 +1,39 @@
+"""Reading raw records for standardizing, and writing std.resident."""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from warehouse.bulk import copy_frame
+
+STD_TABLE_COLUMNS = (
+    "source", "source_record_id", "raw_record_id", "batch_id", "program",
+    "name_raw", "name", "name_key", "name_status",
+    "id_number_raw", "id_number", "id_number_status", "id_birth_date", "id_sex", "id_region",
+    "sex_raw", "birth_date_raw", "address_raw", "phone_raw", "status_raw",
+)
+
+
+def latest_raw(conn: sa.Connection, source: str, mapping: dict[str, str]) -> pd.DataFrame:
+    """The newest version of every record of ``source``, with payload fields renamed per ``mapping``."""
+    fields = sorted(mapping)
+    select = ", ".join(f"payload ->> :f_{f} AS {f}" for f in fields)
+    sql = sa.text(
+        f"SELECT DISTINCT ON (source_record_id) source, source_record_id, record_id AS raw_record_id, batch_id, {select} "
+        "FROM raw.record WHERE source = :source ORDER BY source_record_id, record_id DESC")
+    params = {"source": source, **{f"f_{f}": mapping[f] for f in fields}}
+    rows = conn.execute(sql, params).mappings().all()
+    return pd.DataFrame(rows, columns=["source", "source_record_id", "raw_record_id", "batch_id", *fields])
+
+
+def replace_source(conn: sa.Connection, source: str, frame: pd.DataFrame) -> int:
+    """Replace the std records of ``source`` with ``frame`` (in the caller's transaction)."""
+    conn.execute(sa.text("DELETE FROM std.resident WHERE source = :s"), {"s": source})
+    return copy_frame(conn, "std.resident", frame, STD_TABLE_COLUMNS)
+
+
+def read_for_matching(conn: sa.Connection) -> pd.DataFrame:
+    rows = conn.execute(sa.text(
+        "SELECT source, source_record_id, id_number, id_number_status FROM std.resident")).mappings().all()
+    return pd.DataFrame(rows, columns=["source", "source_record_id", "id_number", "id_number_status"])
