@@ -1,0 +1,1 @@
+"""Great Expectations quality gate for the master person index (see expectations.gate)."""
