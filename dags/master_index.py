@@ -1,0 +1,66 @@
+"""The master-index DAG: standardize → match → gate → publish, whenever a source has landed."""
+
+import pendulum
+from airflow.sdk import Asset, AssetAny, dag, task
+
+from hub.dag_config import PUBLISHED_ASSET_URI, default_args, raw_asset_uri, sources
+
+RAW_ASSETS = [Asset(name=f"raw_{s['name']}", uri=raw_asset_uri(s["name"])) for s in sources()]
+PUBLISHED = Asset(name="published_master_person", uri=PUBLISHED_ASSET_URI)
+
+
+@dag(
+    dag_id="master_index",
+    schedule=AssetAny(*RAW_ASSETS),
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    default_args=default_args(),
+    tags=["mpi", "publish"],
+    max_active_runs=1,
+    doc_md="""
+### Master person index
+
+Runs when any source has landed new raw records:
+
+1. **standardize** — rebuild `std.resident` from raw (ID numbers, names; raw kept beside clean);
+2. **match** — link records on valid ID numbers into stable master ids (`mpi.crosswalk`, `mpi.golden`);
+3. **gate** — the Great Expectations suite `master_index`; a failure stops here, keeps the current
+   release and records why (`audit.publish_attempt`);
+4. **publish** — a new numbered release in `publish.master_person`, switched atomically.
+""",
+)
+def master_index():
+    @task
+    def standardize() -> dict:
+        from hub.pipeline import standardize_sources
+
+        return standardize_sources()
+
+    @task
+    def match(_standardized: dict) -> dict:
+        from hub.pipeline import build_master_index
+
+        return build_master_index()
+
+    @task
+    def gate(_matched: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from hub.errors import GateFailed
+        from hub.pipeline import run_gate
+
+        try:
+            return run_gate()
+        except GateFailed as exc:  # bad data is not retried
+            raise AirflowFailException(str(exc)) from exc
+
+    @task(outlets=[PUBLISHED])
+    def publish(gate_result: dict) -> dict:
+        from hub.pipeline import publish_release
+
+        return publish_release(gate_result["validation_run_id"])
+
+    publish(gate(match(standardize())))
+
+
+master_index()

@@ -1,0 +1,192 @@
+"""The ``hub`` command."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Resident data hub: one master person index from the departmental platforms.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
+release_app = typer.Typer(help="Published releases of the master index.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(release_app, name="release")
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn the failures a user can act on into one clear line and exit code 1."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from connectors.registry import RegistryError
+    from connectors.rest import ExtractError
+    from hub.errors import HubError
+    from warehouse.landing import LoadIdentityError
+
+    try:
+        yield
+    except (HubError, RegistryError, ExtractError, LoadIdentityError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except OperationalError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        err.print(f"[bold red]error:[/] cannot reach the warehouse database: {first}", highlight=False)
+        raise typer.Exit(1) from None
+    except ProgrammingError as exc:
+        if "does not exist" in str(exc.orig):
+            err.print("[bold red]error:[/] the warehouse is not set up: run 'hub db upgrade' first", highlight=False)
+            raise typer.Exit(1) from None
+        raise
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def demo(
+    persons: Annotated[int, typer.Option(help="Size of the simulated county population.", min=100)] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated county.")] = 20261121,
+) -> None:
+    """Run the whole hub once: simulated platform → ingestion DAGs → master-index DAG → release."""
+    from hub.demo import run_demo
+
+    with user_errors():
+        started = time.monotonic()
+        s = run_demo(persons=persons, seed=seed, echo=lambda m: console.print(m, highlight=False))
+    table = Table(title="Resident data hub — demo summary", show_header=True)
+    table.add_column("source")
+    table.add_column("raw records", justify="right")
+    table.add_column("standardized", justify="right")
+    for name, counts in s.records_per_source.items():
+        table.add_row(name, str(counts["raw"]), str(counts["standardized"]))
+    console.print(table)
+    console.print(f"master persons:        {s.master_persons}")
+    console.print(f"expectations:          {s.expectations_passed} passed, {s.expectations_failed} failed")
+    console.print(f"release:               {s.release_no} ({s.release_outcome})")
+    console.print(f"validation report:     {s.validation_report}")
+    console.print(f"finished in {time.monotonic() - started:.0f} s")
+    if s.expectations_failed or s.release_no is None:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the warehouse layers (raw, std, mpi, publish, audit)."""
+    from hub.pipeline import prepare_warehouse
+
+    with user_errors():
+        rev = prepare_warehouse()
+    console.print(f"warehouse at revision {rev}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the warehouse URL (starting the embedded server if it is the one in use)."""
+    from hub import settings
+
+    with user_errors():
+        from sqlalchemy.engine import make_url
+
+        console.print(make_url(settings.database_url()).render_as_string(hide_password=True), highlight=False,
+                      soft_wrap=True)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server, if it runs."""
+    from hub import settings
+    from warehouse.embedded import stop_embedded
+
+    stopped = stop_embedded(settings.hub_home() / "pg")
+    console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@app.command("airflow")
+def airflow_ui() -> None:
+    """Start 'airflow standalone' (scheduler, API server and UI) with the hub's DAGs."""
+    from hub import airflow_runner, settings
+
+    with user_errors():
+        url = settings.database_url()
+        console.print(f"AIRFLOW_HOME={settings.airflow_env()['AIRFLOW_HOME']}  dags: {settings.DAGS_FOLDER}")
+        raise typer.Exit(airflow_runner.standalone({"HUB_DATABASE_URL": url}))
+
+
+@app.command()
+def simulate(
+    persons: Annotated[int, typer.Option(help="Size of the simulated county population.", min=100)] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated county.")] = 20261121,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
+) -> None:
+    """Serve the simulated departmental platforms on loopback until interrupted."""
+    from hub.connections import connection_json
+    from simulators.civil_affairs import civil_affairs_platform
+    from simulators.population import CountySpec, generate_county
+    from simulators.rest_server import serve
+
+    platform = civil_affairs_platform(generate_county(CountySpec(persons=persons, seed=seed)), seed=seed)
+    server = serve(platform, port=port)
+    console.print(f"civil affairs (REST): {server.url}  resources: "
+                  + ", ".join(f"/api/v1/{r} ({len(v)} records)" for r, v in platform.resources.items()))
+    console.print("to ingest from it, export:")
+    console.print(f"  AIRFLOW_CONN_MZ_PLATFORM='{connection_json(server.url, server.username, server.password)}'",
+                  highlight=False, soft_wrap=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Source name from the registry, e.g. mz_dibao.")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every page.")] = False,
+) -> None:
+    """Extract one source and land it in raw (the same code the ingestion DAG runs)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from hub.pipeline import ingest_source
+
+    _logging(verbose)
+    with user_errors(), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=err) as progress:
+        bar = progress.add_task(source, total=None)
+
+        def on_page(page, counts):
+            progress.update(bar, total=page.total, advance=counts.received)
+
+        result = ingest_source(source, on_page=on_page)
+    console.print(f"{source}: batch {result['batch_id']}: received {result['received']}, landed {result['landed']}, "
+                  f"quarantined {result['quarantined']}, duplicates {result['duplicates']}")
+
+
+@release_app.command("list")
+def release_list() -> None:
+    """List the published releases; the current one is marked."""
+    from hub import settings
+    from warehouse.releases import list_releases
+
+    with user_errors(), settings.engine().connect() as conn:
+        rows = list_releases(conn)
+    table = Table("release", "published at", "masters", "records", "validation run", "current")
+    for r in rows:
+        table.add_row(str(r["release_no"]), f"{r['published_at']:%Y-%m-%d %H:%M:%S}", str(r["master_count"]),
+                      str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "")
+    console.print(table if rows else "no release has been published yet")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(app())

@@ -1,0 +1,9 @@
+"""Errors a user of the hub can act on: the CLI prints them as one line and exits non-zero."""
+
+
+class HubError(RuntimeError):
+    """A failure with a message meant for the user."""
+
+
+class GateFailed(HubError):
+    """The publish gate found failing expectations; the current release stays in place."""

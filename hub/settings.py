@@ -1,0 +1,73 @@
+"""Where the hub keeps its state, and how it reaches its warehouse.
+
+- ``HUB_HOME``: the state folder (default ``.hub/`` in the project).
+- ``HUB_DATABASE_URL``: a PostgreSQL 14+ server (SQLAlchemy URL). Without it the hub starts its
+  embedded PostgreSQL under ``HUB_HOME/pg`` and reuses it on the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+
+
+def hub_home() -> Path:
+    return Path(os.environ.get("HUB_HOME") or PROJECT_ROOT / ".hub").resolve()
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgres://`` and ``postgresql://`` URLs and use the psycopg2 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def database_url() -> str:
+    """The warehouse URL: ``HUB_DATABASE_URL``, or the embedded server (started if needed)."""
+    url = os.environ.get("HUB_DATABASE_URL")
+    if url:
+        return normalize_url(url)
+    return _embedded_url(str(hub_home() / "pg"))
+
+
+@lru_cache(maxsize=4)
+def _embedded_url(pgdata: str) -> str:
+    from warehouse.embedded import start_embedded
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        return start_embedded(Path(pgdata))
+
+
+@lru_cache(maxsize=4)
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def engine() -> sa.Engine:
+    return _engine(database_url())
+
+
+def gx_dir() -> Path:
+    return hub_home() / "gx"
+
+
+def airflow_env() -> dict[str, str]:
+    """Environment for Airflow commands: the project's AIRFLOW_HOME and dags folder."""
+    home = hub_home() / "airflow"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # the hub's own packages must import inside Airflow's processes
+        "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }

@@ -1,0 +1,1 @@
+"""Master person index: matching, clustering and master-id anchors."""
