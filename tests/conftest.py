@@ -1,0 +1,121 @@
+"""Shared fixtures: a real PostgreSQL database, the simulated platform on loopback, Airflow's home.
+
+The database is a throwaway one per test session, on the server named by
+``HUB_TEST_DATABASE_URL`` or, without it, on the hub's embedded PostgreSQL (under
+``.hub/test-pg``, stopped when the session ends).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+# Airflow reads its settings when first imported: point it at a session folder before anything does.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
+os.environ["HUB_HOME"] = str(_SESSION_HOME)
+os.environ["HUB_DAG_RETRIES"] = "0"
+os.environ.pop("HUB_DATABASE_URL", None)
+
+from hub import settings  # noqa: E402
+
+os.environ.update(settings.airflow_env())
+
+PROJECT_ROOT = settings.PROJECT_ROOT
+
+
+def _server_admin_url() -> tuple[str, bool]:
+    url = os.environ.get("HUB_TEST_DATABASE_URL")
+    if url:
+        return settings.normalize_url(url), False
+    from warehouse.embedded import start_embedded
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return start_embedded(PROJECT_ROOT / ".hub" / "test-pg", database="postgres", keep_running=False), True
+
+
+@pytest.fixture(scope="session")
+def server_admin_url() -> str:
+    return _server_admin_url()[0]
+
+
+@pytest.fixture(scope="session")
+def database_url(server_admin_url):
+    """A fresh, migrated warehouse database for this session; HUB_DATABASE_URL points at it."""
+    from warehouse.embedded import ensure_database
+    from warehouse.migrate import upgrade
+
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    ensure_database(server_admin_url, name)
+    url = make_url(server_admin_url).set(database=name).render_as_string(hide_password=False)
+    os.environ["HUB_DATABASE_URL"] = url
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    os.environ.pop("HUB_DATABASE_URL", None)
+    settings._engine.cache_clear()
+    admin = sa.create_engine(server_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    return settings.engine()
+
+
+@pytest.fixture
+def clean_warehouse(engine):
+    """Empty every warehouse table before a test that needs a blank slate."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "TRUNCATE raw.load_batch, raw.record, raw.quarantine, std.resident, mpi.master, mpi.crosswalk,"
+            " mpi.golden, publish.release, publish.master_person, publish.current_release,"
+            " audit.validation_run, audit.validation_result, audit.publish_attempt CASCADE"))
+        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
+    return engine
+
+
+@pytest.fixture(scope="session")
+def county():
+    from simulators.population import CountySpec, generate_county
+
+    return generate_county(CountySpec(persons=3000, seed=11))
+
+
+@pytest.fixture(scope="session")
+def platform(county):
+    from simulators.civil_affairs import civil_affairs_platform
+
+    return civil_affairs_platform(county, seed=11)
+
+
+@pytest.fixture(scope="session")
+def platform_server(platform):
+    """The simulated civil-affairs platform on loopback, with its connection in the environment."""
+    from hub.connections import connection_json
+    from simulators.rest_server import serve
+
+    server = serve(platform)
+    os.environ["AIRFLOW_CONN_MZ_PLATFORM"] = connection_json(server.url, server.username, server.password)
+    yield server
+    server.stop()
+    os.environ.pop("AIRFLOW_CONN_MZ_PLATFORM", None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database in the session's AIRFLOW_HOME."""
+    from hub.airflow_runner import ensure_metadata_db
+
+    ensure_metadata_db()
+    return Path(os.environ["AIRFLOW_HOME"])
