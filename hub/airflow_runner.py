@@ -18,7 +18,9 @@ def _airflow() -> str:
 
 
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, **settings.airflow_env(), **(extra or {})}
+    # Airflow's own commands start further 'airflow' processes by name: put ours first on PATH
+    path = os.pathsep.join([str(Path(_airflow()).parent), os.environ.get("PATH", "")])
+    return {**os.environ, **settings.airflow_env(), "PATH": path, **(extra or {})}
 
 
 def ensure_metadata_db(extra_env: dict[str, str] | None = None) -> None:
