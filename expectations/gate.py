@@ -87,6 +87,7 @@ ID_NUMBER_STATUSES: tuple[str, ...] = (
     "placeholder",
     "malformed",
     "missing",
+    "id_name_conflict",  # golden only: a valid ID number whose records name someone else
 )
 #: GB/T 2261.1-2003 sex codes.
 SEX_CODES: tuple[int, ...] = (0, 1, 2, 9)

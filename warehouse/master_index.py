@@ -47,10 +47,14 @@ def rebuild_golden(conn: sa.Connection) -> int:
         "INSERT INTO mpi.golden (master_id, name, id_number, id_number_status, sex, birth_date, record_count, sources)"
         " SELECT c.master_id,"
         "   mode() WITHIN GROUP (ORDER BY r.name),"
-        "   max(r.id_number),"
-        "   CASE WHEN bool_or(r.id_number_status = 'valid') THEN 'valid'"
+        # an ID number whose records name someone else is not given to this master
+        "   max(r.id_number) FILTER (WHERE c.match_rule <> 'id_name_conflict'),"
+        "   CASE WHEN bool_or(c.match_rule = 'id_name_conflict') THEN 'id_name_conflict'"
+        "        WHEN bool_or(r.id_number_status = 'valid') THEN 'valid'"
         "        WHEN bool_or(r.id_number_status = 'upgraded_from_15') THEN 'upgraded_from_15'"
         "        ELSE min(r.id_number_status) END,"
-        "   max(r.id_sex), max(r.id_birth_date), count(*), array_agg(DISTINCT r.source ORDER BY r.source)"
+        "   max(r.id_sex) FILTER (WHERE c.match_rule <> 'id_name_conflict'),"
+        "   max(r.id_birth_date) FILTER (WHERE c.match_rule <> 'id_name_conflict'),"
+        "   count(*), array_agg(DISTINCT r.source ORDER BY r.source)"
         " FROM mpi.crosswalk c JOIN std.resident r USING (source, source_record_id)"
         " GROUP BY c.master_id")).rowcount

@@ -35,5 +35,5 @@ def replace_source(conn: sa.Connection, source: str, frame: pd.DataFrame) -> int
 
 def read_for_matching(conn: sa.Connection) -> pd.DataFrame:
     rows = conn.execute(sa.text(
-        "SELECT source, source_record_id, id_number, id_number_status FROM std.resident")).mappings().all()
-    return pd.DataFrame(rows, columns=["source", "source_record_id", "id_number", "id_number_status"])
+        "SELECT source, source_record_id, id_number, id_number_status, name_key FROM std.resident")).mappings().all()
+    return pd.DataFrame(rows, columns=["source", "source_record_id", "id_number", "id_number_status", "name_key"])
