@@ -127,26 +127,29 @@ def airflow_ui() -> None:
 def simulate(
     persons: Annotated[int, typer.Option(help="Size of the simulated county population.", min=100)] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the simulated county.")] = 20261121,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
+    days: Annotated[int, typer.Option(help="Serve the county as it is after this many days of change.", min=0)] = 0,
 ) -> None:
     """Serve the simulated departmental platforms on loopback until interrupted."""
-    from hub.connections import connection_json
-    from simulators.civil_affairs import civil_affairs_platform
-    from simulators.population import CountySpec, generate_county
-    from simulators.rest_server import serve
+    from hub import settings
+    from hub.simulation import connection_env, start_simulation
 
-    platform = civil_affairs_platform(generate_county(CountySpec(persons=persons, seed=seed)), seed=seed)
-    server = serve(platform, port=port)
-    console.print(f"civil affairs (REST): {server.url}  resources: "
-                  + ", ".join(f"/api/v1/{r} ({len(v)} records)" for r, v in platform.resources.items()))
-    console.print("to ingest from it, export:")
-    console.print(f"  AIRFLOW_CONN_MZ_PLATFORM='{connection_json(server.url, server.username, server.password)}'",
-                  highlight=False, soft_wrap=True)
+    workdir = settings.hub_home() / "sim"
+    platforms = start_simulation(persons=persons, seed=seed, workdir=workdir, days=days)
+    table = Table("subsystem", "department", "protocol", title=f"Simulated county, day {days}")
+    table.add_column("where", overflow="fold")
+    for row in platforms.where():
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"ground truth (for tests and benchmarks only): {workdir / 'truth'}")
+    console.print("to reach the REST platforms, export:")
+    for key, value in connection_env(platforms).items():
+        console.print(f"  {key}='{value}'", highlight=False)
+    console.print("press Ctrl-C to stop")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        server.stop()
+        platforms.stop()
 
 
 @app.command()

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from hub import airflow_runner, settings
-from hub.connections import connection_json
 from hub.pipeline import prepare_warehouse, source_names
 
 
@@ -25,9 +24,7 @@ class DemoSummary:
 
 def run_demo(persons: int = 5000, seed: int = 20261121, echo=print) -> DemoSummary:
     """Serve the simulated platform, run every ingestion DAG and the master-index DAG, and summarize."""
-    from simulators.civil_affairs import civil_affairs_platform
-    from simulators.population import CountySpec, generate_county
-    from simulators.rest_server import serve
+    from hub.simulation import connection_env, start_simulation
 
     url = settings.database_url()
     where = "HUB_DATABASE_URL"
@@ -35,12 +32,11 @@ def run_demo(persons: int = 5000, seed: int = 20261121, echo=print) -> DemoSumma
         where = f"embedded PostgreSQL under {settings.hub_home() / 'pg'}"
     echo(f"warehouse: {where}")
     prepare_warehouse()
-    platform = civil_affairs_platform(generate_county(CountySpec(persons=persons, seed=seed)), seed=seed)
-    server = serve(platform)
-    echo(f"simulated civil-affairs platform at {server.url} ({', '.join(platform.resources)})")
+    platforms = start_simulation(persons=persons, seed=seed, workdir=settings.hub_home() / "sim")
+    echo(f"simulated county of {persons} persons: {len(platforms.where())} departmental subsystems served on loopback")
     extra = {
         "HUB_DATABASE_URL": url,
-        "AIRFLOW_CONN_MZ_PLATFORM": connection_json(server.url, server.username, server.password),
+        **connection_env(platforms),
         "HUB_DAG_RETRIES": os.environ.get("HUB_DAG_RETRIES", "0"),
     }
     try:
@@ -51,7 +47,7 @@ def run_demo(persons: int = 5000, seed: int = 20261121, echo=print) -> DemoSumma
         echo("running DAG master_index …")
         airflow_runner.test_dag("master_index", extra)
     finally:
-        server.stop()
+        platforms.stop()
     return summarize()
 
 

@@ -87,29 +87,26 @@ def clean_warehouse(engine):
 
 @pytest.fixture(scope="session")
 def county():
-    from simulators.population import CountySpec, generate_county
+    """A small simulated county on day 0."""
+    from simulators.county import SimulatedCounty
+    from simulators.population import CountySpec
 
-    return generate_county(CountySpec(persons=3000, seed=11))
-
-
-@pytest.fixture(scope="session")
-def platform(county):
-    from simulators.civil_affairs import civil_affairs_platform
-
-    return civil_affairs_platform(county, seed=11)
+    return SimulatedCounty.create(CountySpec(persons=3000, seed=11))
 
 
 @pytest.fixture(scope="session")
-def platform_server(platform):
-    """The simulated civil-affairs platform on loopback, with its connection in the environment."""
-    from hub.connections import connection_json
-    from simulators.rest_server import serve
+def platforms(county, tmp_path_factory):
+    """Every simulated subsystem served on loopback, with the REST connections in the environment."""
+    from hub.simulation import connection_env
+    from simulators.platforms import start_platforms
 
-    server = serve(platform)
-    os.environ["AIRFLOW_CONN_MZ_PLATFORM"] = connection_json(server.url, server.username, server.password)
-    yield server
-    server.stop()
-    os.environ.pop("AIRFLOW_CONN_MZ_PLATFORM", None)
+    running = start_platforms(county, tmp_path_factory.mktemp("sim"))
+    env = connection_env(running)
+    os.environ.update(env)
+    yield running
+    running.stop()
+    for key in env:
+        os.environ.pop(key, None)
 
 
 @pytest.fixture(scope="session")

@@ -45,10 +45,10 @@ def test_unreachable_warehouse_is_a_clear_error():
     assert "cannot reach the warehouse database" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_ingest_from_the_cli_lands_the_source(clean_warehouse, platform_server, platform):
+def test_ingest_from_the_cli_lands_the_source(clean_warehouse, platforms, county):
     result = _hub("ingest", "mz_gaoling")
     assert result.returncode == 0, result.stderr
-    n = len(platform.resources["gaoling"])
+    n = len(county.served("mz_gaoling"))
     assert f"received {n}, landed {n}, quarantined 0, duplicates 0" in result.stdout
 
 

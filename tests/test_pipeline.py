@@ -20,16 +20,15 @@ def _crosswalk(engine):
         return pd.read_sql(sa.text("SELECT source, source_record_id, master_id FROM mpi.crosswalk"), conn)
 
 
-def test_slice_against_ground_truth_and_rerun_is_idempotent(clean_warehouse, platform_server, platform):
+def test_slice_against_ground_truth_and_rerun_is_idempotent(clean_warehouse, platforms, county):
     ingested, matched, gate, release = _run_all()
-    served = {f"mz_{r}": len(v) for r, v in platform.resources.items()}
+    served = {name: len(county.served(name)) for name in pipeline.source_names()}
     assert {k: v["landed"] for k, v in ingested.items()} == served
     assert gate["failed"] == 0 and release["outcome"] == "published" and release["release_no"] == 1
 
     xw = _crosswalk(clean_warehouse)
     assert len(xw) == sum(served.values())  # every record has a master id
-    truth = pd.DataFrame([(f"mz_{r}", rid, pid) for r, t in platform.truth.items() for rid, pid in t.items()],
-                         columns=["source", "source_record_id", "person_id"])
+    truth = county.truth()[["source", "source_record_id", "person_id"]]
     joined = xw.merge(truth, on=["source", "source_record_id"], validate="one_to_one")
     persons_per_master = joined.groupby("master_id")["person_id"].nunique()
     assert persons_per_master.max() == 1, "a master id holds two different persons"

@@ -1,0 +1,28 @@
+"""Running the simulated county's platforms for the demo, ``hub simulate`` and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.connections import connection_json
+
+# the Airflow connection id the registry uses for each simulated platform
+CONNECTION_IDS = {"civil_affairs": "mz_platform", "health": "wj_platform", "social_security": "rs_platform"}
+
+
+def start_simulation(*, persons: int, seed: int, workdir: Path, days: int = 0):
+    """Generate the county (after ``days`` days of change) and serve all its platforms on loopback."""
+    from simulators.county import county_with_days
+    from simulators.platforms import start_platforms
+    from simulators.population import CountySpec
+
+    county = county_with_days(CountySpec(persons=persons, seed=seed), days)
+    return start_platforms(county, workdir)
+
+
+def connection_env(platforms) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables that point the registry's connections at the simulated platforms."""
+    return {
+        f"AIRFLOW_CONN_{CONNECTION_IDS[name].upper()}": connection_json(server.url, server.username, server.password)
+        for name, server in platforms.rest.items()
+    }
