@@ -1,6 +1,10 @@
 """The source registry: one declarative YAML file per departmental subsystem.
 
-Each file is validated when it loads; an error names the file and the field.
+A file says what kind of source it is (rest / file / sql), which Airflow connection reaches it
+(secrets never in the file), how to page and authenticate, the incremental cursor, the primary
+key, the fields the source sends, and how its fields map to the canonical resident record. Each
+file is validated when it loads; an error names the file and the field. Adding a subsystem whose
+protocol is a supported kind needs no Python code.
 """
 
 from __future__ import annotations
@@ -8,41 +12,79 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
-CANONICAL_FIELDS = ("name", "id_number", "sex", "birth_date", "address", "phone", "status")
+CANONICAL_FIELDS = ("name", "id_number", "sex", "birth_date", "address", "phone", "status", "status_date")
 
 
 class RegistryError(ValueError):
     """A registry file is missing, unreadable or invalid."""
 
 
-class Pagination(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    style: Literal["page"] = "page"
-    page_size: int = Field(100, ge=1, le=10_000)
 
 
-class Source(BaseModel):
-    """One departmental subsystem, as declared in its registry file."""
+class Auth(_Strict):
+    """Token login: POST ``path`` with ``{"username", "password"}``; the token sits at ``token_field``."""
 
-    model_config = ConfigDict(extra="forbid")
+    path: str
+    token_field: str = "access_token"  # dotted path into the answer, e.g. result.token
+    header: str = "Authorization"
+    prefix: str = "Bearer "
+
+
+class Pagination(_Strict):
+    style: Literal["page", "offset", "cursor"]
+    page_param: str = "page"
+    offset_param: str = "offset"
+    cursor_param: str = "cursor"
+    size_param: str = "size"
+    page_size: int = Field(500, ge=1, le=10_000)
+
+
+class Response(_Strict):
+    """Where things sit in the answer (dotted paths)."""
+
+    records: str
+    total: str
+    next_cursor: str | None = None
+
+
+class Incremental(_Strict):
+    """Extract only what changed since the last run: ``field`` holds the update time."""
+
+    field: str
+    param: str | None = None  # REST: the query parameter that takes the last cursor
+
+
+class Deleted(_Strict):
+    """A logical-deletion flag: a record whose ``field`` equals ``value`` is a tombstone."""
+
+    field: str
+    value: str
+
+
+class _SourceBase(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
     title: str
     department: Literal["civil_affairs", "health", "social_security"]
-    kind: Literal["rest"]
-    conn_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    resource: str
-    pagination: Pagination = Pagination()
-    primary_key: str
-    schedule: str | None = None
     sharing_class: Literal["无条件", "有条件", "不予共享"]
     program: str
+    schedule: str | None = None
+    conn_id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    resource: str
+    primary_key: str
+    fields: list[str] = Field(min_length=1)
     mapping: dict[str, str]
+    codes: dict[str, dict[str, int]] = Field(default_factory=dict)
+    date_formats: list[str] = Field(default_factory=list)
+    incremental: Incremental | None = None
+    deleted: Deleted | None = None
 
     @field_validator("mapping")
     @classmethod
@@ -54,16 +96,60 @@ class Source(BaseModel):
             raise ValueError("must map at least 'name' and 'id_number'")
         return mapping
 
+    @model_validator(mode="after")
+    def _mapped_fields_are_declared(self):
+        declared = set(self.fields)
+        used = {self.primary_key, *self.mapping.values()}
+        used |= {x.field for x in (self.incremental, self.deleted) if x is not None}
+        missing = sorted(used - declared)
+        if missing:
+            raise ValueError(f"field(s) {missing} are used but not listed in 'fields'")
+        return self
+
+
+class RestSource(_SourceBase):
+    kind: Literal["rest"]
+    auth: Auth
+    pagination: Pagination
+    response: Response
+
+    @model_validator(mode="after")
+    def _cursor_needs_next(self):
+        if self.pagination.style == "cursor" and not self.response.next_cursor:
+            raise ValueError("cursor pagination needs response.next_cursor")
+        return self
+
+
+class FileSource(_SourceBase):
+    """Nightly file drops: ``resource`` is a glob under the connection's folder; each file a full snapshot."""
+
+    kind: Literal["file"]
+
+
+class SqlSource(_SourceBase):
+    """A table of a legacy database reached through SQLAlchemy; ``resource`` is the table."""
+
+    kind: Literal["sql"]
+
+
+Source = Annotated[RestSource | FileSource | SqlSource, Field(discriminator="kind")]
+
+
+class _File(BaseModel):
+    source: Source
+
 
 def _format_error(path: Path, err: ValidationError) -> str:
     lines = [f"invalid source file {path.name}:"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(file)"
-        lines.append(f"  field '{where}': {e['msg']}")
+        loc = [str(p) for p in e["loc"][1:] if p not in ("rest", "file", "sql")]  # drop the wrapper and the tag
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = ["kind"]
+        lines.append(f"  field '{'.'.join(loc) or '(file)'}': {e['msg']}")
     return "\n".join(lines)
 
 
-def load_source_file(path: Path) -> Source:
+def load_source_file(path: Path) -> RestSource | FileSource | SqlSource:
     """Load and validate one registry file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -72,7 +158,7 @@ def load_source_file(path: Path) -> Source:
     if not isinstance(data, dict):
         raise RegistryError(f"invalid source file {path.name}: expected a mapping at the top level")
     try:
-        source = Source.model_validate(data)
+        source = _File.model_validate({"source": data}).source
     except ValidationError as exc:
         raise RegistryError(_format_error(path, exc)) from exc
     if source.name != path.stem:
@@ -82,13 +168,13 @@ def load_source_file(path: Path) -> Source:
 
 
 @lru_cache(maxsize=4)
-def load_registry(directory: Path = SOURCES_DIR) -> dict[str, Source]:
+def load_registry(directory: Path = SOURCES_DIR) -> dict[str, RestSource | FileSource | SqlSource]:
     """All sources declared in ``directory``, by name."""
     files = sorted(p for p in directory.glob("*.yaml") if re.match(r"^[a-z]", p.name))
     return {s.name: s for s in (load_source_file(p) for p in files)}
 
 
-def get_source(name: str) -> Source:
+def get_source(name: str) -> RestSource | FileSource | SqlSource:
     registry = load_registry()
     if name not in registry:
         raise RegistryError(f"unknown source {name!r}; known sources: {', '.join(sorted(registry)) or 'none'}")

@@ -1,4 +1,8 @@
-"""REST extractor: token login, page-by-page fetching, retries, completeness check."""
+"""REST extractor: token login, page / offset / cursor paging, retries, completeness check.
+
+What a platform looks like (login path, token field, paging style, envelope) comes from its
+registry entry; this module has no per-platform code.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-
-class ExtractError(RuntimeError):
-    """The source returned something that cannot be used; the message names source and page."""
+from connectors.base import Chunk, ExtractError
+from connectors.registry import RestSource
 
 
 @dataclass(frozen=True)
@@ -25,23 +28,26 @@ class Endpoint:
     password: str | None = None
 
 
-@dataclass(frozen=True)
-class Page:
-    number: int
-    records: list
-    total: int
-
-
-def make_session(retries: int = 5, backoff: float = 0.5) -> requests.Session:
-    """A session that retries 429 and 5xx answers and honours Retry-After."""
+def make_session(retries: int = 6, backoff: float = 0.3) -> requests.Session:
+    """A session that retries 429, 5xx, connection errors and timeouts, honouring Retry-After."""
     retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
+                  backoff_max=10, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
                   respect_retry_after_header=True, raise_on_status=False)
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def dig(body: dict, path: str):
+    """The value at a dotted path (``result.rows``), or None."""
+    value = body
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _json_body(resp: requests.Response, source: str, what: str) -> dict:
@@ -59,49 +65,83 @@ def _json_body(resp: requests.Response, source: str, what: str) -> dict:
     return body
 
 
-def login(session: requests.Session, endpoint: Endpoint, source: str, timeout: float = 30) -> str:
-    resp = session.post(f"{endpoint.base_url}/api/v1/auth/token",
+def login(session: requests.Session, source: RestSource, endpoint: Endpoint, timeout: float) -> dict[str, str]:
+    """Log in and return the header that carries the token."""
+    resp = session.post(endpoint.base_url + source.auth.path,
                         json={"username": endpoint.login, "password": endpoint.password}, timeout=timeout)
-    if resp.status_code == 401:
-        raise ExtractError(f"{source}: login refused (401): check the connection's login and password")
-    resp.raise_for_status()
-    token = _json_body(resp, source, "login").get("access_token")
+    if resp.status_code in (401, 403):
+        raise ExtractError(f"{source.name}: login refused ({resp.status_code}): check the login and password of "
+                           f"connection '{source.conn_id}'")
+    if resp.status_code >= 400:
+        raise ExtractError(f"{source.name}: login failed with HTTP {resp.status_code}")
+    token = dig(_json_body(resp, source.name, "login"), source.auth.token_field)
     if not token:
-        raise ExtractError(f"{source}: login answer has no access_token")
-    return token
+        raise ExtractError(f"{source.name}: login answer has no token at '{source.auth.token_field}'")
+    return {source.auth.header: source.auth.prefix + str(token)}
 
 
-def fetch_pages(endpoint: Endpoint, resource: str, *, source: str, page_size: int = 100,
-                session: requests.Session | None = None, timeout: float = 30,
-                body_retries: int = 3) -> Iterator[Page]:
-    """Yield every page of ``resource``; fail if the pages do not add up to the reported total."""
+def fetch(source: RestSource, endpoint: Endpoint, *, since: str | None = None, session: requests.Session | None = None,
+          timeout: float = 30, body_retries: int = 4) -> Iterator[Chunk]:
+    """Yield every page of the source (changed after ``since`` when given).
+
+    Fails when the pages do not add up to the total the API reports, or when a page repeats or
+    skips records (fewer distinct records than reported): a rerun then starts over.
+    """
     session = session or make_session()
-    headers = {"Authorization": f"Bearer {login(session, endpoint, source, timeout)}"}
-    number, seen, total = 1, 0, None
+    headers = login(session, source, endpoint, timeout)
+    p, r = source.pagination, source.response
+    extra = {source.incremental.param: since} if since and source.incremental and source.incremental.param else {}
+    number, received, total, cursor = 1, 0, None, None
+    keys: set[str] = set()
     while True:
-        what = f"{resource} page {number}"
-        for attempt in range(body_retries):
-            try:
-                resp = session.get(f"{endpoint.base_url}{resource}", params={"page": number, "size": page_size},
-                                   headers=headers, timeout=timeout)
-                if resp.status_code >= 400:
-                    raise ExtractError(f"{source}: {what} failed with HTTP {resp.status_code}")
-                body = _json_body(resp, source, what)
-                break
-            except (ExtractError, requests.ConnectionError, requests.Timeout):
-                if attempt == body_retries - 1:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        records = body.get("data")
-        if not isinstance(records, list) or not isinstance(body.get("total"), int):
-            raise ExtractError(f"{source}: {what} has no 'data' list or no integer 'total'")
-        total = body["total"] if total is None else total
+        if p.style == "page":
+            params = {p.page_param: number, p.size_param: p.page_size}
+        elif p.style == "offset":
+            params = {p.offset_param: received, p.size_param: p.page_size}
+        else:
+            params = {p.size_param: p.page_size, **({p.cursor_param: cursor} if cursor else {})}
+        what = f"{source.resource} page {number}"
+        body = _get_page(session, endpoint.base_url + source.resource, {**params, **extra}, headers, source.name,
+                         what, timeout, body_retries)
+        records, page_total = dig(body, r.records), dig(body, r.total)
+        if not isinstance(records, list) or not isinstance(page_total, int):
+            raise ExtractError(f"{source.name}: {what} has no list at '{r.records}' or no integer at '{r.total}'")
+        total = page_total if total is None else total
+        if page_total != total:
+            raise ExtractError(f"{source.name}: the reported total changed during the extract ({total} -> {page_total});"
+                               " the source changed under us, run again")
         if not records:
             break
-        seen += len(records)
-        yield Page(number, records, total)
-        if seen >= total:
+        received += len(records)
+        keys.update(str(x.get(source.primary_key)) for x in records if isinstance(x, dict))
+        yield Chunk(what, records, total)
+        if p.style == "cursor":
+            cursor = dig(body, r.next_cursor)
+            if not cursor:
+                break
+        elif received >= total:
             break
         number += 1
-    if seen != total:
-        raise ExtractError(f"{source}: incomplete extract: received {seen} records but the API reports {total}")
+    if received != total or len(keys) != total:
+        raise ExtractError(f"{source.name}: incomplete extract: {received} records ({len(keys)} distinct) received, "
+                           f"but the API reports {total}; pages were skipped or repeated, run again")
+
+
+def _get_page(session, url, params, headers, source, what, timeout, body_retries) -> dict:
+    """One page; a broken body (HTML, truncated JSON) or a dropped connection is asked for again."""
+    for attempt in range(body_retries):
+        try:
+            resp = session.get(url, params=params, headers=headers, timeout=timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt == body_retries - 1:
+                raise ExtractError(f"{source}: {what} could not be fetched: {type(exc).__name__}") from exc
+        else:
+            if resp.status_code >= 400:  # 429 and 5xx were already retried by the session
+                raise ExtractError(f"{source}: {what} failed with HTTP {resp.status_code}")
+            try:
+                return _json_body(resp, source, what)
+            except ExtractError:
+                if attempt == body_retries - 1:
+                    raise
+        time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")

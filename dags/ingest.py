@@ -8,10 +8,11 @@ from hub.dag_config import default_args, raw_asset_uri, sources
 DOC = """
 ### Ingest `{name}` — {title}
 
-Extracts every record of the {department} subsystem `{name}` from its platform (connection
-`{conn_id}`) and lands it in `raw.record` as one load batch: nothing lost
-(received = landed + quarantined + duplicates), nothing doubled on reruns. Updates the Asset
-`{asset}` that the `master_index` DAG is scheduled on. Page counts are in the task log.
+Extracts the {department} subsystem `{name}` ({kind} source, connection `{conn_id}`) and lands
+what it sends in `raw.record` as one load batch: incrementally from the stored cursor, nothing
+lost (received = landed + quarantined + duplicates), nothing doubled on reruns, deletions kept
+as tombstones. Updates the Asset `{asset}` that the `master_index` DAG is scheduled on. Counts per
+page or file are in the task log.
 """
 
 
@@ -32,13 +33,12 @@ def make_ingest_dag(src: dict) -> DAG:
         def extract_and_land(name: str, conn_id: str) -> dict:
             from airflow.sdk import Connection
 
-            from hub.connections import endpoint_from_parts
+            from hub.connections import ConnectionParts
             from hub.pipeline import ingest_source
 
             c = Connection.get(conn_id)
-            endpoint = endpoint_from_parts(host=c.host, port=c.port, login=c.login, password=c.password,
-                                           schema=c.schema, conn_id=conn_id)
-            return ingest_source(name, endpoint)
+            parts = ConnectionParts(conn_id, c.conn_type, c.host, c.port, c.login, c.password, c.schema, c.extra_dejson)
+            return ingest_source(name, parts)
 
         extract_and_land(src["name"], src["conn_id"])
     return dag

@@ -28,8 +28,8 @@ def user_errors():
     """Turn the failures a user can act on into one clear line and exit code 1."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from connectors.base import ExtractError
     from connectors.registry import RegistryError
-    from connectors.rest import ExtractError
     from hub.errors import HubError
     from warehouse.landing import LoadIdentityError
 
@@ -155,7 +155,8 @@ def simulate(
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="Source name from the registry, e.g. mz_dibao.")],
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every page.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Extract everything, not only what changed; finds deletions.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every page or file.")] = False,
 ) -> None:
     """Extract one source and land it in raw (the same code the ingestion DAG runs)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -167,12 +168,15 @@ def ingest(
                                  TimeRemainingColumn(), console=err) as progress:
         bar = progress.add_task(source, total=None)
 
-        def on_page(page, counts):
-            progress.update(bar, total=page.total, advance=counts.received)
+        def on_chunk(chunk, counts):
+            progress.update(bar, total=chunk.total, advance=counts.received, description=f"{source} {chunk.label}")
 
-        result = ingest_source(source, on_page=on_page)
-    console.print(f"{source}: batch {result['batch_id']}: received {result['received']}, landed {result['landed']}, "
-                  f"quarantined {result['quarantined']}, duplicates {result['duplicates']}")
+        r = ingest_source(source, full=full, on_chunk=on_chunk)
+    console.print(f"{source}: batch {r['batch_id']} ({r['mode']}): received {r['received']}, landed {r['landed']}, "
+                  f"quarantined {r['quarantined']}, duplicates {r['duplicates']}, tombstones {r['tombstones']}")
+    if r["schema_drift"]:
+        err.print(f"[yellow]schema drift:[/] columns added {r['schema_drift']['added']}, "
+                  f"declared but missing {r['schema_drift']['removed']}", highlight=False)
 
 
 @release_app.command("list")

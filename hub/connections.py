@@ -1,33 +1,68 @@
-"""Reading Airflow-style connections from the environment for the CLI.
+"""Connections to the departmental platforms, resolved the Airflow way.
 
-Inside Airflow, DAGs resolve connections through Airflow (environment variables or a secrets
-backend). The CLI reads the same ``AIRFLOW_CONN_<ID>`` variables, in JSON or URI form.
+Inside Airflow, DAGs resolve a connection through Airflow (environment variables or a secrets
+backend) and hand its parts to the hub. The CLI reads the same ``AIRFLOW_CONN_<ID>`` variables, in
+JSON or URI form. What a connection means depends on the source's kind:
+
+- rest: ``host``/``port``/``schema`` (http or https), ``login``, ``password``;
+- file: the drop folder in ``extra.path`` (or ``host``);
+- sql: ``extra.sqlalchemy_url``, or a SQLite file in ``host`` (conn_type sqlite), or a PostgreSQL server.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from connectors.rest import Endpoint
 from hub.errors import HubError
 
 
-def endpoint_from_parts(*, host: str | None, port: int | None, login: str | None, password: str | None,
-                        schema: str | None = None, conn_id: str = "?") -> Endpoint:
-    if not host:
-        raise HubError(f"connection {conn_id!r} has no host")
-    scheme = schema if schema in ("http", "https") else "http"
-    if host.startswith(("http://", "https://")):
-        base = host.rstrip("/")
-    else:
-        base = f"{scheme}://{host}" + (f":{port}" if port else "")
-    return Endpoint(base_url=base, login=login, password=password)
+@dataclass(frozen=True)
+class ConnectionParts:
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = None
+    schema: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def endpoint(self) -> Endpoint:
+        if not self.host:
+            raise HubError(f"connection {self.conn_id!r} has no host")
+        if self.host.startswith(("http://", "https://")):
+            base = self.host.rstrip("/")
+        else:
+            scheme = self.schema if self.schema in ("http", "https") else "http"
+            base = f"{scheme}://{self.host}" + (f":{self.port}" if self.port else "")
+        return Endpoint(base_url=base, login=self.login, password=self.password)
+
+    def folder(self) -> Path:
+        path = self.extra.get("path") or self.host
+        if not path:
+            raise HubError(f"connection {self.conn_id!r} names no folder (set extra.path)")
+        return Path(path)
+
+    def sqlalchemy_url(self) -> str:
+        if self.extra.get("sqlalchemy_url"):
+            return self.extra["sqlalchemy_url"]
+        if self.conn_type == "sqlite":
+            if not self.host:
+                raise HubError(f"connection {self.conn_id!r} names no SQLite file (host)")
+            return f"sqlite:///{self.host}"
+        if self.conn_type in ("postgres", "postgresql"):
+            auth = f"{self.login or ''}" + (f":{self.password}" if self.password else "")
+            return f"postgresql+psycopg2://{auth}@{self.host}:{self.port or 5432}/{self.schema or ''}"
+        raise HubError(f"connection {self.conn_id!r}: set extra.sqlalchemy_url for conn_type {self.conn_type!r}")
 
 
-def endpoint_from_env(conn_id: str) -> Endpoint:
-    """The endpoint of connection ``conn_id`` from ``AIRFLOW_CONN_<CONN_ID>``."""
+def connection_from_env(conn_id: str) -> ConnectionParts:
+    """Connection ``conn_id`` from ``AIRFLOW_CONN_<CONN_ID>`` (JSON or URI)."""
     var = f"AIRFLOW_CONN_{conn_id.upper()}"
     value = os.environ.get(var)
     if not value:
@@ -37,16 +72,19 @@ def endpoint_from_env(conn_id: str) -> Endpoint:
             c = json.loads(value)
         except json.JSONDecodeError as exc:
             raise HubError(f"{var} is not valid JSON: {exc.msg}") from exc
-        return endpoint_from_parts(host=c.get("host"), port=c.get("port"), login=c.get("login"),
-                                   password=c.get("password"), schema=c.get("schema"), conn_id=conn_id)
+        extra = c.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra)
+        return ConnectionParts(conn_id, c.get("conn_type"), c.get("host"), c.get("port"), c.get("login"),
+                               c.get("password"), c.get("schema"), extra)
     u = urlsplit(value)
-    return endpoint_from_parts(host=u.hostname, port=u.port, login=unquote(u.username or "") or None,
-                               password=unquote(u.password or "") or None,
-                               schema=u.path.lstrip("/") or None, conn_id=conn_id)
+    return ConnectionParts(conn_id, u.scheme, u.hostname, u.port, unquote(u.username or "") or None,
+                           unquote(u.password or "") or None, u.path.lstrip("/") or None, dict(parse_qsl(u.query)))
 
 
-def connection_json(endpoint_url: str, login: str, password: str) -> str:
-    """An ``AIRFLOW_CONN_*`` JSON value for an HTTP platform."""
-    u = urlsplit(endpoint_url)
-    return json.dumps({"conn_type": "http", "host": u.hostname, "port": u.port, "schema": u.scheme,
-                       "login": login, "password": password})
+def connection_json(*, conn_type: str, host: str | None = None, port: int | None = None, login: str | None = None,
+                    password: str | None = None, schema: str | None = None, extra: dict | None = None) -> str:
+    """An ``AIRFLOW_CONN_*`` JSON value."""
+    value = {"conn_type": conn_type, "host": host, "port": port, "login": login, "password": password,
+             "schema": schema, "extra": extra or {}}
+    return json.dumps({k: v for k, v in value.items() if v not in (None, {})})

@@ -25,11 +25,11 @@ PUBLISHED_ASSET_URI = "x-hub://warehouse/publish/master_person"
 
 
 def sources() -> list[dict]:
-    """The registered sources, as plain dicts (name, title, department, schedule, conn_id)."""
+    """The registered sources, as plain dicts (name, title, department, schedule, conn_id, kind)."""
     from connectors.registry import load_registry
 
     return [
         {"name": s.name, "title": s.title, "department": s.department, "schedule": s.schedule,
-         "conn_id": s.conn_id, "sharing_class": s.sharing_class}
+         "conn_id": s.conn_id, "sharing_class": s.sharing_class, "kind": s.kind}
         for s in load_registry().values()
     ]

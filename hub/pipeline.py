@@ -11,10 +11,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 
-from connectors.registry import Source, get_source, load_registry
-from connectors.rest import Endpoint, ExtractError, Page, fetch_pages
+import sqlalchemy as sa
+
+from connectors.base import Chunk, ExtractError
+from connectors.registry import get_source, load_registry
 from hub import settings
-from hub.errors import GateFailed
+from hub.connections import ConnectionParts
+from hub.errors import GateFailed, HubError
 from warehouse.landing import LoadCounts, LoadIdentityError, close_batch, land_records, open_batch
 
 log = logging.getLogger("hub.pipeline")
@@ -31,43 +34,139 @@ def source_names() -> list[str]:
     return sorted(load_registry())
 
 
-def ingest_source(name: str, endpoint: Endpoint | None = None,
-                  on_page: Callable[[Page, LoadCounts], None] | None = None) -> dict:
-    """Extract every record of source ``name`` and land it in raw, as one load batch.
+def _extract(source, conn, since: str | None, already: set[str]):
+    """The chunks of one extract, from the extractor for the source's kind."""
+    if source.kind == "rest":
+        from connectors.rest import fetch
 
-    The batch commits whole or not at all; a failed batch is recorded with its error.
+        return fetch(source, conn.endpoint(), since=since, timeout=settings.http_timeout())
+    if source.kind == "file":
+        from connectors.files import fetch
+
+        return fetch(source, conn.folder(), already=already)
+    from connectors.sql import fetch
+
+    return fetch(source, conn.sqlalchemy_url(), since=since)
+
+
+class _Drift:
+    """Columns the source sends that the registry does not declare, and declared ones it stopped sending."""
+
+    def __init__(self, declared: list[str]):
+        self.declared, self.seen = set(declared), set()
+
+    def observe(self, chunk: Chunk) -> None:
+        if chunk.columns is not None:
+            self.seen.update(c for c in chunk.columns if c)
+        else:
+            for record in chunk.records:
+                if isinstance(record, dict):
+                    self.seen.update(record)
+
+    def report(self) -> dict | None:
+        if not self.seen:
+            return None
+        added, removed = sorted(self.seen - self.declared), sorted(self.declared - self.seen)
+        return {"added": added, "removed": removed} if added or removed else None
+
+
+def ingest_source(name: str, conn: ConnectionParts | None = None, *, full: bool = False,
+                  on_chunk: Callable[[Chunk, LoadCounts], None] | None = None) -> dict:
+    """Extract source ``name`` and land what it sends in raw, as one load batch.
+
+    REST and SQL sources run incrementally from the stored cursor (``full`` forces a complete
+    extract, which also finds records deleted at the source); file sources take every new file.
+    The batch and the cursor commit together, or not at all; a failed batch is recorded with its error.
     """
-    from hub.connections import endpoint_from_env
+    from hub.connections import connection_from_env
 
-    source: Source = get_source(name)
-    endpoint = endpoint or endpoint_from_env(source.conn_id)
+    source = get_source(name)
+    conn = conn or connection_from_env(source.conn_id)
     eng = settings.engine()
-    with eng.begin() as conn:
-        batch_id = open_batch(conn, name)
-    counts = LoadCounts()
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as guard:
+        # one load of a source at a time; a batch left 'running' without the lock was interrupted
+        if not guard.execute(sa.text("SELECT pg_try_advisory_lock(hashtext('ingest:' || :s))"), {"s": name}).scalar():
+            raise HubError(f"{name}: another load of this source is running")
+        try:
+            return _ingest_locked(source, conn, eng, full=full, on_chunk=on_chunk)
+        finally:
+            guard.execute(sa.text("SELECT pg_advisory_unlock(hashtext('ingest:' || :s))"), {"s": name})
+
+
+def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
+    from warehouse.landing import quarantine, record_absent
+
+    name = source.name
+    with eng.begin() as db:
+        db.execute(sa.text("UPDATE raw.load_batch SET status = 'failed', finished_at = now(),"
+                           " error = 'interrupted: the process stopped before the batch committed'"
+                           " WHERE source = :s AND status = 'running'"), {"s": name})
+        batch_id = open_batch(db, name)
+        state = db.execute(sa.text("SELECT cursor FROM raw.source_state WHERE source = :s"), {"s": name}).scalar()
+        already = set(db.execute(sa.text("SELECT content_hash FROM raw.ingested_file WHERE source = :s"),
+                                 {"s": name}).scalars())
+    since = None if full or source.kind == "file" or not source.incremental else state
+    mode = "incremental" if since else "full"
+    counts, drift, seen, after = LoadCounts(), _Drift(source.fields), set(), []
+    cursor_field = source.incremental.field if source.incremental else None
+    cursor = state
+    deleted_flag = (source.deleted.field, source.deleted.value) if source.deleted else None
     try:
-        with eng.begin() as conn:
+        with eng.begin() as db:
             fetched_at = dt.datetime.now(dt.UTC)
-            for page in fetch_pages(endpoint, source.resource, source=name, page_size=source.pagination.page_size):
-                page_counts = land_records(conn, source=name, batch_id=batch_id, records=page.records,
-                                           primary_key=source.primary_key, fetched_at=fetched_at)
-                counts.add(page_counts)
-                log.info("%s page %d: received %d, landed %d, quarantined %d, duplicates %d (total %d of %d)",
-                         name, page.number, page_counts.received, page_counts.landed, page_counts.quarantined,
-                         page_counts.duplicates, counts.received, page.total)
-                if on_page:
-                    on_page(page, page_counts)
+            for chunk in _extract(source, conn, since, already):
+                c = land_records(db, source=name, batch_id=batch_id, records=chunk.records,
+                                 primary_key=source.primary_key, fetched_at=fetched_at, deleted_flag=deleted_flag)
+                c.quarantined += quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows)
+                c.received += len(chunk.bad_rows)
+                drift.observe(chunk)
+                keys = {str(r[source.primary_key]) for r in chunk.records
+                        if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
+                if source.kind == "file":  # every file is a full snapshot of the source
+                    c.tombstones += record_absent(db, source=name, batch_id=batch_id, seen=keys)
+                    db.execute(sa.text(
+                        "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records)"
+                        " VALUES (:s, :h, :f, :b, :n)"),
+                        {"s": name, "h": chunk.snapshot_key, "f": chunk.label.removeprefix("file "), "b": batch_id,
+                         "n": len(chunk.records)})
+                else:
+                    seen |= keys
+                if cursor_field:
+                    values = [str(r[cursor_field]) for r in chunk.records
+                              if isinstance(r, dict) and r.get(cursor_field) not in (None, "")]
+                    cursor = max([cursor or "", *values]) or None
+                counts.add(c)
+                log.info("%s %s: received %d, landed %d, quarantined %d, duplicates %d, tombstones %d%s", name,
+                         chunk.label, c.received, c.landed, c.quarantined, c.duplicates, c.tombstones,
+                         f" (total {counts.received} of {chunk.total})" if chunk.total else "")
+                if chunk.after_commit:
+                    after.append(chunk.after_commit)
+                if on_chunk:
+                    on_chunk(chunk, c)
+            if source.kind != "file" and mode == "full":  # a complete extract: what is missing was deleted
+                counts.tombstones += record_absent(db, source=name, batch_id=batch_id, seen=seen)
             counts.check(name)
-            close_batch(conn, batch_id, counts, "succeeded")
+            if cursor_field:
+                db.execute(sa.text(
+                    "INSERT INTO raw.source_state (source, cursor, batch_id) VALUES (:s, :c, :b)"
+                    " ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, batch_id = EXCLUDED.batch_id,"
+                    " updated_at = now()"), {"s": name, "c": cursor, "b": batch_id})
+            report = drift.report()
+            if report:
+                log.warning("%s: schema drift: columns added %s, declared but missing %s", name, report["added"],
+                            report["removed"])
+            close_batch(db, batch_id, counts, "succeeded", mode=mode, schema_drift=report)
     except Exception as exc:
         # messages of our own errors name source and page only; others are reduced to their type
         reason = str(exc) if isinstance(exc, ExtractError | LoadIdentityError) else type(exc).__name__
-        with eng.begin() as conn:
-            close_batch(conn, batch_id, LoadCounts(), "failed", reason[:2000])
+        with eng.begin() as db:
+            close_batch(db, batch_id, LoadCounts(), "failed", reason[:2000], mode=mode)
         raise
-    log.info("%s: batch %d received %d, landed %d, quarantined %d, duplicates %d", name, batch_id,
-             counts.received, counts.landed, counts.quarantined, counts.duplicates)
-    return {"source": name, "batch_id": batch_id, **asdict(counts)}
+    for move in after:  # only once the data is committed
+        move()
+    log.info("%s: batch %d (%s) received %d, landed %d, quarantined %d, duplicates %d, tombstones %d", name,
+             batch_id, mode, counts.received, counts.landed, counts.quarantined, counts.duplicates, counts.tombstones)
+    return {"source": name, "batch_id": batch_id, "mode": mode, **asdict(counts), "schema_drift": drift.report()}
 
 
 def standardize_sources(names: list[str] | None = None) -> dict:

@@ -56,6 +56,11 @@ def engine() -> sa.Engine:
     return _engine(database_url())
 
 
+def http_timeout() -> float:
+    """Seconds to wait for a departmental platform's answer (``HUB_HTTP_TIMEOUT``, default 30)."""
+    return float(os.environ.get("HUB_HTTP_TIMEOUT", "30"))
+
+
 def gx_dir() -> Path:
     return hub_home() / "gx"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from hub.connections import connection_json
 
@@ -22,7 +23,13 @@ def start_simulation(*, persons: int, seed: int, workdir: Path, days: int = 0):
 
 def connection_env(platforms) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables that point the registry's connections at the simulated platforms."""
-    return {
-        f"AIRFLOW_CONN_{CONNECTION_IDS[name].upper()}": connection_json(server.url, server.username, server.password)
-        for name, server in platforms.rest.items()
-    }
+    env = {}
+    for name, server in platforms.rest.items():
+        u = urlsplit(server.url)
+        env[f"AIRFLOW_CONN_{CONNECTION_IDS[name].upper()}"] = connection_json(
+            conn_type="http", host=u.hostname, port=u.port, schema=u.scheme, login=server.username,
+            password=server.password)
+    env["AIRFLOW_CONN_DROPS"] = connection_json(conn_type="fs", extra={"path": str(platforms.drops)})
+    env["AIRFLOW_CONN_LEGACY_BIRTH"] = connection_json(conn_type="sqlite",
+                                                       host=platforms.sql_url.removeprefix("sqlite:///"))
+    return env

@@ -32,11 +32,14 @@ def test_slice_against_ground_truth_and_rerun_is_idempotent(clean_warehouse, pla
     joined = xw.merge(truth, on=["source", "source_record_id"], validate="one_to_one")
     persons_per_master = joined.groupby("master_id")["person_id"].nunique()
     assert persons_per_master.max() == 1, "a master id holds two different persons"
-    # records of one person with a usable ID number end up under one master id
+    # records carrying their person's own ID number, with the name that goes with it, share one master id
     with clean_warehouse.connect() as conn:
-        usable = pd.read_sql(sa.text("SELECT source, source_record_id FROM std.resident"
-                                     " WHERE id_number_status IN ('valid', 'upgraded_from_15')"), conn)
+        usable = pd.read_sql(sa.text(
+            "SELECT r.source, r.source_record_id, r.id_number FROM std.resident r"
+            " JOIN mpi.crosswalk c USING (source, source_record_id)"
+            " WHERE r.id_number_status IN ('valid', 'upgraded_from_15') AND c.match_rule <> 'id_name_conflict'"), conn)
     linked = joined.merge(usable, on=["source", "source_record_id"])
+    linked = linked[linked["id_number"] == linked["person_id"].map(county.population.set_index("person_id")["id_number"])]
     assert linked.groupby("person_id")["master_id"].nunique().max() == 1
     assert matched["linked_by_exact_id"] > 0
 

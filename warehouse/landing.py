@@ -28,6 +28,7 @@ class LoadCounts:
     quarantined: int = 0
     duplicates: int = 0
     pages: int = 0
+    tombstones: int = 0
 
     def add(self, other: LoadCounts) -> None:
         for key, value in asdict(other).items():
@@ -42,7 +43,7 @@ class LoadCounts:
 
 def content_hash(record: dict) -> str:
     """A stable hash of a record's content (key order does not matter)."""
-    canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -51,16 +52,47 @@ def open_batch(conn: sa.Connection, source: str) -> int:
                         {"s": source}).scalar_one()
 
 
-def close_batch(conn: sa.Connection, batch_id: int, counts: LoadCounts, status: str, error: str | None = None) -> None:
+def close_batch(conn: sa.Connection, batch_id: int, counts: LoadCounts, status: str, error: str | None = None,
+                *, mode: str = "full", schema_drift: dict | None = None) -> None:
     conn.execute(sa.text(
         "UPDATE raw.load_batch SET finished_at = now(), status = :status, received = :received, landed = :landed, "
-        "quarantined = :quarantined, duplicates = :duplicates, pages = :pages, error = :error WHERE batch_id = :b"),
-        {**asdict(counts), "status": status, "error": error, "b": batch_id})
+        "quarantined = :quarantined, duplicates = :duplicates, pages = :pages, tombstones = :tombstones, "
+        "error = :error, mode = :mode, schema_drift = CAST(:drift AS jsonb) WHERE batch_id = :b"),
+        {**asdict(counts), "status": status, "error": error, "b": batch_id, "mode": mode,
+         "drift": json.dumps(schema_drift, ensure_ascii=False) if schema_drift else None})
+
+
+def quarantine(conn: sa.Connection, *, source: str, batch_id: int, rows: list[tuple[str, str]]) -> int:
+    """Store records that could not be parsed, with a reason code and their raw text."""
+    if rows:
+        conn.execute(sa.text(
+            "INSERT INTO raw.quarantine (batch_id, source, source_record_id, reason_code, detail, payload) "
+            "VALUES (:b, :s, NULL, :r, :d, :p)"),
+            [{"b": batch_id, "s": source, "r": r, "d": p.split("\n", 1)[0], "p": p} for r, p in rows])
+    return len(rows)
+
+
+def record_absent(conn: sa.Connection, *, source: str, batch_id: int, seen: set[str]) -> int:
+    """Tombstone every live record of ``source`` missing from a full snapshot (the keys in ``seen``)."""
+    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS seen_key (source_record_id text) ON COMMIT DROP"))
+    conn.execute(sa.text("TRUNCATE seen_key"))
+    copy_rows(conn, "seen_key", ("source_record_id",), ((k,) for k in seen))
+    conn.execute(sa.text("ANALYZE seen_key"))
+    return conn.execute(sa.text(
+        "INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)"
+        " SELECT c.source, c.source_record_id, :b, 'absent_from_snapshot' FROM raw.current_record c"
+        " WHERE c.source = :s AND NOT c.deleted"
+        "   AND NOT EXISTS (SELECT 1 FROM seen_key k WHERE k.source_record_id = c.source_record_id)"
+        " ON CONFLICT DO NOTHING"), {"s": source, "b": batch_id}).rowcount
 
 
 def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
-                 fetched_at: dt.datetime) -> LoadCounts:
-    """Land one page of records in the caller's transaction."""
+                 fetched_at: dt.datetime, deleted_flag: tuple[str, str] | None = None) -> LoadCounts:
+    """Land one page of records in the caller's transaction.
+
+    Records seen again lift an earlier 'absent from snapshot' tombstone; records whose
+    ``deleted_flag`` field holds the deletion value are tombstoned.
+    """
     good: list[tuple] = []
     bad: list[tuple] = []
     for position, record in enumerate(records):
@@ -73,7 +105,7 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
             bad.append((None, "missing_primary_key", f"record {position} has no value in field {primary_key!r}",
                         json.dumps(record, ensure_ascii=False, default=str)))
             continue
-        good.append((str(key), content_hash(record), json.dumps(record, ensure_ascii=False)))
+        good.append((str(key), content_hash(record), json.dumps(record, ensure_ascii=False, default=str)))
 
     counts = LoadCounts(received=len(records), quarantined=len(bad), pages=1)
     if bad:
@@ -93,6 +125,16 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
             " FROM incoming_record ORDER BY source_record_id, content_hash"
             " ON CONFLICT (source, source_record_id, content_hash) DO NOTHING RETURNING 1)"
             " SELECT count(*) FROM ins"), {"s": source, "b": batch_id, "f": fetched_at}).scalar_one()
+        conn.execute(sa.text(
+            "UPDATE raw.tombstone t SET revoked_in = :b FROM incoming_record i"
+            " WHERE t.source = :s AND t.source_record_id = i.source_record_id AND t.revoked_in IS NULL"
+            "   AND t.reason = 'absent_from_snapshot' AND t.batch_id < :b"), {"s": source, "b": batch_id})
+        if deleted_flag:
+            counts.tombstones = conn.execute(sa.text(
+                "INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)"
+                " SELECT DISTINCT :s, source_record_id, :b, 'flagged_deleted' FROM incoming_record"
+                " WHERE payload ->> :field = :value ON CONFLICT DO NOTHING"),
+                {"s": source, "b": batch_id, "field": deleted_flag[0], "value": deleted_flag[1]}).rowcount
     counts.duplicates = len(good) - counts.landed
     counts.check(source)
     return counts

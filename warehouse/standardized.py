@@ -16,12 +16,15 @@ STD_TABLE_COLUMNS = (
 
 
 def latest_raw(conn: sa.Connection, source: str, mapping: dict[str, str]) -> pd.DataFrame:
-    """The newest version of every record of ``source``, with payload fields renamed per ``mapping``."""
+    """The newest version of every live record of ``source``, payload fields renamed per ``mapping``.
+
+    Records the source has deleted (tombstoned) are left out.
+    """
     fields = sorted(mapping)
     select = ", ".join(f"payload ->> :f_{f} AS {f}" for f in fields)
     sql = sa.text(
-        f"SELECT DISTINCT ON (source_record_id) source, source_record_id, record_id AS raw_record_id, batch_id, {select} "
-        "FROM raw.record WHERE source = :source ORDER BY source_record_id, record_id DESC")
+        f"SELECT source, source_record_id, record_id AS raw_record_id, batch_id, {select} "
+        "FROM raw.current_record WHERE source = :source AND NOT deleted ORDER BY source_record_id")
     params = {"source": source, **{f"f_{f}": mapping[f] for f in fields}}
     rows = conn.execute(sql, params).mappings().all()
     return pd.DataFrame(rows, columns=["source", "source_record_id", "raw_record_id", "batch_id", *fields])

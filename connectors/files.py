@@ -1,0 +1,131 @@
+"""File-drop extractor: CSV (UTF-8 with or without BOM, GBK, GB18030) and XLSX ledgers.
+
+Each file is one snapshot of the source. A title row above the header and two-level merged
+headers are handled: the header row is the row that names the most of the source's declared
+fields. A file whose content was ingested before is never ingested again; processed files are
+moved aside into ``processed/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from connectors.base import Chunk, ExtractError
+from connectors.registry import FileSource
+
+ENCODINGS = ("utf-8-sig", "gb18030")  # GB18030 decodes GBK and GB2312 too
+
+
+def decode(data: bytes, name: str) -> tuple[str, str]:
+    """Decode a text file, detecting its encoding; returns (text, encoding)."""
+    for encoding in ENCODINGS:
+        try:
+            return data.decode(encoding), ("utf-8" if encoding == "utf-8-sig" else encoding)
+        except UnicodeDecodeError:
+            continue
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise ExtractError(f"{name}: cannot tell the file's text encoding")
+    return str(best), best.encoding
+
+
+def _cell(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def xlsx_rows(path: Path) -> list[list[str | None]]:
+    """All rows of the first sheet, with merged cells' value repeated over the merged range."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=False, data_only=True)
+    ws = wb.worksheets[0]
+    rows = [[_cell(v) for v in row] for row in ws.iter_rows(values_only=True)]
+    for rng in ws.merged_cells.ranges:
+        value = rows[rng.min_row - 1][rng.min_col - 1]
+        for r in range(rng.min_row, rng.max_row + 1):
+            for c in range(rng.min_col, rng.max_col + 1):
+                rows[r - 1][c - 1] = value
+    wb.close()
+    return rows
+
+
+def csv_rows(path: Path) -> tuple[list[list[str]], str]:
+    text, encoding = decode(path.read_bytes(), path.name)
+    return list(csv.reader(io.StringIO(text))), encoding
+
+
+def header_row(rows: list[list], fields: list[str], name: str) -> int:
+    """Index of the row that names the most declared fields (title and group rows sit above it)."""
+    wanted = set(fields)
+    scores = [len(wanted & {str(c).strip() for c in row if c}) for row in rows[:20]]
+    best = max(range(len(scores)), key=lambda i: (scores[i], i)) if scores else 0
+    if not scores or scores[best] < 2:
+        raise ExtractError(f"{name}: no header row names the source's fields (expected some of {fields[:5]} …)")
+    return best
+
+
+def records_from_rows(rows: list[list], name: str, fields: list[str]) -> tuple[list[str], list[dict], list[tuple]]:
+    """(header, records, bad rows) from a table's rows."""
+    h = header_row(rows, fields, name)
+    header = [str(c).strip() if c is not None else "" for c in rows[h]]
+    records, bad = [], []
+    for number, row in enumerate(rows[h + 1:], start=h + 2):
+        if not any(c not in (None, "") for c in row):
+            continue
+        if len(row) != len(header):
+            extra = row[len(header):]
+            if len(row) > len(header) and not any(c not in (None, "") for c in extra):
+                row = row[: len(header)]
+            else:
+                bad.append(("bad_row_shape", f"{name} line {number}: {len(row)} cells, header has {len(header)}",
+                            ",".join("" if c is None else str(c) for c in row)))
+                continue
+        records.append({k: v for k, v in zip(header, row) if k})
+    return header, records, bad
+
+
+def fetch(source: FileSource, folder: Path, *, already: set[str]) -> Iterator[Chunk]:
+    """One chunk per new file matching the source's glob, oldest name first."""
+    if not folder.is_dir():
+        raise ExtractError(f"{source.name}: the drop folder {folder} does not exist")
+    for path in sorted(folder.glob(source.resource)):
+        if not path.is_file() or path.name.endswith(".part"):
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        move = _mover(path)
+        if digest in already:  # ingested before (perhaps the move aside was interrupted)
+            move()
+            continue
+        if path.suffix.lower() in (".xlsx", ".xlsm"):
+            rows = xlsx_rows(path)
+        else:
+            rows, _ = csv_rows(path)
+        header, records, bad = records_from_rows(rows, path.name, source.fields)
+        yield Chunk(f"file {path.name}", records, len(records), snapshot_key=digest,
+                    bad_rows=[(reason, f"{detail}\n{raw}") for reason, detail, raw in bad], after_commit=move,
+                    columns=header)
+
+
+def _mover(path: Path):
+    def move() -> None:
+        target = path.parent / "processed"
+        target.mkdir(exist_ok=True)
+        if path.exists():
+            path.replace(target / path.name)
+
+    return move
