@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -177,6 +178,46 @@ def ingest(
     if r["schema_drift"]:
         err.print(f"[yellow]schema drift:[/] columns added {r['schema_drift']['added']}, "
                   f"declared but missing {r['schema_drift']['removed']}", highlight=False)
+
+
+@app.command()
+def standardize(
+    input: Annotated[Path, typer.Argument(help="CSV (UTF-8, GBK, GB18030) or XLSX file of resident records.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the standardized CSV.")],
+    source: Annotated[str | None, typer.Option(help="Use this registered source's code maps and date formats.")] = None,
+    default_county: Annotated[str | None, typer.Option(help="GB/T 2260 code assumed for addresses without a county.")]
+    = None,
+) -> None:
+    """Standardize an ad-hoc file: clean values and status codes beside the raw ones (the pipeline's code).
+
+    The file needs the columns source, source_record_id, name, id_number, sex, birth_date, phone,
+    address; other columns are carried through.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from connectors.registry import get_source
+    from hub.errors import HubError
+    from hub.standardize_file import standardize_file
+
+    with user_errors():
+        options = {}
+        if source:
+            s = get_source(source)
+            options = {"sex_codes": s.codes.get("sex"), "date_formats": s.date_formats or None}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as progress:
+            bar = progress.add_task(input.name, total=None)
+            try:
+                result = standardize_file(input, out, default_county=default_county,
+                                          on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+                                          **options)
+            except ValueError as exc:
+                raise HubError(str(exc)) from None
+    console.print(f"{result['rows']} rows ({result['encoding']}) → {out}")
+    table = Table("field", "status counts")
+    for key, counts in result.items():
+        if key.endswith("_status"):
+            table.add_row(key.removesuffix("_status"), ", ".join(f"{k} {v}" for k, v in counts.items()))
+    console.print(table)
 
 
 @release_app.command("list")

@@ -61,6 +61,12 @@ def http_timeout() -> float:
     return float(os.environ.get("HUB_HTTP_TIMEOUT", "30"))
 
 
+def default_county() -> str | None:
+    """GB/T 2260 code of the county the hub serves (``HUB_DEFAULT_COUNTY``), assumed for addresses
+    written below the county level; unset, such addresses stay 'partial'."""
+    return os.environ.get("HUB_DEFAULT_COUNTY") or None
+
+
 def gx_dir() -> Path:
     return hub_home() / "gx"
 

@@ -8,15 +8,20 @@ mistyped number can never act as evidence that two records are the same person.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from schemas.dates import as_dates, days_from_ymd
 from schemas.regions import known_prefixes
+from schemas.text import NULL, TEXT, arrow, blank_or_null, flag, lit, nfkc, series, squeeze
 
 WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 CHECK_CHARS = "10X98765432"
-EARLIEST_BIRTH = pd.Timestamp("1870-01-01")
+EARLIEST_BIRTH = np.datetime64("1870-01-01", "D")
 
 # statuses, in the order they are decided: the first that applies wins
 MISSING = "missing"
@@ -31,17 +36,39 @@ STATUSES = (VALID, UPGRADED_FROM_15, CHECKSUM_ERROR, BAD_REGION, BAD_DATE, PLACE
 USABLE = (VALID, UPGRADED_FROM_15)
 
 _PLACEHOLDER_WORDS = r"^(?:无|暂无|不详|未知|待补|待定|空|NULL|NONE|NAN|N/?A|[/\\\-—_.*?？]+)$"
-_ALL_SAME_DIGIT = r"^(\d)\1+[\dX]?$"
+_ALL_SAME_DIGIT = "^(?:00+|11+|22+|33+|44+|55+|66+|77+|88+|99+)[0-9X]?$"  # RE2 has no back-references
+_CHECK_ARRAY = pa.array(list(CHECK_CHARS), type=pa.large_string())
+
+
+def _digit_matrix(values: pa.Array, width: int) -> np.ndarray:
+    """Equal-length ASCII digit strings (no nulls) as an (n, width) uint8 matrix of digits, read from the Arrow buffer."""
+    values = values.cast(pa.large_string())
+    if len(values) == 0:
+        return np.zeros((0, width), dtype=np.uint8)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset:values.offset + len(values) + 1]
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return data.reshape(-1, width) - np.uint8(48)
+
+
+def _number(digits: np.ndarray) -> np.ndarray:
+    """The columns of a digit matrix read as one decimal number per row."""
+    out = np.zeros(len(digits), dtype=np.int64)
+    for column in digits.T:
+        out = out * 10 + column
+    return out
+
+
+def _check_characters(bodies: pa.Array) -> pa.Array:
+    digits = _digit_matrix(bodies, 17)
+    sums = np.zeros(len(digits), dtype=np.int64)
+    for column, weight in zip(digits.T, WEIGHTS):
+        sums += column.astype(np.int64) * weight
+    return pc.take(_CHECK_ARRAY, pa.array(sums % 11))
 
 
 def check_characters(bodies: pd.Series) -> pd.Series:
     """MOD 11-2 check character for each 17-digit body (vectorized)."""
-    if bodies.empty:
-        return pd.Series([], index=bodies.index, dtype="str")
-    raw = "".join(bodies.tolist()).encode("ascii")
-    digits = (np.frombuffer(raw, dtype=np.uint8).reshape(-1, 17) - 48).astype(np.int64)
-    sums = digits @ WEIGHTS % 11
-    return pd.Series(np.array(list(CHECK_CHARS))[sums], index=bodies.index)
+    return series(_check_characters(arrow(bodies)), bodies.index)
 
 
 def check_character(body17: str) -> str:
@@ -50,10 +77,14 @@ def check_character(body17: str) -> str:
 
 
 def normalize_text(raw: pd.Series) -> pd.Series:
-    """NFKC (full-width digits and Ｘ), all whitespace removed, upper-case — as nullable strings."""
-    s = raw.astype("string")
-    s = s.str.normalize("NFKC").str.replace(r"\s+", "", regex=True).str.upper()
-    return s
+    """NFKC (full-width digits and Ｘ), whitespace and invisible characters removed, upper-case — as nullable strings."""
+    return series(pc.utf8_upper(squeeze(nfkc(arrow(raw)))), raw.index)
+
+
+@lru_cache(maxsize=1)
+def _region_sets() -> tuple[pa.Array, pa.Array]:
+    codes, prefectures = known_prefixes()
+    return pa.array(sorted(codes), type=pa.large_string()), pa.array(sorted(prefectures), type=pa.large_string())
 
 
 def standardize_id_numbers(raw: pd.Series, today: dt.date | None = None) -> pd.DataFrame:
@@ -63,53 +94,56 @@ def standardize_id_numbers(raw: pd.Series, today: dt.date | None = None) -> pd.D
     ``id_number_status``, ``id_birth_date``, ``id_sex`` (GB/T 2261.1: 1 male, 2 female) and
     ``id_region`` (6-digit code).
     """
-    today_ts = pd.Timestamp(today or dt.date.today())
-    s = normalize_text(raw)
+    today_d = np.datetime64(today or dt.date.today(), "D")
+    s = arrow(normalize_text(raw))
     n = len(s)
-    status = pd.Series(np.full(n, None, dtype=object), index=s.index)
+    order = (MISSING, PLACEHOLDER, MALFORMED, CHECKSUM_ERROR, BAD_DATE, BAD_REGION, UPGRADED_FROM_15, VALID)
+    decided = np.full(n, -1, dtype=np.int8)
 
-    missing = s.isna() | (s.fillna("") == "")
-    status[missing] = MISSING
-    s = s.fillna("")
+    def decide(mask: np.ndarray, status: str) -> None:
+        decided[mask & (decided < 0)] = order.index(status)
 
-    placeholder = ~missing & (s.str.match(_PLACEHOLDER_WORDS) | s.str.match(_ALL_SAME_DIGIT))
-    status[placeholder & status.isna()] = PLACEHOLDER
-
-    is18 = s.str.fullmatch(r"\d{17}[\dX]") & status.isna()
-    is15 = s.str.fullmatch(r"\d{15}") & status.isna()
-    status[~(is18 | is15) & status.isna()] = MALFORMED
+    decide(blank_or_null(s), MISSING)
+    s = pc.fill_null(s, "")
+    decide(flag(pc.match_substring_regex(s, _PLACEHOLDER_WORDS)) | flag(pc.match_substring_regex(s, _ALL_SAME_DIGIT)),
+           PLACEHOLDER)
+    is18 = flag(pc.match_substring_regex(s, "^[0-9]{17}[0-9X]$")) & (decided < 0)
+    is15 = flag(pc.match_substring_regex(s, "^[0-9]{15}$")) & (decided < 0)
+    candidate = is18 | is15
+    decide(~candidate, MALFORMED)
 
     # 15 -> 18: insert the century and append the check character
-    body = pd.Series("", index=s.index, dtype="string")
-    body[is18] = s[is18].str.slice(0, 17)
-    body[is15] = s[is15].str.slice(0, 6) + "19" + s[is15].str.slice(6, 15)
-    candidate = is18 | is15
-    checks = check_characters(body[candidate].astype(str))
-    full = pd.Series(pd.NA, index=s.index, dtype="string")
-    full[candidate] = body[candidate] + checks
-    bad_checksum = is18 & (full != s).fillna(False)
-    status[bad_checksum] = CHECKSUM_ERROR
+    body = pc.if_else(
+        pa.array(is15),
+        pc.binary_join_element_wise(pc.utf8_slice_codeunits(s, 0, 6), lit("19"), pc.utf8_slice_codeunits(s, 6, 15), lit("")),
+        pc.utf8_slice_codeunits(s, 0, 17))
+    body = pc.filter(body, pa.array(candidate))
+    full = pa.nulls(n, pa.large_string())
+    if len(body):
+        full = pc.replace_with_mask(full, pa.array(candidate),
+                                    pc.binary_join_element_wise(body, _check_characters(body), lit("")))
+    decide(is18 & ~flag(pc.equal(full, s)), CHECKSUM_ERROR)
 
-    births = pd.to_datetime(full.str.slice(6, 14), format="%Y%m%d", errors="coerce")
-    bad_date = candidate & status.isna() & (births.isna() | (births < EARLIEST_BIRTH) | (births > today_ts))
-    status[bad_date] = BAD_DATE
+    digits = np.zeros((n, 17), dtype=np.uint8)
+    digits[candidate] = _digit_matrix(body, 17)
+    births, exists = days_from_ymd(_number(digits[:, 6:10]), _number(digits[:, 10:12]), _number(digits[:, 12:14]))
+    decide(candidate & (~exists | (births < EARLIEST_BIRTH) | (births > today_d)), BAD_DATE)
 
-    codes, prefectures = known_prefixes()
-    region = full.str.slice(0, 6)
-    region_known = region.isin(codes) | full.str.slice(0, 4).isin(prefectures)
-    bad_region = candidate & status.isna() & ~region_known.fillna(False)
-    status[bad_region] = BAD_REGION
+    codes, prefectures = _region_sets()
+    region = pc.utf8_slice_codeunits(full, 0, 6)
+    known = flag(pc.is_in(region, value_set=codes)) | flag(pc.is_in(pc.utf8_slice_codeunits(full, 0, 4), value_set=prefectures))
+    decide(candidate & ~known, BAD_REGION)
+    decide(is15, UPGRADED_FROM_15)
+    decide(np.ones(n, dtype=bool), VALID)
 
-    status[is15 & status.isna()] = UPGRADED_FROM_15
-    status[status.isna()] = VALID
-
-    usable = status.isin(USABLE)
-    out = pd.DataFrame(index=s.index)
-    out["id_number"] = full.where(usable, pd.NA)
-    out["id_number_status"] = status.astype("string")
-    out["id_birth_date"] = births.where(usable).dt.date
-    seventeenth = pd.to_numeric(full.str.slice(16, 17), errors="coerce").astype("Float64")
-    sex = (2 - (seventeenth % 2)).astype("Int16")  # odd = 1 (male), even = 2 (female)
-    out["id_sex"] = sex.where(usable, pd.NA)
-    out["id_region"] = region.where(usable, pd.NA)
+    status = np.array(order, dtype=object)[decided]
+    usable = np.isin(status, USABLE)
+    out = pd.DataFrame(index=raw.index)
+    out["id_number"] = series(pc.if_else(pa.array(usable), full, NULL), raw.index)
+    out["id_number_status"] = pd.array(status, dtype=TEXT)
+    out["id_birth_date"] = pd.Series(as_dates(np.where(usable, births, np.datetime64("NaT"))), index=raw.index, dtype=object)
+    sex = pd.array(np.where(digits[:, 16] % 2 == 1, 1, 2), dtype="Int16")  # odd = 1 (male), even = 2 (female)
+    sex[~usable] = pd.NA
+    out["id_sex"] = sex
+    out["id_region"] = series(pc.if_else(pa.array(usable), region, NULL), raw.index)
     return out

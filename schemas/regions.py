@@ -26,11 +26,10 @@ class Region:
     valid_to: int | None
 
 
-@lru_cache(maxsize=1)
-def region_table() -> dict[str, Region]:
-    """All known 6-digit region codes (current and abolished) with their names."""
+def _spans() -> list[Region]:
+    """Every (code, name, validity) entry of ``loc.dat``, in file order."""
     text = resources.files("stdnum.cn").joinpath("loc.dat").read_text(encoding="utf-8")
-    table: dict[str, Region] = {}
+    spans: list[Region] = []
     province = ""
     for line in text.splitlines():
         m = _LINE.match(line)
@@ -39,7 +38,7 @@ def region_table() -> dict[str, Region]:
         indent, code, _kind, value = m.groups()
         if not indent:
             province = code
-            table[province + "0000"] = Region(province + "0000", value, None, None)
+            spans.append(Region(province + "0000", value, None, None))
             continue
         full = province + code
         # a code may have been used for several names over time: "[1983-2004]a,[2005-]b"
@@ -47,13 +46,27 @@ def region_table() -> dict[str, Region]:
             span = _SPAN.match(part)
             if span:
                 start, end, name = span.groups()
-                region = Region(full, name, int(start) if start else None, int(end) if end else None)
+                spans.append(Region(full, name, int(start) if start else None, int(end) if end else None))
             else:
-                region = Region(full, part, None, None)
-            table.setdefault(full, region)
+                spans.append(Region(full, part, None, None))
+    return spans
+
+
+@lru_cache(maxsize=1)
+def region_table() -> dict[str, Region]:
+    """All known 6-digit region codes (current and abolished) with their names."""
+    table: dict[str, Region] = {}
+    for region in _spans():
+        table.setdefault(region.code, region)
     for code, name in RESIDENCE_PERMIT_CODES.items():
         table[code] = Region(code, name, None, None)
     return table
+
+
+@lru_cache(maxsize=1)
+def current_regions() -> dict[str, str]:
+    """Codes in use today (no end year) with their current names, provinces and prefectures included."""
+    return {region.code: region.name for region in _spans() if region.valid_to is None}
 
 
 @lru_cache(maxsize=1)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
+from schemas.resident import STD_COLUMNS
 from warehouse.bulk import copy_frame
 
-STD_TABLE_COLUMNS = (
-    "source", "source_record_id", "raw_record_id", "batch_id", "program",
-    "name_raw", "name", "name_key", "name_status",
-    "id_number_raw", "id_number", "id_number_status", "id_birth_date", "id_sex", "id_region",
-    "sex_raw", "birth_date_raw", "address_raw", "phone_raw", "status_raw",
-)
+# provenance first, then every raw, clean and status column of the canonical record
+STD_TABLE_COLUMNS = ("raw_record_id", "batch_id", "program", *STD_COLUMNS)
 
 
 def latest_raw(conn: sa.Connection, source: str, mapping: dict[str, str]) -> pd.DataFrame:
