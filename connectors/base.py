@@ -23,7 +23,8 @@ class Chunk:
     label: str
     records: list
     total: int | None = None
-    snapshot_key: str | None = None  # e.g. the file's content hash: never ingest the same file twice
+    snapshot_key: str | None = None  # on a file's last part: its content hash (never ingest a file twice)
+    file_name: str | None = None
     bad_rows: list[tuple[str, str]] = field(default_factory=list)  # (reason_code, raw text) that could not be parsed
     after_commit: Callable[[], None] | None = None
     columns: list[str] | None = None  # the header of a file, for schema-drift checks

@@ -1,6 +1,6 @@
 """File-drop extractor: CSV (UTF-8 with or without BOM, GBK, GB18030) and XLSX ledgers.
 
-Each file is one snapshot of the source. A title row above the header and two-level merged
+Each file is one snapshot of the source, read in parts of 20,000 rows. A title row above the header and two-level merged
 headers are handled: the header row is the row that names the most of the source's declared
 fields. A file whose content was ingested before is never ingested again; processed files are
 moved aside into ``processed/``.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from connectors.base import Chunk, ExtractError
@@ -64,9 +64,11 @@ def xlsx_rows(path: Path) -> list[list[str | None]]:
     return rows
 
 
-def csv_rows(path: Path) -> tuple[list[list[str]], str]:
-    text, encoding = decode(path.read_bytes(), path.name)
-    return list(csv.reader(io.StringIO(text))), encoding
+def csv_rows(path: Path) -> Iterator[list[str]]:
+    """Rows of a CSV file, decoded in its detected encoding, read lazily."""
+    _, encoding = decode(path.read_bytes(), path.name)
+    with path.open(encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as f:
+        yield from csv.reader(f)
 
 
 def header_row(rows: list[list], fields: list[str], name: str) -> int:
@@ -79,12 +81,15 @@ def header_row(rows: list[list], fields: list[str], name: str) -> int:
     return best
 
 
-def records_from_rows(rows: list[list], name: str, fields: list[str]) -> tuple[list[str], list[dict], list[tuple]]:
-    """(header, records, bad rows) from a table's rows."""
-    h = header_row(rows, fields, name)
-    header = [str(c).strip() if c is not None else "" for c in rows[h]]
+def records_from_rows(rows: Iterable[list], name: str, fields: list[str], *, chunk_rows: int = 20_000
+                      ) -> Iterator[tuple[list[str], list[dict], list[tuple]]]:
+    """(header, records, bad rows) from a table's rows, ``chunk_rows`` records at a time."""
+    rows = iter(rows)
+    head = list(itertools.islice(rows, 20))
+    h = header_row(head, fields, name)
+    header = [str(c).strip() if c is not None else "" for c in head[h]]
     records, bad = [], []
-    for number, row in enumerate(rows[h + 1:], start=h + 2):
+    for number, row in enumerate(itertools.chain(head[h + 1:], rows), start=h + 2):
         if not any(c not in (None, "") for c in row):
             continue
         if len(row) != len(header):
@@ -96,7 +101,10 @@ def records_from_rows(rows: list[list], name: str, fields: list[str]) -> tuple[l
                             ",".join("" if c is None else str(c) for c in row)))
                 continue
         records.append({k: v for k, v in zip(header, row) if k})
-    return header, records, bad
+        if len(records) >= chunk_rows:
+            yield header, records, bad
+            records, bad = [], []
+    yield header, records, bad
 
 
 def fetch(source: FileSource, folder: Path, *, already: set[str]) -> Iterator[Chunk]:
@@ -111,14 +119,19 @@ def fetch(source: FileSource, folder: Path, *, already: set[str]) -> Iterator[Ch
         if digest in already:  # ingested before (perhaps the move aside was interrupted)
             move()
             continue
-        if path.suffix.lower() in (".xlsx", ".xlsm"):
-            rows = xlsx_rows(path)
-        else:
-            rows, _ = csv_rows(path)
-        header, records, bad = records_from_rows(rows, path.name, source.fields)
-        yield Chunk(f"file {path.name}", records, len(records), snapshot_key=digest,
-                    bad_rows=[(reason, f"{detail}\n{raw}") for reason, detail, raw in bad], after_commit=move,
-                    columns=header)
+        rows = xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else csv_rows(path)
+        parts = records_from_rows(rows, path.name, source.fields)
+        part = next(parts)
+        start = 1
+        for following in itertools.chain(parts, [None]):
+            header, records, bad = part
+            last = following is None  # the file's snapshot is complete with its last part
+            yield Chunk(f"file {path.name} rows {start}-{start + len(records) - 1}", records,
+                        snapshot_key=digest if last else None, file_name=path.name,
+                        bad_rows=[(reason, f"{detail}\n{raw}") for reason, detail, raw in bad],
+                        after_commit=move if last else None, columns=header)
+            start += len(records)
+            part = following
 
 
 def _mover(path: Path):

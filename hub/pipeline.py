@@ -122,15 +122,14 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
                 drift.observe(chunk)
                 keys = {str(r[source.primary_key]) for r in chunk.records
                         if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
-                if source.kind == "file":  # every file is a full snapshot of the source
-                    c.tombstones += record_absent(db, source=name, batch_id=batch_id, seen=keys)
+                seen |= keys
+                if chunk.snapshot_key:  # the last part of a file: every file is a full snapshot of the source
+                    c.tombstones += record_absent(db, source=name, batch_id=batch_id, seen=seen)
                     db.execute(sa.text(
                         "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records)"
                         " VALUES (:s, :h, :f, :b, :n)"),
-                        {"s": name, "h": chunk.snapshot_key, "f": chunk.label.removeprefix("file "), "b": batch_id,
-                         "n": len(chunk.records)})
-                else:
-                    seen |= keys
+                        {"s": name, "h": chunk.snapshot_key, "f": chunk.file_name, "b": batch_id, "n": len(seen)})
+                    seen = set()
                 if cursor_field:
                     values = [str(r[cursor_field]) for r in chunk.records
                               if isinstance(r, dict) and r.get(cursor_field) not in (None, "")]
@@ -179,7 +178,8 @@ def standardize_sources(names: list[str] | None = None) -> dict:
         for name in names or source_names():
             source = get_source(name)
             raw = latest_raw(conn, name, source.mapping)
-            std = standardize_frame(raw)
+            std = standardize_frame(raw, sex_codes=source.codes.get("sex"), date_formats=source.date_formats or None,
+                                    default_county=settings.default_county())
             std["program"] = source.program
             written = replace_source(conn, name, std)
             statuses = std["id_number_status"].value_counts().to_dict() if written else {}

@@ -40,7 +40,8 @@ class SimulatedCounty:
     changes: dict[str, int]
 
     @classmethod
-    def create(cls, spec: CountySpec = CountySpec()) -> SimulatedCounty:
+    def create(cls, spec: CountySpec | None = None) -> SimulatedCounty:
+        spec = spec or CountySpec()
         population = generate_county(spec)
         rolls = {name: build_roll(sub, population, spec.seed) for name, sub in SUBSYSTEMS.items()}
         return cls(spec, 0, population, rolls, {})
@@ -155,7 +156,7 @@ class SimulatedCounty:
         moving = pop["household_id"].isin(movers)
         pop.loc[moving, "address"] = pop.loc[moving, "household_id"].map(new_address)
         moved_person = pop.loc[moving].set_index("person_id")["address"]
-        for name, roll in rolls.items():
+        for roll in rolls.values():
             hit = roll["_person_id"].isin(moved_person.index) & (rng.random(len(roll)) >= delta.move_lag)
             roll.loc[hit, "address"] = roll.loc[hit, "_person_id"].map(moved_person)
             roll.loc[hit, "_updated"] = when
@@ -164,7 +165,7 @@ class SimulatedCounty:
         # corrections: some wrong ID numbers are fixed at the source
         truth_id = pop.set_index("person_id")["id_number"]
         fixed = 0
-        for name, roll in rolls.items():
+        for roll in rolls.values():
             wrong = roll["_errors"].str.contains("id_typo|id_transposition|id_placeholder") & ~roll["_deleted"]
             fix = wrong & (rng.random(len(roll)) < delta.corrections) & roll["_person_id"].map(truth_id).notna()
             roll.loc[fix, "id_number"] = roll.loc[fix, "_person_id"].map(truth_id)
@@ -176,7 +177,7 @@ class SimulatedCounty:
 
         # deletions: records withdrawn at the source (logical deletion, visible as a tombstone)
         deleted = 0
-        for name, roll in rolls.items():
+        for roll in rolls.values():
             gone = ~roll["_deleted"] & (rng.random(len(roll)) < delta.deletions)
             roll.loc[gone, ["_deleted", "_updated"]] = [True, when]
             deleted += int(gone.sum())

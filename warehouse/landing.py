@@ -78,11 +78,17 @@ def record_absent(conn: sa.Connection, *, source: str, batch_id: int, seen: set[
     conn.execute(sa.text("TRUNCATE seen_key"))
     copy_rows(conn, "seen_key", ("source_record_id",), ((k,) for k in seen))
     conn.execute(sa.text("ANALYZE seen_key"))
+    # only this source's keys are scanned (by index); the deletion check runs on the few absent ones
     return conn.execute(sa.text(
-        "INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)"
-        " SELECT c.source, c.source_record_id, :b, 'absent_from_snapshot' FROM raw.current_record c"
-        " WHERE c.source = :s AND NOT c.deleted"
-        "   AND NOT EXISTS (SELECT 1 FROM seen_key k WHERE k.source_record_id = c.source_record_id)"
+        "WITH absent AS ("
+        "  SELECT DISTINCT r.source_record_id FROM raw.record r WHERE r.source = :s"
+        "    AND NOT EXISTS (SELECT 1 FROM seen_key k WHERE k.source_record_id = r.source_record_id))"
+        " INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)"
+        " SELECT :s, a.source_record_id, :b, 'absent_from_snapshot' FROM absent a"
+        " WHERE NOT EXISTS (SELECT 1 FROM raw.tombstone t WHERE t.source = :s"
+        "   AND t.source_record_id = a.source_record_id AND t.revoked_in IS NULL"
+        "   AND t.batch_id >= (SELECT max(r.batch_id) FROM raw.record r"
+        "                      WHERE r.source = :s AND r.source_record_id = a.source_record_id))"
         " ON CONFLICT DO NOTHING"), {"s": source, "b": batch_id}).rowcount
 
 
