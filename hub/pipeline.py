@@ -168,23 +168,31 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
     return {"source": name, "batch_id": batch_id, "mode": mode, **asdict(counts), "schema_drift": drift.report()}
 
 
-def standardize_sources(names: list[str] | None = None) -> dict:
-    """Rebuild std.resident from raw for each source (all registered sources by default)."""
+def standardize_sources(names: list[str] | None = None, *, full: bool = False) -> dict:
+    """Bring std.resident up to date with raw, for each source (all registered sources by default).
+
+    Only new and changed raw records are standardized; records deleted at the source leave std.
+    ``full`` rebuilds every source from raw (after a change of mappings or standardizers).
+    Provenance (raw record, load batch) stays with every std record.
+    """
     from schemas.resident import standardize_frame
-    from warehouse.standardized import latest_raw, replace_source
+    from warehouse.standardized import clear_source, drop_stale, insert_standardized, pending_raw
 
     result: dict[str, dict] = {}
     with settings.engine().begin() as conn:
         for name in names or source_names():
             source = get_source(name)
-            raw = latest_raw(conn, name, source.mapping)
+            removed = clear_source(conn, name) if full else drop_stale(conn, name)
+            raw = pending_raw(conn, name, source.mapping)
             std = standardize_frame(raw, sex_codes=source.codes.get("sex"), date_formats=source.date_formats or None,
                                     default_county=settings.default_county())
             std["program"] = source.program
-            written = replace_source(conn, name, std)
+            written = insert_standardized(conn, std)
             statuses = std["id_number_status"].value_counts().to_dict() if written else {}
-            result[name] = {"records": written, "id_number_status": {k: int(v) for k, v in statuses.items()}}
-            log.info("%s: standardized %d records; ID number statuses %s", name, written, result[name]["id_number_status"])
+            result[name] = {"standardized": written, "removed": removed,
+                            "id_number_status": {k: int(v) for k, v in statuses.items()}}
+            log.info("%s: %d records standardized, %d stale or deleted removed; ID number statuses %s", name, written,
+                     removed, result[name]["id_number_status"])
     return result
 
 

@@ -12,25 +12,38 @@ from warehouse.bulk import copy_frame
 STD_TABLE_COLUMNS = ("raw_record_id", "batch_id", "program", *STD_COLUMNS)
 
 
-def latest_raw(conn: sa.Connection, source: str, mapping: dict[str, str]) -> pd.DataFrame:
-    """The newest version of every live record of ``source``, payload fields renamed per ``mapping``.
+def drop_stale(conn: sa.Connection, source: str) -> int:
+    """Delete the std records of ``source`` whose raw record has a newer version or was deleted."""
+    return conn.execute(sa.text(
+        "DELETE FROM std.resident s WHERE s.source = :s AND NOT EXISTS ("
+        " SELECT 1 FROM raw.current_record c WHERE c.source = s.source AND c.source_record_id = s.source_record_id"
+        "   AND c.record_id = s.raw_record_id AND NOT c.deleted)"), {"s": source}).rowcount
 
-    Records the source has deleted (tombstoned) are left out.
+
+def pending_raw(conn: sa.Connection, source: str, mapping: dict[str, str]) -> pd.DataFrame:
+    """The newest version of every live record of ``source`` that std does not hold yet.
+
+    Payload fields are renamed per ``mapping``; records the source has deleted are left out.
     """
     fields = sorted(mapping)
-    select = ", ".join(f"payload ->> :f_{f} AS {f}" for f in fields)
+    select = ", ".join(f"c.payload ->> :f_{f} AS {f}" for f in fields)
     sql = sa.text(
-        f"SELECT source, source_record_id, record_id AS raw_record_id, batch_id, {select} "
-        "FROM raw.current_record WHERE source = :source AND NOT deleted ORDER BY source_record_id")
+        f"SELECT c.source, c.source_record_id, c.record_id AS raw_record_id, c.batch_id, {select} "
+        "FROM raw.current_record c WHERE c.source = :source AND NOT c.deleted AND NOT EXISTS ("
+        " SELECT 1 FROM std.resident s WHERE s.source = c.source AND s.source_record_id = c.source_record_id)"
+        " ORDER BY c.source_record_id")
     params = {"source": source, **{f"f_{f}": mapping[f] for f in fields}}
     rows = conn.execute(sql, params).mappings().all()
     return pd.DataFrame(rows, columns=["source", "source_record_id", "raw_record_id", "batch_id", *fields])
 
 
-def replace_source(conn: sa.Connection, source: str, frame: pd.DataFrame) -> int:
-    """Replace the std records of ``source`` with ``frame`` (in the caller's transaction)."""
-    conn.execute(sa.text("DELETE FROM std.resident WHERE source = :s"), {"s": source})
+def insert_standardized(conn: sa.Connection, frame: pd.DataFrame) -> int:
+    """Add standardized records to std.resident (in the caller's transaction)."""
     return copy_frame(conn, "std.resident", frame, STD_TABLE_COLUMNS)
+
+
+def clear_source(conn: sa.Connection, source: str) -> int:
+    return conn.execute(sa.text("DELETE FROM std.resident WHERE source = :s"), {"s": source}).rowcount
 
 
 def read_for_matching(conn: sa.Connection) -> pd.DataFrame:
