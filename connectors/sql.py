@@ -37,7 +37,7 @@ def fetch(source: SqlSource, url: str, *, since: str | None = None, chunk_rows: 
                 sa.text(f"SELECT * FROM {table}{where} ORDER BY {pk}"), params)
             columns = list(result.keys())
             start = 0
-            for part in result.partitions():
+            for part in result.partitions(chunk_rows):
                 records = [dict(zip(columns, row)) for row in part]
                 yield Chunk(f"rows {start + 1}-{start + len(records)}", records, total, columns=columns)
                 start += len(records)
