@@ -1,0 +1,145 @@
+"""Clustering that does not chain strangers: strongest links first, under hard constraints.
+
+Nodes are the deterministic anchors (one or more records). Links at or above the threshold are
+taken strongest first (ties broken by record ids, so the result is deterministic); a link is
+refused when the union of its two clusters would
+
+* hold two different valid ID numbers (``different_id``) — by default any valid number a record
+  carries, even one that disagrees with the record's birth date or sex (a family member's
+  number): such a record then stays apart from the person's cluster and goes to review; with
+  ``trusted_ids_only`` only numbers consistent with their record count;
+* hold birth dates 15 years or more apart — parent and child (``parent_child``);
+* hold two records with the same birth date and the same house or phone but names that differ
+  in writing and in sound — twins or siblings (``twins``).
+
+A refused link is never merged; it goes to the review list with the constraint that refused it.
+Because links are taken strongest first, the links a constraint refuses are the weakest ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+PARENT_CHILD_DAYS = 15 * 365
+
+
+@dataclass
+class _Component:
+    ids: set = field(default_factory=set)
+    min_dob: int | None = None
+    max_dob: int | None = None
+    # (dob, address_key, phone, name_key, name_pinyin) of each record, for the twins check
+    people: list = field(default_factory=list)
+
+
+def _twins(a: _Component, b: _Component) -> bool:
+    for dob, house, phone, key, pinyin in a.people:
+        if dob is None or pinyin is None:
+            continue
+        for dob2, house2, phone2, key2, pinyin2 in b.people:
+            if dob2 != dob or pinyin2 is None or pinyin2 == pinyin or key2 == key:
+                continue
+            if (house is not None and house == house2) or (phone is not None and phone == phone2):
+                return True
+    return False
+
+
+def violated(a: _Component, b: _Component) -> str | None:
+    """The constraint that merging ``a`` and ``b`` would break, or None."""
+    if a.ids and b.ids and a.ids != b.ids:
+        return "different_id"
+    dobs = [d for d in (a.min_dob, a.max_dob, b.min_dob, b.max_dob) if d is not None]
+    if dobs and max(dobs) - min(dobs) >= PARENT_CHILD_DAYS:
+        return "parent_child"
+    if _twins(a, b):
+        return "twins"
+    return None
+
+
+def _none(value):
+    return None if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, *,
+                         trusted_ids_only: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+    """Cluster records: returns (root index per record, edges with ``decision`` and ``constraint`` columns).
+
+    ``feats``: the matching table (unique_id 0..n-1 in order, anchor, id_valid, dob, …);
+    ``edges``: unique_id_l, unique_id_r, match_probability (any threshold; only those ≥ ``threshold``
+    are considered for merging).
+    """
+    n = len(feats)
+    group_codes, _ = pd.factorize(feats["anchor"], sort=True)
+    n_groups = int(group_codes.max()) + 1 if n else 0
+    parent = np.arange(n_groups)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    # component data only for groups touched by a strong link
+    edges = edges.copy()
+    edges["g_l"] = group_codes[edges["unique_id_l"].to_numpy()] if len(edges) else []
+    edges["g_r"] = group_codes[edges["unique_id_r"].to_numpy()] if len(edges) else []
+    edges["decision"] = "below_threshold"
+    edges["constraint"] = pd.Series(pd.NA, index=edges.index, dtype="string")
+    strong = edges[edges["match_probability"] >= threshold].sort_values(
+        ["match_probability", "unique_id_l", "unique_id_r"], ascending=[False, True, True])
+    touched = np.unique(np.concatenate([strong["g_l"].to_numpy(), strong["g_r"].to_numpy()])) if len(strong) else []
+    # materialize Python values only for the records of groups a strong link touches
+    rows = np.flatnonzero(np.isin(group_codes, touched)) if len(touched) else np.zeros(0, dtype=np.int64)
+    sub = feats.iloc[rows]
+    dob_days = (pd.to_datetime(sub["dob"], errors="coerce") - pd.Timestamp("1800-01-01")).dt.days
+    id_column = "id_valid" if trusted_ids_only else "id_claimed"
+    cols = {c: sub[c].astype(object).where(sub[c].notna(), None).tolist()
+            for c in (id_column, "address_key", "phone", "name_key", "name_pinyin", "dob")}
+    dd = dob_days.astype(object).where(dob_days.notna(), None).tolist()
+    comps: dict[int, _Component] = {}
+    for k, g in enumerate(group_codes[rows].tolist()):
+        comp = comps.get(g)
+        if comp is None:
+            comp = comps[g] = _Component()
+        if cols[id_column][k] is not None:
+            comp.ids.add(cols[id_column][k])
+        d = dd[k]
+        if d is not None:
+            comp.min_dob = d if comp.min_dob is None else min(comp.min_dob, d)
+            comp.max_dob = d if comp.max_dob is None else max(comp.max_dob, d)
+        comp.people.append((cols["dob"][k], cols["address_key"][k], cols["phone"][k], cols["name_key"][k],
+                            cols["name_pinyin"][k]))
+
+    decisions = {}
+    for idx, gl, gr in zip(strong.index, strong["g_l"].to_numpy(), strong["g_r"].to_numpy()):
+        ra, rb = find(int(gl)), find(int(gr))
+        if ra == rb:
+            decisions[idx] = ("accepted", None)
+            continue
+        a, b = comps[ra], comps[rb]
+        why = violated(a, b)
+        if why:
+            decisions[idx] = ("refused", why)
+            continue
+        if len(a.people) < len(b.people):
+            ra, rb, a, b = rb, ra, b, a
+        parent[rb] = ra
+        a.ids |= b.ids
+        a.min_dob = min((d for d in (a.min_dob, b.min_dob) if d is not None), default=None)
+        a.max_dob = max((d for d in (a.max_dob, b.max_dob) if d is not None), default=None)
+        a.people.extend(b.people)
+        del comps[rb]
+        decisions[idx] = ("accepted", None)
+    if decisions:
+        dec = pd.DataFrame.from_dict(decisions, orient="index", columns=["decision", "constraint"])
+        edges.loc[dec.index, "decision"] = dec["decision"]
+        edges.loc[dec.index, "constraint"] = dec["constraint"].astype("string")
+    roots = np.arange(n_groups)
+    for g in touched:
+        roots[int(g)] = find(int(g))
+    return roots[group_codes] if n else np.zeros(0, dtype=np.int64), edges.drop(columns=["g_l", "g_r"])

@@ -1,0 +1,103 @@
+"""Matching features derived from standardized resident records (vectorized, no per-row loops).
+
+The input is the frame :func:`schemas.resident.standardize_frame` produces. The output has one row
+per input row, in the same order, with a surrogate ``unique_id`` (0..n-1) and ``record_key``
+(``source/source_record_id``) — the matcher never needs names or ID numbers in logs or evidence.
+
+ID numbers give two features:
+
+* ``id_valid`` — the clean number when it is valid *and trusted*: the record's own birth date and
+  sex (where present) agree with the ones the number encodes. A valid number that disagrees is
+  most often a family member's number typed in; it is kept out of matching (``id_conflict``).
+* ``id_body`` — the 17-digit body of the raw number after NFKC / upper-casing / 15→18 upgrade,
+  present even when the checksum fails, so one-digit typos and transpositions can be compared.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from schemas.id_number import USABLE, normalize_text
+
+# a newborn registered before it was named: 张某某之子 / 李某某之女 carries only a surname
+_PLACEHOLDER_NAME = r"某某|之子$|之女$|^(?:男婴|女婴|婴儿)$"
+_FIRST_SYLLABLE = r"^(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[aeiouv]+(?:ng|n(?![aeiouv])|r(?![aeiouv]))?"
+_BODY_STATUSES = ("valid", "upgraded_from_15", "checksum_error", "bad_date", "bad_region")
+
+FEATURE_COLUMNS = (
+    "unique_id", "record_key", "name_key", "name_pinyin", "surname", "given_key", "given_pinyin",
+    "id_valid", "id_body", "id_conflict", "id_claimed", "dob", "birth_year", "sex", "phone", "address_key", "village",
+)
+
+
+def _text(s: pd.Series) -> pd.Series:
+    return s.astype("string")
+
+
+def id_bodies(raw: pd.Series, status: pd.Series) -> pd.Series:
+    """17-digit body of the raw ID number (15-digit numbers upgraded), null for placeholders and junk."""
+    norm = normalize_text(raw).astype("string")
+    is18 = norm.str.fullmatch(r"[0-9]{17}[0-9X]").fillna(False)
+    is15 = norm.str.fullmatch(r"[0-9]{15}").fillna(False)
+    body = pd.Series(pd.NA, index=raw.index, dtype="string")
+    body[is18] = norm[is18].str.slice(0, 17)
+    body[is15] = norm[is15].str.slice(0, 6) + "19" + norm[is15].str.slice(6, 15)
+    keep = status.astype("string").isin(_BODY_STATUSES).fillna(False)
+    # all-same-digit bodies are placeholders whatever the status says
+    same = body.str.fullmatch(r"0+|1+|2+|3+|4+|5+|6+|7+|8+|9+").fillna(False)
+    return body.where(keep & ~same)
+
+
+def _iso(dates: pd.Series) -> pd.Series:
+    ts = pd.to_datetime(dates, errors="coerce")
+    return ts.dt.strftime("%Y-%m-%d").astype("string").where(ts.notna())
+
+
+def build_features(std: pd.DataFrame) -> pd.DataFrame:
+    """Matching features, one row per row of ``std`` (same order)."""
+    n = len(std)
+    idx = std.index
+    out = pd.DataFrame(index=idx)
+    out["unique_id"] = np.arange(n, dtype=np.int64)
+    out["record_key"] = (std["source"].astype(str) + "/" + std["source_record_id"].astype(str)).astype("string")
+
+    key = _text(std["name_key"])
+    placeholder = key.str.contains(_PLACEHOLDER_NAME, regex=True).fillna(False)
+    surname = _text(std["name_surname"])
+    out["name_key"] = key.where(~placeholder)
+    out["name_pinyin"] = _text(std["name_pinyin"]).where(~placeholder)
+    out["surname"] = surname
+    has_surname = surname.notna() & key.notna()
+    given = key.str.slice(1).where(has_surname, key)
+    out["given_key"] = given.where(~placeholder & (given.str.len() > 0))
+    # the reading of the given name: the full reading less its first syllable (the surname's)
+    pinyin = _text(std["name_pinyin"])
+    given_py = pinyin.str.replace(_FIRST_SYLLABLE, "", regex=True)
+    out["given_pinyin"] = given_py.where(has_surname & (given_py.str.len() > 0), pinyin).where(~placeholder)
+
+    status = _text(std["id_number_status"])
+    valid = _text(std["id_number"]).where(status.isin(USABLE).fillna(False))
+    dob = _iso(std["birth_date"])
+    id_dob = _iso(std["id_birth_date"])
+    sex = pd.to_numeric(std["sex"], errors="coerce").astype("Int16")
+    sex = sex.where(sex.isin([1, 2]))
+    id_sex = pd.to_numeric(std["id_sex"], errors="coerce").astype("Int16")
+    dob_conflict = (dob.notna() & id_dob.notna() & (dob != id_dob)).fillna(False)
+    sex_conflict = (sex.notna() & id_sex.notna() & (sex != id_sex)).fillna(False)
+    conflict = valid.notna() & (dob_conflict | sex_conflict)
+    out["id_valid"] = valid.where(~conflict)
+    body = id_bodies(std["id_number_raw"], status)
+    out["id_body"] = body.where(~conflict)
+    out["id_conflict"] = conflict.astype(bool)
+    out["id_claimed"] = valid  # valid, trusted or not: what the clustering constraint looks at
+    # the record's own birth date; the trusted ID's when the record has none
+    out["dob"] = dob.fillna(id_dob.where(out["id_valid"].notna()))
+    out["birth_year"] = out["dob"].str.slice(0, 4)
+    out["sex"] = sex.fillna(id_sex.where(out["id_valid"].notna()))
+    out["phone"] = _text(std["phone"])
+    out["address_key"] = _text(std["address_key"]).where(_text(std["address_house_no"]).notna())
+    village = _text(std["address_village"])
+    out["village"] = (_text(std["address_town"]).fillna("") + "|" + village).where(village.notna())
+    return out[list(FEATURE_COLUMNS)].reset_index(drop=True)
+
