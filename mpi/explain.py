@@ -42,7 +42,8 @@ def _linker(feats: pd.DataFrame, model_path, *, matching_columns: bool = False):
     api = DuckDBAPI()
     from mpi.model import SPLINK_COLUMNS
 
-    return Linker(api.register(feats[list(SPLINK_COLUMNS)], dataset_display_name="pair"), settings, log_level=logging.WARNING), settings
+    registered = api.register(feats[list(SPLINK_COLUMNS)], dataset_display_name="pair")
+    return Linker(registered, settings, log_level=logging.WARNING), settings
 
 
 def explain_pair(std_left_row: dict, std_right_row: dict, model_path: str | Path | None = None) -> pd.DataFrame:

@@ -146,8 +146,8 @@ def _reviews(edges: pd.DataFrame, feats: pd.DataFrame, roots: np.ndarray, cluste
     if edges.empty:
         return pd.DataFrame(columns=["record_key_l", "record_key_r", "cluster_key_l", "cluster_key_r",
                                      "match_probability", "match_weight", "review_reason"])
-    l, r = edges["unique_id_l"].to_numpy(), edges["unique_id_r"].to_numpy()
-    apart = roots[l] != roots[r]
+    left, right = edges["unique_id_l"].to_numpy(), edges["unique_id_r"].to_numpy()
+    apart = roots[left] != roots[right]
     grey = (edges["match_probability"] < threshold).to_numpy() & apart
     refused = (edges["decision"] == "refused").to_numpy() & apart
     sel = edges[grey | refused]

@@ -225,10 +225,10 @@ def test_valid_ids_that_disagree_with_their_record_still_keep_clusters_apart():
 
 
 def test_training_is_reproducible(tmp_path):
+    from connectors.registry import load_registry
     from mpi import train_model
     from simulators.county import SimulatedCounty
     from simulators.population import CountySpec
-    from connectors.registry import load_registry
 
     county = SimulatedCounty.create(CountySpec(persons=3000, seed=7))
     frames = []
