@@ -220,6 +220,105 @@ def standardize(
     console.print(table)
 
 
+@app.command()
+def link(
+    inputs: Annotated[list[Path], typer.Argument(help="CSV or XLSX files with source, source_record_id, name, "
+                                                      "id_number, sex, birth_date, phone, address.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the crosswalk CSV.")],
+) -> None:
+    """Link resident records into master ids (the master-index DAG's matching) and write a crosswalk."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from hub.link_files import link_files
+
+    with user_errors(), Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                 console=err) as progress:
+        task = progress.add_task("reading and standardizing", total=None)
+
+        def on_progress(stage, info):
+            progress.update(task, description=f"{stage}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+
+        result = link_files(inputs, out, on_progress=on_progress)
+    console.print(f"{result['records']} records → {result['masters']} master ids; "
+                  f"{result['reviews']} pairs for review → {out}")
+
+
+@app.command()
+def explain(
+    master_id: Annotated[str | None, typer.Argument(help="A master id: explain each of its records against the first.")]
+    = None,
+    pair: Annotated[list[str] | None, typer.Option("--pair", help="SOURCE/RECORD_ID; give it twice.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write Splink's waterfall chart (shows personal data).")] = None,
+) -> None:
+    """Why records matched: the weight of each comparison, for a pair of records or a master id."""
+    import sqlalchemy as sa
+
+    from hub import settings
+    from hub.errors import HubError
+    from mpi.explain import explain_pair, waterfall_html
+    from schemas.masking import mask_name
+
+    with user_errors():
+        with settings.engine().connect() as conn:
+            if pair:
+                if len(pair) != 2 or not all("/" in p for p in pair):
+                    raise HubError("give --pair twice, as SOURCE/RECORD_ID")
+                keys = [tuple(p.split("/", 1)) for p in pair]
+            elif master_id:
+                keys = [tuple(r) for r in conn.execute(sa.text(
+                    "SELECT source, source_record_id FROM mpi.crosswalk WHERE master_id = :m"
+                    " ORDER BY source, source_record_id"), {"m": master_id})]
+                if not keys:
+                    raise HubError(f"no records under master id {master_id!r}")
+            else:
+                raise HubError("give a master id or --pair SOURCE/RECORD_ID --pair SOURCE/RECORD_ID")
+            rows = {}
+            for source, record_id in keys:
+                row = conn.execute(sa.text("SELECT * FROM std.resident WHERE source = :s AND source_record_id = :r"),
+                                   {"s": source, "r": record_id}).mappings().first()
+                if row is None:
+                    raise HubError(f"no standardized record {source}/{record_id}")
+                rows[(source, record_id)] = dict(row)
+        first = keys[0]
+        if len(keys) == 1:
+            console.print(f"master {master_id} holds a single record: {first[0]}/{first[1]}")
+            return
+        for other in keys[1:]:
+            table = Table("comparison", "level", "match weight",
+                          title=f"{first[0]}/{first[1]} ({mask_name(rows[first]['name'])}) vs "
+                                f"{other[0]}/{other[1]} ({mask_name(rows[other]['name'])})")
+            for r in explain_pair(rows[first], rows[other]).itertuples(index=False):
+                table.add_row(r.comparison, str(r.level), f"{r.match_weight:+.2f}")
+            console.print(table)
+        if html:
+            chart = waterfall_html(rows[first], rows[keys[1]])
+            if chart is None:
+                raise HubError("the waterfall chart needs altair, which is not installed")
+            html.write_text(chart, encoding="utf-8")
+            err.print(f"waterfall chart written to {html} — it shows names and ID numbers: keep it where they may be seen")
+
+
+@app.command()
+def train(
+    out: Annotated[Path | None, typer.Option(help="Where to save the model (default: the repository's model file).")]
+    = None,
+) -> None:
+    """Retrain the matching model on the warehouse's standardized records (reproducible: fixed seeds)."""
+    from hub import settings
+    from mpi.model import DEFAULT_MODEL, train_model
+    from warehouse.standardized import read_for_matching
+
+    with user_errors():
+        with settings.engine().connect() as conn:
+            std = read_for_matching(conn)
+        if len(std) < 1000:
+            from hub.errors import HubError
+
+            raise HubError(f"only {len(std)} standardized records: ingest and standardize more before training")
+        path = train_model(std, out or DEFAULT_MODEL)
+    console.print(f"model trained on {len(std)} records → {path}")
+
+
 @release_app.command("list")
 def release_list() -> None:
     """List the published releases; the current one is marked."""

@@ -196,19 +196,22 @@ def standardize_sources(names: list[str] | None = None, *, full: bool = False) -
     return result
 
 
-def build_master_index() -> dict:
-    """Match standardized records into master ids and rebuild the golden records."""
-    from mpi.exact import exact_id_anchors
-    from warehouse.master_index import rebuild_golden, write_crosswalk
+def build_master_index(on_progress: Callable[[str, dict], None] | None = None) -> dict:
+    """Match standardized records into master ids, store the grey-zone pairs, rebuild the golden records."""
+    from mpi.anchors import master_anchors
+    from mpi.link import link_records
+    from warehouse.master_index import rebuild_golden, store_reviews, write_crosswalk
     from warehouse.standardized import read_for_matching
 
     with settings.engine().begin() as conn:
-        records = read_for_matching(conn)
-        anchors = exact_id_anchors(records)
+        std = read_for_matching(conn)
+        linked = link_records(std, on_progress=on_progress)
+        anchors = master_anchors(std, linked.crosswalk)
         counts = write_crosswalk(conn, anchors)
+        counts["reviews"] = store_reviews(conn, linked.reviews)
         counts["masters"] = rebuild_golden(conn)
-        counts["records"] = len(records)
-        counts["linked_by_exact_id"] = int((anchors["match_rule"] == "exact_id").sum())
+        counts["records"] = len(std)
+        counts.update({f"linked_{k}": int(v) for k, v in anchors["match_rule"].value_counts().items()})
     log.info("master index: %s", counts)
     return counts
 

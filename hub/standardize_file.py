@@ -116,6 +116,26 @@ def _xlsx_chunks(path: Path, chunk_rows: int) -> tuple[Iterator[pd.DataFrame], i
     return (data.iloc[i:i + chunk_rows] for i in range(0, len(data), chunk_rows)), len(data), "xlsx"
 
 
+def read_resident_file(path: Path) -> pd.DataFrame:
+    """Every row of a CSV or XLSX resident file as text, with its canonical columns checked.
+
+    Raises ``ValueError`` naming the file when it cannot be read or lacks a column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        chunks, _, _ = _csv_chunks(path, CHUNK_ROWS)
+    elif suffix in (".xlsx", ".xlsm"):
+        chunks, _, _ = _xlsx_chunks(path, CHUNK_ROWS)
+    else:
+        raise ValueError(f"{path.name}: not a CSV or XLSX file")
+    parts = list(chunks)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(CANONICAL_COLUMNS))
+    return frame.fillna("").astype(str)
+
+
 def standardize_file(input: Path, out: Path, *, sex_codes: dict[str, int] | None = None,
                      date_formats: list[str] | None = None, default_county: str | None = None,
                      on_progress: Callable[[int, int], None] | None = None, chunk_rows: int = CHUNK_ROWS) -> dict:

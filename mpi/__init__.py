@@ -6,7 +6,7 @@ Public API (Splink is imported lazily, inside the functions):
 * :func:`explain_pair` — per-comparison level and match weight for two standardized records;
 * :func:`waterfall_html` — Splink's waterfall chart of a pair as HTML (needs altair);
 * :func:`train_model` — retrain the model and save it as versioned JSON;
-* :func:`mpi.exact.exact_id_anchors` — the warehouse's deterministic anchors (unchanged).
+* :func:`mpi.anchors.master_anchors` — clusters to master-id anchors, one ID number per master.
 """
 
 from mpi.explain import explain_pair, waterfall_html

@@ -78,7 +78,7 @@ def clean_warehouse(engine):
     """Empty every warehouse table before a test that needs a blank slate."""
     with engine.begin() as conn:
         conn.execute(sa.text(
-            "TRUNCATE raw.load_batch, raw.record, raw.quarantine, std.resident, mpi.master, mpi.crosswalk,"
+            "TRUNCATE raw.load_batch, raw.record, raw.quarantine, std.resident, mpi.master, mpi.crosswalk, mpi.review_pair,"
             " mpi.golden, publish.release, publish.master_person, publish.current_release,"
             " audit.validation_run, audit.validation_result, audit.publish_attempt CASCADE"))
         conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))

@@ -37,11 +37,11 @@ def test_slice_against_ground_truth_and_rerun_is_idempotent(clean_warehouse, pla
         usable = pd.read_sql(sa.text(
             "SELECT r.source, r.source_record_id, r.id_number FROM std.resident r"
             " JOIN mpi.crosswalk c USING (source, source_record_id)"
-            " WHERE r.id_number_status IN ('valid', 'upgraded_from_15') AND c.match_rule <> 'id_name_conflict'"), conn)
+            " WHERE r.id_number_status IN ('valid', 'upgraded_from_15') AND c.match_rule <> 'split_constraint'"), conn)
     linked = joined.merge(usable, on=["source", "source_record_id"])
     linked = linked[linked["id_number"] == linked["person_id"].map(county.population.set_index("person_id")["id_number"])]
     assert linked.groupby("person_id")["master_id"].nunique().max() == 1
-    assert matched["linked_by_exact_id"] > 0
+    assert matched["linked_exact_id"] > 0 and matched["linked_probabilistic"] > 0
 
     with clean_warehouse.connect() as conn:
         current = conn.execute(sa.text("SELECT count(*) FROM publish.master_person_current")).scalar_one()

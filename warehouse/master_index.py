@@ -6,6 +6,8 @@ rerun on the same data gives the same ids.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -40,21 +42,38 @@ def write_crosswalk(conn: sa.Connection, anchors: pd.DataFrame) -> dict[str, int
     return {"masters_created": created, "crosswalk_changed": changed, "crosswalk_removed": removed}
 
 
+def store_reviews(conn: sa.Connection, reviews: pd.DataFrame) -> int:
+    """Replace the open grey-zone and constraint pairs with this run's (evidence: match weights only)."""
+    conn.execute(sa.text("DELETE FROM mpi.review_pair WHERE decided_at IS NULL"))
+    if reviews.empty:
+        return 0
+    evidence = reviews.filter(regex="^(mw_|gamma_)").astype(float).to_dict(orient="records")
+    frame = reviews[["record_key_l", "record_key_r", "match_probability", "match_weight", "review_reason"]].copy()
+    frame["evidence"] = [json.dumps(e) for e in evidence]
+    return copy_frame(conn, "mpi.review_pair", frame, ("record_key_l", "record_key_r", "match_probability",
+                                                       "match_weight", "review_reason", "evidence"))
+
+
 def rebuild_golden(conn: sa.Connection) -> int:
-    """Rebuild one golden record per master id from its standardized records."""
+    """Rebuild one golden record per master id from its standardized records.
+
+    The ID number is the one the master is anchored on (see :mod:`mpi.anchors`); a master whose
+    records carry a valid number claimed by another master is marked ``id_name_conflict``.
+    """
     conn.execute(sa.text("DELETE FROM mpi.golden"))
     return conn.execute(sa.text(
         "INSERT INTO mpi.golden (master_id, name, id_number, id_number_status, sex, birth_date, record_count, sources)"
         " SELECT c.master_id,"
         "   mode() WITHIN GROUP (ORDER BY r.name),"
-        # an ID number whose records name someone else is not given to this master
-        "   max(r.id_number) FILTER (WHERE c.match_rule <> 'id_name_conflict'),"
-        "   CASE WHEN bool_or(c.match_rule = 'id_name_conflict') THEN 'id_name_conflict'"
-        "        WHEN bool_or(r.id_number_status = 'valid') THEN 'valid'"
-        "        WHEN bool_or(r.id_number_status = 'upgraded_from_15') THEN 'upgraded_from_15'"
+        "   min(substr(m.anchor, 4)) FILTER (WHERE m.anchor LIKE 'id:%'),"
+        "   CASE WHEN min(m.anchor) LIKE 'id:%' THEN"
+        "          CASE WHEN bool_or(r.id_number = substr(m.anchor, 4) AND r.id_number_status = 'valid') THEN 'valid'"
+        "               ELSE 'upgraded_from_15' END"
+        "        WHEN bool_or(r.id_number_status IN ('valid', 'upgraded_from_15')) THEN 'id_name_conflict'"
         "        ELSE min(r.id_number_status) END,"
-        "   max(r.id_sex) FILTER (WHERE c.match_rule <> 'id_name_conflict'),"
-        "   max(r.id_birth_date) FILTER (WHERE c.match_rule <> 'id_name_conflict'),"
+        "   max(r.id_sex) FILTER (WHERE r.id_number = substr(m.anchor, 4)),"
+        "   max(r.id_birth_date) FILTER (WHERE r.id_number = substr(m.anchor, 4)),"
         "   count(*), array_agg(DISTINCT r.source ORDER BY r.source)"
-        " FROM mpi.crosswalk c JOIN std.resident r USING (source, source_record_id)"
+        " FROM mpi.crosswalk c JOIN mpi.master m USING (master_id)"
+        " JOIN std.resident r USING (source, source_record_id)"
         " GROUP BY c.master_id")).rowcount

@@ -47,6 +47,7 @@ def clear_source(conn: sa.Connection, source: str) -> int:
 
 
 def read_for_matching(conn: sa.Connection) -> pd.DataFrame:
-    rows = conn.execute(sa.text(
-        "SELECT source, source_record_id, id_number, id_number_status, name_key FROM std.resident")).mappings().all()
-    return pd.DataFrame(rows, columns=["source", "source_record_id", "id_number", "id_number_status", "name_key"])
+    """Every standardized record, with the columns matching needs."""
+    cols = [c for c in STD_COLUMNS if not c.endswith("_raw") or c == "id_number_raw"]
+    rows = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM std.resident")).all()
+    return pd.DataFrame(rows, columns=cols)
