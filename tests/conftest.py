@@ -95,8 +95,7 @@ def county():
 
 
 @pytest.fixture(scope="session")
-def platforms(county, tmp_path_factory):
-    """Every simulated subsystem served on loopback, with the REST connections in the environment."""
+def _served_platforms(county, tmp_path_factory):
     from hub.simulation import connection_env
     from simulators.platforms import start_platforms
 
@@ -107,6 +106,17 @@ def platforms(county, tmp_path_factory):
     running.stop()
     for key in env:
         os.environ.pop(key, None)
+
+
+@pytest.fixture
+def platforms(_served_platforms, county):
+    """Every simulated subsystem served on loopback, with the connections in the environment.
+
+    Each test gets tonight's drop files afresh (an earlier test's ingest moved them aside).
+    """
+    _served_platforms.set_faults(None)
+    _served_platforms.advance(county)
+    return _served_platforms
 
 
 @pytest.fixture(scope="session")
