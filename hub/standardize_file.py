@@ -116,21 +116,25 @@ def _xlsx_chunks(path: Path, chunk_rows: int) -> tuple[Iterator[pd.DataFrame], i
     return (data.iloc[i:i + chunk_rows] for i in range(0, len(data), chunk_rows)), len(data), "xlsx"
 
 
-def read_resident_file(path: Path) -> pd.DataFrame:
-    """Every row of a CSV or XLSX resident file as text, with its canonical columns checked.
-
-    Raises ``ValueError`` naming the file when it cannot be read or lacks a column.
-    """
+def resident_file_chunks(path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[Iterator[pd.DataFrame], int, str]:
+    """(chunks of rows as text, row count, encoding) of a CSV or XLSX resident file, its columns checked."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
-        chunks, _, _ = _csv_chunks(path, CHUNK_ROWS)
-    elif suffix in (".xlsx", ".xlsm"):
-        chunks, _, _ = _xlsx_chunks(path, CHUNK_ROWS)
-    else:
-        raise ValueError(f"{path.name}: not a CSV or XLSX file")
+        return _csv_chunks(path, chunk_rows)
+    if suffix in (".xlsx", ".xlsm"):
+        return _xlsx_chunks(path, chunk_rows)
+    raise ValueError(f"{path.name}: not a CSV or XLSX file")
+
+
+def read_resident_file(path: Path) -> pd.DataFrame:
+    """Every row of a CSV or XLSX resident file as text, with its canonical columns checked.
+
+    Raises ``ValueError`` naming the file when it cannot be read or lacks a column.
+    """
+    chunks, _, _ = resident_file_chunks(path)
     parts = list(chunks)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(CANONICAL_COLUMNS))
     return frame.fillna("").astype(str)
@@ -152,13 +156,7 @@ def standardize_file(input: Path, out: Path, *, sex_codes: dict[str, int] | None
     # the options are checked before the file is read: a wrong code map should fail at once
     standardize_frame(pd.DataFrame(columns=list(CANONICAL_COLUMNS), dtype=str), sex_codes=sex_codes,
                       date_formats=date_formats, default_county=default_county)
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".txt"):
-        chunks, total, encoding = _csv_chunks(path, chunk_rows)
-    elif suffix in (".xlsx", ".xlsm"):
-        chunks, total, encoding = _xlsx_chunks(path, chunk_rows)
-    else:
-        raise ValueError(f"{path.name}: not a CSV or XLSX file")
+    chunks, total, encoding = resident_file_chunks(path, chunk_rows)
 
     counts = {field: Counter() for field in STATUS_FIELDS}
     done = 0
