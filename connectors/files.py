@@ -8,6 +8,7 @@ moved aside into ``processed/``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
@@ -15,25 +16,49 @@ import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from connectors.base import Chunk, ExtractError
 from connectors.registry import FileSource
 
-ENCODINGS = ("utf-8-sig", "gb18030")  # GB18030 decodes GBK and GB2312 too
+_BLOCK = 1 << 20
 
 
-def decode(data: bytes, name: str) -> tuple[str, str]:
-    """Decode a text file, detecting its encoding; returns (text, encoding)."""
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding), ("utf-8" if encoding == "utf-8-sig" else encoding)
-        except UnicodeDecodeError:
-            continue
-    from charset_normalizer import from_bytes
+def detect_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM) or GB18030 (a superset of GBK and GB2312), by decoding the whole file.
 
-    best = from_bytes(data).best()
-    if best is None:
-        raise ExtractError(f"{name}: cannot tell the file's text encoding")
-    return str(best), best.encoding
+    A file that is UTF-8 but for a few bad bytes is refused rather than read as GB18030: UTF-8
+    Chinese text often decodes as GB18030 without error, into nonsense.
+    """
+    with path.open("rb") as f:
+        if f.read(3) == codecs.BOM_UTF8:
+            return "utf-8-sig"
+    errors, non_ascii, first_error = 0, 0, None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with path.open("rb") as f:
+        offset = 0
+        while block := f.read(_BLOCK):
+            non_ascii += int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) >= 0x80))
+            found = decoder.decode(block).count("\ufffd")
+            if found and first_error is None:
+                first_error = offset
+            errors += found
+            offset += len(block)
+        errors += decoder.decode(b"", final=True).count("\ufffd")
+    if errors == 0:
+        return "utf-8"
+    if errors * 10 < non_ascii:
+        raise ValueError(f"{path.name}: mostly UTF-8 but with {errors} invalid byte sequence(s) (first in the block "
+                         f"at byte {first_error}); re-export it as UTF-8 or GBK")
+    try:
+        decoder = codecs.getincrementaldecoder("gb18030")()
+        with path.open("rb") as f:
+            while block := f.read(_BLOCK):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path.name}: neither UTF-8 nor GBK/GB18030 ({exc.reason})") from None
+    return "gb18030"
 
 
 def _cell(value) -> str | None:
@@ -66,8 +91,11 @@ def xlsx_rows(path: Path) -> list[list[str | None]]:
 
 def csv_rows(path: Path) -> Iterator[list[str]]:
     """Rows of a CSV file, decoded in its detected encoding, read lazily."""
-    _, encoding = decode(path.read_bytes(), path.name)
-    with path.open(encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as f:
+    try:
+        encoding = detect_encoding(path)
+    except ValueError as exc:
+        raise ExtractError(str(exc)) from None
+    with path.open(encoding=encoding, newline="") as f:
         yield from csv.reader(f)
 
 
@@ -114,7 +142,8 @@ def fetch(source: FileSource, folder: Path, *, already: set[str]) -> Iterator[Ch
     for path in sorted(folder.glob(source.resource)):
         if not path.is_file() or path.name.endswith(".part"):
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
         move = _mover(path)
         if digest in already:  # ingested before (perhaps the move aside was interrupted)
             move()

@@ -7,16 +7,15 @@ pipeline uses, and written as UTF-8 with a byte-order mark so that Excel opens i
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from connectors.files import detect_encoding
 from schemas.masking import mask_name
 from schemas.resident import standardize_frame
 
@@ -24,44 +23,6 @@ CANONICAL_COLUMNS = ("source", "source_record_id", "name", "id_number", "sex", "
 STATUS_FIELDS = ("id_number", "name", "birth_date", "sex", "phone", "address")
 CHUNK_ROWS = 200_000
 HEADER_SEARCH_ROWS = 20  # a title row or two may sit above the header in a spreadsheet
-_BLOCK = 1 << 20
-
-
-def detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM) or GB18030 (a superset of GBK and GB2312), by decoding the whole file.
-
-    A file that is UTF-8 but for a few bad bytes is refused rather than read as GB18030: UTF-8
-    Chinese text often decodes as GB18030 without error, into nonsense.
-    """
-    with path.open("rb") as f:
-        if f.read(3) == codecs.BOM_UTF8:
-            return "utf-8-sig"
-    errors, non_ascii, first_error = 0, 0, None
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    with path.open("rb") as f:
-        offset = 0
-        while block := f.read(_BLOCK):
-            non_ascii += int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) >= 0x80))
-            found = decoder.decode(block).count("\ufffd")
-            if found and first_error is None:
-                first_error = offset
-            errors += found
-            offset += len(block)
-        errors += decoder.decode(b"", final=True).count("\ufffd")
-    if errors == 0:
-        return "utf-8"
-    if errors * 10 < non_ascii:
-        raise ValueError(f"{path.name}: mostly UTF-8 but with {errors} invalid byte sequence(s) (first in the block "
-                         f"at byte {first_error}); re-export it as UTF-8 or GBK")
-    try:
-        decoder = codecs.getincrementaldecoder("gb18030")()
-        with path.open("rb") as f:
-            while block := f.read(_BLOCK):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name}: neither UTF-8 nor GBK/GB18030 ({exc.reason})") from None
-    return "gb18030"
 
 
 def _delimiter(path: Path, encoding: str) -> str:
