@@ -39,3 +39,10 @@ def copy_frame(conn: sa.Connection, table: str, frame: pd.DataFrame, columns: Se
     data = frame.reindex(columns=list(columns)).to_csv(index=False, header=False, na_rep=NULL, lineterminator="\n")
     _copy(conn, table, columns, data)
     return len(frame)
+
+
+def staging_table(conn: sa.Connection, name: str, columns_ddl: str) -> str:
+    """An empty temporary table for this transaction (created on first use); returns its name."""
+    conn.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_ddl}) ON COMMIT DROP"))
+    conn.execute(sa.text(f"TRUNCATE {name}"))
+    return name

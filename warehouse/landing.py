@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
-from warehouse.bulk import copy_rows
+from warehouse.bulk import copy_rows, staging_table
 
 
 class LoadIdentityError(RuntimeError):
@@ -74,9 +74,8 @@ def quarantine(conn: sa.Connection, *, source: str, batch_id: int, rows: list[tu
 
 def record_absent(conn: sa.Connection, *, source: str, batch_id: int, seen: set[str]) -> int:
     """Tombstone every live record of ``source`` missing from a full snapshot (the keys in ``seen``)."""
-    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS seen_key (source_record_id text) ON COMMIT DROP"))
-    conn.execute(sa.text("TRUNCATE seen_key"))
-    copy_rows(conn, "seen_key", ("source_record_id",), ((k,) for k in seen))
+    copy_rows(conn, staging_table(conn, "seen_key", "source_record_id text"), ("source_record_id",),
+              ((k,) for k in seen))
     conn.execute(sa.text("ANALYZE seen_key"))
     # only this source's keys are scanned (by index); the deletion check runs on the few absent ones
     return conn.execute(sa.text(
@@ -120,9 +119,7 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
             "VALUES (:b, :s, :k, :r, :d, :p)"),
             [{"b": batch_id, "s": source, "k": k, "r": r, "d": d, "p": p} for k, r, d, p in bad])
     if good:
-        conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS incoming_record "
-                             "(source_record_id text, content_hash text, payload jsonb) ON COMMIT DROP"))
-        conn.execute(sa.text("TRUNCATE incoming_record"))
+        staging_table(conn, "incoming_record", "source_record_id text, content_hash text, payload jsonb")
         copy_rows(conn, "incoming_record", ("source_record_id", "content_hash", "payload"), good)
         counts.landed = conn.execute(sa.text(
             "WITH ins AS ("

@@ -11,14 +11,12 @@ import json
 import pandas as pd
 import sqlalchemy as sa
 
-from warehouse.bulk import copy_frame
+from warehouse.bulk import copy_frame, staging_table
 
 
 def write_crosswalk(conn: sa.Connection, anchors: pd.DataFrame) -> dict[str, int]:
     """Assign master ids to ``anchors`` (source, source_record_id, anchor, match_rule) and store the crosswalk."""
-    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS incoming_anchor "
-                         "(source text, source_record_id text, anchor text, match_rule text) ON COMMIT DROP"))
-    conn.execute(sa.text("TRUNCATE incoming_anchor"))
+    staging_table(conn, "incoming_anchor", "source text, source_record_id text, anchor text, match_rule text")
     copy_frame(conn, "incoming_anchor", anchors, ("source", "source_record_id", "anchor", "match_rule"))
     created = conn.execute(sa.text(
         "WITH new AS (SELECT DISTINCT anchor FROM incoming_anchor a"
