@@ -4,9 +4,7 @@ Peers, side by side in one run on the same standardized records:
   raw-id   records whose raw ID number (trimmed) is equal are one person (today's practice);
   generic  a generic Splink setup: Jaro-Winkler on names, Levenshtein on ID numbers, exact dates and
            phones, EM-trained, connected components at 0.95;
-  hub      ``mpi.link_records`` (deterministic pass, Chinese-aware Splink model, constrained clustering);
-  hub-trusted  the same with ``trusted_ids_only=True``: a valid ID number that disagrees with its own
-           record's birth date or sex (a family member's) does not keep that record out of its person's cluster.
+  hub      ``mpi.link_records`` (deterministic pass, Chinese-aware Splink model, constrained clustering).
 
 Usage: .venv/bin/python bench/bench_matching.py [--persons 200000] [--seed 20261121] [--only hub,generic,raw-id]
 Prints pairwise precision / recall / F1 (record pairs within clusters against the true person),
@@ -157,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--persons", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=20261121)
-    parser.add_argument("--only", default="raw-id,generic,hub,hub-trusted")
+    parser.add_argument("--only", default="raw-id,generic,hub")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--pairs", action="store_true", help="also count candidate pairs per blocking rule")
     args = parser.parse_args()
@@ -171,9 +169,7 @@ def main() -> None:
     person = keyed["person_id"].to_numpy()
     systems = {"raw-id": lambda: (raw_id_clusters(std), {}),
                "generic": lambda: (generic_splink_clusters(std), {}),
-               "hub": lambda: hub_clusters(std),
-               # a record carrying a family member's valid ID number may join its own person's cluster
-               "hub-trusted": lambda: hub_clusters(std, trusted_ids_only=True)}
+               "hub": lambda: hub_clusters(std)}
     if args.child:  # one system, in a fresh process: its peak RSS is its own
         gc.collect()
         with PeakRss() as mem:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hub import settings
 from hub.errors import HubError
 
 OUTPUT_COLUMNS = ("source", "source_record_id", "master_id", "match_probability", "reason")
@@ -56,7 +57,7 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     std = standardize_frame(raw)
     if on_progress:
         on_progress("standardized", {"records": len(std)})
-    linked = link_records(std, on_progress=on_progress)
+    linked = link_records(std, on_progress=on_progress, backend_options=settings.match_options())
     anchors = master_anchors(std, linked.crosswalk)
     # master ids in order of first appearance, so the same input gives the same ids
     order = pd.unique(anchors["anchor"])

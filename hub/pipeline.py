@@ -205,7 +205,7 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None) -
 
     with settings.engine().begin() as conn:
         std = read_for_matching(conn)
-        linked = link_records(std, on_progress=on_progress)
+        linked = link_records(std, on_progress=on_progress, backend_options=settings.match_options())
         anchors = master_anchors(std, linked.crosswalk)
         counts = write_crosswalk(conn, anchors)
         counts["reviews"] = store_reviews(conn, linked.reviews)

@@ -67,6 +67,12 @@ def default_county() -> str | None:
     return os.environ.get("HUB_DEFAULT_COUNTY") or None
 
 
+def match_options() -> dict:
+    """Options for the matcher's DuckDB: ``HUB_MATCH_MEMORY`` bounds its memory (default 400MB;
+    past it, DuckDB spills to the temporary folder)."""
+    return {"memory_limit": os.environ.get("HUB_MATCH_MEMORY") or "400MB"}
+
+
 def gx_dir() -> Path:
     return hub_home() / "gx"
 

@@ -4,10 +4,12 @@ Nodes are the deterministic anchors (one or more records). Links at or above the
 taken strongest first (ties broken by record ids, so the result is deterministic); a link is
 refused when the union of its two clusters would
 
-* hold two different valid ID numbers (``different_id``) — by default any valid number a record
-  carries, even one that disagrees with the record's birth date or sex (a family member's
-  number): such a record then stays apart from the person's cluster and goes to review; with
-  ``trusted_ids_only`` only numbers consistent with their record count;
+* hold two different valid ID numbers (``different_id``). A number is *valid for its record* when
+  its checksum holds and the birth date and sex it encodes agree with the record's own: two such
+  numbers never share a cluster. A checksum-valid number that contradicts its own record (most
+  often a spouse's or parent's number typed in) does not identify the record, so it may sit beside
+  the cluster's own valid number; but a cluster with no number valid for its records never holds
+  two different contradicted numbers either — nothing would say which person it is;
 * hold birth dates 15 years or more apart — parent and child (``parent_child``);
 * hold two records with the same birth date and the same house or phone but names that differ
   in writing and in sound — twins or siblings (``twins``).
@@ -28,7 +30,8 @@ PARENT_CHILD_DAYS = 15 * 365
 
 @dataclass
 class _Component:
-    ids: set = field(default_factory=set)
+    ids: set = field(default_factory=set)  # numbers valid for their records
+    claimed: set = field(default_factory=set)  # checksum-valid numbers that contradict their record
     min_dob: int | None = None
     max_dob: int | None = None
     # (dob, address_key, phone, name_key, name_pinyin) of each record, for the twins check
@@ -51,6 +54,8 @@ def violated(a: _Component, b: _Component) -> str | None:
     """The constraint that merging ``a`` and ``b`` would break, or None."""
     if a.ids and b.ids and a.ids != b.ids:
         return "different_id"
+    if not a.ids and not b.ids and a.claimed and b.claimed and a.claimed != b.claimed:
+        return "different_id"
     dobs = [d for d in (a.min_dob, a.max_dob, b.min_dob, b.max_dob) if d is not None]
     if dobs and max(dobs) - min(dobs) >= PARENT_CHILD_DAYS:
         return "parent_child"
@@ -63,8 +68,7 @@ def _none(value):
     return None if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value
 
 
-def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, *,
-                         trusted_ids_only: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float) -> tuple[np.ndarray, pd.DataFrame]:
     """Cluster records: returns (root index per record, edges with ``decision`` and ``constraint`` columns).
 
     ``feats``: the matching table (unique_id 0..n-1 in order, anchor, id_valid, dob, …);
@@ -97,17 +101,18 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
     rows = np.flatnonzero(np.isin(group_codes, touched)) if len(touched) else np.zeros(0, dtype=np.int64)
     sub = feats.iloc[rows]
     dob_days = (pd.to_datetime(sub["dob"], errors="coerce") - pd.Timestamp("1800-01-01")).dt.days
-    id_column = "id_valid" if trusted_ids_only else "id_claimed"
     cols = {c: sub[c].astype(object).where(sub[c].notna(), None).tolist()
-            for c in (id_column, "address_key", "phone", "name_key", "name_pinyin", "dob")}
+            for c in ("id_valid", "id_claimed", "address_key", "phone", "name_key", "name_pinyin", "dob")}
     dd = dob_days.astype(object).where(dob_days.notna(), None).tolist()
     comps: dict[int, _Component] = {}
     for k, g in enumerate(group_codes[rows].tolist()):
         comp = comps.get(g)
         if comp is None:
             comp = comps[g] = _Component()
-        if cols[id_column][k] is not None:
-            comp.ids.add(cols[id_column][k])
+        if cols["id_valid"][k] is not None:
+            comp.ids.add(cols["id_valid"][k])
+        elif cols["id_claimed"][k] is not None:
+            comp.claimed.add(cols["id_claimed"][k])
         d = dd[k]
         if d is not None:
             comp.min_dob = d if comp.min_dob is None else min(comp.min_dob, d)
@@ -130,6 +135,7 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
             ra, rb, a, b = rb, ra, b, a
         parent[rb] = ra
         a.ids |= b.ids
+        a.claimed |= b.claimed
         a.min_dob = min((d for d in (a.min_dob, b.min_dob) if d is not None), default=None)
         a.max_dob = max((d for d in (a.max_dob, b.max_dob) if d is not None), default=None)
         a.people.extend(b.people)

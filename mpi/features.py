@@ -90,7 +90,7 @@ def build_features(std: pd.DataFrame) -> pd.DataFrame:
     body = id_bodies(std["id_number_raw"], status)
     out["id_body"] = body.where(~conflict)
     out["id_conflict"] = conflict.astype(bool)
-    out["id_claimed"] = valid  # valid, trusted or not: what the clustering constraint looks at
+    out["id_claimed"] = valid  # checksum-valid, trusted or not: the clustering constraint looks at both
     # the record's own birth date; the trusted ID's when the record has none
     out["dob"] = dob.fillna(id_dob.where(out["id_valid"].notna()))
     out["birth_year"] = out["dob"].str.slice(0, 4)

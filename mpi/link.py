@@ -50,7 +50,12 @@ def _predict(feats: pd.DataFrame, model_path, backend: str, review_threshold: fl
 
     api = db_api(backend, **(backend_options or {}))
     settings = load_model(model_path, records=len(feats))
-    linker = Linker(api.register(feats[list(SPLINK_COLUMNS)], dataset_display_name="std"), settings, log_level=logging.WARNING)
+    table = feats[list(SPLINK_COLUMNS)]
+    if backend == "duckdb":  # DuckDB scans an Arrow table in place; a pandas frame costs a conversion
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    linker = Linker(api.register(table, dataset_display_name="std"), settings, log_level=logging.WARNING)
     pred = linker.inference.predict(threshold_match_probability=review_threshold)
     keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "match_key"]
     table = pred.as_pyarrow_table()
@@ -62,20 +67,19 @@ def _predict(feats: pd.DataFrame, model_path, backend: str, review_threshold: fl
 
 def link_records(std: pd.DataFrame, *, model_path: str | Path | None = None, backend: str = "duckdb",
                  threshold: float = 0.99, review_threshold: float = 0.5, on_progress: Callable | None = None,
-                 backend_options: dict | None = None, trusted_ids_only: bool = False) -> LinkResult:
+                 backend_options: dict | None = None) -> LinkResult:
     """Link standardized records into clusters of one person each.
 
     ``threshold``: a link at or above it merges (unless a hard constraint refuses it);
     ``review_threshold``: links from it up to ``threshold`` go to ``reviews``.
     Every input row appears exactly once in the crosswalk, in input order.
-    ``trusted_ids_only``: let a record whose valid ID number disagrees with its own birth date or
-    sex (a family member's number) join a cluster holding another valid number; by default two
-    different valid numbers never share a cluster. ``backend_options`` go to the Splink database API
+    ``backend_options`` go to the Splink database API
     (e.g. ``spark_session=`` for ``backend="spark"``).
     """
     from mpi.clustering import constrained_clusters
     from mpi.deterministic import deterministic_anchors
     from mpi.features import build_features
+    from mpi.model import SPLINK_COLUMNS
 
     if not 0 < review_threshold <= threshold <= 1:
         raise ValueError("expected 0 < review_threshold <= threshold <= 1")
@@ -90,8 +94,12 @@ def link_records(std: pd.DataFrame, *, model_path: str | Path | None = None, bac
     _progress(on_progress, "deterministic", records=len(feats), linked=stats["linked_deterministically"])
 
     t1 = time.perf_counter()
-    if len(feats) > 1:
-        edges, n_pairs = _predict(feats, model_path, backend, review_threshold, backend_options)
+    # records linked deterministically that also agree on every matching column would score the
+    # same against everyone else: Splink sees one of them (the first), the clustering all of them
+    distinct = feats.drop_duplicates([c for c in SPLINK_COLUMNS if c != "unique_id"])
+    stats["records_scored"] = int(len(distinct))
+    if len(distinct) > 1:
+        edges, n_pairs = _predict(distinct, model_path, backend, review_threshold, backend_options)
     else:
         edges, n_pairs = pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_weight", "match_probability"]), 0
     stats["pairs_scored_at_or_above_review_threshold"] = n_pairs
@@ -99,7 +107,7 @@ def link_records(std: pd.DataFrame, *, model_path: str | Path | None = None, bac
     _progress(on_progress, "predicted", pairs=n_pairs)
 
     t2 = time.perf_counter()
-    roots, edges = constrained_clusters(feats, edges, threshold, trusted_ids_only=trusted_ids_only)
+    roots, edges = constrained_clusters(feats, edges, threshold)
     keys = feats["record_key"].to_numpy(dtype=object)
     cluster_key = pd.Series(keys).groupby(roots).transform("min").to_numpy()
 

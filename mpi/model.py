@@ -111,11 +111,27 @@ def settings_creator():
     )
 
 
-def db_api(backend: str = "duckdb", **kwargs: Any):
-    """The Splink database API: ``duckdb`` (default, in memory) or ``spark`` (pass ``spark_session=``)."""
+# DuckDB keeps every intermediate table in memory up to 80% of RAM by default; matching a county
+# needs far less. Past this limit it spills to the temporary folder (slower, bounded memory).
+DUCKDB_MEMORY_LIMIT = "400MB"
+
+
+def db_api(backend: str = "duckdb", *, memory_limit: str | None = DUCKDB_MEMORY_LIMIT, **kwargs: Any):
+    """The Splink database API: ``duckdb`` (default, in memory) or ``spark`` (pass ``spark_session=``).
+
+    ``memory_limit`` bounds DuckDB's memory (``None``: DuckDB's default), unless a ``connection=`` is given."""
     if backend == "duckdb":
+        import tempfile
+
+        import duckdb
         from splink import DuckDBAPI
 
+        if "connection" not in kwargs:
+            con = duckdb.connect()
+            con.execute(f"SET temp_directory = '{Path(tempfile.gettempdir()) / 'hub-duckdb'}'")
+            if memory_limit:
+                con.execute(f"SET memory_limit = '{memory_limit}'")
+            kwargs["connection"] = con
         return DuckDBAPI(**kwargs)
     if backend == "spark":  # untested here: provincial volumes
         from splink import SparkAPI

@@ -124,6 +124,9 @@ def test_spouse_id_on_a_record_is_not_merged_into_the_spouse():
     assert same_cluster(cw, 0, 1)
     assert not same_cluster(cw, 0, 3) and not same_cluster(cw, 1, 3)
     assert not same_cluster(cw, 0, 2)
+    # the husband's number contradicts her own birth date and sex: it does not keep her record
+    # out of her own cluster
+    assert same_cluster(cw, 2, 3)
 
 
 def test_placeholder_ids_never_link_on_the_id():
