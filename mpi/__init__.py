@@ -6,7 +6,8 @@ Public API (Splink is imported lazily, inside the functions):
 * :func:`explain_pair` — per-comparison level and match weight for two standardized records;
 * :func:`waterfall_html` — Splink's waterfall chart of a pair as HTML (needs altair);
 * :func:`train_model` — retrain the model and save it as versioned JSON;
-* :func:`mpi.anchors.master_anchors` — clusters to master-id anchors, one ID number per master.
+* :func:`mpi.ids.assign_master_ids` — stable master ids for a new clustering, with events;
+* :func:`mpi.anchors.cluster_anchors` — the ID number each cluster may carry (one master per number).
 """
 
 from mpi.explain import explain_pair, waterfall_html

@@ -11,36 +11,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from schemas.id_number import USABLE
 
+def cluster_anchors(cluster_key: pd.Series, trusted_id: pd.Series) -> pd.Series:
+    """The anchor of each record's cluster, given each record's trusted ID number (or null).
 
-def _agrees(std: pd.DataFrame, field: str, id_field: str) -> pd.Series:
-    own, derived = std[field], std[id_field]
-    if field == "birth_date":
-        own, derived = pd.to_datetime(own, errors="coerce"), pd.to_datetime(derived, errors="coerce")
-    else:
-        own, derived = pd.to_numeric(own, errors="coerce"), pd.to_numeric(derived, errors="coerce")
-    return (own.isna() | derived.isna() | (own == derived)).fillna(True)
-
-
-def master_anchors(std: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:
-    """``source, source_record_id, anchor, match_rule`` for every record of ``crosswalk``.
-
-    ``std`` holds the standardized records (id_number, id_number_status, birth_date, id_birth_date,
-    sex, id_sex); ``crosswalk`` is :attr:`mpi.link.LinkResult.crosswalk`.
-    """
-    frame = crosswalk[["source", "source_record_id", "cluster_key", "reason"]].merge(
-        std[["source", "source_record_id", "id_number", "id_number_status", "birth_date", "id_birth_date", "sex",
-             "id_sex"]], on=["source", "source_record_id"], how="left", validate="one_to_one")
-    trusted = (frame["id_number_status"].isin(USABLE) & frame["id_number"].notna()
-               & _agrees(frame, "birth_date", "id_birth_date") & _agrees(frame, "sex", "id_sex"))
-    carried = (frame[trusted].groupby(["cluster_key", "id_number"]).size().rename("n").reset_index()
-               .sort_values(["cluster_key", "n", "id_number"], ascending=[True, False, True])
+    Every record carrying one of the numbers must be present for the claims to be right."""
+    frame = pd.DataFrame({"cluster_key": cluster_key.astype(str).to_numpy(), "id_number": trusted_id.to_numpy()})
+    carried = (frame.dropna(subset=["id_number"]).groupby(["cluster_key", "id_number"]).size().rename("n")
+               .reset_index().sort_values(["cluster_key", "n", "id_number"], ascending=[True, False, True])
                .drop_duplicates("cluster_key"))
     # one number, one master: the cluster with the most records carrying it keeps it
     claims = carried.sort_values(["id_number", "n", "cluster_key"], ascending=[True, False, True]) \
         .drop_duplicates("id_number").set_index("cluster_key")["id_number"]
-    anchor = ("id:" + frame["cluster_key"].map(claims)).where(frame["cluster_key"].isin(claims.index),
-                                                              "rec:" + frame["cluster_key"].astype(str))
-    return pd.DataFrame({"source": frame["source"].astype(str), "source_record_id": frame["source_record_id"].astype(str),
-                         "anchor": anchor.astype(str), "match_rule": frame["reason"].astype(str)})
+    anchor = ("id:" + frame["cluster_key"].map(claims).astype("string")).where(
+        frame["cluster_key"].isin(claims.index), "rec:" + frame["cluster_key"].astype("string"))
+    return pd.Series(anchor.to_numpy(), index=cluster_key.index)

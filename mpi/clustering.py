@@ -16,10 +16,18 @@ refused when the union of its two clusters would
 
 A refused link is never merged; it goes to the review list with the constraint that refused it.
 Because links are taken strongest first, the links a constraint refuses are the weakest ones.
+
+A steward's decisions come first: "match" pairs (``must``) are merged before any scored link and
+override the constraints above; "not a match" pairs (``cannot``) are never put in one cluster,
+by a scored link or by a "match" (``constraint = 'steward'``).
+
+Ties between equally strong links are broken by the records' keys, never by their position, so
+the clusters of a group of records do not depend on which other records are loaded with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +44,7 @@ class _Component:
     max_dob: int | None = None
     # (dob, address_key, phone, name_key, name_pinyin) of each record, for the twins check
     people: list = field(default_factory=list)
+    cannot: set = field(default_factory=set)  # record keys of this cluster with a "not a match"
 
 
 def _twins(a: _Component, b: _Component) -> bool:
@@ -50,8 +59,14 @@ def _twins(a: _Component, b: _Component) -> bool:
     return False
 
 
-def violated(a: _Component, b: _Component) -> str | None:
+def _kept_apart(a: _Component, b: _Component, partners: dict) -> bool:
+    return any(partners[k] & b.cannot for k in a.cannot) if a.cannot and b.cannot else False
+
+
+def violated(a: _Component, b: _Component, partners: dict | None = None) -> str | None:
     """The constraint that merging ``a`` and ``b`` would break, or None."""
+    if partners and _kept_apart(a, b, partners):
+        return "steward"
     if a.ids and b.ids and a.ids != b.ids:
         return "different_id"
     if not a.ids and not b.ids and a.claimed and b.claimed and a.claimed != b.claimed:
@@ -68,12 +83,14 @@ def _none(value):
     return None if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value
 
 
-def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float) -> tuple[np.ndarray, pd.DataFrame]:
+def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, *,
+                         must: Iterable[tuple[str, str]] = (), cannot: Iterable[tuple[str, str]] = ()
+                         ) -> tuple[np.ndarray, pd.DataFrame]:
     """Cluster records: returns (root index per record, edges with ``decision`` and ``constraint`` columns).
 
-    ``feats``: the matching table (unique_id 0..n-1 in order, anchor, id_valid, dob, …);
+    ``feats``: the matching table (unique_id 0..n-1 in order, record_key, anchor, id_valid, dob, …);
     ``edges``: unique_id_l, unique_id_r, match_probability (any threshold; only those ≥ ``threshold``
-    are considered for merging).
+    are considered for merging); ``must`` / ``cannot``: record-key pairs a steward decided.
     """
     n = len(feats)
     group_codes, _ = pd.factorize(feats["anchor"], sort=True)
@@ -94,9 +111,22 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
     edges["g_r"] = group_codes[edges["unique_id_r"].to_numpy()] if len(edges) else []
     edges["decision"] = "below_threshold"
     edges["constraint"] = pd.Series(pd.NA, index=edges.index, dtype="string")
-    strong = edges[edges["match_probability"] >= threshold].sort_values(
-        ["match_probability", "unique_id_l", "unique_id_r"], ascending=[False, True, True])
-    touched = np.unique(np.concatenate([strong["g_l"].to_numpy(), strong["g_r"].to_numpy()])) if len(strong) else []
+    keys = feats["record_key"].astype(str).to_numpy()
+    position = {k: i for i, k in enumerate(keys)}
+    must = [(position[a], position[b]) for a, b in must if a in position and b in position]
+    cannot = [(a, b) for a, b in cannot if a in position and b in position]
+    partners: dict[str, set] = {}
+    for a, b in cannot:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    strong = edges[edges["match_probability"] >= threshold]
+    strong = strong.assign(key_l=keys[strong["unique_id_l"].to_numpy(dtype=np.int64)],
+                           key_r=keys[strong["unique_id_r"].to_numpy(dtype=np.int64)])
+    strong = strong.sort_values(["match_probability", "key_l", "key_r"], ascending=[False, True, True])
+    pinned = np.asarray([group_codes[i] for pair in must for i in pair]
+                        + [group_codes[position[k]] for k in partners], dtype=np.int64)
+    touched = np.unique(np.concatenate([strong["g_l"].to_numpy(), strong["g_r"].to_numpy(), pinned])) \
+        if len(strong) or len(pinned) else []
     # materialize Python values only for the records of groups a strong link touches
     rows = np.flatnonzero(np.isin(group_codes, touched)) if len(touched) else np.zeros(0, dtype=np.int64)
     sub = feats.iloc[rows]
@@ -119,6 +149,26 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
             comp.max_dob = d if comp.max_dob is None else max(comp.max_dob, d)
         comp.people.append((cols["dob"][k], cols["address_key"][k], cols["phone"][k], cols["name_key"][k],
                             cols["name_pinyin"][k]))
+        if keys[rows[k]] in partners:
+            comp.cannot.add(keys[rows[k]])
+
+    def union(ra: int, rb: int) -> None:
+        a, b = comps[ra], comps[rb]
+        if len(a.people) < len(b.people):
+            ra, rb, a, b = rb, ra, b, a
+        parent[rb] = ra
+        a.ids |= b.ids
+        a.claimed |= b.claimed
+        a.cannot |= b.cannot
+        a.min_dob = min((d for d in (a.min_dob, b.min_dob) if d is not None), default=None)
+        a.max_dob = max((d for d in (a.max_dob, b.max_dob) if d is not None), default=None)
+        a.people.extend(b.people)
+        del comps[rb]
+
+    for i, j in sorted(must):  # a steward's "match" overrides the automatic constraints
+        ra, rb = find(int(group_codes[i])), find(int(group_codes[j]))
+        if ra != rb and not _kept_apart(comps[ra], comps[rb], partners):
+            union(ra, rb)
 
     decisions = {}
     for idx, gl, gr in zip(strong.index, strong["g_l"].to_numpy(), strong["g_r"].to_numpy()):
@@ -126,20 +176,11 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
         if ra == rb:
             decisions[idx] = ("accepted", None)
             continue
-        a, b = comps[ra], comps[rb]
-        why = violated(a, b)
+        why = violated(comps[ra], comps[rb], partners)
         if why:
             decisions[idx] = ("refused", why)
             continue
-        if len(a.people) < len(b.people):
-            ra, rb, a, b = rb, ra, b, a
-        parent[rb] = ra
-        a.ids |= b.ids
-        a.claimed |= b.claimed
-        a.min_dob = min((d for d in (a.min_dob, b.min_dob) if d is not None), default=None)
-        a.max_dob = max((d for d in (a.max_dob, b.max_dob) if d is not None), default=None)
-        a.people.extend(b.people)
-        del comps[rb]
+        union(ra, rb)
         decisions[idx] = ("accepted", None)
     if decisions:
         dec = pd.DataFrame.from_dict(decisions, orient="index", columns=["decision", "constraint"])
