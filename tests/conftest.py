@@ -77,10 +77,10 @@ def engine(database_url):
 def clean_warehouse(engine):
     """Empty every warehouse table before a test that needs a blank slate."""
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "TRUNCATE raw.load_batch, raw.record, raw.quarantine, std.resident, mpi.master, mpi.crosswalk, mpi.review_pair,"
-            " mpi.golden, publish.release, publish.master_person, publish.current_release,"
-            " audit.validation_run, audit.validation_result, audit.publish_attempt CASCADE"))
+        tables = conn.execute(sa.text(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
+        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
     return engine
 

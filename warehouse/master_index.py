@@ -1,7 +1,8 @@
-"""Writing the master person index: master ids, crosswalk and golden records.
+"""Writing the master person index: master ids, crosswalk, events, reviews and golden records.
 
-Master ids are assigned per anchor and never reused: an anchor seen before keeps its id, so a
-rerun on the same data gives the same ids.
+Which id each record gets is decided by :func:`mpi.ids.assign_master_ids`; this module stores the
+outcome: new ids from the ``mpi.master_id_seq`` sequence, retired ids with their redirect, the
+crosswalk rows that changed, and every event with the run that caused it.
 """
 
 from __future__ import annotations
@@ -14,35 +15,80 @@ import sqlalchemy as sa
 from warehouse.bulk import copy_frame, staging_table
 
 
-def write_crosswalk(conn: sa.Connection, anchors: pd.DataFrame) -> dict[str, int]:
-    """Assign master ids to ``anchors`` (source, source_record_id, anchor, match_rule) and store the crosswalk."""
-    staging_table(conn, "incoming_anchor", "source text, source_record_id text, anchor text, match_rule text")
-    copy_frame(conn, "incoming_anchor", anchors, ("source", "source_record_id", "anchor", "match_rule"))
-    created = conn.execute(sa.text(
-        "WITH new AS (SELECT DISTINCT anchor FROM incoming_anchor a"
-        "             WHERE NOT EXISTS (SELECT 1 FROM mpi.master m WHERE m.anchor = a.anchor) ORDER BY anchor),"
-        " ins AS (INSERT INTO mpi.master (master_id, anchor)"
-        "         SELECT 'M' || lpad(nextval('mpi.master_id_seq')::text, 9, '0'), anchor FROM new RETURNING 1)"
-        " SELECT count(*) FROM ins")).scalar_one()
+def mint_master_ids(conn: sa.Connection, n: int) -> list[str]:
+    """``n`` new master ids, in order, registered in mpi.master (anchor set later)."""
+    if n <= 0:
+        return []
+    return list(conn.execute(sa.text(
+        "INSERT INTO mpi.master (master_id) SELECT 'M' || lpad(nextval('mpi.master_id_seq')::text, 9, '0')"
+        " FROM generate_series(1, :n) ORDER BY 1 RETURNING master_id"), {"n": n}).scalars().all())
+
+
+def apply_assignment(conn: sa.Connection, run_id: int, crosswalk: pd.DataFrame, removed: list[str],
+                     retired: pd.DataFrame, events: pd.DataFrame, anchors: pd.DataFrame) -> dict[str, int]:
+    """Store one run's outcome for the records it concerned.
+
+    ``crosswalk``: record_key, master_id, match_rule; ``removed``: record keys gone from the sources;
+    ``retired``: master_id, retired_into; ``events``: :data:`mpi.ids.EVENT_COLUMNS`;
+    ``anchors``: master_id, anchor (``id:<number>`` or ``rec:<record>``)."""
+    parts = [k.split("/", 1) for k in crosswalk["record_key"].astype(str)]
+    frame = pd.DataFrame({"source": [p[0] for p in parts], "source_record_id": [p[1] for p in parts],
+                          "master_id": crosswalk["master_id"].to_numpy(), "match_rule": crosswalk["match_rule"].to_numpy()})
+    staging_table(conn, "incoming_crosswalk", "source text, source_record_id text, master_id text, match_rule text")
+    copy_frame(conn, "incoming_crosswalk", frame, ("source", "source_record_id", "master_id", "match_rule"))
     changed = conn.execute(sa.text(
         "WITH up AS ("
         " INSERT INTO mpi.crosswalk (source, source_record_id, master_id, match_rule)"
-        " SELECT a.source, a.source_record_id, m.master_id, a.match_rule"
-        " FROM incoming_anchor a JOIN mpi.master m USING (anchor)"
+        " SELECT source, source_record_id, master_id, match_rule FROM incoming_crosswalk"
         " ON CONFLICT (source, source_record_id) DO UPDATE"
         "   SET master_id = EXCLUDED.master_id, match_rule = EXCLUDED.match_rule, updated_at = now()"
         "   WHERE (mpi.crosswalk.master_id, mpi.crosswalk.match_rule)"
         "         IS DISTINCT FROM (EXCLUDED.master_id, EXCLUDED.match_rule)"
         " RETURNING 1) SELECT count(*) FROM up")).scalar_one()
-    removed = conn.execute(sa.text(
-        "DELETE FROM mpi.crosswalk c WHERE NOT EXISTS (SELECT 1 FROM incoming_anchor a"
-        " WHERE a.source = c.source AND a.source_record_id = c.source_record_id)")).rowcount
-    return {"masters_created": created, "crosswalk_changed": changed, "crosswalk_removed": removed}
+    gone = 0
+    if removed:
+        rp = [k.split("/", 1) for k in removed]
+        staging_table(conn, "removed_record", "source text, source_record_id text")
+        copy_frame(conn, "removed_record", pd.DataFrame(rp, columns=["source", "source_record_id"]),
+                   ("source", "source_record_id"))
+        gone = conn.execute(sa.text("DELETE FROM mpi.crosswalk c USING removed_record r"
+                                    " WHERE c.source = r.source AND c.source_record_id = r.source_record_id")).rowcount
+    staging_table(conn, "retiring", "master_id text, retired_into text")
+    copy_frame(conn, "retiring", retired, ("master_id", "retired_into"))
+    n_retired = conn.execute(sa.text(
+        "UPDATE mpi.master m SET status = 'retired', retired_into = r.retired_into, retired_at = now(), anchor = NULL"
+        " FROM retiring r WHERE m.master_id = r.master_id AND m.status = 'active'")).rowcount
+    # redirects stay one hop: ids retired earlier into a now-retired id point at its survivor
+    conn.execute(sa.text(
+        "UPDATE mpi.master m SET retired_into = r.retired_into FROM retiring r"
+        " WHERE m.retired_into = r.master_id AND r.retired_into IS NOT NULL"))
+    conn.execute(sa.text("DELETE FROM mpi.golden g USING retiring r WHERE g.master_id = r.master_id"))
+    staging_table(conn, "incoming_anchor", "master_id text, anchor text")
+    copy_frame(conn, "incoming_anchor", anchors, ("master_id", "anchor"))
+    conn.execute(sa.text("UPDATE mpi.master m SET anchor = a.anchor FROM incoming_anchor a"
+                         " WHERE m.master_id = a.master_id AND m.anchor IS DISTINCT FROM a.anchor"))
+    ev = events.copy()
+    ev["run_id"] = run_id
+    split = [k.split("/", 1) if isinstance(k, str) else [None, None] for k in ev["record_key"]]
+    ev["source"] = [p[0] for p in split]
+    ev["source_record_id"] = [p[1] for p in split]
+    ev["detail"] = [json.dumps(d) for d in ev["detail"]]
+    copy_frame(conn, "mpi.master_event", ev, ("run_id", "master_id", "event", "cause", "other_master_id", "source",
+                                              "source_record_id", "detail"))
+    return {"crosswalk_changed": int(changed), "crosswalk_removed": int(gone), "masters_retired": int(n_retired),
+            "events": int(len(ev))}
 
 
-def store_reviews(conn: sa.Connection, reviews: pd.DataFrame) -> int:
-    """Replace the open grey-zone and constraint pairs with this run's (evidence: match weights only)."""
-    conn.execute(sa.text("DELETE FROM mpi.review_pair WHERE decided_at IS NULL"))
+def store_reviews(conn: sa.Connection, reviews: pd.DataFrame, touching: list[str] | None = None) -> int:
+    """Replace the open grey-zone and constraint pairs (all, or those touching the record keys
+    ``touching``) with this run's (evidence: match weights only). Decided pairs are kept."""
+    if touching is None:
+        conn.execute(sa.text("DELETE FROM mpi.review_pair WHERE decided_at IS NULL"))
+    else:
+        staging_table(conn, "review_scope", "record_key text PRIMARY KEY")
+        copy_frame(conn, "review_scope", pd.DataFrame({"record_key": sorted(set(touching))}), ("record_key",))
+        conn.execute(sa.text("DELETE FROM mpi.review_pair p USING review_scope s WHERE p.decided_at IS NULL"
+                             " AND (p.record_key_l = s.record_key OR p.record_key_r = s.record_key)"))
     if reviews.empty:
         return 0
     evidence = reviews.filter(regex="^(mw_|gamma_)").astype(float).to_dict(orient="records")
@@ -50,28 +96,3 @@ def store_reviews(conn: sa.Connection, reviews: pd.DataFrame) -> int:
     frame["evidence"] = [json.dumps(e) for e in evidence]
     return copy_frame(conn, "mpi.review_pair", frame, ("record_key_l", "record_key_r", "match_probability",
                                                        "match_weight", "review_reason", "evidence"))
-
-
-def rebuild_golden(conn: sa.Connection) -> int:
-    """Rebuild one golden record per master id from its standardized records.
-
-    The ID number is the one the master is anchored on (see :mod:`mpi.anchors`); a master whose
-    records carry a valid number claimed by another master is marked ``id_name_conflict``.
-    """
-    conn.execute(sa.text("DELETE FROM mpi.golden"))
-    return conn.execute(sa.text(
-        "INSERT INTO mpi.golden (master_id, name, id_number, id_number_status, sex, birth_date, record_count, sources)"
-        " SELECT c.master_id,"
-        "   mode() WITHIN GROUP (ORDER BY r.name),"
-        "   min(substr(m.anchor, 4)) FILTER (WHERE m.anchor LIKE 'id:%'),"
-        "   CASE WHEN min(m.anchor) LIKE 'id:%' THEN"
-        "          CASE WHEN bool_or(r.id_number = substr(m.anchor, 4) AND r.id_number_status = 'valid') THEN 'valid'"
-        "               ELSE 'upgraded_from_15' END"
-        "        WHEN bool_or(r.id_number_status IN ('valid', 'upgraded_from_15')) THEN 'id_name_conflict'"
-        "        ELSE min(r.id_number_status) END,"
-        "   max(r.id_sex) FILTER (WHERE r.id_number = substr(m.anchor, 4)),"
-        "   max(r.id_birth_date) FILTER (WHERE r.id_number = substr(m.anchor, 4)),"
-        "   count(*), array_agg(DISTINCT r.source ORDER BY r.source)"
-        " FROM mpi.crosswalk c JOIN mpi.master m USING (master_id)"
-        " JOIN std.resident r USING (source, source_record_id)"
-        " GROUP BY c.master_id")).rowcount

@@ -1,0 +1,295 @@
+"""What matching keeps between runs: features, scored links, term frequencies, runs, events, decisions.
+
+An incremental run reads only what concerns the records that changed: their standardized rows,
+the stored records their blocking keys reach (:func:`candidates`), and the stored links and
+clusters around them (:func:`region`). Record keys are ``<source>/<source_record_id>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+
+from warehouse.bulk import copy_frame, staging_table
+
+FEATURE_COLUMNS = ("record_key", "source", "source_record_id", "name_key", "name_pinyin", "surname", "given_key",
+                   "given_pinyin", "id_valid", "id_body", "id_claimed", "dob", "birth_year", "sex", "phone",
+                   "address_key", "village", "anchor_key", "standardized_at")
+# the values a record is matched on: when none of them changed, the record did not change for matching
+MATCH_VALUES = FEATURE_COLUMNS[3:-1]
+
+
+def key(alias: str) -> str:
+    """SQL for the record key of a row of std.resident / mpi.crosswalk under ``alias``."""
+    return f"{alias}.source || '/' || {alias}.source_record_id"
+
+
+def _keys_table(conn: sa.Connection, name: str, keys: Iterable[str]) -> str:
+    """A temporary table of record keys, with their source and source record id (split at the first '/')."""
+    staging_table(conn, name, "record_key text PRIMARY KEY, source text, source_record_id text")
+    keys = sorted(set(keys))
+    parts = [k.split("/", 1) for k in keys]
+    copy_frame(conn, name, pd.DataFrame({"record_key": keys, "source": [p[0] for p in parts],
+                                         "source_record_id": [p[1] if len(p) > 1 else "" for p in parts]}),
+               ("record_key", "source", "source_record_id"))
+    conn.execute(sa.text(f"ANALYZE {name}"))
+    return name
+
+
+# -- model state and runs ---------------------------------------------------------------------
+
+def read_model_state(conn: sa.Connection) -> tuple[str, int] | None:
+    row = conn.execute(sa.text("SELECT model_version, records FROM mpi.model_state")).first()
+    return (row.model_version, row.records) if row else None
+
+
+def read_frequencies(conn: sa.Connection) -> dict[str, pd.DataFrame]:
+    rows = conn.execute(sa.text("SELECT column_name, value, tf FROM mpi.term_frequency")).all()
+    frame = pd.DataFrame(rows, columns=["column_name", "value", "tf"])
+    return {col: pd.DataFrame({col: g["value"].astype(str).to_numpy(), f"tf_{col}": g["tf"].to_numpy(float)})
+            for col, g in frame.groupby("column_name")}
+
+
+def save_frequencies(conn: sa.Connection, tables: dict[str, pd.DataFrame], records: int, model_version: str) -> None:
+    conn.execute(sa.text("DELETE FROM mpi.term_frequency"))
+    for col, table in tables.items():
+        frame = pd.DataFrame({"column_name": col, "value": table[col].to_numpy(), "tf": table[f"tf_{col}"].to_numpy()})
+        copy_frame(conn, "mpi.term_frequency", frame, ("column_name", "value", "tf"))
+    conn.execute(sa.text(
+        "INSERT INTO mpi.model_state (model_version, records) VALUES (:v, :n) ON CONFLICT (singleton) DO UPDATE"
+        " SET model_version = EXCLUDED.model_version, records = EXCLUDED.records, frequencies_at = now()"),
+        {"v": model_version, "n": records})
+
+
+def last_run(conn: sa.Connection) -> dict | None:
+    row = conn.execute(sa.text(
+        "SELECT run_id, mode, started_at, model_version FROM mpi.link_run WHERE finished_at IS NOT NULL"
+        " ORDER BY run_id DESC LIMIT 1")).mappings().first()
+    return dict(row) if row else None
+
+
+def start_run(conn: sa.Connection, mode: str, model_version: str) -> int:
+    return conn.execute(sa.text("INSERT INTO mpi.link_run (mode, model_version) VALUES (:m, :v) RETURNING run_id"),
+                        {"m": mode, "v": model_version}).scalar_one()
+
+
+def finish_run(conn: sa.Connection, run_id: int, records: int, affected: int, counts: dict) -> None:
+    conn.execute(sa.text(
+        "UPDATE mpi.link_run SET finished_at = clock_timestamp(), records = :r, affected = :a, counts = :c"
+        " WHERE run_id = :id"), {"id": run_id, "r": records, "a": affected, "c": json.dumps(counts, default=str)})
+
+
+def decisions(conn: sa.Connection, since=None) -> tuple[list[tuple[str, str]], list[tuple[str, str]], set[str]]:
+    """Steward decisions as (must-link pairs, cannot-link pairs, records decided since ``since``).
+
+    The latest decision on a pair wins."""
+    rows = conn.execute(sa.text(
+        "SELECT DISTINCT ON (least(record_key_l, record_key_r), greatest(record_key_l, record_key_r))"
+        " least(record_key_l, record_key_r) AS a, greatest(record_key_l, record_key_r) AS b, decision, decided_at"
+        " FROM mpi.review_pair WHERE decided_at IS NOT NULL"
+        " ORDER BY least(record_key_l, record_key_r), greatest(record_key_l, record_key_r), decided_at DESC,"
+        " review_id DESC")).all()
+    must = [(r.a, r.b) for r in rows if r.decision == "match"]
+    cannot = [(r.a, r.b) for r in rows if r.decision == "not_a_match"]
+    recent = {k for r in rows if since is None or r.decided_at > since for k in (r.a, r.b)}
+    return must, cannot, recent
+
+
+# -- standardized records and features ----------------------------------------------------------
+
+def read_std(conn: sa.Connection, columns: Sequence[str], keys: Iterable[str] | None = None) -> pd.DataFrame:
+    """Standardized records (all, or those of ``keys``), ordered by record key, via COPY."""
+    cols = ", ".join(f"r.{c}" for c in columns)
+    if keys is None:
+        sql = f"SELECT {cols}, r.standardized_at FROM std.resident r ORDER BY r.source, r.source_record_id"
+    else:
+        table = _keys_table(conn, "wanted_std", keys)
+        sql = (f"SELECT {cols}, r.standardized_at FROM std.resident r JOIN {table} k"
+               " USING (source, source_record_id) ORDER BY r.source, r.source_record_id")
+    return _copy_out(conn, sql, [*columns, "standardized_at"])
+
+
+def _copy_out(conn: sa.Connection, sql: str, columns: Sequence[str]) -> pd.DataFrame:
+    import io
+
+    buf = io.StringIO()
+    cursor = conn.connection.dbapi_connection.cursor()
+    cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER false, NULL '\\N')", buf)
+    buf.seek(0)
+    frame = pd.read_csv(buf, names=list(columns), header=None, dtype=str, na_values=["\\N"], keep_default_na=False)
+    return frame
+
+
+def delta(conn: sa.Connection) -> tuple[set[str], set[str], set[str]]:
+    """Record keys that are new in std, re-standardized since matching saw them, and gone from std."""
+    rows = conn.execute(sa.text(
+        f"SELECT {key('r')} AS k, (f.record_key IS NULL) AS new"
+        " FROM std.resident r LEFT JOIN mpi.match_feature f"
+        "   ON f.source = r.source AND f.source_record_id = r.source_record_id"
+        " WHERE f.record_key IS NULL OR f.standardized_at <> r.standardized_at")).all()
+    gone = conn.execute(sa.text(
+        "SELECT f.record_key FROM mpi.match_feature f WHERE NOT EXISTS (SELECT 1 FROM std.resident r"
+        " WHERE r.source = f.source AND r.source_record_id = f.source_record_id)")).scalars().all()
+    return {r.k for r in rows if r.new}, {r.k for r in rows if not r.new}, set(gone)
+
+
+def read_features(conn: sa.Connection, keys: Iterable[str] | None = None, *, ids: Iterable[str] = (),
+                  anchors: Iterable[str] = ()) -> pd.DataFrame:
+    """Stored features: of ``keys``, of records carrying one of ``ids`` (trusted), or in one of ``anchors``."""
+    cols = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
+    if keys is None and not ids and not anchors:
+        return _tidy(_copy_out(conn, f"SELECT {cols} FROM mpi.match_feature f ORDER BY f.record_key", FEATURE_COLUMNS))
+    keys, ids, anchors = sorted(set(keys or ())), sorted(set(ids)), sorted(set(anchors))
+    rows = conn.execute(sa.text(
+        f"SELECT {cols} FROM mpi.match_feature f WHERE f.record_key = ANY(:k) OR f.id_valid = ANY(:i)"
+        " OR f.anchor_key = ANY(:a) ORDER BY f.record_key"), {"k": keys, "i": ids, "a": anchors}).all()
+    return _tidy(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    for col in FEATURE_COLUMNS:
+        if col == "sex":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int16")
+        elif col != "standardized_at":
+            frame[col] = frame[col].astype("string")
+    return frame
+
+
+def write_features(conn: sa.Connection, feats: pd.DataFrame, *, remove: Iterable[str] = (), replace_all: bool = False) -> int:
+    """Store the features of ``feats`` (replacing their earlier rows) and drop the ``remove`` keys."""
+    if replace_all:
+        conn.execute(sa.text("TRUNCATE mpi.match_feature"))
+    else:
+        gone = sorted(set(remove) | set(feats["record_key"].astype(str)))
+        if gone:
+            table = _keys_table(conn, "feature_out", gone)
+            conn.execute(sa.text(f"DELETE FROM mpi.match_feature f USING {table} k WHERE f.record_key = k.record_key"))
+    return copy_frame(conn, "mpi.match_feature", feats, FEATURE_COLUMNS)
+
+
+def touch_features(conn: sa.Connection, stamps: pd.DataFrame) -> None:
+    """Move the standardized_at of records re-standardized to the same values (record_key, standardized_at)."""
+    staging_table(conn, "restamp", "record_key text PRIMARY KEY, standardized_at timestamptz")
+    copy_frame(conn, "restamp", stamps, ("record_key", "standardized_at"))
+    conn.execute(sa.text("UPDATE mpi.match_feature f SET standardized_at = s.standardized_at FROM restamp s"
+                         " WHERE f.record_key = s.record_key"))
+
+
+def candidates(conn: sa.Connection, probe: pd.DataFrame, rules: Sequence[str], exclude: Iterable[str]) -> pd.DataFrame:
+    """Stored records that a blocking rule pairs with a record of ``probe``, other than ``exclude``."""
+    if probe.empty:
+        return read_features(conn, [])
+    staging_table(conn, "probe", "record_key text, surname text, id_body text, dob text, birth_year text,"
+                  " name_pinyin text, name_key text, phone text, address_key text, anchor_key text")
+    cols = ("record_key", "surname", "id_body", "dob", "birth_year", "name_pinyin", "name_key", "phone",
+            "address_key", "anchor_key")
+    copy_frame(conn, "probe", probe, cols)
+    conn.execute(sa.text("ANALYZE probe"))
+    skip = _keys_table(conn, "probe_skip", exclude)
+    found = []
+    for rule in rules:
+        cond = rule.replace("l.", "p.").replace("r.", "f.")
+        found.append(f"SELECT f.record_key FROM probe p JOIN mpi.match_feature f ON {cond}"
+                     f" AND p.anchor_key <> f.anchor_key")
+    sql = (f"SELECT {', '.join('f.' + c for c in FEATURE_COLUMNS)} FROM mpi.match_feature f WHERE f.record_key IN"
+           f" ({' UNION '.join(found)}) AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.record_key = f.record_key)"
+           " ORDER BY f.record_key")
+    rows = conn.execute(sa.text(sql)).all()
+    return _tidy(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
+
+
+# -- scored links --------------------------------------------------------------------------------
+
+EDGE_COLUMNS = ("record_key_l", "record_key_r", "match_probability", "match_weight", "evidence")
+
+
+def edges_frame(edges: pd.DataFrame, keys) -> pd.DataFrame:
+    """Scored pairs by position (unique_id_l/r into ``keys``) → by record key (l < r), with evidence."""
+    if edges.empty:
+        return pd.DataFrame(columns=list(EDGE_COLUMNS))
+    a = keys[edges["unique_id_l"].to_numpy(dtype="int64")]
+    b = keys[edges["unique_id_r"].to_numpy(dtype="int64")]
+    swap = a > b
+    left, right = a.copy(), b.copy()
+    left[swap], right[swap] = b[swap], a[swap]
+    evidence = edges.filter(regex="^(mw_|gamma_)").astype(float)
+    return pd.DataFrame({"record_key_l": left, "record_key_r": right,
+                         "match_probability": edges["match_probability"].to_numpy(float),
+                         "match_weight": edges["match_weight"].to_numpy(float),
+                         "evidence": [json.dumps(e, sort_keys=True) for e in evidence.to_dict(orient="records")]})
+
+
+def write_edges(conn: sa.Connection, edges: pd.DataFrame, *, touching: Iterable[str] = (), replace_all: bool = False) -> int:
+    """Store scored pairs (from :func:`edges_frame`), replacing every stored pair touching ``touching``."""
+    if replace_all:
+        conn.execute(sa.text("TRUNCATE mpi.match_edge"))
+    else:
+        table = _keys_table(conn, "edge_out", touching)
+        conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_l = k.record_key"))
+        conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_r = k.record_key"))
+    return copy_frame(conn, "mpi.match_edge", edges, EDGE_COLUMNS)
+
+
+def read_edges(conn: sa.Connection, *, touching: Iterable[str] | None = None, at_least: float | None = None) -> pd.DataFrame:
+    """Stored pairs touching ``touching`` (all when None), at or above ``at_least``."""
+    where, params = [], {}
+    if touching is not None:
+        where.append("(record_key_l = ANY(:k) OR record_key_r = ANY(:k))")
+        params["k"] = sorted(set(touching))
+    if at_least is not None:
+        where.append("match_probability >= :p")
+        params["p"] = at_least
+    sql = f"SELECT {', '.join(EDGE_COLUMNS)} FROM mpi.match_edge" + (f" WHERE {' AND '.join(where)}" if where else "")
+    rows = conn.execute(sa.text(sql), params).all()
+    frame = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
+    frame["evidence"] = [e if isinstance(e, str) else json.dumps(e, sort_keys=True) for e in frame["evidence"]]
+    return frame
+
+
+# -- the region of the index a change can reach --------------------------------------------------
+
+def region(conn: sa.Connection, seeds: Iterable[str], strong: pd.DataFrame, must: Sequence[tuple[str, str]],
+           extra_links: pd.DataFrame | None = None) -> set[str]:
+    """Every record whose cluster may change when ``seeds`` change: the closure over previous master
+    ids, strong links (``strong``: record_key_l/r), deterministic anchors, trusted ID numbers and
+    steward "match" pairs."""
+    links: dict[str, set[str]] = {}
+    frames = [strong] + ([extra_links] if extra_links is not None else [])
+    for frame in frames:
+        for a, b in frame[["record_key_l", "record_key_r"]].itertuples(index=False):
+            links.setdefault(a, set()).add(b)
+            links.setdefault(b, set()).add(a)
+    for a, b in must:
+        links.setdefault(a, set()).add(b)
+        links.setdefault(b, set()).add(a)
+    found: set[str] = set()
+    frontier = set(seeds)
+    while frontier:
+        found |= frontier
+        table = _keys_table(conn, "region_frontier", frontier)
+        rows = conn.execute(sa.text(
+            f"WITH m AS (SELECT DISTINCT c.master_id FROM mpi.crosswalk c JOIN {table} k USING (source, source_record_id)),"
+            f" f AS (SELECT f.anchor_key, f.id_valid FROM mpi.match_feature f JOIN {table} k USING (record_key))"
+            f" SELECT {key('c')} FROM mpi.crosswalk c JOIN m USING (master_id)"
+            " UNION SELECT g.record_key FROM mpi.match_feature g WHERE g.anchor_key IN (SELECT anchor_key FROM f)"
+            " UNION SELECT g.record_key FROM mpi.match_feature g WHERE g.id_valid IN (SELECT id_valid FROM f)")
+        ).scalars().all()
+        reached = set(rows)
+        for k in frontier:
+            reached |= links.get(k, set())
+        frontier = reached - found
+    return found
+
+
+def read_previous(conn: sa.Connection, keys: Iterable[str] | None = None) -> pd.DataFrame:
+    """record_key, master_id of the current crosswalk (all, or of ``keys``)."""
+    if keys is None:
+        rows = conn.execute(sa.text(f"SELECT {key('c')} AS record_key, master_id FROM mpi.crosswalk c")).all()
+    else:
+        table = _keys_table(conn, "previous_keys", keys)
+        rows = conn.execute(sa.text(f"SELECT k.record_key, c.master_id FROM mpi.crosswalk c"
+                                    f" JOIN {table} k USING (source, source_record_id)")).all()
+    return pd.DataFrame(rows, columns=["record_key", "master_id"])
