@@ -18,8 +18,10 @@ app = typer.Typer(help="Resident data hub: one master person index from the depa
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
 release_app = typer.Typer(help="Published releases of the master index.", no_args_is_help=True)
+review_app = typer.Typer(help="The review queue: pairs a steward decides.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(release_app, name="release")
+app.add_typer(review_app, name="review")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -225,6 +227,8 @@ def link(
     inputs: Annotated[list[Path], typer.Argument(help="CSV or XLSX files with source, source_record_id, name, "
                                                       "id_number, sex, birth_date, phone, address.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the crosswalk CSV.")],
+    previous: Annotated[Path | None, typer.Option(help="A crosswalk written earlier: its master ids are kept.")]
+    = None,
 ) -> None:
     """Link resident records into master ids (the master-index DAG's matching) and write a crosswalk."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -238,9 +242,134 @@ def link(
         def on_progress(stage, info):
             progress.update(task, description=f"{stage}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
 
-        result = link_files(inputs, out, on_progress=on_progress)
-    console.print(f"{result['records']} records → {result['masters']} master ids; "
+        result = link_files(inputs, out, on_progress=on_progress, previous=previous)
+    kept = f", {result['masters_kept']} kept from {previous}" if previous else ""
+    console.print(f"{result['records']} records → {result['masters']} master ids{kept}; "
                   f"{result['reviews']} pairs for review → {out}")
+
+
+@app.command()
+def match(
+    full: Annotated[bool, typer.Option("--full", help="Rebuild the whole index (default: incremental when possible).")]
+    = False,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Fail rather than fall back to a full rebuild.")]
+    = False,
+    model: Annotated[Path | None, typer.Option(help="A model file (default: the repository's).")] = None,
+    refresh_frequencies: Annotated[bool, typer.Option(
+        "--refresh-frequencies", help="Recompute the name/phone/address frequencies (implies --full).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Match the warehouse's standardized records into the master index (the master-index DAG's step)."""
+    from hub.errors import HubError
+    from hub.pipeline import build_master_index
+
+    _logging(verbose)
+    with user_errors():
+        if full and incremental:
+            raise HubError("give --full or --incremental, not both")
+        mode = "full" if full or refresh_frequencies else ("incremental" if incremental else "auto")
+        with err.status("matching …") as status:
+            counts = build_master_index(lambda step, info: status.update(
+                f"{step}: " + ", ".join(f"{k} {v}" for k, v in info.items())), mode=mode, model_path=model,
+                refresh_frequencies=refresh_frequencies)
+    console.print(f"{counts['mode']} run {counts['run_id']}: {counts['records']} records, {counts['affected']} "
+                  f"re-clustered, {counts['masters']} masters; {counts['masters_created']} created, "
+                  f"{counts.get('masters_retired', 0)} retired, {counts['events']} events, "
+                  f"{counts['reviews']} pairs for review ({counts['seconds']} s)")
+
+
+@review_app.command("list")
+def review_list(
+    status: Annotated[str, typer.Option(help="open, decided or all.")] = "open",
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    reason: Annotated[str | None, typer.Option(help="Only this reason, e.g. grey_zone or constraint.")] = None,
+) -> None:
+    """List review pairs, strongest first."""
+    from hub import settings
+    from hub.stewardship import list_reviews
+
+    with user_errors(), settings.engine().connect() as conn:
+        rows = list_reviews(conn, status=status, limit=limit, reason=reason)
+    table = Table("id", "left record", "right record", "masters", "probability", "reason", "decision")
+    for r in rows:
+        masters = r["master_l"] if r["master_l"] == r["master_r"] else f"{r['master_l']} / {r['master_r']}"
+        table.add_row(str(r["review_id"]), r["record_key_l"], r["record_key_r"], masters or "",
+                      f"{r['match_probability']:.4f}", r["review_reason"],
+                      f"{r['decision']} ({r['reviewer']})" if r["decision"] else "")
+    console.print(table if rows else f"no {status} review pairs")
+
+
+@review_app.command("show")
+def review_show(review_id: Annotated[int, typer.Argument(help="The review pair's id.")]) -> None:
+    """Show a review pair: both records (masked) and the weight of each comparison."""
+    from hub import settings
+    from hub.stewardship import show_review
+
+    with user_errors(), settings.engine().connect() as conn:
+        r = show_review(conn, review_id)
+    console.print(f"review {r['review_id']}: {r['review_reason']}, match probability {r['match_probability']:.4f}"
+                  + (f" — decided {r['decision']} by {r['reviewer']} at {r['decided_at']:%Y-%m-%d %H:%M}"
+                     if r["decision"] else " — open"))
+    table = Table("field", r["record_key_l"], r["record_key_r"])
+    for field in ("master_id", "name", "id_number", "id_number_status", "sex", "birth_date", "phone",
+                  "address_village", "address_house_no", "status_raw"):
+        table.add_row(field, *(str(side.get(field) if side.get("present") else "(gone)") for side in (r["left"], r["right"])))
+    console.print(table)
+    weights = Table("comparison", "level", "match weight")
+    for name, value in sorted(r["evidence"].items()):
+        if name.startswith("mw_") and not name.startswith("mw_tf"):
+            comp = name[3:]
+            weights.add_row(comp, str(int(r["evidence"].get(f"gamma_{comp}", -1))), f"{value:+.2f}")
+    console.print(weights)
+
+
+@review_app.command("decide")
+def review_decide(
+    review_id: Annotated[int, typer.Argument(help="The review pair's id.")],
+    decision: Annotated[str, typer.Argument(help="match or not_a_match.")],
+    reviewer: Annotated[str, typer.Option(help="Who decides (kept with the decision).")],
+    comment: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Decide a review pair; every later matching run honours the decision."""
+    from hub import settings
+    from hub.stewardship import decide
+
+    with user_errors(), settings.engine().begin() as conn:
+        r = decide(conn, review_id, decision.replace("-", "_"), reviewer=reviewer, comment=comment)
+    console.print(f"review {r['review_id']}: {r['decision']} ({r['record_key_l']} / {r['record_key_r']}); "
+                  "the next matching run applies it")
+
+
+@app.command()
+def history(master_id: Annotated[str, typer.Argument(help="A master id (a retired one redirects).")]) -> None:
+    """The timeline of a master id: its records, its events with their causes, its review decisions."""
+    from hub import settings
+    from hub.stewardship import history as master_history
+
+    with user_errors(), settings.engine().connect() as conn:
+        h = master_history(conn, master_id)
+    if h["redirected_from"]:
+        console.print(f"{master_id} was retired: it redirects to {h['master_id']} "
+                      f"(via {' → '.join(h['redirected_from'] + [h['master_id']])})")
+    m = h["master"]
+    console.print(f"master {m['master_id']} ({m['status']}), created {m['created_at']:%Y-%m-%d %H:%M}, "
+                  f"anchor {m['anchor']}, {len(h['records'])} records")
+    records = Table("source", "record", "match rule", "since")
+    for r in h["records"]:
+        records.add_row(r["source"], r["source_record_id"], r["match_rule"], f"{r['updated_at']:%Y-%m-%d %H:%M}")
+    console.print(records)
+    events = Table("when", "run", "event", "cause", "other id", "record")
+    for e in h["events"]:
+        record = f"{e['source']}/{e['source_record_id']}" if e["source"] else ""
+        other = e["other_master_id"] if e["master_id"] in (h["master_id"], *h["redirected_from"]) else e["master_id"]
+        events.add_row(f"{e['created_at']:%Y-%m-%d %H:%M}", str(e["run_id"]), e["event"], e["cause"], other or "", record)
+    console.print(events)
+    if h["reviews"]:
+        reviews = Table("review", "pair", "reason", "decision", "reviewer", "comment")
+        for r in h["reviews"]:
+            reviews.add_row(str(r["review_id"]), f"{r['record_key_l']} / {r['record_key_r']}", r["review_reason"],
+                            r["decision"] or "open", r["reviewer"] or "", r["comment"] or "")
+        console.print(reviews)
 
 
 @app.command()

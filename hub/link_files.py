@@ -1,8 +1,8 @@
 """``hub link``: link ad-hoc resident files into master ids, without a warehouse.
 
 It runs the pipeline's own steps — the standardizers, :func:`mpi.link.link_records` and
-:func:`mpi.anchors.master_anchors` — so a file linked here and the same records run through the
-master-index DAG fall into the same clusters.
+:func:`mpi.ids.assign_master_ids` — so a file linked here and the same records run through the
+master-index DAG fall into the same clusters, and ``--previous`` keeps ids the way the warehouse does.
 """
 
 from __future__ import annotations
@@ -43,27 +43,56 @@ def _read(paths: list[Path]) -> pd.DataFrame:
     return raw.drop(columns=["_file", "_line"])
 
 
-def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dict], None] | None = None) -> dict:
+def _previous(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise HubError(f"cannot read the previous crosswalk {path}: {exc}") from None
+    missing = {"source", "source_record_id", "master_id"} - set(frame.columns)
+    if missing:
+        raise HubError(f"the previous crosswalk {path} lacks the column(s) {', '.join(sorted(missing))}")
+    bad = frame["master_id"].str.strip() == ""
+    if bad.any():
+        raise HubError(f"the previous crosswalk {path} has {int(bad.sum())} row(s) without a master_id "
+                       f"(first at line {int(bad.to_numpy().argmax()) + 2})")
+    return pd.DataFrame({"record_key": frame["source"] + "/" + frame["source_record_id"],
+                         "master_id": frame["master_id"].str.strip()}).drop_duplicates("record_key")
+
+
+def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dict], None] | None = None,
+               previous: Path | None = None) -> dict:
     """Link the records of ``inputs`` (CSV or XLSX with the canonical columns) and write the crosswalk to ``out``.
 
     Every input row appears in the crosswalk: ``source, source_record_id, master_id,
-    match_probability, reason``. Returns counts.
+    match_probability, reason``. With ``previous`` (a crosswalk written earlier), its master ids
+    are kept: merged, split and new clusters are handled as in the warehouse. Returns counts.
     """
-    from mpi.anchors import master_anchors
+    import re
+
+    from mpi.ids import assign_master_ids
     from mpi.link import link_records
     from schemas.resident import standardize_frame
 
+    old = _previous(previous) if previous else pd.DataFrame(columns=["record_key", "master_id"])
     raw = _read(inputs)
     std = standardize_frame(raw)
     if on_progress:
         on_progress("standardized", {"records": len(std)})
     linked = link_records(std, on_progress=on_progress, backend_options=settings.match_options())
-    anchors = master_anchors(std, linked.crosswalk)
-    # master ids in order of first appearance, so the same input gives the same ids
-    order = pd.unique(anchors["anchor"])
-    ids = pd.Series([f"M{i:09d}" for i in range(1, len(order) + 1)], index=order)
-    crosswalk = linked.crosswalk.assign(master_id=anchors["anchor"].map(ids).to_numpy())
+    record_key = (linked.crosswalk["source"] + "/" + linked.crosswalk["source_record_id"]).to_numpy()
+    numbers = [int(m.group(1)) for m in map(re.compile(r"^M(\d+)$").match, old["master_id"]) if m]
+    start = max(numbers, default=0) + 1
+
+    def mint(n: int) -> list[str]:
+        return [f"M{i:09d}" for i in range(start, start + n)]
+
+    assignment = assign_master_ids(pd.DataFrame({"record_key": record_key,
+                                                 "cluster_key": linked.crosswalk["cluster_key"].to_numpy()}),
+                                   old, mint=mint)
+    crosswalk = linked.crosswalk.assign(master_id=assignment.crosswalk["master_id"].to_numpy())
     out.parent.mkdir(parents=True, exist_ok=True)
     crosswalk[list(OUTPUT_COLUMNS)].to_csv(out, index=False, encoding="utf-8-sig")
-    return {"records": len(crosswalk), "masters": int(crosswalk["master_id"].nunique()),
-            "reviews": len(linked.reviews), **crosswalk["reason"].value_counts().to_dict()}
+    kept = int(crosswalk["master_id"].isin(set(old["master_id"])).groupby(crosswalk["master_id"]).any().sum())
+    return {"records": len(crosswalk), "masters": int(crosswalk["master_id"].nunique()), "masters_kept": kept,
+            "reviews": len(linked.reviews), **crosswalk["reason"].value_counts().to_dict(),
+            **assignment.counts()}

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -196,22 +197,22 @@ def standardize_sources(names: list[str] | None = None, *, full: bool = False) -
     return result
 
 
-def build_master_index(on_progress: Callable[[str, dict], None] | None = None) -> dict:
-    """Match standardized records into master ids, store the grey-zone pairs, rebuild the golden records."""
-    from mpi.anchors import master_anchors
-    from mpi.link import link_records
-    from warehouse.master_index import rebuild_golden, store_reviews, write_crosswalk
-    from warehouse.standardized import read_for_matching
+def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *, mode: str = "auto",
+                       model_path: str | Path | None = None, refresh_frequencies: bool = False) -> dict:
+    """Match standardized records into master ids (incremental when possible; see :mod:`hub.matching`),
+    store the review pairs and events, and rebuild the golden records the run touched."""
+    from hub.matching import run_matching
+    from mpi.survivorship import load_rules
+    from warehouse.golden import rebuild_golden
 
+    rules = load_rules()
+    departments = {name: source.department for name, source in load_registry().items()}
     with settings.engine().begin() as conn:
-        std = read_for_matching(conn)
-        linked = link_records(std, on_progress=on_progress, backend_options=settings.match_options())
-        anchors = master_anchors(std, linked.crosswalk)
-        counts = write_crosswalk(conn, anchors)
-        counts["reviews"] = store_reviews(conn, linked.reviews)
-        counts["masters"] = rebuild_golden(conn)
-        counts["records"] = len(std)
-        counts.update({f"linked_{k}": int(v) for k, v in anchors["match_rule"].value_counts().items()})
+        counts = run_matching(conn, mode=mode, model_path=model_path, refresh_frequencies=refresh_frequencies,
+                              on_progress=on_progress,
+                              golden=lambda c, ids: rebuild_golden(c, rules, departments, ids),
+                              backend_options=settings.match_options())
+        counts["masters"] = conn.execute(sa.text("SELECT count(*) FROM mpi.golden")).scalar_one()
     log.info("master index: %s", counts)
     return counts
 
