@@ -62,8 +62,8 @@ def main() -> None:
 
     # a next day with about --delta percent of the records touched
     share = args.delta / 1.0
-    day1 = county.next_day(DeltaSpec(births=0.0012 * share, deaths=0.0008 * share, moves=0.002 * share,
-                                     corrections=0.5, deletions=0.002 * share))
+    day1 = county.next_day(DeltaSpec(births=0.0018 * share, deaths=0.0012 * share, moves=0.003 * share,
+                                     corrections=0.5, deletions=0.003 * share))
     platforms.advance(day1)
     t_load1 = _load(pipeline)
     with PeakRss() as mem:
@@ -90,6 +90,9 @@ def main() -> None:
                               ("day 1, full rebuild", full, t_full, peak_full)):
         print(f"| {label:<26} | {r['mode']:<11} | {r['records']:>9,} | {r['affected']:>12,} | {r['events']:>7,} "
               f"| {s:7.1f} | {s / t_full:6.1%} | {peak:11.0f} |")
+    print("\nseconds per step:")
+    for label, r in (("first build", first), ("incremental", inc), ("full rebuild", full)):
+        print(f"  {label:<13} " + ", ".join(f"{k} {v}" for k, v in r["step_seconds"].items()))
     same = full["events"] == 0 and full["crosswalk_changed"] == 0
     print(f"\nfull rebuild after the incremental run changed {full['crosswalk_changed']} crosswalk rows and made "
           f"{full['events']} events: the two runs {'agree' if same else 'DISAGREE'}.")

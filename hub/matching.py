@@ -38,6 +38,19 @@ THRESHOLD = 0.99
 REVIEW_THRESHOLD = 0.5
 
 
+class _Steps:
+    """Seconds per step of a run, reported with its counts."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._t, 2)
+        self._t = now
+
+
 def model_version(path: str | Path | None = None) -> str:
     from mpi.model import DEFAULT_MODEL
 
@@ -109,11 +122,15 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
     run_id = ms.start_run(conn, mode, version)
     must, cannot, steward = ms.decisions(conn, since=last["started_at"] if last else None)
     t0 = time.perf_counter()
+    step = _Steps()
     new, restd, gone = ms.delta(conn)
+    step("delta")
     if mode == "full":
         std = ms.read_std(conn, STD_FOR_MATCHING)
+        step("read")
         feats = _with_anchors(_features(std), cannot)
         del std
+        step("features")
         frequencies = None
         if state is None or model_changed or refresh_frequencies:
             from mpi.link import distinct_rows, term_frequencies
@@ -122,12 +139,12 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
             ms.save_frequencies(conn, frequencies.tables, frequencies.records, version)
             model_changed = model_changed or state is not None
         outcome = _full(conn, feats, frequencies or Frequencies(ms.read_frequencies(conn), state[1]),
-                        model_path, must, cannot, on_progress, backend_options)
+                        model_path, must, cannot, on_progress, backend_options, step)
         region = set(outcome["frame"]["record_key"])
         changed = {k for k in restd if k in region}
     else:
         outcome = _incremental(conn, new, restd, gone, steward, Frequencies(ms.read_frequencies(conn), state[1]),
-                               model_path, must, cannot, on_progress, backend_options)
+                               model_path, must, cannot, on_progress, backend_options, step)
         region, changed = outcome["region"], outcome["changed"]
     from mpi.anchors import cluster_anchors
     from mpi.ids import Causes, assign_master_ids
@@ -135,31 +152,42 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
 
     clustered = outcome["clustered"]
     previous = ms.read_previous(conn, None if mode == "full" else region | gone)
+    step("read_previous")
     causes = Causes(new=new, changed=changed, deleted=gone, steward=steward, model_changed=model_changed)
     assignment = assign_master_ids(clustered[["record_key", "cluster_key"]], previous,
                                    mint=lambda n: mint_master_ids(conn, n), causes=causes)
+    step("assign_ids")
     frame = outcome["frame"].set_index("record_key").loc[clustered["record_key"]]
     anchor = cluster_anchors(clustered["cluster_key"], pd.Series(frame["id_valid"].to_numpy(), index=clustered.index))
     crosswalk = assignment.crosswalk.assign(match_rule=clustered["reason"].to_numpy())
     anchors = pd.DataFrame({"master_id": crosswalk["master_id"].to_numpy(), "anchor": anchor.to_numpy()}) \
         .drop_duplicates("master_id")
     counts = apply_assignment(conn, run_id, crosswalk, sorted(gone), assignment.retired, assignment.events, anchors)
+    step("write_index")
     counts["reviews"] = store_reviews(conn, outcome["reviews"], None if mode == "full" else sorted(region | gone))
-    touched = sorted(set(crosswalk["master_id"]) | set(previous["master_id"]))
+    # golden records to rebuild: masters that gained, lost or kept a record that changed in any way,
+    # retired ones, and those whose anchor moved
+    was = previous.set_index("record_key")["master_id"]
+    now = assignment.crosswalk.set_index("record_key")["master_id"]
+    moved = now.index[now.to_numpy() != was.reindex(now.index).to_numpy()]
+    concerned = set(new) | set(restd) | set(moved)
+    touched = sorted(set(now[now.index.isin(concerned)]) | set(was[was.index.isin(concerned | gone)])
+                     | set(assignment.retired["master_id"]) | set(counts.pop("anchors_changed")))
     counts["golden"] = golden(conn, None if mode == "full" else touched) if golden else 0
+    step("golden")
     counts.update(assignment.counts())
     counts["masters_created"] = counts.get("events_created", 0)
     counts.update({"mode": mode, "records": int(outcome["records"]), "affected": int(len(region)),
                    "new": len(new), "changed": len(changed), "removed": len(gone), "run_id": run_id,
                    "clusters_in_region": int(clustered["cluster_key"].nunique()),
-                   "seconds": round(time.perf_counter() - t0, 2)})
+                   "seconds": round(time.perf_counter() - t0, 2), "step_seconds": step.seconds})
     counts.update({f"linked_{k}": int(v) for k, v in clustered["reason"].value_counts().items()})
     ms.finish_run(conn, run_id, counts["records"], counts["affected"], counts)
     log.info("matching run %d (%s): %s", run_id, mode, counts)
     return counts
 
 
-def _full(conn, feats, frequencies, model_path, must, cannot, on_progress, backend_options) -> dict:
+def _full(conn, feats, frequencies, model_path, must, cannot, on_progress, backend_options, step) -> dict:
     from mpi.link import cluster_records, distinct_rows, score
     from warehouse import matching_state as ms
 
@@ -168,18 +196,21 @@ def _full(conn, feats, frequencies, model_path, must, cannot, on_progress, backe
     distinct = distinct_rows(feats).assign(unique_id=lambda f: f.index.to_numpy(dtype=np.int64))
     edges = score(distinct, frequencies=frequencies, model_path=model_path, review_threshold=REVIEW_THRESHOLD,
                   backend_options=backend_options)
+    step("score")
     if on_progress:
         on_progress("predicted", {"pairs": len(edges)})
     clustered, reviews, stats = cluster_records(feats, edges, THRESHOLD, must=must, cannot=cannot)
+    step("cluster")
     if on_progress:
         on_progress("clustered", {"clusters": stats["clusters"], "reviews": stats["reviews"]})
     ms.write_features(conn, feats, replace_all=True)
     ms.write_edges(conn, ms.edges_frame(edges, feats["record_key"].astype(str).to_numpy()), replace_all=True)
+    step("write_state")
     return {"clustered": clustered, "reviews": reviews, "frame": feats, "records": len(feats)}
 
 
 def _incremental(conn, new, restd, gone, steward, frequencies, model_path, must, cannot, on_progress,
-                 backend_options) -> dict:
+                 backend_options, step) -> dict:
     from mpi.link import cluster_records, distinct_rows, score
     from mpi.model import BLOCKING_RULES
     from warehouse import matching_state as ms
@@ -210,30 +241,39 @@ def _incremental(conn, new, restd, gone, steward, frequencies, model_path, must,
     affected = _with_anchors(affected, cannot)
     if on_progress:
         on_progress("deterministic", {"records": len(affected)})
+    step("features")
     a_keys = set(affected["record_key"])
     a_distinct = distinct_rows(affected)
     cands = distinct_rows(ms.candidates(conn, a_distinct, BLOCKING_RULES, a_keys | gone))
+    step("candidates")
     left, right = _positions([a_distinct.reset_index(drop=True), cands.reset_index(drop=True)])
     edges = score(left, right, frequencies=frequencies, model_path=model_path, review_threshold=REVIEW_THRESHOLD,
                   backend_options=backend_options)
     keys = np.concatenate([left["record_key"].astype(str).to_numpy(), right["record_key"].astype(str).to_numpy()])
     new_edges = ms.edges_frame(edges, keys)
+    step("score")
     if on_progress:
         on_progress("predicted", {"pairs": len(new_edges)})
     ms.write_features(conn, affected[list(ms.FEATURE_COLUMNS)], remove=gone)
     # the records at the other end of links that change (or go) are concerned too
     dropped = ms.read_edges(conn, touching=a_keys | gone)
     ms.write_edges(conn, new_edges, touching=a_keys | gone)
+    step("write_state")
 
     strong = ms.read_edges(conn, at_least=THRESHOLD)
-    seeds_r = a_keys | gone | set(new_edges["record_key_l"]) | set(new_edges["record_key_r"]) \
-        | set(dropped["record_key_l"]) | set(dropped["record_key_r"])
+    # grey links move no record: their far ends join the clustering only to keep their reviews
+    changed_links = pd.concat([new_edges, dropped])
+    changed_links = changed_links[changed_links["match_probability"].astype(float) >= THRESHOLD]
+    seeds_r = a_keys | gone | set(changed_links["record_key_l"]) | set(changed_links["record_key_r"])
     region = ms.region(conn, seeds_r, strong, must) - gone
+    step("region")
     links = ms.read_edges(conn, touching=region)
     outside = (set(links["record_key_l"]) | set(links["record_key_r"])) - region
     frame = ms.read_features(conn, region | outside).sort_values("record_key").reset_index(drop=True)
+    step("read_region")
     clustered, reviews, stats = cluster_records(frame, _edges_by_position(links, frame), THRESHOLD,
                                                 must=must, cannot=cannot)
+    step("cluster")
     if on_progress:
         on_progress("clustered", {"clusters": stats["clusters"], "reviews": stats["reviews"]})
     inside = clustered["record_key"].isin(region).to_numpy()

@@ -65,8 +65,9 @@ def apply_assignment(conn: sa.Connection, run_id: int, crosswalk: pd.DataFrame, 
     conn.execute(sa.text("DELETE FROM mpi.golden g USING retiring r WHERE g.master_id = r.master_id"))
     staging_table(conn, "incoming_anchor", "master_id text, anchor text")
     copy_frame(conn, "incoming_anchor", anchors, ("master_id", "anchor"))
-    conn.execute(sa.text("UPDATE mpi.master m SET anchor = a.anchor FROM incoming_anchor a"
-                         " WHERE m.master_id = a.master_id AND m.anchor IS DISTINCT FROM a.anchor"))
+    moved_anchor = conn.execute(sa.text(
+        "UPDATE mpi.master m SET anchor = a.anchor FROM incoming_anchor a"
+        " WHERE m.master_id = a.master_id AND m.anchor IS DISTINCT FROM a.anchor RETURNING m.master_id")).scalars().all()
     ev = events.copy()
     ev["run_id"] = run_id
     split = [k.split("/", 1) if isinstance(k, str) else [None, None] for k in ev["record_key"]]
@@ -76,7 +77,7 @@ def apply_assignment(conn: sa.Connection, run_id: int, crosswalk: pd.DataFrame, 
     copy_frame(conn, "mpi.master_event", ev, ("run_id", "master_id", "event", "cause", "other_master_id", "source",
                                               "source_record_id", "detail"))
     return {"crosswalk_changed": int(changed), "crosswalk_removed": int(gone), "masters_retired": int(n_retired),
-            "events": int(len(ev))}
+            "events": int(len(ev)), "anchors_changed": list(moved_anchor)}
 
 
 def store_reviews(conn: sa.Connection, reviews: pd.DataFrame, touching: list[str] | None = None) -> int:

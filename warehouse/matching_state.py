@@ -143,9 +143,12 @@ def read_features(conn: sa.Connection, keys: Iterable[str] | None = None, *, ids
     if keys is None and not ids and not anchors:
         return _tidy(_copy_out(conn, f"SELECT {cols} FROM mpi.match_feature f ORDER BY f.record_key", FEATURE_COLUMNS))
     keys, ids, anchors = sorted(set(keys or ())), sorted(set(ids)), sorted(set(anchors))
+    # one indexed lookup per kind (an OR of the three would scan the table)
     rows = conn.execute(sa.text(
-        f"SELECT {cols} FROM mpi.match_feature f WHERE f.record_key = ANY(:k) OR f.id_valid = ANY(:i)"
-        " OR f.anchor_key = ANY(:a) ORDER BY f.record_key"), {"k": keys, "i": ids, "a": anchors}).all()
+        f"SELECT {cols} FROM mpi.match_feature f WHERE f.record_key = ANY(:k)"
+        f" UNION SELECT {cols} FROM mpi.match_feature f WHERE f.id_valid = ANY(:i)"
+        f" UNION SELECT {cols} FROM mpi.match_feature f WHERE f.anchor_key = ANY(:a) ORDER BY 1"),
+        {"k": keys, "i": ids, "a": anchors}).all()
     return _tidy(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
 
 
@@ -235,15 +238,14 @@ def write_edges(conn: sa.Connection, edges: pd.DataFrame, *, touching: Iterable[
 
 def read_edges(conn: sa.Connection, *, touching: Iterable[str] | None = None, at_least: float | None = None) -> pd.DataFrame:
     """Stored pairs touching ``touching`` (all when None), at or above ``at_least``."""
-    where, params = [], {}
-    if touching is not None:
-        where.append("(record_key_l = ANY(:k) OR record_key_r = ANY(:k))")
-        params["k"] = sorted(set(touching))
-    if at_least is not None:
-        where.append("match_probability >= :p")
-        params["p"] = at_least
-    sql = f"SELECT {', '.join(EDGE_COLUMNS)} FROM mpi.match_edge" + (f" WHERE {' AND '.join(where)}" if where else "")
-    rows = conn.execute(sa.text(sql), params).all()
+    cols = ", ".join(EDGE_COLUMNS)
+    strong = "" if at_least is None else " AND match_probability >= :p"
+    if touching is None:
+        sql = f"SELECT {cols} FROM mpi.match_edge WHERE true{strong}"
+    else:
+        sql = (f"SELECT {cols} FROM mpi.match_edge WHERE record_key_l = ANY(:k){strong}"
+               f" UNION SELECT {cols} FROM mpi.match_edge WHERE record_key_r = ANY(:k){strong}")
+    rows = conn.execute(sa.text(sql), {"k": sorted(set(touching or ())), "p": at_least}).all()
     frame = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
     frame["evidence"] = [e if isinstance(e, str) else json.dumps(e, sort_keys=True) for e in frame["evidence"]]
     return frame

@@ -73,6 +73,7 @@ def upgrade() -> None:
         anchor_key      text NOT NULL,
         standardized_at timestamptz NOT NULL
     );
+    CREATE UNIQUE INDEX ON mpi.match_feature (source, source_record_id);
     CREATE INDEX ON mpi.match_feature (anchor_key);
     CREATE INDEX ON mpi.match_feature (id_valid) WHERE id_valid IS NOT NULL;
     CREATE INDEX ON mpi.match_feature (dob, surname);
