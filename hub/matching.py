@@ -143,8 +143,8 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
         region = set(outcome["frame"]["record_key"])
         changed = {k for k in restd if k in region}
     else:
-        outcome = _incremental(conn, new, restd, gone, steward, Frequencies(ms.read_frequencies(conn), state[1]),
-                               model_path, must, cannot, on_progress, backend_options, step)
+        outcome = _incremental(conn, new, restd, gone, steward, state[1], model_path, must, cannot, on_progress,
+                               backend_options, step)
         region, changed = outcome["region"], outcome["changed"]
     from mpi.anchors import cluster_anchors
     from mpi.ids import Causes, assign_master_ids
@@ -177,6 +177,7 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
     step("golden")
     counts.update(assignment.counts())
     counts["masters_created"] = counts.get("events_created", 0)
+    counts.update({k: outcome[k] for k in ("rescored", "candidates") if k in outcome})
     counts.update({"mode": mode, "records": int(outcome["records"]), "affected": int(len(region)),
                    "new": len(new), "changed": len(changed), "removed": len(gone), "run_id": run_id,
                    "clusters_in_region": int(clustered["cluster_key"].nunique()),
@@ -209,9 +210,9 @@ def _full(conn, feats, frequencies, model_path, must, cannot, on_progress, backe
     return {"clustered": clustered, "reviews": reviews, "frame": feats, "records": len(feats)}
 
 
-def _incremental(conn, new, restd, gone, steward, frequencies, model_path, must, cannot, on_progress,
+def _incremental(conn, new, restd, gone, steward, prior_records, model_path, must, cannot, on_progress,
                  backend_options, step) -> dict:
-    from mpi.link import cluster_records, distinct_rows, score
+    from mpi.link import Frequencies, cluster_records, distinct_rows, score
     from mpi.model import BLOCKING_RULES
     from warehouse import matching_state as ms
 
@@ -233,7 +234,9 @@ def _incremental(conn, new, restd, gone, steward, frequencies, model_path, must,
     known = set(ms.read_features(conn, steward)["record_key"]) if steward else set()
     seeds = set(new) | changed | (steward & known)
     fresh_rows = fresh[fresh["record_key"].isin(seeds)] if fresh is not None else None
-    ids = set(old["id_valid"].dropna()) | (set(fresh_rows["id_valid"].dropna()) if fresh_rows is not None else set())
+    # records sharing an ID number (old or new) with a changed record: their anchors may change
+    old_changed = old[old["record_key"].isin(changed | gone)]
+    ids = set(old_changed["id_valid"].dropna()) | (set(fresh_rows["id_valid"].dropna()) if fresh_rows is not None else set())
     stored = ms.read_features(conn, seeds - set(new), ids=ids)
     stored = stored[~stored["record_key"].isin(gone | (set(fresh_rows["record_key"]) if fresh_rows is not None else set()))]
     frames = [f for f in (fresh_rows, stored) if f is not None and len(f)]
@@ -247,6 +250,7 @@ def _incremental(conn, new, restd, gone, steward, frequencies, model_path, must,
     cands = distinct_rows(ms.candidates(conn, a_distinct, BLOCKING_RULES, a_keys | gone))
     step("candidates")
     left, right = _positions([a_distinct.reset_index(drop=True), cands.reset_index(drop=True)])
+    frequencies = Frequencies(ms.read_frequencies(conn, only=pd.concat([left, right])), prior_records)
     edges = score(left, right, frequencies=frequencies, model_path=model_path, review_threshold=REVIEW_THRESHOLD,
                   backend_options=backend_options)
     keys = np.concatenate([left["record_key"].astype(str).to_numpy(), right["record_key"].astype(str).to_numpy()])
@@ -280,4 +284,4 @@ def _incremental(conn, new, restd, gone, steward, frequencies, model_path, must,
     records = conn.execute(sa.text("SELECT count(*) FROM mpi.match_feature")).scalar_one()
     return {"clustered": clustered[inside].reset_index(drop=True), "reviews": reviews,
             "frame": frame[inside].reset_index(drop=True), "region": region, "changed": changed,
-            "records": records}
+            "records": records, "rescored": len(a_keys), "candidates": len(cands)}

@@ -112,6 +112,9 @@ def score(left: pd.DataFrame, right: pd.DataFrame | None = None, *, frequencies:
         registered.append(api.register(table, dataset_display_name=f"records_{i}"))
     linker = Linker(registered[0], load_model(model_path, records=frequencies.records), log_level=logging.WARNING)
     for col, table in frequencies.tables.items():
+        present = pd.concat([f[col] for f in frames]).dropna().astype(str).unique()
+        if len(present) < len(table):  # a lookup needs only the values being compared
+            table = table[table[col].isin(present)]
         linker.table_management.register_term_frequency_lookup(api.register(table), col)
     preds = [linker.inference.predict_within(registered[0], threshold_match_probability=review_threshold)]
     if right is not None and len(right):

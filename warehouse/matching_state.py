@@ -46,9 +46,18 @@ def read_model_state(conn: sa.Connection) -> tuple[str, int] | None:
     return (row.model_version, row.records) if row else None
 
 
-def read_frequencies(conn: sa.Connection) -> dict[str, pd.DataFrame]:
-    rows = conn.execute(sa.text("SELECT column_name, value, tf FROM mpi.term_frequency")).all()
-    frame = pd.DataFrame(rows, columns=["column_name", "value", "tf"])
+def read_frequencies(conn: sa.Connection, only: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The term-frequency snapshot; with ``only`` (a frame with the snapshot's columns), just the
+    values it holds."""
+    sql = "SELECT column_name, value, tf FROM mpi.term_frequency"
+    if only is not None:
+        values = pd.concat([pd.DataFrame({"column_name": c, "value": only[c].dropna().astype(str).unique()})
+                            for c in ("name_key", "phone", "address_key")], ignore_index=True)
+        staging_table(conn, "wanted_terms", "column_name text, value text")
+        copy_frame(conn, "wanted_terms", values, ("column_name", "value"))
+        conn.execute(sa.text("ANALYZE wanted_terms"))
+        sql += " t JOIN wanted_terms w USING (column_name, value)"
+    frame = _copy_out(conn, sql, ["column_name", "value", "tf"])
     return {col: pd.DataFrame({col: g["value"].astype(str).to_numpy(), f"tf_{col}": g["tf"].to_numpy(float)})
             for col, g in frame.groupby("column_name")}
 
@@ -142,14 +151,21 @@ def read_features(conn: sa.Connection, keys: Iterable[str] | None = None, *, ids
     cols = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     if keys is None and not ids and not anchors:
         return _tidy(_copy_out(conn, f"SELECT {cols} FROM mpi.match_feature f ORDER BY f.record_key", FEATURE_COLUMNS))
-    keys, ids, anchors = sorted(set(keys or ())), sorted(set(ids)), sorted(set(anchors))
+    k = _keys_table(conn, "wanted_keys", keys or ())
+    i = _values_table(conn, "wanted_ids", ids)
+    a = _values_table(conn, "wanted_anchors", anchors)
     # one indexed lookup per kind (an OR of the three would scan the table)
-    rows = conn.execute(sa.text(
-        f"SELECT {cols} FROM mpi.match_feature f WHERE f.record_key = ANY(:k)"
-        f" UNION SELECT {cols} FROM mpi.match_feature f WHERE f.id_valid = ANY(:i)"
-        f" UNION SELECT {cols} FROM mpi.match_feature f WHERE f.anchor_key = ANY(:a) ORDER BY 1"),
-        {"k": keys, "i": ids, "a": anchors}).all()
-    return _tidy(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
+    sql = (f"SELECT {cols} FROM mpi.match_feature f JOIN {k} k USING (record_key)"
+           f" UNION SELECT {cols} FROM mpi.match_feature f JOIN {i} i ON i.value = f.id_valid"
+           f" UNION SELECT {cols} FROM mpi.match_feature f JOIN {a} a ON a.value = f.anchor_key ORDER BY 1")
+    return _tidy(_copy_out(conn, sql, FEATURE_COLUMNS))
+
+
+def _values_table(conn: sa.Connection, name: str, values: Iterable[str]) -> str:
+    staging_table(conn, name, "value text PRIMARY KEY")
+    copy_frame(conn, name, pd.DataFrame({"value": sorted(set(values))}), ("value",))
+    conn.execute(sa.text(f"ANALYZE {name}"))
+    return name
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -177,6 +193,7 @@ def touch_features(conn: sa.Connection, stamps: pd.DataFrame) -> None:
     """Move the standardized_at of records re-standardized to the same values (record_key, standardized_at)."""
     staging_table(conn, "restamp", "record_key text PRIMARY KEY, standardized_at timestamptz")
     copy_frame(conn, "restamp", stamps, ("record_key", "standardized_at"))
+    conn.execute(sa.text("ANALYZE restamp"))
     conn.execute(sa.text("UPDATE mpi.match_feature f SET standardized_at = s.standardized_at FROM restamp s"
                          " WHERE f.record_key = s.record_key"))
 
@@ -197,11 +214,10 @@ def candidates(conn: sa.Connection, probe: pd.DataFrame, rules: Sequence[str], e
         cond = rule.replace("l.", "p.").replace("r.", "f.")
         found.append(f"SELECT f.record_key FROM probe p JOIN mpi.match_feature f ON {cond}"
                      f" AND p.anchor_key <> f.anchor_key")
-    sql = (f"SELECT {', '.join('f.' + c for c in FEATURE_COLUMNS)} FROM mpi.match_feature f WHERE f.record_key IN"
-           f" ({' UNION '.join(found)}) AND NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.record_key = f.record_key)"
-           " ORDER BY f.record_key")
-    rows = conn.execute(sa.text(sql)).all()
-    return _tidy(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
+    sql = (f"SELECT {', '.join('f.' + c for c in FEATURE_COLUMNS)} FROM mpi.match_feature f"
+           f" JOIN ({' UNION '.join(found)}) c USING (record_key)"
+           f" WHERE NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.record_key = f.record_key) ORDER BY f.record_key")
+    return _tidy(_copy_out(conn, sql, FEATURE_COLUMNS))
 
 
 # -- scored links --------------------------------------------------------------------------------
@@ -246,7 +262,7 @@ def read_edges(conn: sa.Connection, *, touching: Iterable[str] | None = None, at
         sql = (f"SELECT {cols} FROM mpi.match_edge WHERE record_key_l = ANY(:k){strong}"
                f" UNION SELECT {cols} FROM mpi.match_edge WHERE record_key_r = ANY(:k){strong}")
     rows = conn.execute(sa.text(sql), {"k": sorted(set(touching or ())), "p": at_least}).all()
-    frame = pd.DataFrame(rows, columns=list(EDGE_COLUMNS))
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(EDGE_COLUMNS))
     frame["evidence"] = [e if isinstance(e, str) else json.dumps(e, sort_keys=True) for e in frame["evidence"]]
     return frame
 
@@ -294,4 +310,4 @@ def read_previous(conn: sa.Connection, keys: Iterable[str] | None = None) -> pd.
         table = _keys_table(conn, "previous_keys", keys)
         rows = conn.execute(sa.text(f"SELECT k.record_key, c.master_id FROM mpi.crosswalk c"
                                     f" JOIN {table} k USING (source, source_record_id)")).all()
-    return pd.DataFrame(rows, columns=["record_key", "master_id"])
+    return pd.DataFrame([tuple(r) for r in rows], columns=["record_key", "master_id"])
