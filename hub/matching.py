@@ -171,8 +171,11 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
     now = assignment.crosswalk.set_index("record_key")["master_id"]
     moved = now.index[now.to_numpy() != was.reindex(now.index).to_numpy()]
     concerned = set(new) | set(restd) | set(moved)
-    touched = sorted(set(now[now.index.isin(concerned)]) | set(was[was.index.isin(concerned | gone)])
-                     | set(assignment.retired["master_id"]) | set(counts.pop("anchors_changed")))
+    touched = set(now[now.index.isin(concerned)]) | set(was[was.index.isin(concerned | gone)]) \
+        | set(assignment.retired["master_id"]) | set(counts.pop("anchors_changed"))
+    if mode == "incremental":  # re-standardized records outside the region (a new status, say)
+        touched |= set(ms.read_previous(conn, restd - region)["master_id"])
+    touched = sorted(touched)
     counts["golden"] = golden(conn, None if mode == "full" else touched) if golden else 0
     step("golden")
     counts.update(assignment.counts())
