@@ -186,6 +186,10 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
                    "clusters_in_region": int(clustered["cluster_key"].nunique()),
                    "seconds": round(time.perf_counter() - t0, 2), "step_seconds": step.seconds})
     counts.update({f"linked_{k}": int(v) for k, v in clustered["reason"].value_counts().items()})
+    if mode == "full":  # fresh statistics, so that the next incremental run's lookups plan well
+        conn.execute(sa.text("ANALYZE mpi.match_feature, mpi.match_edge, mpi.crosswalk, mpi.master, mpi.golden,"
+                             " mpi.golden_value, mpi.golden_conflict, mpi.review_pair"))
+        step("analyze")
     ms.finish_run(conn, run_id, counts["records"], counts["affected"], counts)
     log.info("matching run %d (%s): %s", run_id, mode, counts)
     return counts
