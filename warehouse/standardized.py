@@ -48,6 +48,7 @@ def clear_source(conn: sa.Connection, source: str) -> int:
 
 def read_for_matching(conn: sa.Connection) -> pd.DataFrame:
     """Every standardized record, with the columns matching needs."""
+    from warehouse.matching_state import read_std
+
     cols = [c for c in STD_COLUMNS if not c.endswith("_raw") or c == "id_number_raw"]
-    rows = conn.execute(sa.text(f"SELECT {', '.join(cols)} FROM std.resident")).all()
-    return pd.DataFrame(rows, columns=cols)
+    return read_std(conn, cols).drop(columns=["standardized_at"])
