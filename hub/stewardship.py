@@ -18,6 +18,13 @@ _RECORD_FIELDS = ("name", "id_number", "id_number_status", "sex", "birth_date", 
                   "address_house_no", "status_raw", "standardized_at")
 
 
+def _crosswalk_join(record_key: str, alias: str) -> str:
+    """A LEFT JOIN of mpi.crosswalk on its primary key for a ``source/record`` key column."""
+    source = f"split_part({record_key}, '/', 1)"
+    return (f"LEFT JOIN mpi.crosswalk {alias} ON {alias}.source = {source}"
+            f" AND {alias}.source_record_id = substr({record_key}, length({source}) + 2)")
+
+
 def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, reason: str | None = None) -> list[dict]:
     """Review pairs, strongest first: ``status`` open | decided | all."""
     if status not in ("open", "decided", "all"):
@@ -30,9 +37,9 @@ def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, 
     rows = conn.execute(sa.text(
         "SELECT p.review_id, p.record_key_l, p.record_key_r, p.match_probability, p.match_weight, p.review_reason,"
         " p.created_at, p.decided_at, p.decision, p.reviewer, p.comment,"
-        " (SELECT master_id FROM mpi.crosswalk c WHERE c.source || '/' || c.source_record_id = p.record_key_l) AS master_l,"
-        " (SELECT master_id FROM mpi.crosswalk c WHERE c.source || '/' || c.source_record_id = p.record_key_r) AS master_r"
-        f" FROM mpi.review_pair p WHERE {where}"
+        " cl.master_id AS master_l, cr.master_id AS master_r"
+        f" FROM mpi.review_pair p {_crosswalk_join('p.record_key_l', 'cl')} {_crosswalk_join('p.record_key_r', 'cr')}"
+        f" WHERE {where}"
         " ORDER BY p.match_probability DESC NULLS LAST, p.review_id LIMIT :n"), params).mappings().all()
     return [dict(r) for r in rows]
 
