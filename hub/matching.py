@@ -271,12 +271,11 @@ def _incremental(conn, new, restd, gone, steward, prior_records, model_path, mus
     ms.write_edges(conn, new_edges, touching=a_keys | gone)
     step("write_state")
 
-    strong = ms.read_edges(conn, at_least=THRESHOLD)
     # grey links move no record: their far ends join the clustering only to keep their reviews
     changed_links = pd.concat([new_edges, dropped])
     changed_links = changed_links[changed_links["match_probability"].astype(float) >= THRESHOLD]
     seeds_r = a_keys | gone | set(changed_links["record_key_l"]) | set(changed_links["record_key_r"])
-    region = ms.region(conn, seeds_r, strong, must) - gone
+    region = ms.region(conn, seeds_r, THRESHOLD, must) - gone
     step("region")
     links = ms.read_edges(conn, touching=region)
     outside = (set(links["record_key_l"]) | set(links["record_key_r"])) - region

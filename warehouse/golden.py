@@ -98,10 +98,10 @@ def rebuild_golden(conn: sa.Connection, rules: Rules, departments: Mapping[str, 
                   " status_date date, rule text, n_values integer")
     for name in FIELDS:
         _candidates(conn, name, rules.field(name))
-    conn.execute(sa.text("ANALYZE golden_candidate"))
+    conn.execute(sa.text("ANALYZE golden_candidate (field, master_id)"))
     for name in FIELDS:
         _pick(conn, name, rules.field(name))
-    conn.execute(sa.text("ANALYZE golden_pick"))
+    conn.execute(sa.text("ANALYZE golden_pick (master_id, field)"))
     return _write(conn)
 
 
@@ -113,10 +113,11 @@ def _scope(conn: sa.Connection, master_ids: Sequence[str] | None) -> None:
             conn.execute(sa.text(f"DELETE FROM {table}"))
         conn.execute(sa.text("INSERT INTO golden_scope SELECT DISTINCT master_id FROM mpi.crosswalk"))
     else:
-        conn.execute(sa.text("INSERT INTO golden_scope SELECT DISTINCT unnest(CAST(:ids AS text[]))"),
-                     {"ids": list(master_ids)})
+        ids = sorted(set(master_ids))
+        conn.execute(sa.text("INSERT INTO golden_scope SELECT unnest(CAST(:ids AS text[]))"), {"ids": ids})
         for table in ("mpi.golden_conflict", "mpi.golden_value", "mpi.golden"):
-            conn.execute(sa.text(f"DELETE FROM {table} t USING golden_scope s WHERE t.master_id = s.master_id"))
+            # an array lookup walks the index; a join with the scope table would scan the whole table
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE master_id = ANY(CAST(:ids AS text[]))"), {"ids": ids})
     conn.execute(sa.text("ANALYZE golden_scope"))
 
 
@@ -153,7 +154,7 @@ def _gather_records(conn: sa.Connection, rules: Rules, departments: Mapping[str,
         " LEFT JOIN golden_status_code sc ON sc.source = r.source AND sc.raw = btrim(r.status_raw)"),
         {**_STATUS_OK, "status_default": rules.vital_status.default,
          "resolution": resolution, "tz": rules.recency.timezone})
-    conn.execute(sa.text("ANALYZE golden_record"))
+    conn.execute(sa.text("ANALYZE golden_record (master_id)"))  # the join key: row count and spread are what plans need
 
 
 def _candidates(conn: sa.Connection, name: str, rule: Any) -> None:
@@ -258,10 +259,10 @@ def _write(conn: sa.Connection) -> int:
         " FROM golden_pick WHERE field = 'status' AND status_date IS NOT NULL"
         " UNION ALL"
         " SELECT g.master_id, 'id_number', g.id_number, a.source, a.source_record_id, a.loaded_at, 'anchor'"
-        " FROM mpi.golden g JOIN golden_scope s USING (master_id)"
+        " FROM (SELECT DISTINCT master_id, substr(anchor, 4) AS id_number FROM golden_record"
+        "       WHERE anchor LIKE 'id:%') g"
         " LEFT JOIN (SELECT DISTINCT ON (master_id) master_id, source, source_record_id, loaded_at FROM golden_record"
         "            WHERE anchored ORDER BY master_id, id_number_status <> 'valid', source, source_record_id) a"
         "   USING (master_id)"
-        " WHERE g.id_number IS NOT NULL"
         " ORDER BY 1, 2"))
     return written

@@ -269,17 +269,11 @@ def read_edges(conn: sa.Connection, *, touching: Iterable[str] | None = None, at
 
 # -- the region of the index a change can reach --------------------------------------------------
 
-def region(conn: sa.Connection, seeds: Iterable[str], strong: pd.DataFrame, must: Sequence[tuple[str, str]],
-           extra_links: pd.DataFrame | None = None) -> set[str]:
+def region(conn: sa.Connection, seeds: Iterable[str], threshold: float, must: Sequence[tuple[str, str]]) -> set[str]:
     """Every record whose cluster may change when ``seeds`` change: the closure over previous master
-    ids, strong links (``strong``: record_key_l/r), deterministic anchors, trusted ID numbers and
-    steward "match" pairs."""
+    ids, stored links at or above ``threshold``, deterministic anchors, trusted ID numbers and
+    steward "match" pairs. Each step is a few indexed lookups for the current frontier only."""
     links: dict[str, set[str]] = {}
-    frames = [strong] + ([extra_links] if extra_links is not None else [])
-    for frame in frames:
-        for a, b in frame[["record_key_l", "record_key_r"]].itertuples(index=False):
-            links.setdefault(a, set()).add(b)
-            links.setdefault(b, set()).add(a)
     for a, b in must:
         links.setdefault(a, set()).add(b)
         links.setdefault(b, set()).add(a)
@@ -293,7 +287,11 @@ def region(conn: sa.Connection, seeds: Iterable[str], strong: pd.DataFrame, must
             f" f AS (SELECT f.anchor_key, f.id_valid FROM mpi.match_feature f JOIN {table} k USING (record_key))"
             f" SELECT {key('c')} FROM mpi.crosswalk c JOIN m USING (master_id)"
             " UNION SELECT g.record_key FROM mpi.match_feature g WHERE g.anchor_key IN (SELECT anchor_key FROM f)"
-            " UNION SELECT g.record_key FROM mpi.match_feature g WHERE g.id_valid IN (SELECT id_valid FROM f)")
+            " UNION SELECT g.record_key FROM mpi.match_feature g WHERE g.id_valid IN (SELECT id_valid FROM f)"
+            f" UNION SELECT e.record_key_r FROM mpi.match_edge e JOIN {table} k ON k.record_key = e.record_key_l"
+            "   WHERE e.match_probability >= :p"
+            f" UNION SELECT e.record_key_l FROM mpi.match_edge e JOIN {table} k ON k.record_key = e.record_key_r"
+            "   WHERE e.match_probability >= :p"), {"p": threshold}
         ).scalars().all()
         reached = set(rows)
         for k in frontier:
