@@ -2,7 +2,11 @@
 
 A release is written and made current in one transaction: readers of
 ``publish.master_person_current`` see the old release until the commit and the new one after it,
-never half of one. Publishing the same content again creates no new release.
+never half of one, and a query already running finishes on the release it started with.
+Publishing the same content again creates no new release.
+
+A rollback makes an earlier release current again and withdraws the releases after it; content
+equal to a withdrawn release is not published again until it changes.
 """
 
 from __future__ import annotations
@@ -32,24 +36,35 @@ def current_release(conn: sa.Connection) -> dict | None:
     return dict(row) if row else None
 
 
+PUBLISHED_COLUMNS = ("master_id", "name", "id_number", "id_number_status", "sex", "birth_date", "phone", "address",
+                     "status", "status_date", "record_count", "sources", "conflicts")
+
+
 def publish(conn: sa.Connection, validation_run_id: int) -> PublishOutcome:
     """Publish mpi.golden as a new release unless it equals the current one (caller's transaction)."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
     digest = _content_hash(conn)
     current = current_release(conn)
+    withdrawn = conn.execute(sa.text(
+        "SELECT release_no FROM publish.release WHERE content_hash = :h AND withdrawn_at IS NOT NULL"
+        " ORDER BY release_no DESC LIMIT 1"), {"h": digest}).scalar()
     if current and current["content_hash"] == digest:
         outcome = PublishOutcome("unchanged", current["release_no"],
                                  f"content equals release {current['release_no']}; it stays current")
+    elif withdrawn is not None:
+        outcome = PublishOutcome("blocked", current["release_no"] if current else None,
+                                 f"content equals release {withdrawn}, which was withdrawn by a rollback;"
+                                 " it is not published again until the index changes")
     else:
         release_no = conn.execute(sa.text("SELECT coalesce(max(release_no), 0) + 1 FROM publish.release")).scalar_one()
         conn.execute(sa.text(
             "INSERT INTO publish.release (release_no, master_count, record_count, content_hash, validation_run_id)"
             " SELECT :n, count(*), coalesce(sum(record_count), 0), :h, :v FROM mpi.golden"),
             {"n": release_no, "h": digest, "v": validation_run_id})
+        columns = ", ".join(PUBLISHED_COLUMNS)
         conn.execute(sa.text(
-            "INSERT INTO publish.master_person (release_no, master_id, name, id_number, id_number_status, sex,"
-            " birth_date, record_count, sources) SELECT :n, master_id, name, id_number, id_number_status, sex,"
-            " birth_date, record_count, sources FROM mpi.golden"), {"n": release_no})
+            f"INSERT INTO publish.master_person (release_no, {columns}) SELECT :n, {columns} FROM mpi.golden"),
+            {"n": release_no})
         conn.execute(sa.text(
             "INSERT INTO publish.current_release (release_no) VALUES (:n)"
             " ON CONFLICT (singleton) DO UPDATE SET release_no = EXCLUDED.release_no, switched_at = now()"),
@@ -67,10 +82,12 @@ def record_blocked(conn: sa.Connection, validation_run_id: int, reason: str) -> 
     return outcome
 
 
-def _record_attempt(conn: sa.Connection, validation_run_id: int, outcome: PublishOutcome) -> None:
+def _record_attempt(conn: sa.Connection, validation_run_id: int | None, outcome: PublishOutcome,
+                    actor: str | None = None) -> None:
     conn.execute(sa.text(
-        "INSERT INTO audit.publish_attempt (validation_run_id, outcome, release_no, reason) VALUES (:v, :o, :n, :r)"),
-        {"v": validation_run_id, "o": outcome.outcome, "n": outcome.release_no, "r": outcome.reason})
+        "INSERT INTO audit.publish_attempt (validation_run_id, outcome, release_no, reason, actor)"
+        " VALUES (:v, :o, :n, :r, :a)"),
+        {"v": validation_run_id, "o": outcome.outcome, "n": outcome.release_no, "r": outcome.reason, "a": actor})
 
 
 def list_releases(conn: sa.Connection) -> list[dict]:
@@ -78,3 +95,72 @@ def list_releases(conn: sa.Connection) -> list[dict]:
         "SELECT r.*, (c.release_no IS NOT NULL) AS is_current FROM publish.release r"
         " LEFT JOIN publish.current_release c USING (release_no) ORDER BY r.release_no")).mappings().all()
     return [dict(r) for r in rows]
+
+
+def show_release(conn: sa.Connection, release_no: int) -> dict:
+    """One release: its figures, the gate run that let it through, and its changes against the release before.
+
+    Raises ``LookupError`` for an unknown release number.
+    """
+    row = conn.execute(sa.text(
+        "SELECT r.*, (c.release_no IS NOT NULL) AS is_current FROM publish.release r"
+        " LEFT JOIN publish.current_release c USING (release_no) WHERE r.release_no = :n"),
+        {"n": release_no}).mappings().first()
+    if row is None:
+        known = [r["release_no"] for r in list_releases(conn)]
+        raise LookupError(f"there is no release {release_no}"
+                          + (f" (releases: {known[0]}–{known[-1]})" if known else " (nothing is published yet)"))
+    release = dict(row)
+    release["suites"] = [dict(r) for r in conn.execute(sa.text(
+        "SELECT suite, success, evaluated, successful, failed, row_count FROM audit.validation_suite"
+        " WHERE run_id = :v ORDER BY suite"), {"v": release["validation_run_id"]}).mappings()]
+    release["gate"] = conn.execute(sa.text(
+        "SELECT run_id, started_at, success, evaluated, successful, failed, docs_path FROM audit.validation_run"
+        " WHERE run_id = :v"), {"v": release["validation_run_id"]}).mappings().first()
+    release["by_source"] = {r.source: r.masters for r in conn.execute(sa.text(
+        "SELECT unnest(sources) AS source, count(*) AS masters FROM publish.master_person WHERE release_no = :n"
+        " GROUP BY 1 ORDER BY 1"), {"n": release_no})}
+    before = conn.execute(sa.text("SELECT max(release_no) FROM publish.release WHERE release_no < :n"),
+                          {"n": release_no}).scalar()
+    release["previous"] = before
+    if before is not None:
+        values = ", ".join(PUBLISHED_COLUMNS)
+        release["changes"] = dict(conn.execute(sa.text(
+            "SELECT count(*) FILTER (WHERE o.master_id IS NULL) AS added,"
+            "       count(*) FILTER (WHERE n.master_id IS NULL) AS removed,"
+            "       count(*) FILTER (WHERE o.master_id IS NOT NULL AND n.master_id IS NOT NULL"
+            f"                       AND ROW(o.{values.replace(', ', ', o.')}) IS DISTINCT FROM"
+            f"                           ROW(n.{values.replace(', ', ', n.')})) AS changed"
+            " FROM (SELECT * FROM publish.master_person WHERE release_no = :old) o"
+            " FULL JOIN (SELECT * FROM publish.master_person WHERE release_no = :new) n"
+            "   ON n.master_id = o.master_id"), {"old": before, "new": release_no}).mappings().one())
+    return release
+
+
+def rollback(conn: sa.Connection, release_no: int, *, reason: str, actor: str | None = None) -> PublishOutcome:
+    """Make release ``release_no`` current again and withdraw the releases after it (caller's transaction).
+
+    Raises ``LookupError`` for an unknown release and ``ValueError`` for a withdrawn one or one that is
+    already current.
+    """
+    if not reason.strip():
+        raise ValueError("a rollback needs a reason (it is kept in audit.publish_attempt)")
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
+    target = show_release(conn, release_no)
+    if target["is_current"]:
+        raise ValueError(f"release {release_no} is already the current release")
+    if target["withdrawn_at"] is not None:
+        raise ValueError(f"release {release_no} was withdrawn on {target['withdrawn_at']:%Y-%m-%d %H:%M}"
+                         f" ({target['withdrawn_reason']}); roll back to a release that was not")
+    withdrawn = conn.execute(sa.text(
+        "UPDATE publish.release SET withdrawn_at = now(), withdrawn_reason = :r"
+        " WHERE release_no > :n AND withdrawn_at IS NULL RETURNING release_no"),
+        {"n": release_no, "r": f"rolled back to release {release_no}: {reason}"}).scalars().all()
+    conn.execute(sa.text("UPDATE publish.current_release SET release_no = :n, switched_at = now()"),
+                 {"n": release_no})
+    outcome = PublishOutcome("rolled_back", release_no,
+                             f"rolled back to release {release_no}"
+                             + (f", withdrawing {', '.join(map(str, sorted(withdrawn)))}" if withdrawn else "")
+                             + f": {reason}")
+    _record_attempt(conn, None, outcome, actor)
+    return outcome
