@@ -15,6 +15,7 @@ stable order. A :class:`FaultPlan` makes a server misbehave the way real platfor
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import secrets
@@ -52,6 +53,8 @@ class FaultPlan:
     html: float = 0.0            # an HTML error page with status 200
     duplicate_page: float = 0.0  # the previous page's records again
     skip_page: float = 0.0       # the next page's records instead
+    blank_ids: float = 0.0       # share of served records whose ID number field comes back empty (a broken
+    #                              export job: deterministic per record, the same on every page and request)
     retry_after: int = 1
     slow_seconds: float = 0.3
     timeout_seconds: float = 3.0
@@ -104,7 +107,8 @@ class RunningServer:
 def _records(state: PlatformState, name: str, since: str | None) -> list[dict]:
     """The served records of ``name`` (changed after ``since``), computed once per day and filter."""
     county = state.county
-    key = (id(county), name, since)
+    blank = (state.faults.blank_ids, state.faults.seed) if state.faults else None
+    key = (id(county), name, since, blank)
     with state.lock:
         if key not in state.cache:
             roll = county.rolls[name]
@@ -114,8 +118,23 @@ def _records(state: PlatformState, name: str, since: str | None) -> list[dict]:
                 roll = roll[roll["_updated"] > pd.Timestamp(since)]
             if len(state.cache) > 16:
                 state.cache.clear()
-            state.cache[key] = served(SUBSYSTEMS[name], roll).to_dict(orient="records")
+            rows = served(SUBSYSTEMS[name], roll).to_dict(orient="records")
+            if state.faults and state.faults.blank_ids:
+                rows = _blank_ids(rows, SUBSYSTEMS[name], state.faults.blank_ids, state.faults.seed)
+            state.cache[key] = rows
         return state.cache[key]
+
+
+def _blank_ids(rows: list[dict], subsystem, share: float, seed: int) -> list[dict]:
+    """Empty the ID number field of about ``share`` of the records, chosen by a hash of the record id."""
+    id_field, key_field = subsystem.fields["id_number"], subsystem.fields["record_id"]
+    out = []
+    for row in rows:
+        digest = hashlib.blake2b(f"{seed}:{row[key_field]}".encode(), digest_size=8).digest()
+        if int.from_bytes(digest, "big") / 2**64 < share:
+            row = {**row, id_field: ""}
+        out.append(row)
+    return out
 
 
 def _handler(state: PlatformState, username: str, password: str, paths: dict[str, str]):
