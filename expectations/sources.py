@@ -1,0 +1,335 @@
+"""The source gate: one GX suite per standardized source, and the gate's declared thresholds.
+
+Each source's standardized records (``std.resident WHERE source = '<name>'``) are validated by
+the suite ``source.<name>`` through a GX query asset on the warehouse's PostgreSQL datasource
+(GX 1.x batch definitions on SQL tables only partition by dates, so a query asset is how one
+source becomes one batch). The thresholds come from ``expectations/gate_rules.yaml``: a
+``defaults:`` block, per-source overrides under ``sources:`` and the master-index bounds under
+``master_index:`` (see :func:`load_gate_rules`; the YAML records the measured rates behind the
+defaults).
+
+What a source suite expects (``mostly`` shares and bounds from the source's rules):
+
+* usable ID numbers: ``id_number_status`` in (valid, upgraded_from_15) for at least
+  ``min_id_valid_share`` of the records;
+* completeness: ``name``, ``id_number_raw``, ``sex`` and ``birth_date`` not null for at least
+  ``min_name_share``, ``min_id_number_raw_share``, ``min_sex_share`` and ``min_birth_date_share``;
+* code sets: ``sex`` in GB/T 2261.1 {0, 1, 2, 9}; ``id_number_status``, ``name_status``,
+  ``sex_status`` and ``birth_date_status`` in the status codes their standardizers write
+  (``schemas.id_number`` / ``names`` / ``sex`` / ``dates``);
+* dates: ``birth_date`` and ``id_birth_date`` between ``earliest_birth_date`` and today;
+* row count within ``max_row_count_change`` of the last load's, when a previous count is given.
+
+This module does not import Great Expectations or pandas at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from great_expectations.core import ExpectationSuite
+
+__all__ = [
+    "DEFAULT_RULES_PATH",
+    "SOURCE_SUITE_PREFIX",
+    "GateRules",
+    "GateRulesError",
+    "MasterIndexRules",
+    "SourceRules",
+    "check_source_name",
+    "count_bounds",
+    "load_gate_rules",
+    "parse_gate_rules",
+    "source_query",
+    "source_suite",
+    "source_suite_name",
+    "source_table_label",
+]
+
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "gate_rules.yaml"
+SOURCE_SUITE_PREFIX = "source."
+STD_TABLE = "std.resident"
+
+#: A source name as the registry writes them; anything else is refused before it reaches SQL.
+_SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+#: The std.resident columns a source suite reads (only these are selected into the batch).
+SOURCE_COLUMNS: tuple[str, ...] = (
+    "source",
+    "source_record_id",
+    "name",
+    "name_status",
+    "id_number_raw",
+    "id_number_status",
+    "id_birth_date",
+    "sex",
+    "sex_status",
+    "birth_date",
+    "birth_date_status",
+)
+
+
+class GateRulesError(ValueError):
+    """The gate rules file is unreadable or declares something invalid (the message says where)."""
+
+
+@dataclass(frozen=True)
+class SourceRules:
+    """Thresholds of one source's suite (shares are fractions of the source's std rows)."""
+
+    min_id_valid_share: float
+    min_id_number_raw_share: float
+    min_name_share: float
+    min_sex_share: float
+    min_birth_date_share: float
+    earliest_birth_date: dt.date
+    max_row_count_change: float
+
+
+@dataclass(frozen=True)
+class MasterIndexRules:
+    """Bounds of the master-index suites."""
+
+    max_cluster_size: int
+    max_master_count_change: float
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """The gate's declared thresholds: defaults, per-source overrides, master-index bounds."""
+
+    defaults: SourceRules
+    master_index: MasterIndexRules
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    path: str = "<memory>"
+
+    def for_source(self, name: str) -> SourceRules:
+        """The rules of source ``name``: the defaults with its overrides applied."""
+        return replace(self.defaults, **dict(self.overrides.get(name, {})))
+
+    def scorecard_thresholds(self) -> dict[str, dict[str, float]]:
+        """Per-source overrides for the scorecard's traffic lights (``expectations.scorecard``):
+        a source whose ``min_id_valid_share`` differs from the default gets it as its
+        ``id_valid_red`` line, so that the scorecard turns red where the gate fails."""
+        return {
+            name: {"id_valid_red": self.for_source(name).min_id_valid_share}
+            for name in sorted(self.overrides)
+            if self.for_source(name).min_id_valid_share != self.defaults.min_id_valid_share
+        }
+
+
+_SHARE_KEYS = (
+    "min_id_valid_share",
+    "min_id_number_raw_share",
+    "min_name_share",
+    "min_sex_share",
+    "min_birth_date_share",
+)
+_SOURCE_KEYS = tuple(f.name for f in fields(SourceRules))
+_MASTER_KEYS = tuple(f.name for f in fields(MasterIndexRules))
+
+
+def load_gate_rules(path: str | Path | None = None) -> GateRules:
+    """Load and check the gate rules (default: ``expectations/gate_rules.yaml``)."""
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_RULES_PATH
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise GateRulesError(f"cannot read gate rules {path}: {exc}") from exc
+    return parse_gate_rules(data, str(path))
+
+
+def parse_gate_rules(data: object, path: str = "<memory>") -> GateRules:
+    """Check already-parsed YAML content; ``path`` names it in errors."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise GateRulesError(f"{path}: expected a mapping with defaults:, sources: and master_index:")
+    for key in data:
+        if key not in ("defaults", "sources", "master_index"):
+            problems.append(f"{key}: unknown key (expected defaults, sources, master_index)")
+
+    defaults_raw = data.get("defaults")
+    defaults_values: dict[str, Any] = {}
+    if not isinstance(defaults_raw, dict):
+        problems.append("defaults: missing or not a mapping")
+    else:
+        defaults_values = _source_values(defaults_raw, "defaults", problems)
+        for key in _SOURCE_KEYS:
+            if key not in defaults_raw:
+                problems.append(f"defaults.{key}: missing")
+
+    overrides: dict[str, dict[str, Any]] = {}
+    sources_raw = data.get("sources") or {}
+    if not isinstance(sources_raw, dict):
+        problems.append("sources: not a mapping of source name to overrides")
+    else:
+        for name, raw in sources_raw.items():
+            if not isinstance(name, str) or not _SOURCE_NAME.match(name):
+                problems.append(f"sources.{name}: not a source name (lower-case letters, digits, _)")
+                continue
+            if not isinstance(raw, dict):
+                problems.append(f"sources.{name}: not a mapping")
+                continue
+            overrides[name] = _source_values(raw, f"sources.{name}", problems)
+
+    master_raw = data.get("master_index")
+    master = None
+    if not isinstance(master_raw, dict):
+        problems.append("master_index: missing or not a mapping")
+    else:
+        for key in master_raw:
+            if key not in _MASTER_KEYS:
+                problems.append(f"master_index.{key}: unknown key (expected one of {', '.join(_MASTER_KEYS)})")
+        size = master_raw.get("max_cluster_size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            problems.append("master_index.max_cluster_size: expected an integer >= 1")
+        change = _fraction(master_raw.get("max_master_count_change"))
+        if change is None:
+            problems.append("master_index.max_master_count_change: expected a number between 0 and 1")
+        if not problems:
+            master = MasterIndexRules(max_cluster_size=size, max_master_count_change=change)
+
+    if problems:
+        raise GateRulesError(f"invalid gate rules {path}:\n  " + "\n  ".join(problems))
+    assert master is not None
+    return GateRules(
+        defaults=SourceRules(**defaults_values), overrides=overrides, master_index=master, path=path
+    )
+
+
+def _source_values(raw: dict, where: str, problems: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _SOURCE_KEYS:
+            problems.append(f"{where}.{key}: unknown key (expected one of {', '.join(_SOURCE_KEYS)})")
+        elif key in _SHARE_KEYS or key == "max_row_count_change":
+            share = _fraction(value)
+            if share is None:
+                problems.append(f"{where}.{key}: expected a number between 0 and 1")
+            else:
+                values[key] = share
+        elif key == "earliest_birth_date":
+            if isinstance(value, str):
+                try:
+                    value = dt.date.fromisoformat(value)
+                except ValueError:
+                    pass
+            if type(value) is not dt.date:  # noqa: E721 - a datetime is not a date here
+                problems.append(f"{where}.{key}: expected a date (YYYY-MM-DD)")
+            else:
+                values[key] = value
+    return values
+
+
+def _fraction(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0.0 <= value <= 1.0 else None
+
+
+# --------------------------------------------------------------------------- names and bounds
+
+
+def check_source_name(name: str) -> str:
+    """``name`` if it is a plain source name; ValueError otherwise (it is put into SQL)."""
+    if not isinstance(name, str) or not _SOURCE_NAME.match(name):
+        raise ValueError(f"not a source name: {name!r} (expected lower-case letters, digits and _)")
+    return name
+
+
+def source_suite_name(name: str) -> str:
+    return SOURCE_SUITE_PREFIX + check_source_name(name)
+
+
+def source_table_label(name: str) -> str:
+    """How outcomes name the batch: ``std.resident[<name>]``."""
+    return f"{STD_TABLE}[{check_source_name(name)}]"
+
+
+def source_query(name: str) -> str:
+    """The query asset's SQL: the source's std rows, the columns the suite reads."""
+    return (
+        f"SELECT {', '.join(SOURCE_COLUMNS)} FROM {STD_TABLE} "
+        f"WHERE source = '{check_source_name(name)}'"
+    )
+
+
+def count_bounds(previous: int, max_change: float) -> tuple[int, int]:
+    """Inclusive row-count bounds ``previous × (1 ∓ max_change)``, widened to whole rows."""
+    if isinstance(previous, bool) or not isinstance(previous, int) or previous < 0:
+        raise ValueError(f"a previous count must be a non-negative integer, not {previous!r}")
+    if not 0.0 <= max_change <= 1.0:
+        raise ValueError(f"a count change tolerance must be between 0 and 1, not {max_change!r}")
+    # rounded first: 100 * 1.1 is 110.00000000000001 in binary floating point
+    low = round(previous * (1.0 - max_change), 6)
+    high = round(previous * (1.0 + max_change), 6)
+    return math.floor(low), math.ceil(high)
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def source_suite(
+    gx: Any,
+    name: str,
+    rules: SourceRules,
+    *,
+    previous_row_count: int | None = None,
+    today: dt.date | None = None,
+) -> ExpectationSuite:
+    """The GX suite ``source.<name>`` (not yet added to a context).
+
+    The row-count expectation is present only when ``previous_row_count`` is given.
+    """
+    from expectations.custom import ExpectIdNumbersToBeMostlyValid
+    from schemas import dates, id_number, names, sex
+
+    today = today or dt.date.today()
+    gxe = gx.expectations
+    suite = gx.ExpectationSuite(
+        name=source_suite_name(name),
+        meta={"notes": f"{STD_TABLE} rows of source {name}: ID validity, completeness, code sets, dates"},
+    )
+    expectations = [
+        ExpectIdNumbersToBeMostlyValid(column="id_number_status", mostly=rules.min_id_valid_share),
+        gxe.ExpectColumnValuesToNotBeNull(column="name", mostly=rules.min_name_share),
+        gxe.ExpectColumnValuesToNotBeNull(column="id_number_raw", mostly=rules.min_id_number_raw_share),
+        gxe.ExpectColumnValuesToNotBeNull(column="sex", mostly=rules.min_sex_share),
+        gxe.ExpectColumnValuesToNotBeNull(column="birth_date", mostly=rules.min_birth_date_share),
+        gxe.ExpectColumnValuesToBeInSet(column="sex", value_set=list(sex.GB_CODES)),
+        gxe.ExpectColumnValuesToBeInSet(column="id_number_status", value_set=list(id_number.STATUSES)),
+        gxe.ExpectColumnValuesToBeInSet(column="name_status", value_set=list(names.STATUSES)),
+        gxe.ExpectColumnValuesToBeInSet(column="sex_status", value_set=list(sex.STATUSES)),
+        gxe.ExpectColumnValuesToBeInSet(column="birth_date_status", value_set=list(dates.STATUSES)),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="birth_date", min_value=rules.earliest_birth_date, max_value=today
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="id_birth_date", min_value=rules.earliest_birth_date, max_value=today
+        ),
+    ]
+    if previous_row_count is not None:
+        low, high = count_bounds(previous_row_count, rules.max_row_count_change)
+        expectations.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=low,
+                max_value=high,
+                description=(
+                    f"rows within {rules.max_row_count_change:.0%} of the last load's "
+                    f"{previous_row_count}"
+                ),
+            )
+        )
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    return suite
