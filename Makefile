@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: help bootstrap demo test lint airflow clean
+.PHONY: help bootstrap browser demo test lint airflow clean
 
 help:
 	@echo "make demo   run the hub end to end on a simulated county (embedded PostgreSQL, real Airflow DAGs)"
@@ -20,7 +20,20 @@ bootstrap: $(UV)
 demo: bootstrap
 	$(UV) run --frozen hub demo
 
-test: bootstrap
+# Headless Chromium and CJK fonts, for the tests that render the Data Docs and the scorecard.
+# Installed from Debian's packages when run as root; otherwise those tests are skipped with a note.
+browser:
+	@{ command -v chromium-headless-shell || command -v chromium; } >/dev/null && fc-list :lang=zh | grep -q . || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing headless Chromium and CJK fonts (Debian packages) for the rendering tests …"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      chromium-headless-shell fonts-noto-cjk >/dev/null \
+	      || echo "note: could not install Chromium: the rendering tests will be skipped"; \
+	  else \
+	    echo "note: no Chromium or CJK fonts found: rendering tests may be skipped (chromium-headless-shell, fonts-noto-cjk)"; \
+	  fi; }
+
+test: bootstrap browser
 	$(UV) run --frozen pytest
 
 lint: bootstrap

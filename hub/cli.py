@@ -456,11 +456,74 @@ def release_list() -> None:
 
     with user_errors(), settings.engine().connect() as conn:
         rows = list_releases(conn)
-    table = Table("release", "published at", "masters", "records", "validation run", "current")
+    table = Table("release", "published at", "masters", "records", "validation run", "current", "withdrawn")
     for r in rows:
         table.add_row(str(r["release_no"]), f"{r['published_at']:%Y-%m-%d %H:%M:%S}", str(r["master_count"]),
-                      str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "")
+                      str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "",
+                      f"{r['withdrawn_at']:%Y-%m-%d %H:%M}" if r["withdrawn_at"] else "")
     console.print(table if rows else "no release has been published yet")
+
+
+@release_app.command("show")
+def release_show(release_no: Annotated[int, typer.Argument(help="The release number (see 'hub release list').")]) -> None:
+    """Show one release: figures, the gate run that let it through, and what changed since the one before."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.releases import show_release
+
+    with user_errors(), settings.engine().connect() as conn:
+        try:
+            r = show_release(conn, release_no)
+        except LookupError as exc:
+            raise HubError(str(exc)) from None
+    state = "current" if r["is_current"] else (
+        f"withdrawn {r['withdrawn_at']:%Y-%m-%d %H:%M} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
+    console.print(f"release {r['release_no']} — {state}", highlight=False)
+    console.print(f"published at:   {r['published_at']:%Y-%m-%d %H:%M:%S}")
+    console.print(f"masters:        {r['master_count']:,}  (records {r['record_count']:,})")
+    console.print(f"content hash:   {r['content_hash']}")
+    if r["previous"] is not None:
+        c = r["changes"]
+        console.print(f"since release {r['previous']}: {c['added']:,} masters added, {c['removed']:,} removed,"
+                      f" {c['changed']:,} changed")
+    gate = r["gate"]
+    if gate:
+        console.print(f"gate run {gate['run_id']} at {gate['started_at']:%Y-%m-%d %H:%M:%S}: "
+                      f"{gate['successful']} of {gate['evaluated']} expectations passed")
+        if gate["docs_path"]:
+            console.print(f"Data Docs:      {gate['docs_path']}", highlight=False)
+    if r["suites"]:
+        table = Table("suite", "rows", "expectations", "passed", "outcome")
+        for s in r["suites"]:
+            table.add_row(s["suite"], f"{s['row_count']:,}" if s["row_count"] is not None else "",
+                          str(s["evaluated"]), str(s["successful"]), "passed" if s["success"] else "FAILED")
+        console.print(table)
+    if r["by_source"]:
+        console.print("masters holding records of each source: "
+                      + ", ".join(f"{k} {v:,}" for k, v in r["by_source"].items()), highlight=False)
+
+
+@release_app.command("rollback")
+def release_rollback(
+    release_no: Annotated[int, typer.Argument(help="The release to make current again.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    actor: Annotated[str, typer.Option(help="Who asks for the rollback.")] = "",
+) -> None:
+    """Make an earlier release current again; the releases after it are withdrawn.
+
+    Readers switch in one transaction. Content equal to a withdrawn release is not published again
+    until the index changes.
+    """
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.releases import rollback
+
+    with user_errors(), settings.engine().begin() as conn:
+        try:
+            outcome = rollback(conn, release_no, reason=reason, actor=actor or os.environ.get("USER") or None)
+        except (LookupError, ValueError) as exc:
+            raise HubError(str(exc)) from None
+    console.print(outcome.reason, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -218,30 +218,46 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
 
 
 def run_gate() -> dict:
-    """Validate the master index; record the run; raise :class:`GateFailed` if any expectation fails."""
-    from expectations.gate import validate_master_index
-    from warehouse.audit import record_validation
-    from warehouse.releases import record_blocked
+    """Run the publish gate: a suite per standardized source and the master-index suites, in one
+    Great Expectations checkpoint on PostgreSQL. Records the run for auditors, rebuilds the Data Docs
+    and the per-department scorecard, and raises :class:`GateFailed` (recording why, keeping the
+    current release) if any expectation fails."""
+    from expectations.gate import load_gate_rules, run_gate_suites
+    from warehouse.audit import last_passed_row_counts, record_gate_run
+    from warehouse.releases import current_release, record_blocked
 
-    summary = validate_master_index(settings.database_url(), settings.gx_dir())
-    outcomes = [asdict(o) for o in summary.outcomes]
+    with settings.engine().connect() as conn:
+        # every registered source, so that one whose load came back empty is checked against its last count
+        sources = sorted(set(load_registry()) | set(conn.execute(sa.text(
+            "SELECT DISTINCT source FROM std.resident")).scalars()))
+        previous_rows = last_passed_row_counts(conn)
+        current = current_release(conn)
+    summaries = run_gate_suites(settings.database_url(), settings.gx_dir(), sources=sources,
+                                previous_row_counts=previous_rows,
+                                previous_master_count=current["master_count"] if current else None,
+                                rules=load_gate_rules())
+    docs = next((s.docs_index for s in summaries if s.docs_index), None)
+    failing = [(s.suite, o) for s in summaries for o in s.outcomes if not o.success]
+    evaluated = sum(s.evaluated for s in summaries)
     with settings.engine().begin() as conn:
-        run_id = record_validation(conn, suite=summary.suite, success=summary.success,
-                                   evaluated=summary.evaluated, successful=summary.successful,
-                                   failed=summary.failed, docs_path=str(summary.docs_index or ""),
-                                   outcomes=outcomes)
-        failing = [o for o in summary.outcomes if not o.success]
+        run_id = record_gate_run(conn, ({"suite": s.suite, "success": s.success, "row_count": s.row_count,
+                                         "outcomes": [asdict(o) for o in s.outcomes]} for s in summaries),
+                                 docs_path=str(docs or ""))
+        reason = "; ".join(f"{suite}: {o.table or '-'}.{o.column or '*'} {o.expectation}: {o.observed}"
+                           for suite, o in failing)
         if failing:
-            reason = "; ".join(f"{o.table or '-'}.{o.column or '*'} {o.expectation}: {o.observed}" for o in failing)
             record_blocked(conn, run_id, f"gate failed: {reason}")
-    result = {"validation_run_id": run_id, "evaluated": summary.evaluated, "successful": summary.successful,
-              "failed": summary.failed, "docs": str(summary.docs_index or "")}
+    scorecard = build_quality_scorecard()
+    result = {"validation_run_id": run_id, "evaluated": evaluated, "successful": evaluated - len(failing),
+              "failed": len(failing), "suites": len(summaries), "docs": str(docs or ""),
+              "scorecard": str(scorecard or "")}
     if failing:
-        for o in failing:
-            log.error("gate: %s on %s.%s failed: %s", o.expectation, o.table or "-", o.column or "*", o.observed)
-        raise GateFailed(f"the publish gate failed {len(failing)} of {summary.evaluated} expectations "
+        for suite, o in failing:
+            log.error("gate: %s: %s on %s.%s failed: %s", suite, o.expectation, o.table or "-", o.column or "*",
+                      o.observed)
+        raise GateFailed(f"the publish gate failed {len(failing)} of {evaluated} expectations "
                          f"(validation run {run_id}); the current release stays in place: {reason}")
-    log.info("gate passed: %d of %d expectations (validation run %d)", summary.successful, summary.evaluated, run_id)
+    log.info("gate passed: %d expectations in %d suites (validation run %d)", evaluated, len(summaries), run_id)
     return result
 
 
@@ -252,4 +268,25 @@ def publish_release(validation_run_id: int) -> dict:
     with settings.engine().begin() as conn:
         outcome = publish(conn, validation_run_id)
     log.info("release: %s %s (%s)", outcome.outcome, outcome.release_no, outcome.reason)
+    build_quality_scorecard()
     return asdict(outcome)
+
+
+def build_quality_scorecard() -> Path | None:
+    """Rebuild the per-department data-quality scorecard beside the Data Docs (``scorecard.html``)."""
+    from expectations.gate import load_gate_rules
+    from expectations.scorecard import build_scorecard
+
+    docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site"
+    if not docs.is_dir():
+        return None
+    registry = load_registry()
+    departments: dict[str, list[str]] = {}
+    for name, source in registry.items():
+        departments.setdefault(source.department, []).append(name)
+    with settings.engine().connect() as conn:
+        path = build_scorecard(conn, docs, departments,
+                               source_titles={name: source.title for name, source in registry.items()},
+                               source_thresholds=load_gate_rules().scorecard_thresholds())
+    log.info("scorecard: %s", path)
+    return path

@@ -1,27 +1,69 @@
-"""Validation history for auditors: every run, expectation, observed value and outcome."""
+"""Validation history for auditors: every gate run, suite, expectation, observed value and outcome.
+
+One publish-gate run is one ``audit.validation_run`` (suite ``publish_gate``); its suites
+(``source.<name>`` per standardized source, ``master_index``) are ``audit.validation_suite`` rows
+and their expectations ``audit.validation_result`` rows. Everything stored is counts, short
+observed values and names of tables, columns and expectations: never personal data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
+GATE_SUITE = "publish_gate"
+SOURCE_SUITE_PREFIX = "source."
 
-def record_validation(conn: sa.Connection, *, suite: str, success: bool, evaluated: int, successful: int,
-                      failed: int, docs_path: str | None, outcomes: Iterable[dict]) -> int:
-    """Store one validation run with its per-expectation outcomes; returns the run id.
 
-    Outcomes hold counts and short observed values only, never personal data.
+def record_gate_run(conn: sa.Connection, suites: Iterable[Mapping[str, Any]], *, docs_path: str | None) -> int:
+    """Store one gate run; returns its run id.
+
+    ``suites``: per suite its ``suite`` name, ``success``, ``row_count`` and ``outcomes`` (dicts with
+    expectation, table, column, success, observed, unexpected_count, unexpected_percent).
     """
+    suites = list(suites)
+    outcomes = [(s["suite"], o) for s in suites for o in s["outcomes"]]
+    successful = sum(1 for _, o in outcomes if o["success"])
     run_id = conn.execute(sa.text(
         "INSERT INTO audit.validation_run (suite, success, evaluated, successful, failed, docs_path)"
         " VALUES (:suite, :success, :evaluated, :successful, :failed, :docs) RETURNING run_id"),
-        {"suite": suite, "success": success, "evaluated": evaluated, "successful": successful,
-         "failed": failed, "docs": docs_path}).scalar_one()
-    rows = [{"run": run_id, "pos": i, **o} for i, o in enumerate(outcomes)]
-    if rows:
+        {"suite": GATE_SUITE, "success": all(s["success"] for s in suites) and successful == len(outcomes),
+         "evaluated": len(outcomes), "successful": successful, "failed": len(outcomes) - successful,
+         "docs": docs_path}).scalar_one()
+    if suites:
         conn.execute(sa.text(
-            "INSERT INTO audit.validation_result (run_id, position, expectation, table_name, column_name, success, observed,"
-            " unexpected_count, unexpected_percent) VALUES (:run, :pos, :expectation, :table, :column, :success, :observed,"
-            " :unexpected_count, :unexpected_percent)"), rows)
+            "INSERT INTO audit.validation_suite (run_id, suite, success, evaluated, successful, failed, row_count)"
+            " VALUES (:run, :suite, :success, :evaluated, :successful, :failed, :row_count)"),
+            [{"run": run_id, "suite": s["suite"], "success": bool(s["success"]),
+              "evaluated": len(s["outcomes"]), "successful": sum(1 for o in s["outcomes"] if o["success"]),
+              "failed": sum(1 for o in s["outcomes"] if not o["success"]), "row_count": s.get("row_count")}
+             for s in suites])
+    if outcomes:
+        conn.execute(sa.text(
+            "INSERT INTO audit.validation_result (run_id, position, suite, expectation, table_name, column_name,"
+            " success, observed, unexpected_count, unexpected_percent) VALUES (:run, :pos, :suite, :expectation,"
+            " :table, :column, :success, :observed, :unexpected_count, :unexpected_percent)"),
+            [{"run": run_id, "pos": i, "suite": suite, "expectation": o["expectation"], "table": o.get("table"),
+              "column": o.get("column"), "success": bool(o["success"]), "observed": o.get("observed"),
+              "unexpected_count": o.get("unexpected_count"), "unexpected_percent": o.get("unexpected_percent")}
+             for i, (suite, o) in enumerate(outcomes)])
     return run_id
+
+
+def last_passed_row_counts(conn: sa.Connection) -> dict[str, int]:
+    """Rows per source at the last gate run whose suite for that source passed (the last good load)."""
+    rows = conn.execute(sa.text(
+        "SELECT DISTINCT ON (s.suite) s.suite, s.row_count FROM audit.validation_suite s"
+        " JOIN audit.validation_run r USING (run_id)"
+        " WHERE s.success AND s.row_count IS NOT NULL AND s.suite LIKE :prefix"
+        " ORDER BY s.suite, r.started_at DESC, r.run_id DESC"), {"prefix": SOURCE_SUITE_PREFIX + "%"}).all()
+    return {r.suite[len(SOURCE_SUITE_PREFIX):]: int(r.row_count) for r in rows}
+
+
+def failing_outcomes(conn: sa.Connection, run_id: int) -> list[dict]:
+    """The failed expectations of a gate run, in order."""
+    return [dict(r) for r in conn.execute(sa.text(
+        "SELECT suite, expectation, table_name, column_name, observed, unexpected_count, unexpected_percent"
+        " FROM audit.validation_result WHERE run_id = :r AND NOT success ORDER BY position"), {"r": run_id}).mappings()]

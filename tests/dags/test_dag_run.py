@@ -1,11 +1,25 @@
 """The real DAGs, run with ``dag.test()`` against the real warehouse and the simulated platform."""
 
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from hub import settings
+
+ID_SHAPE = re.compile(rb"[0-9]{17}[0-9Xx]")
+
+
+def _full_ids_in(roots: list[Path], known: set[str]) -> list[str]:
+    """Files under ``roots`` holding any of the ``known`` full ID numbers (as 'file: masked number')."""
+    hits = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            found = {m.decode().upper() for m in ID_SHAPE.findall(path.read_bytes())} & known
+            hits += [f"{path}: {n[:6]}********{n[-4:]}" for n in sorted(found)]
+    return hits
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +65,30 @@ def test_failed_gate_fails_the_run_and_keeps_the_release(clean_warehouse, platfo
     assert current == 1
     assert attempt.outcome == "blocked" and attempt.release_no == 1
     assert "record_count" in attempt.reason and "11010519491231002X" not in attempt.reason
+
+
+def test_no_full_id_number_in_generated_files_logs_or_xcom(clean_warehouse, platforms, county, dagbag, capfd, caplog):
+    """Runs both DAGs (one good release, one blocked gate), then scans everything the hub and Airflow wrote:
+    Great Expectations results and Data Docs, the scorecard, Airflow's metadata database (XCom) and task
+    logs, and what was logged or printed."""
+    from warehouse.landing import land_records, open_batch
+
+    known = set(county.population["id_number"].dropna().str.upper()) | {"11010519491231002X"}
+    assert _state(dagbag.dags["ingest_mz_dibao"].test()) == "success"
+    assert _state(dagbag.dags["master_index"].test()) == "success"
+    bad = [{"id": f"PII{i:03d}", "xm": "王晓", "sfzh": "11010519491231002X"} for i in range(25)]
+    with clean_warehouse.begin() as conn:
+        land_records(conn, source="mz_dibao", batch_id=open_batch(conn, "mz_dibao"), records=bad, primary_key="id",
+                     fetched_at=dt.datetime.now(dt.UTC))
+    assert _state(dagbag.dags["master_index"].test()) == "failed"
+
+    with clean_warehouse.connect() as conn:  # the warehouse does hold them: the scan looks for the right thing
+        stored = set(conn.execute(sa.text("SELECT id_number FROM std.resident WHERE id_number IS NOT NULL")).scalars())
+    assert stored & known
+    generated = [settings.gx_dir(), Path(settings.airflow_env()["AIRFLOW_HOME"])]
+    assert any(p.name == "index.html" for p in settings.gx_dir().rglob("*.html"))
+    assert any(p.name == "scorecard.html" for p in settings.gx_dir().rglob("*.html"))
+    assert _full_ids_in(generated, known) == []
+    out, errors = capfd.readouterr()
+    printed = {m.decode().upper() for m in ID_SHAPE.findall((out + errors + caplog.text).encode())}
+    assert printed & known == set()
