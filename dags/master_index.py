@@ -24,8 +24,10 @@ Runs when any source has landed new raw records:
 
 1. **standardize** — rebuild `std.resident` from raw (ID numbers, names; raw kept beside clean);
 2. **match** — link records on valid ID numbers into stable master ids (`mpi.crosswalk`, `mpi.golden`);
-3. **gate** — the Great Expectations suite `master_index`; a failure stops here, keeps the current
-   release and records why (`audit.publish_attempt`);
+3. **gate** — the Great Expectations publish gate: a suite per source (`source.<name>`) and the
+   master-index suites, thresholds in `expectations/gate_rules.yaml`; a failure stops here with the
+   failing expectations in the task log, keeps the current release and records why
+   (`audit.publish_attempt`);
 4. **publish** — a new numbered release in `publish.master_person`, switched atomically.
 """,
 )
