@@ -266,7 +266,8 @@ def publish_release(validation_run_id: int) -> dict:
     from warehouse.releases import publish
 
     with settings.engine().begin() as conn:
-        outcome = publish(conn, validation_run_id)
+        outcome = publish(conn, validation_run_id,
+                          {name: source.department for name, source in load_registry().items()})
     log.info("release: %s %s (%s)", outcome.outcome, outcome.release_no, outcome.reason)
     build_quality_scorecard()
     return asdict(outcome)

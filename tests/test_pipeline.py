@@ -45,7 +45,12 @@ def test_slice_against_ground_truth_and_rerun_is_idempotent(clean_warehouse, pla
 
     with clean_warehouse.connect() as conn:
         current = conn.execute(sa.text("SELECT count(*) FROM publish.master_person_current")).scalar_one()
+        enrolments = pd.read_sql(sa.text("SELECT source, department, master_id FROM publish.enrolment_current"), conn)
     assert current == matched["masters"]
+    # every record is published as an enrolment of its department under its master id
+    assert len(enrolments) == len(xw) and set(enrolments["master_id"]) == set(xw["master_id"])
+    assert set(enrolments["department"]) == {"civil_affairs", "health", "social_security"}
+    assert (enrolments[enrolments["source"] == "mz_dibao"]["department"] == "civil_affairs").all()
 
     # a second run: nothing new lands, ids stay, and the release stays the same
     ingested2, matched2, gate2, release2 = _run_all()

@@ -11,6 +11,7 @@ equal to a withdrawn release is not published again until it changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -40,8 +41,11 @@ PUBLISHED_COLUMNS = ("master_id", "name", "id_number", "id_number_status", "sex"
                      "status", "status_date", "record_count", "sources", "conflicts")
 
 
-def publish(conn: sa.Connection, validation_run_id: int) -> PublishOutcome:
-    """Publish mpi.golden as a new release unless it equals the current one (caller's transaction)."""
+def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[str, str] | None = None) -> PublishOutcome:
+    """Publish mpi.golden as a new release unless it equals the current one (caller's transaction).
+
+    ``departments`` (source → department) fills ``publish.enrolment``: every source record's master id
+    with its department and programme. The release's content hash covers the golden records."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
     digest = _content_hash(conn)
     current = current_release(conn)
@@ -65,6 +69,13 @@ def publish(conn: sa.Connection, validation_run_id: int) -> PublishOutcome:
         conn.execute(sa.text(
             f"INSERT INTO publish.master_person (release_no, {columns}) SELECT :n, {columns} FROM mpi.golden"),
             {"n": release_no})
+        conn.execute(sa.text(
+            "INSERT INTO publish.enrolment (release_no, master_id, source, source_record_id, department, program,"
+            " status_raw) SELECT :n, c.master_id, c.source, c.source_record_id, coalesce(d.department, ''), r.program,"
+            " r.status_raw FROM mpi.crosswalk c JOIN std.resident r USING (source, source_record_id)"
+            " LEFT JOIN unnest(CAST(:s AS text[]), CAST(:d AS text[])) AS d (source, department)"
+            "   ON d.source = c.source"),
+            {"n": release_no, "s": list(departments or {}), "d": list((departments or {}).values())})
         conn.execute(sa.text(
             "INSERT INTO publish.current_release (release_no) VALUES (:n)"
             " ON CONFLICT (singleton) DO UPDATE SET release_no = EXCLUDED.release_no, switched_at = now()"),

@@ -1,0 +1,71 @@
+"""Which published fields each consuming department may see (``warehouse/sharing.yaml``).
+
+Classes follow the 2025 Regulation on Government Data Sharing: ``无条件`` (unconditional),
+``有条件`` (conditional: released for a declared purpose) and ``不予共享`` (not shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SHARING_FILE = Path(__file__).with_name("sharing.yaml")
+UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "无条件", "有条件", "不予共享"
+CLASSES = (UNCONDITIONAL, CONDITIONAL, NOT_SHARED)
+#: every column of publish.master_person a department could be given (release_no aside)
+PUBLISHED_FIELDS = ("master_id", "name", "id_number", "id_number_status", "sex", "birth_date", "phone", "address",
+                    "status", "status_date", "record_count", "sources", "conflicts")
+
+
+class SharingError(ValueError):
+    """The sharing configuration is wrong; the message names the file, department and field."""
+
+
+@dataclass(frozen=True)
+class DepartmentSharing:
+    department: str
+    title: str
+    classes: Mapping[str, str]  # field -> class, for every published field
+    own_enrolments_only: bool
+
+    def visible(self) -> tuple[str, ...]:
+        """Fields the department may see (unconditional or conditional), in published order."""
+        return tuple(f for f in PUBLISHED_FIELDS if self.classes[f] != NOT_SHARED)
+
+    def conditional(self) -> tuple[str, ...]:
+        """Fields released only for a declared purpose."""
+        return tuple(f for f in PUBLISHED_FIELDS if self.classes[f] == CONDITIONAL)
+
+
+def load_sharing(path: str | Path | None = None) -> dict[str, DepartmentSharing]:
+    """Read the sharing configuration; raises :class:`SharingError` naming what is wrong."""
+    path = Path(path) if path else SHARING_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SharingError(f"{path}: cannot read the sharing configuration: {exc}") from None
+    defaults = data.get("fields") or {}
+    problems = [f"{path}: fields.{f}: unknown field (published fields: {', '.join(PUBLISHED_FIELDS)})"
+                for f in defaults if f not in PUBLISHED_FIELDS]
+    problems += [f"{path}: fields.{f}: no sharing class given" for f in PUBLISHED_FIELDS if f not in defaults]
+    out: dict[str, DepartmentSharing] = {}
+    for name, conf in (data.get("departments") or {}).items():
+        conf = conf or {}
+        overrides = conf.get("fields") or {}
+        problems += [f"{path}: departments.{name}.fields.{f}: unknown field" for f in overrides
+                     if f not in PUBLISHED_FIELDS]
+        classes = {f: overrides.get(f, defaults.get(f)) for f in PUBLISHED_FIELDS}
+        problems += [f"{path}: departments.{name}.fields.{f}: {c!r} is not one of {', '.join(CLASSES)}"
+                     for f, c in classes.items() if c is not None and c not in CLASSES]
+        enrolments = conf.get("enrolments", "own")
+        if enrolments not in ("own", "all"):
+            problems.append(f"{path}: departments.{name}.enrolments: {enrolments!r} is not 'own' or 'all'")
+        if not name.isidentifier() or not name.islower():
+            problems.append(f"{path}: departments.{name}: a department key is lower-case letters, digits and _")
+        out[name] = DepartmentSharing(name, str(conf.get("title") or name), classes, enrolments == "own")
+    if problems:
+        raise SharingError("; ".join(problems))
+    return out
