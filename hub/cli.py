@@ -22,6 +22,8 @@ review_app = typer.Typer(help="The review queue: pairs a steward decides.", no_a
 app.add_typer(db_app, name="db")
 app.add_typer(release_app, name="release")
 app.add_typer(review_app, name="review")
+key_app = typer.Typer(help="API keys of the read API (one or more per department).", no_args_is_help=True)
+app.add_typer(key_app, name="api-key")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -78,6 +80,9 @@ def demo(
     console.print(f"expectations:          {s.expectations_passed} passed, {s.expectations_failed} failed")
     console.print(f"release:               {s.release_no} ({s.release_outcome})")
     console.print(f"validation report:     {s.validation_report}")
+    scorecard = Path(s.validation_report).parent / "scorecard.html" if s.validation_report else None
+    if scorecard is not None and scorecard.is_file():
+        console.print(f"quality scorecard:     {scorecard}")
     console.print(f"finished in {time.monotonic() - started:.0f} s")
     if s.expectations_failed or s.release_no is None:
         raise typer.Exit(1)
@@ -524,6 +529,81 @@ def release_rollback(
         except (LookupError, ValueError) as exc:
             raise HubError(str(exc)) from None
     console.print(outcome.reason, highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    rate: Annotated[float, typer.Option(help="Requests per second allowed per key (sustained).")] = 5.0,
+    burst: Annotated[int, typer.Option(help="Requests a key may make at once before the rate applies.")] = 60,
+    max_batch: Annotated[int, typer.Option(help="Most residents one batch check (比对) may hold.")] = 1000,
+) -> None:
+    """Serve the read API (OpenAPI at /openapi.json): lookups, batch checks and the review queue."""
+    from hub.api import RateLimit
+    from hub.api import serve as run
+
+    console.print(f"read API on http://{host}:{port} (OpenAPI: /openapi.json); every access is logged in"
+                  " audit.access_log", highlight=False)
+    with user_errors():
+        run(host, port, rate_limit=RateLimit(per_second=rate, burst=burst), max_batch=max_batch)
+
+
+@key_app.command("create")
+def api_key_create(
+    department: Annotated[str, typer.Argument(help="The department the key reads for (see warehouse/sharing.yaml).")],
+    label: Annotated[str, typer.Option(help="Who holds the key (team or system).")],
+    steward: Annotated[bool, typer.Option(help="Also allow reading and deciding the review queue.")] = False,
+) -> None:
+    """Create a key; its secret is shown this once."""
+    from hub import settings
+    from hub.api_keys import create_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        key = create_key(conn, department, label, scopes=["steward"] if steward else [])
+    console.print(f"key id {key.split('.', 1)[0]} for {department}; the key (shown only now):", highlight=False)
+    print(key)
+
+
+@key_app.command("list")
+def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False) -> None:
+    """List the keys (never their secrets)."""
+    from hub import settings
+    from hub.api_keys import list_keys
+
+    with user_errors(), settings.engine().connect() as conn:
+        rows = list_keys(conn, include_revoked=include_revoked)
+    table = Table()
+    table.add_column("key id", no_wrap=True)
+    for name in ("department", "label", "scopes", "created", "revoked"):
+        table.add_column(name)
+    for r in rows:
+        table.add_row(r["key_id"], r["department"], r["label"], ", ".join(r["scopes"]),
+                      f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "")
+    console.print(table if rows else "no API keys")
+
+
+@key_app.command("revoke")
+def api_key_revoke(key_id: Annotated[str, typer.Argument(help="The key id (ak_…).")]) -> None:
+    """Revoke a key at once."""
+    from hub import settings
+    from hub.api_keys import revoke_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        revoke_key(conn, key_id)
+    console.print(f"revoked {key_id}")
+
+
+@key_app.command("rotate")
+def api_key_rotate(key_id: Annotated[str, typer.Argument(help="The key id (ak_…).")]) -> None:
+    """Replace a key with a new one (same department, label and scopes); the old one stops working."""
+    from hub import settings
+    from hub.api_keys import rotate_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        key = rotate_key(conn, key_id)
+    console.print(f"{key_id} revoked; the new key (shown only now):", highlight=False)
+    print(key)
 
 
 def main() -> None:  # pragma: no cover - console entry point

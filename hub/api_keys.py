@@ -1,0 +1,122 @@
+"""API keys of the read API: one or more per department, only a hash kept (``audit.api_key``).
+
+A key is ``<key_id>.<secret>``: the key id is public (it is what the access log and ``hub api-key
+list`` show), the secret is 256 random bits shown once, when the key is created. The table keeps
+``sha256:<hex>`` of the whole key: with that much entropy an unsalted hash is as strong as a salted
+one, and it lets a request be looked up by the hash of the key it presents.
+
+Scopes are extra rights beyond reading the department's published data (``steward``: may read and
+decide the review queue).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from hub.errors import HubError
+
+SCOPES = ("steward",)
+_KEY_ID = re.compile(r"^ak_[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as the API sees it once verified (never the secret or its hash)."""
+    key_id: str
+    department: str
+    label: str
+    scopes: frozenset[str]
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(conn: sa.Connection, department: str, label: str, *, scopes: Iterable[str] = (),
+               departments: Iterable[str] | None = None) -> str:
+    """Create a key for ``department`` and return it — the only time the secret is shown.
+
+    ``departments`` (default: those of ``warehouse/sharing.yaml``) are the departments a key may be
+    given to; ``scopes`` are extra rights (``steward``).
+    """
+    if departments is None:
+        from warehouse.sharing import load_sharing
+
+        departments = load_sharing()
+    departments = sorted(departments)
+    if department not in departments:
+        raise HubError(f"unknown department {department!r}: a key is given to one of {', '.join(departments)}"
+                       " (warehouse/sharing.yaml)")
+    scopes = set(scopes)
+    unknown = scopes - set(SCOPES)
+    if unknown:
+        raise HubError(f"unknown scope {', '.join(sorted(unknown))}: expected {', '.join(SCOPES)}")
+    label = (label or "").strip()
+    if not label:
+        raise HubError("a key needs a label saying who holds it (e.g. the team or system)")
+    key_id = "ak_" + secrets.token_hex(6)
+    key = f"{key_id}.{secrets.token_urlsafe(32)}"
+    conn.execute(sa.text("INSERT INTO audit.api_key (key_id, department, key_hash, label, scopes)"
+                         " VALUES (:k, :d, :h, :l, :s)"),
+                 {"k": key_id, "d": department, "h": hash_key(key), "l": label, "s": sorted(scopes)})
+    return key
+
+
+def key_id_of(key: str) -> str:
+    """The public key id of a key (its part before the dot)."""
+    return key.partition(".")[0]
+
+
+def verify_key(conn: sa.Connection, key: str | None) -> ApiKey | None:
+    """The key presented, if it exists and is not revoked; ``None`` for any other reason alike."""
+    if not key or len(key) > 200 or not _KEY_ID.match(key_id_of(key)):
+        return None
+    digest = hash_key(key)
+    row = conn.execute(sa.text(
+        "SELECT key_id, department, key_hash, label, scopes FROM audit.api_key"
+        " WHERE key_hash = :h AND revoked_at IS NULL"), {"h": digest}).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or row.key_id != key_id_of(key):
+        return None
+    return ApiKey(row.key_id, row.department, row.label or "", frozenset(row.scopes or ()))
+
+
+def revoke_key(conn: sa.Connection, key_id: str) -> dict:
+    """Revoke a key at once; raises :class:`HubError` for an unknown or already revoked key."""
+    row = conn.execute(sa.text(
+        "UPDATE audit.api_key SET revoked_at = now() WHERE key_id = :k AND revoked_at IS NULL"
+        " RETURNING key_id, department, revoked_at"), {"k": key_id}).mappings().first()
+    if row is None:
+        known = conn.execute(sa.text("SELECT revoked_at FROM audit.api_key WHERE key_id = :k"), {"k": key_id}).first()
+        raise HubError(f"no API key {key_id!r}" if known is None
+                       else f"API key {key_id} was already revoked at {known.revoked_at:%Y-%m-%d %H:%M}")
+    return dict(row)
+
+
+def rotate_key(conn: sa.Connection, key_id: str) -> str:
+    """Replace a key: a new key with the same department, label and scopes; the old one is revoked."""
+    row = conn.execute(sa.text(
+        "SELECT department, label, scopes FROM audit.api_key WHERE key_id = :k AND revoked_at IS NULL"),
+        {"k": key_id}).first()
+    if row is None:
+        raise HubError(f"no active API key {key_id!r} to rotate")
+    new = create_key(conn, row.department, row.label, scopes=row.scopes or (), departments=[row.department])
+    revoke_key(conn, key_id)
+    return new
+
+
+def list_keys(conn: sa.Connection, *, include_revoked: bool = False) -> list[dict]:
+    """Keys with their department, label, scopes and dates (never a hash)."""
+    rows = conn.execute(sa.text(
+        "SELECT key_id, department, label, scopes, created_at, revoked_at FROM audit.api_key"
+        + ("" if include_revoked else " WHERE revoked_at IS NULL") + " ORDER BY department, created_at, key_id"
+    )).mappings().all()
+    return [dict(r, scopes=sorted(r["scopes"] or ())) for r in rows]
+
