@@ -22,6 +22,9 @@ review_app = typer.Typer(help="The review queue: pairs a steward decides.", no_a
 app.add_typer(db_app, name="db")
 app.add_typer(release_app, name="release")
 app.add_typer(review_app, name="review")
+grants_app = typer.Typer(help="Department roles, views and row-level security in the warehouse.",
+                         no_args_is_help=True)
+app.add_typer(grants_app, name="grants")
 key_app = typer.Typer(help="API keys of the read API (one or more per department).", no_args_is_help=True)
 app.add_typer(key_app, name="api-key")
 console = Console(soft_wrap=True)
@@ -529,6 +532,48 @@ def release_rollback(
         except (LookupError, ValueError) as exc:
             raise HubError(str(exc)) from None
     console.print(outcome.reason, highlight=False)
+
+
+@grants_app.command("apply")
+def grants_apply(
+    sharing: Annotated[Path | None, typer.Option(help="Sharing configuration (default warehouse/sharing.yaml).")] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of the roles the hub manages.")] = "hub_",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every statement run.")] = False,
+) -> None:
+    """Create or update each department's role, views (schema dept_<department>), column privileges and
+    row-level security from the sharing configuration; what is no longer allowed is revoked."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.grants import GrantsError, apply_grants
+    from warehouse.sharing import SharingError, load_sharing
+
+    with user_errors():
+        try:
+            with settings.engine().begin() as conn:
+                report = apply_grants(conn, load_sharing(sharing), role_prefix=prefix)
+        except (GrantsError, SharingError) as exc:
+            raise HubError(str(exc)) from None
+    for line in report.summary():
+        console.print(line, highlight=False)
+    if verbose:
+        for statement in report.statements:
+            console.print(statement, highlight=False, markup=False)
+
+
+@grants_app.command("drop")
+def grants_drop(prefix: Annotated[str, typer.Option(help="Prefix of the roles the hub manages.")] = "hub_") -> None:
+    """Remove every role, department schema and policy the hub made under the prefix."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.grants import GrantsError, drop_grants
+
+    with user_errors():
+        try:
+            with settings.engine().begin() as conn:
+                statements = drop_grants(conn, role_prefix=prefix)
+        except GrantsError as exc:
+            raise HubError(str(exc)) from None
+    console.print(f"{len(statements)} statements run; the department roles under {prefix!r} are gone", highlight=False)
 
 
 @app.command()

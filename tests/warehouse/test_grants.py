@@ -1,0 +1,433 @@
+"""Department access enforced by PostgreSQL: real roles, real login users, real privileges and RLS.
+
+Roles are cluster-wide: this module names every role it makes with a prefix unique to the session
+(``hub_t<random>_``) and drops them all at the end, so that sessions on a shared server do not collide.
+The tests share one applied configuration and run in file order; those that change the configuration
+restore it before they end.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from warehouse.grants import GrantsError, apply_grants, department_access, drop_grants, managed_roles
+from warehouse.sharing import PUBLISHED_FIELDS, SHARING_FILE, load_sharing
+
+PREFIX = f"hub_t{secrets.token_hex(4)}_"
+DEPARTMENTS = sorted(load_sharing())  # the shipped configuration's departments
+OTHER_FORBIDDEN = ("publish.master_person", "publish.master_person_current", "publish.enrolment",
+                   "publish.enrolment_current", "publish.current_release", "publish.release",
+                   "raw.record", "raw.load_batch", "raw.quarantine", "std.resident", "mpi.master", "mpi.crosswalk",
+                   "mpi.golden", "audit.access_log", "audit.finding", "audit.publish_attempt")
+
+# synthetic releases: surrogate values only, no personal data
+RELEASE_1 = {"masters": 4, "enrolments": {"civil_affairs": 2, "health": 3, "social_security": 1}}
+RELEASE_2 = {"masters": 5, "enrolments": {"civil_affairs": 3, "health": 1, "social_security": 2}}
+SOURCES = {"civil_affairs": "mz_dibao", "health": "wj_chusheng", "social_security": "rs_yanglao"}
+
+
+@dataclass
+class Env:
+    admin: sa.Engine
+    url: str
+    config_dir: Path
+    sharing: dict
+    users: dict[str, sa.Engine] = field(default_factory=dict)  # department (or "auditor") -> login engine
+
+
+def _write_config(directory: Path, name: str, edit) -> dict:
+    """The shipped sharing.yaml with ``edit`` applied, loaded through the real loader."""
+    data = yaml.safe_load(SHARING_FILE.read_text(encoding="utf-8"))
+    edit(data)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return load_sharing(path)
+
+
+def _base_config(data: dict) -> None:
+    data["departments"]["health"]["enrolments"] = "all"  # one department with every enrolment
+
+
+def _publish_release(conn: sa.Connection, release_no: int, spec: dict) -> None:
+    conn.execute(sa.text(
+        "INSERT INTO publish.release (release_no, master_count, record_count, content_hash, validation_run_id)"
+        " VALUES (:n, :m, :m, 'test' || :n, 0)"), {"n": release_no, "m": spec["masters"]})
+    conn.execute(sa.text(
+        "INSERT INTO publish.master_person (release_no, master_id, name, id_number, id_number_status, sex,"
+        " birth_date, phone, address, status, status_date, record_count, sources, conflicts)"
+        " SELECT :n, 'M' || lpad(i::text, 8, '0'), 'person ' || i, 'ID-' || i, 'valid', 1 + i % 2,"
+        " date '2000-01-01' + i, 'PHONE-' || i, 'ADDRESS-' || i, 'alive', date '2020-01-01', 1, ARRAY['mz_dibao'], 0"
+        " FROM generate_series(1, :m) i"), {"n": release_no, "m": spec["masters"]})
+    for department, count in spec["enrolments"].items():
+        conn.execute(sa.text(
+            "INSERT INTO publish.enrolment (release_no, master_id, source, source_record_id, department, program,"
+            " status_raw) SELECT :n, 'M' || lpad(i::text, 8, '0'), :s, 'R' || :n || '-' || i, :d, 'programme',"
+            " 'active' FROM generate_series(1, :c) i"),
+            {"n": release_no, "s": SOURCES[department], "d": department, "c": count})
+    _make_current(conn, release_no)
+
+
+def _make_current(conn: sa.Connection, release_no: int) -> None:
+    conn.execute(sa.text(
+        "INSERT INTO publish.current_release (release_no) VALUES (:n)"
+        " ON CONFLICT (singleton) DO UPDATE SET release_no = EXCLUDED.release_no"), {"n": release_no})
+
+
+def _empty_publish(conn: sa.Connection) -> None:
+    conn.execute(sa.text("TRUNCATE publish.current_release, publish.enrolment, publish.master_person,"
+                         " publish.release CASCADE"))
+
+
+def _apply(env: Env, sharing: dict):
+    with env.admin.begin() as conn:
+        return apply_grants(conn, sharing, role_prefix=PREFIX)
+
+
+def _join(env: Env, who: str) -> None:
+    """Make the login user of ``who`` a member of its group role (again, after the role was re-created)."""
+    group = f"{PREFIX}auditor" if who == "auditor" else f"{PREFIX}dept_{who}"
+    with env.admin.begin() as conn:
+        conn.exec_driver_sql(f'GRANT "{group}" TO "{PREFIX}u_{who}"')
+
+
+def _try(engine: sa.Engine, sql: str) -> str:
+    """'ok' when the query runs, else its SQLSTATE (42501 = insufficient privilege)."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(sql).fetchall()
+        return "ok"
+    except sa.exc.DBAPIError as exc:
+        return exc.orig.pgcode
+
+
+def _as_role(env: Env, role: str, sql: str) -> list[tuple]:
+    """Run ``sql`` as ``role`` (SET LOCAL ROLE from the admin's session, in a transaction rolled back).
+
+    The owner roles need no USAGE on schema publish for their views to work (a view's references are
+    not looked up by name again); it is lent here, in the same rolled-back transaction, so that a
+    query can name publish's objects directly and meet the column privileges and policies."""
+    with env.admin.connect() as conn:
+        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA publish TO "{role}"')
+        conn.exec_driver_sql(f'SET LOCAL ROLE "{role}"')
+        return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+
+
+def _rows(engine: sa.Engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+
+
+@pytest.fixture(scope="module")
+def env(engine, database_url, tmp_path_factory):
+    config_dir = tmp_path_factory.mktemp("sharing")
+    sharing = _write_config(config_dir, "base", _base_config)
+    with engine.begin() as conn:
+        _empty_publish(conn)
+        _publish_release(conn, 1, RELEASE_1)
+    env = Env(engine, database_url, config_dir, sharing)
+    try:
+        _apply(env, sharing)
+        for who in [*DEPARTMENTS, "auditor"]:
+            user, password = f"{PREFIX}u_{who}", secrets.token_hex(12)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'")
+            _join(env, who)
+            url = make_url(database_url).set(username=user, password=password)
+            env.users[who] = sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        yield env
+    finally:
+        for user_engine in env.users.values():
+            user_engine.dispose()
+        with engine.begin() as conn:
+            drop_grants(conn, role_prefix=PREFIX)
+            for who in [*DEPARTMENTS, "auditor"]:
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{PREFIX}u_{who}"')
+            conn.exec_driver_sql("ALTER TABLE publish.enrolment DISABLE ROW LEVEL SECURITY")
+            _empty_publish(conn)
+            left = conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE left(rolname, length(:p)) = :p"),
+                                {"p": PREFIX}).scalars().all()
+        assert left == [], f"roles left behind: {left}"
+
+
+def _field_matrix(env: Env, sharing: dict) -> tuple[dict, dict]:
+    """Per (department, field): can the department's user select it through its view, and does the
+    view's owner hold SELECT on that column of publish.master_person_current?"""
+    seen, owner = {}, {}
+    with env.admin.connect() as conn:
+        for department in sharing:
+            for f in PUBLISHED_FIELDS:
+                seen[department, f] = _try(env.users[department],
+                                           f"SELECT {f} FROM dept_{department}.master_person") == "ok"
+                owner[department, f] = conn.execute(sa.text(
+                    "SELECT has_column_privilege(:r, 'publish.master_person_current', :f, 'SELECT')"),
+                    {"r": f"{PREFIX}owner_{department}", "f": f}).scalar_one()
+    return seen, owner
+
+
+def _expected_matrix(sharing: dict) -> dict:
+    return {(d, f): f in sharing[d].visible() for d in sharing for f in PUBLISHED_FIELDS}
+
+
+def test_every_department_sees_exactly_its_fields(env):
+    seen, owner = _field_matrix(env, env.sharing)
+    expected = _expected_matrix(env.sharing)
+    assert seen == expected
+    assert owner == expected
+    # the shipped configuration's particular decisions
+    assert expected["civil_affairs", "phone"] and expected["health", "phone"]
+    assert not expected["social_security", "phone"] and not expected["social_security", "address"]
+
+
+@pytest.mark.parametrize("department", DEPARTMENTS)
+def test_department_view_shows_the_current_release(env, department):
+    user = env.users[department]
+    with user.connect() as conn:
+        result = conn.exec_driver_sql(f"SELECT * FROM dept_{department}.master_person ORDER BY master_id")
+        assert tuple(result.keys()) == ("release_no", *env.sharing[department].visible())
+        rows = result.all()
+    assert len(rows) == RELEASE_1["masters"] and {r.release_no for r in rows} == {1}
+
+
+@pytest.mark.parametrize("department", DEPARTMENTS)
+def test_department_is_refused_everything_else(env, department):
+    user = env.users[department]
+    others = [f"dept_{d}.{v}" for d in DEPARTMENTS if d != department for v in ("master_person", "enrolment")]
+    outcomes = {target: _try(user, f"SELECT * FROM {target} LIMIT 1") for target in [*OTHER_FORBIDDEN, *others]}
+    outcomes["count(*) on publish.master_person"] = _try(user, "SELECT count(*) FROM publish.master_person")
+    outcomes["SET ROLE to the view owner"] = _try(user, f'SET ROLE "{PREFIX}owner_{department}"')
+    outcomes["SET ROLE to another department"] = _try(
+        user, f'SET ROLE "{PREFIX}dept_{next(d for d in DEPARTMENTS if d != department)}"')
+    assert outcomes == {k: "42501" for k in outcomes}
+
+
+def test_roles_hold_nothing_in_raw_std_mpi_or_on_base_tables(env):
+    with env.admin.connect() as conn:
+        roles = managed_roles(conn, role_prefix=PREFIX)
+        assert sorted(roles) == sorted([f"{PREFIX}auditor", *(f"{PREFIX}dept_{d}" for d in DEPARTMENTS),
+                                        *(f"{PREFIX}owner_{d}" for d in DEPARTMENTS)])
+        held = conn.execute(sa.text(
+            "SELECT r.rolname, n.nspname || '.' || c.relname FROM pg_roles r, pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE r.rolname = ANY(:roles) AND n.nspname IN ('raw', 'std', 'mpi', 'publish', 'audit')"
+            " AND c.relkind IN ('r', 'v', 'm', 'p', 'S')"
+            " AND (has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')"
+            "      OR has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'))"),
+            {"roles": roles}).all()
+        schemas = conn.execute(sa.text(
+            "SELECT r.rolname, n.nspname FROM pg_roles r, pg_namespace n WHERE r.rolname = ANY(:roles)"
+            " AND n.nspname IN ('raw', 'std', 'mpi', 'publish', 'audit')"
+            " AND has_schema_privilege(r.oid, n.oid, 'USAGE, CREATE')"), {"roles": roles}).all()
+        attributes = conn.execute(sa.text(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(:roles)"
+            " AND (rolcanlogin OR rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb)"), {"roles": roles}).all()
+        owner_members = conn.execute(sa.text(
+            "SELECT o.rolname FROM pg_auth_members m JOIN pg_roles o ON o.oid = m.roleid"
+            " WHERE o.rolname LIKE :p"), {"p": PREFIX.replace("_", r"\_") + r"owner\_%"}).all()
+        # another prefix (the default hub_ included) never takes these roles for its own
+        assert set(managed_roles(conn, role_prefix="hub_")).isdisjoint(roles)
+    department_roles = {f"{PREFIX}dept_{d}" for d in DEPARTMENTS}
+    auditor = f"{PREFIX}auditor"
+    # department roles: nothing anywhere in the warehouse layers
+    assert [h for h in held if h[0] in department_roles] == []
+    assert [s for s in schemas if s[0] in department_roles] == []
+    # owner roles: only the three publish objects their views read; the auditor: publish and audit
+    for role, relation in held:
+        if role == auditor:
+            assert relation.split(".")[0] in ("publish", "audit")
+        else:
+            assert relation in ("publish.master_person_current", "publish.enrolment", "publish.current_release")
+    assert sorted({s[1] for s in schemas if s[0] == auditor}) == ["audit", "publish"]
+    assert [s for s in schemas if s[0] != auditor] == []
+    assert attributes == [] and owner_members == []
+
+
+def _enrolments_seen(env: Env, department: str) -> dict[str, int]:
+    return dict(_rows(env.users[department],
+                      f"SELECT department, count(*) FROM dept_{department}.enrolment GROUP BY 1"))
+
+
+def test_row_level_security_limits_enrolments(env):
+    everything = RELEASE_1["enrolments"]
+    assert _enrolments_seen(env, "civil_affairs") == {"civil_affairs": everything["civil_affairs"]}
+    assert _enrolments_seen(env, "social_security") == {"social_security": everything["social_security"]}
+    assert _enrolments_seen(env, "health") == everything  # configured `enrolments: all`
+    with env.admin.connect() as conn:
+        # the filter is the policy, not the view: the view has no condition on the department ...
+        definition = conn.execute(sa.text("SELECT pg_get_viewdef('dept_civil_affairs.enrolment'::regclass)")).scalar()
+        assert "department =" not in definition and "WHERE" not in definition.upper()
+        # ... and the table itself is filtered for the view's owner
+        policies = dict(conn.execute(sa.text(
+            "SELECT policyname, roles::text FROM pg_policies WHERE schemaname = 'publish' AND tablename = 'enrolment'"
+            " AND policyname LIKE :p"), {"p": PREFIX.replace("_", r"\_") + "%"}).all())
+        assert set(policies) == {f"{PREFIX}auditor", *(f"{PREFIX}enrolment_{d}" for d in DEPARTMENTS)}
+    for department, expected in (("civil_affairs", 2), ("health", 6)):
+        assert _as_role(env, f"{PREFIX}owner_{department}", "SELECT count(*) FROM publish.enrolment") == [(expected,)]
+    # master ids are in the enrolment view because every department may see master_id
+    assert _rows(env.users["civil_affairs"], "SELECT count(master_id) FROM dept_civil_affairs.enrolment") == [(2,)]
+
+
+def test_auditor_reads_publish_and_audit_only(env):
+    auditor = env.users["auditor"]
+    for target in ("publish.master_person", "publish.master_person_current", "publish.enrolment_current",
+                   "publish.release", "audit.access_log", "audit.finding", "audit.publish_attempt"):
+        assert _try(auditor, f"SELECT * FROM {target} LIMIT 1") == "ok", target
+    assert _rows(auditor, "SELECT count(*) FROM publish.enrolment") == [(6,)]  # its policy lets it see all
+    assert _rows(auditor, "SELECT count(phone) FROM publish.master_person_current") == [(4,)]
+    for target in ("raw.record", "std.resident", "mpi.golden", "mpi.crosswalk", "dept_health.master_person"):
+        assert _try(auditor, f"SELECT * FROM {target} LIMIT 1") == "42501", target
+
+
+def test_views_follow_the_current_release(env):
+    with env.admin.begin() as conn:
+        _publish_release(conn, 2, RELEASE_2)
+    try:
+        for department in DEPARTMENTS:
+            assert _rows(env.users[department], f"SELECT release_no, count(*) FROM dept_{department}.master_person"
+                                                " GROUP BY 1") == [(2, RELEASE_2["masters"])]
+        assert _enrolments_seen(env, "civil_affairs") == {"civil_affairs": 3}
+        assert _enrolments_seen(env, "health") == RELEASE_2["enrolments"]
+    finally:
+        with env.admin.begin() as conn:
+            _make_current(conn, 1)
+    assert _enrolments_seen(env, "civil_affairs") == {"civil_affairs": 2}
+
+
+def test_reapplying_the_same_configuration_changes_nothing(env):
+    report = _apply(env, env.sharing)
+    assert report.statements == [] and not report.changed
+    assert [d.department for d in report.departments] == DEPARTMENTS
+    assert report.removed_departments == [] and report.kept_roles == []
+
+
+def _narrowed(data: dict) -> None:
+    _base_config(data)
+    data["departments"]["civil_affairs"]["fields"] = {"sex": "不予共享"}  # and phone back to the default 不予共享
+    data["departments"]["civil_affairs"]["enrolments"] = "all"
+    data["departments"]["health"]["enrolments"] = "own"
+    data["departments"]["social_security"]["fields"]["master_id"] = "不予共享"
+    data["fields"]["name"] = "不予共享"
+
+
+def test_reapplying_after_a_change_revokes_what_is_no_longer_allowed(env):
+    narrowed = _write_config(env.config_dir, "narrowed", _narrowed)
+    report = _apply(env, narrowed)
+    try:
+        assert report.changed
+        seen, owner = _field_matrix(env, narrowed)
+        assert seen == owner == _expected_matrix(narrowed)
+        assert not seen["civil_affairs", "sex"] and not seen["civil_affairs", "phone"]
+        assert not any(seen[d, "name"] for d in DEPARTMENTS)
+        # the column privilege is gone from the base view too, not only the column from the department view
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            _as_role(env, f"{PREFIX}owner_civil_affairs", "SELECT sex FROM publish.master_person_current")
+        # row-level security follows the configuration
+        assert _enrolments_seen(env, "civil_affairs") == RELEASE_1["enrolments"]
+        assert _enrolments_seen(env, "health") == {"health": 3}
+        # a department that may not see master_id does not get it through its enrolments either
+        assert _try(env.users["social_security"], "SELECT master_id FROM dept_social_security.enrolment") == "42703"
+        assert _try(env.users["social_security"], "SELECT source_record_id FROM dept_social_security.enrolment") == "ok"
+        assert _apply(env, narrowed).statements == []
+    finally:
+        _apply(env, env.sharing)
+    seen, _ = _field_matrix(env, env.sharing)
+    assert seen == _expected_matrix(env.sharing)
+    assert _enrolments_seen(env, "civil_affairs") == {"civil_affairs": 2}
+
+
+def test_a_department_removed_from_the_configuration_loses_everything(env):
+    def without_health(data: dict) -> None:
+        _base_config(data)
+        del data["departments"]["health"]
+
+    without = _write_config(env.config_dir, "without", without_health)
+    report = _apply(env, without)
+    try:
+        assert report.removed_departments == ["health"] and report.kept_roles == []
+        user = env.users["health"]
+        assert _try(user, "SELECT * FROM dept_health.master_person") in ("42501", "42P01", "3F000")
+        assert _try(user, "SELECT * FROM publish.enrolment") == "42501"
+        with env.admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_namespace WHERE nspname = 'dept_health'")).scalar() == 0
+            assert f"{PREFIX}dept_health" not in managed_roles(conn, role_prefix=PREFIX)
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_policies WHERE policyname = :p"),
+                                {"p": f"{PREFIX}enrolment_health"}).scalar() == 0
+        assert _enrolments_seen(env, "civil_affairs") == {"civil_affairs": 2}  # the others are untouched
+    finally:
+        _apply(env, env.sharing)
+        _join(env, "health")
+    assert _enrolments_seen(env, "health") == RELEASE_1["enrolments"]
+
+
+def test_grants_refuse_bad_names_and_the_wrong_database(env):
+    with pytest.raises(GrantsError, match="role prefix"):
+        department_access(env.sharing, role_prefix="Hub-")
+    long = {"x" * 60: next(iter(env.sharing.values()))}
+    with pytest.raises(GrantsError, match="longer than 63 bytes"):
+        department_access(long, role_prefix=PREFIX)
+    with env.admin.begin() as conn, pytest.raises(GrantsError, match="connection's database"):
+        apply_grants(conn, env.sharing, role_prefix=PREFIX, database="another_database")
+
+
+def test_drop_grants_removes_every_role_of_the_prefix(env):
+    """Last: the fixture's teardown drops again, which must then find nothing."""
+    with env.admin.begin() as conn:
+        statements = drop_grants(conn, role_prefix=PREFIX)
+        assert statements and managed_roles(conn, role_prefix=PREFIX) == []
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'dept\\_%'")).scalar() == 0
+    assert _try(env.users["civil_affairs"], "SELECT * FROM dept_civil_affairs.master_person") != "ok"
+    with env.admin.begin() as conn:
+        assert drop_grants(conn, role_prefix=PREFIX) == []
+
+
+def test_the_table_owner_with_createrole_applies_without_superuser(server_admin_url):
+    """The hub's own user on a real server is usually no superuser: the owner of the warehouse with
+    CREATEROLE must be able to apply, re-apply and drop the grants, and RLS must hold the same."""
+    prefix = f"hub_n{secrets.token_hex(4)}_"
+    applier, member, password = f"{prefix}applier", f"{prefix}u_civil_affairs", secrets.token_hex(12)
+    database = f"hub_test_grants_{secrets.token_hex(5)}"
+    admin = sa.create_engine(server_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
+            pytest.skip("needs a superuser on the test server to create the applying role")
+        conn.exec_driver_sql(f"CREATE ROLE \"{applier}\" LOGIN CREATEROLE PASSWORD '{password}'")
+        conn.exec_driver_sql(f'CREATE DATABASE "{database}" OWNER "{applier}"')
+    hub = sa.create_engine(make_url(server_admin_url).set(database=database, username=applier, password=password),
+                           poolclass=NullPool)
+    try:
+        from warehouse.migrate import upgrade
+
+        upgrade(hub)
+        with hub.begin() as conn:
+            _publish_release(conn, 1, RELEASE_1)
+            report = apply_grants(conn, load_sharing(), role_prefix=prefix)
+            assert [s for s in report.statements if "TO CURRENT_USER" in s] == [
+                f"GRANT {prefix}owner_{d} TO CURRENT_USER" for d in DEPARTMENTS]
+            conn.exec_driver_sql(f"CREATE ROLE \"{member}\" LOGIN PASSWORD '{password}' IN ROLE \"{prefix}dept_civil_affairs\"")
+        with hub.begin() as conn:
+            assert apply_grants(conn, load_sharing(), role_prefix=prefix).statements == []
+        user = sa.create_engine(make_url(server_admin_url).set(database=database, username=member, password=password),
+                                poolclass=NullPool)
+        assert _rows(user, "SELECT department, count(*) FROM dept_civil_affairs.enrolment GROUP BY 1") == [
+            ("civil_affairs", RELEASE_1["enrolments"]["civil_affairs"])]
+        assert _try(user, "SELECT * FROM publish.enrolment") == "42501"
+        user.dispose()
+        with hub.begin() as conn:
+            drop_grants(conn, role_prefix=prefix)
+            conn.exec_driver_sql(f'DROP ROLE "{member}"')
+            assert managed_roles(conn, role_prefix=prefix) == []
+    finally:
+        hub.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            for role in conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE left(rolname, length(:p)) = :p"
+                                             " ORDER BY rolname = :a"), {"p": prefix, "a": applier}).scalars():
+                conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()
