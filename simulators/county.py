@@ -67,10 +67,14 @@ class SimulatedCounty:
     def planted_inconsistencies(self) -> pd.DataFrame:
         """The cross-department inconsistencies the rolls contain, by kind, person and records."""
         pop = self.population.set_index("person_id")
+        # a death counts once civil affairs has registered it (停发 on the 高龄 roll): a death that no
+        # served roll records is invisible to every department, and so no inconsistency between them
+        gl = self.rolls["mz_gaoling"]
+        registered = set(gl.loc[(gl["status"] == "停发") & ~gl["_deleted"], "_person_id"])
         rows = []
         for name, roll in self.rolls.items():
             live = roll[~roll["_deleted"]]
-            dead = live["_person_id"].map(pop["deceased_on"]).notna()
+            dead = live["_person_id"].map(pop["deceased_on"]).notna() & live["_person_id"].isin(registered)
             active = {"mz_dibao": live["status"] == "在保",
                       "rs_yanglao": live.get("pension", pd.Series("0", index=live.index)) == "1"}.get(name)
             if active is not None:
