@@ -28,7 +28,9 @@ Runs when any source has landed new raw records:
    master-index suites, thresholds in `expectations/gate_rules.yaml`; a failure stops here with the
    failing expectations in the task log, keeps the current release and records why
    (`audit.publish_attempt`);
-4. **publish** — a new numbered release in `publish.master_person`, switched atomically.
+4. **publish** — a new numbered release in `publish.master_person`, switched atomically;
+5. **audit** — the cross-department consistency audits on the current release (`audit.finding`),
+   with each department's findings workbook and the audit report under `.hub/audit/`.
 """,
 )
 def master_index():
@@ -62,7 +64,13 @@ def master_index():
 
         return publish_release(gate_result["validation_run_id"])
 
-    publish(gate(match(standardize())))
+    @task
+    def audit(published: dict) -> dict:
+        from hub.pipeline import audit_release
+
+        return audit_release(published["release_no"])
+
+    audit(publish(gate(match(standardize()))))
 
 
 master_index()

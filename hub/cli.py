@@ -25,6 +25,8 @@ app.add_typer(review_app, name="review")
 grants_app = typer.Typer(help="Department roles, views and row-level security in the warehouse.",
                          no_args_is_help=True)
 app.add_typer(grants_app, name="grants")
+audit_app = typer.Typer(help="Cross-department consistency audits of the published index.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 key_app = typer.Typer(help="API keys of the read API (one or more per department).", no_args_is_help=True)
 app.add_typer(key_app, name="api-key")
 console = Console(soft_wrap=True)
@@ -532,6 +534,27 @@ def release_rollback(
         except (LookupError, ValueError) as exc:
             raise HubError(str(exc)) from None
     console.print(outcome.reason, highlight=False)
+
+
+@audit_app.command("run")
+def audit_run(release: Annotated[int | None, typer.Option(help="Release to audit (default: the current one).")] = None,
+              ) -> None:
+    """Find deceased persons still paid, persons in mutually exclusive programmes, sex and birth-date
+    conflicts between departments and ID numbers used by different persons; write the findings
+    workbooks (one per department) and the audit report."""
+    from hub.pipeline import audit_release
+
+    with user_errors():
+        try:
+            r = audit_release(release)
+        except LookupError as exc:
+            from hub.errors import HubError
+
+            raise HubError(str(exc)) from None
+    console.print(f"release {r['release_no']}: {r['open']} open findings ({r['new']} new, {r['resolved']} resolved)")
+    for kind, n in sorted(r["by_kind"].items()):
+        console.print(f"  {kind:<22} {n}")
+    console.print(f"report: {r['report']}", highlight=False)
 
 
 @grants_app.command("apply")

@@ -273,6 +273,18 @@ def publish_release(validation_run_id: int) -> dict:
     return asdict(outcome)
 
 
+def audit_release(release_no: int | None = None) -> dict:
+    """Run the cross-department consistency audits on a release (default: the current one), refresh
+    the findings, and write each department's findings workbook and the audit report."""
+    from hub.audits import export_all, run_audits
+
+    counts = run_audits(settings.engine(), release_no)
+    paths = export_all(settings.engine())
+    log.info("audits of release %s: %d open findings (%d new, %d resolved); report %s", counts["release_no"],
+             counts["open"], counts["new"], counts["resolved"], paths.get("report"))
+    return {**counts, "report": str(paths.get("report", ""))}
+
+
 def build_quality_scorecard() -> Path | None:
     """Rebuild the per-department data-quality scorecard beside the Data Docs (``scorecard.html``)."""
     from expectations.gate import load_gate_rules

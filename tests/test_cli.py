@@ -20,7 +20,7 @@ def _hub(*args, env=None, timeout=120):
 @pytest.mark.parametrize("args", [[], ["db"], ["release"], ["demo"], ["db", "upgrade"], ["airflow"], ["simulate"],
                                   ["ingest"], ["release", "list"], ["release", "show"], ["release", "rollback"],
                                   ["db", "stop"], ["db", "url"], ["serve"], ["api-key"], ["api-key", "create"], ["grants"],
-                                  ["grants", "apply"]])
+                                  ["grants", "apply"], ["audit"], ["audit", "run"]])
 def test_help_everywhere(args):
     result = _hub(*args, "--help")
     assert result.returncode == 0, result.stderr
