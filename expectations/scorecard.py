@@ -738,6 +738,8 @@ def _department(d: DepartmentCard, out_dir: Path, tz: dt.tzinfo | None) -> str:
             rows.append(f'<tr class="why"><td></td><td colspan="11">{"".join(detail)}</td></tr>')
     return (
         f'<section id="dept-{_e(d.key)}"><h2>{_e(d.title)} <span class="muted">{_e(d.key)}</span> {_light(d.light)}</h2>'
+        f'<p><a href="scorecard_{_e(d.key)}.html">本部门评分卡（含图表、重复与冲突、趋势）'
+        f" the department's own scorecard: charts, duplicates, conflicts, trend</a></p>"
         f"<table><thead><tr>{_th('数据源', 'source')}{_th('评级', 'grade')}{_th('记录', 'records', True)}"
         f"{_th('证件号码有效率', 'ID validity', True)}{field_heads}{_th('隔离', 'quarantined', True)}"
         f"{_th('最近加载', 'latest load')}{_th('源数据校验', 'latest source gate')}</tr></thead>"

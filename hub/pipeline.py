@@ -280,13 +280,16 @@ def audit_release(release_no: int | None = None) -> dict:
 
     counts = run_audits(settings.engine(), release_no)
     paths = export_all(settings.engine())
+    build_quality_scorecard()  # the department pages count the open findings
     log.info("audits of release %s: %d open findings (%d new, %d resolved); report %s", counts["release_no"],
              counts["open"], counts["new"], counts["resolved"], paths.get("report"))
     return {**counts, "report": str(paths.get("report", ""))}
 
 
 def build_quality_scorecard() -> Path | None:
-    """Rebuild the per-department data-quality scorecard beside the Data Docs (``scorecard.html``)."""
+    """Rebuild the data-quality scorecards beside the Data Docs: the all-department ``scorecard.html``
+    and one ``scorecard_<department>.html`` per department, holding only that department's sources."""
+    from expectations.department_scorecard import build_department_scorecards
     from expectations.gate import load_gate_rules
     from expectations.scorecard import build_scorecard
 
@@ -297,9 +300,11 @@ def build_quality_scorecard() -> Path | None:
     departments: dict[str, list[str]] = {}
     for name, source in registry.items():
         departments.setdefault(source.department, []).append(name)
+    titles = {name: source.title for name, source in registry.items()}
+    thresholds = load_gate_rules().scorecard_thresholds()
     with settings.engine().connect() as conn:
-        path = build_scorecard(conn, docs, departments,
-                               source_titles={name: source.title for name, source in registry.items()},
-                               source_thresholds=load_gate_rules().scorecard_thresholds())
-    log.info("scorecard: %s", path)
+        path = build_scorecard(conn, docs, departments, source_titles=titles, source_thresholds=thresholds)
+        pages = build_department_scorecards(conn, docs, departments, source_titles=titles,
+                                            source_thresholds=thresholds)
+    log.info("scorecard: %s (and %d department pages)", path, len(pages))
     return path
