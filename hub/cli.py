@@ -600,6 +600,47 @@ def grants_drop(prefix: Annotated[str, typer.Option(help="Prefix of the roles th
 
 
 @app.command()
+def ledger(
+    kind: Annotated[str | None, typer.Argument(
+        help="The ledger kind: dibao (低保户), canji (残疾人), yuling (育龄妇女), gaoling (高龄老人); see hub/ledgers.yaml."
+    )] = None,
+    community: Annotated[str | None, typer.Option(
+        help="A town (城关镇) or a village named with its town (城关镇东湖村).")] = None,
+    out: Annotated[Path | None, typer.Option(help="The XLSX file or a folder to write it in (default: this folder).")] = None,
+    release: Annotated[int | None, typer.Option(help="Release to read (default: the current one).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="The ledger date ages are counted at, YYYY-MM-DD (default: today).")] = None,
+    list_communities: Annotated[bool, typer.Option("--list", help="List the kinds and the communities, and stop.")] = False,
+) -> None:
+    """Write a community ledger (台账) as XLSX from the published master index: who is on the roll,
+    with the base data from the index, so that nobody re-enters it."""
+    import datetime as dt
+
+    from hub import ledgers, settings
+    from hub.errors import HubError
+
+    with user_errors():
+        if list_communities or kind is None:
+            for name, title in ledgers.ledger_kinds().items():
+                console.print(f"{name:<10} {title}", highlight=False)
+            with settings.engine().connect() as conn:
+                names = ledgers.communities(conn, release_no=release)
+            console.print(f"communities ({len(names)}): {' '.join(names)}", highlight=False)
+            if kind is None and not list_communities:
+                raise HubError("name a ledger kind and --community (the choices are listed above)")
+            return
+        if not community:
+            raise HubError("--community is required: a town (城关镇) or a village with its town (城关镇东湖村); "
+                           "'hub ledger --list' shows them")
+        try:
+            day = dt.date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            raise HubError(f"--as-of {as_of!r} is not a date: write YYYY-MM-DD") from None
+        with settings.engine().connect() as conn:
+            result = ledgers.generate_ledger(conn, kind, community, out, release_no=release, as_of=day)
+    console.print(result.summary(), highlight=False)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

@@ -20,7 +20,7 @@ def _hub(*args, env=None, timeout=120):
 @pytest.mark.parametrize("args", [[], ["db"], ["release"], ["demo"], ["db", "upgrade"], ["airflow"], ["simulate"],
                                   ["ingest"], ["release", "list"], ["release", "show"], ["release", "rollback"],
                                   ["db", "stop"], ["db", "url"], ["serve"], ["api-key"], ["api-key", "create"], ["grants"],
-                                  ["grants", "apply"], ["audit"], ["audit", "run"]])
+                                  ["grants", "apply"], ["audit"], ["audit", "run"], ["ledger"]])
 def test_help_everywhere(args):
     result = _hub(*args, "--help")
     assert result.returncode == 0, result.stderr
@@ -114,12 +114,38 @@ def test_demo_runs_the_dags(clean_warehouse, tmp_path):
     assert Path(docs).is_file()
     scorecard = re.search(r"quality scorecard:\s+(\S+)", out).group(1)
     assert Path(scorecard).is_file() and "民政" in Path(scorecard).read_text(encoding="utf-8")
+    departments = {p.stem.removeprefix("scorecard_") for p in Path(scorecard).parent.glob("scorecard_*.html")}
+    assert departments == {"civil_affairs", "health", "social_security"}
+    _ledger_from_the_cli(env, tmp_path)
     logs = tmp_path / "hub" / "logs"
     assert (logs / "master_index.log").is_file()
     assert {p.stem for p in logs.glob("ingest_*.log")} == {f"ingest_{s}" for s in settings_sources()}
     with clean_warehouse.connect() as conn:
         sources = conn.execute(sa.text("SELECT count(DISTINCT source) FROM raw.record")).scalar_one()
     assert sources == len(settings_sources())
+
+
+def _ledger_from_the_cli(env, tmp_path):
+    from openpyxl import load_workbook
+
+    listed = _hub("ledger", "--list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "dibao" in listed.stdout and "最低生活保障户台账" in listed.stdout
+    town = re.search(r"communities \(\d+\): (\S+)", listed.stdout).group(1)
+    out = tmp_path / "ledgers"
+    out.mkdir()
+    made = _hub("ledger", "gaoling", "--community", town, "--out", str(out), env=env)
+    assert made.returncode == 0, made.stderr
+    rows = int(re.search(r"gaoling ledger for \S+: (\d+) persons", made.stdout).group(1))
+    (path,) = out.glob("*.xlsx")
+    ws = load_workbook(path).worksheets[0]
+    numbered = [r for r in ws.iter_rows(values_only=True) if isinstance(r[0], int)]
+    assert rows > 0 and len(numbered) == rows
+    missing = _hub("ledger", "gaoling", env=env)
+    assert missing.returncode == 1 and "--community is required" in missing.stderr
+    unknown = _hub("ledger", "wubao", "--community", town, env=env)
+    assert unknown.returncode == 1 and "unknown ledger kind 'wubao'" in unknown.stderr
+    assert "Traceback" not in missing.stderr + unknown.stderr
 
 
 def settings_sources():

@@ -1,0 +1,344 @@
+"""Ledgers (台账) from the published index, checked against the simulated county's truth.
+
+The county is ingested, matched and published once for the module; each ledger's rows are
+compared with who the simulator enrolled (its rolls, its population's addresses and birth dates),
+mapped to master ids through the crosswalk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from hub import ledgers, pipeline
+
+AS_OF = dt.date(2026, 11, 21)
+PERSON_HEADERS = ["序号", "主索引号", "姓名", "性别", "出生日期", "年龄", "公民身份号码", "住址", "联系电话"]
+HEADERS = {
+    "dibao": ["序号", "户号", "户人数", *PERSON_HEADERS[1:], "保障状态", "数据来源"],
+    "canji": [*PERSON_HEADERS, "残疾证号", "残疾类别", "残疾等级", "数据来源"],
+    "yuling": [*PERSON_HEADERS, "婚姻状况", "数据来源"],
+    "gaoling": [*PERSON_HEADERS[:6], "津贴档次", *PERSON_HEADERS[6:], "补贴状态", "数据来源"],
+}
+ADDRESS = re.compile(r"^(?P<town>.+?镇)(?P<village>.+?(?:村|社区))(?P<group>\d+)组(?P<house>\d+)号$")
+
+
+@pytest.fixture(scope="module")
+def published(engine, _served_platforms, county):
+    """The county on day 0, ingested, matched and published as release 1 (once for this module)."""
+    with engine.begin() as conn:
+        tables = conn.execute(sa.text(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
+        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
+    _served_platforms.set_faults(None)
+    _served_platforms.advance(county)
+    for name in pipeline.source_names():
+        pipeline.ingest_source(name)
+    pipeline.standardize_sources()
+    pipeline.build_master_index()
+    gate = pipeline.run_gate()
+    release = pipeline.publish_release(gate["validation_run_id"])
+    assert release["outcome"] == "published"
+    with engine.connect() as conn:
+        crosswalk = pd.read_sql(sa.text("SELECT source, source_record_id, master_id FROM mpi.crosswalk"), conn)
+    truth = county.truth().merge(crosswalk, on=["source", "source_record_id"], validate="one_to_one")
+    return {"engine": engine, "release_no": release["release_no"], "crosswalk": truth}
+
+
+# ------------------------------------------------------------------------------------ the truth
+def _age(birth: dt.date, on: dt.date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def _population(county) -> pd.DataFrame:
+    pop = county.population.copy()
+    parts = pop["address"].str.extract(ADDRESS)
+    pop = pd.concat([pop, parts], axis=1)
+    pop["age"] = [_age(b, AS_OF) for b in pop["birth_date"]]
+    return pop.set_index("person_id")
+
+
+def _expected(kind: str, county, crosswalk: pd.DataFrame) -> pd.DataFrame:
+    """The simulator's members of a ledger kind: person_id, master_ids (their roll records'), deceased.
+
+    Deceased: the person's death is registered in the simulated 高龄津贴 roll (停发), the only death
+    registration the departments send."""
+    pop = _population(county)
+    source = {"dibao": "mz_dibao", "canji": "mz_canji", "yuling": "wj_yuling", "gaoling": "mz_gaoling"}[kind]
+    roll = county.rolls[source]
+    roll = roll[~roll["_deleted"]]
+    if kind == "dibao":
+        roll = roll[roll["status"] == "在保"]
+    if kind == "gaoling":
+        roll = roll[roll["status"] != "停发"]
+    gl = county.rolls["mz_gaoling"]
+    registered_dead = set(gl.loc[gl["status"] == "停发", "_person_id"])
+    persons = pd.DataFrame({"person_id": sorted(set(roll["_person_id"]))})
+    persons["deceased"] = persons["person_id"].isin(registered_dead)
+    age = persons["person_id"].map(pop["age"])
+    if kind == "yuling":
+        persons = persons[persons["deceased"] | age.between(15, 49)]
+    if kind == "gaoling":
+        persons = persons[persons["deceased"] | (age >= 80)]
+    records = crosswalk[crosswalk["source"] == source]
+    persons["master_ids"] = persons["person_id"].map(records.groupby("person_id")["master_id"].agg(frozenset))
+    for part in ("town", "village", "group", "house"):
+        persons[part] = persons["person_id"].map(pop[part])
+    return persons.reset_index(drop=True)
+
+
+def _in(expected: pd.DataFrame, town: str, village: str | None = None) -> pd.DataFrame:
+    hit = expected["town"] == town
+    if village is not None:
+        hit &= expected["village"] == village
+    return expected[hit]
+
+
+def _masters(frame: pd.DataFrame) -> set[str]:
+    return set().union(*frame["master_ids"]) if len(frame) else set()
+
+
+def _busiest_town(expected: pd.DataFrame) -> str:
+    alive = expected[~expected["deceased"]]
+    return alive.groupby("town").size().sort_index().idxmax()
+
+
+# ------------------------------------------------------------------------------------ reading a ledger
+def _read(path, sheet: int = 0) -> dict:
+    wb = load_workbook(path)
+    ws = wb.worksheets[sheet]
+    cells = [[c.value for c in row] for row in ws.iter_rows()]
+    header_at = next(i for i, row in enumerate(cells) if row[0] == "序号")
+    footer_at = next(i for i, row in enumerate(cells) if isinstance(row[0], str) and row[0].startswith("合计"))
+    headers = cells[header_at]
+    body = [r for r in cells[header_at + 1:footer_at] if any(v is not None for v in r)]
+    rows = [dict(zip(headers, r)) for r in body if isinstance(r[0], int)]
+    return {"wb": wb, "ws": ws, "cells": cells, "top": [r[0] for r in cells[:header_at] if r[0]],
+            "headers": headers, "rows": rows, "notes": [r[0] for r in body if not isinstance(r[0], int)],
+            "footer": cells[footer_at][0], "header_row": header_at + 1, "sheets": wb.sheetnames}
+
+
+def _no_placeholders(ledger: dict) -> None:
+    for row in ledger["cells"]:
+        for v in row:
+            assert not (isinstance(v, str) and v.strip().lower() in ("none", "nan", "nat", "<na>")), row
+
+
+# ------------------------------------------------------------------------------------ tests
+def test_shipped_ledgers_are_declared_and_valid():
+    from connectors.registry import load_registry
+
+    kinds = ledgers.ledger_kinds()
+    assert set(kinds) >= {"dibao", "canji", "yuling", "gaoling"}
+    assert kinds["dibao"] == "最低生活保障户台账"
+    ledgers.load_ledgers().check_sources(load_registry())
+
+
+def test_invalid_ledger_file_names_the_key(tmp_path):
+    bad = tmp_path / "ledgers.yaml"
+    bad.write_text("version: 1\nledgers:\n  x1:\n    title: T\n    members: {sources: [mz_dibao]}\n"
+                   "    columns: [seq, household_no]\n", encoding="utf-8")
+    with pytest.raises(ledgers.LedgerConfigError, match="households: true"):
+        ledgers.load_ledgers(bad)
+    bad.write_text("version: 1\nledgers:\n  x1:\n    title: T\n    members: {sources: [mz_dibao]}\n"
+                   "    columns: [seq, 'raw:nope']\n", encoding="utf-8")
+    from connectors.registry import load_registry
+
+    with pytest.raises(ledgers.LedgerConfigError, match="raw field 'nope'"):
+        ledgers.load_ledgers(bad).check_sources(load_registry())
+
+
+@pytest.mark.parametrize("kind", ["dibao", "canji", "yuling", "gaoling"])
+def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_path, kind, caplog):
+    expected = _expected(kind, county, published["crosswalk"])
+    town = _busiest_town(expected)
+    want = _in(expected, town)
+    out = tmp_path / f"{kind}.xlsx"
+    with caplog.at_level(logging.DEBUG), published["engine"].connect() as conn:
+        result = ledgers.generate_ledger(conn, kind, town, out, as_of=AS_OF)
+    ledger = _read(out)
+
+    # who is on it: exactly the simulator's living members of the town, one row per master id
+    alive, dead = want[~want["deceased"]], want[want["deceased"]]
+    got = [r["主索引号"] for r in ledger["rows"]]
+    assert len(got) == len(set(got)) == result.rows > 0
+    assert set(got) == _masters(alive)
+    assert result.release_no == published["release_no"] and result.community == town and result.path == out
+
+    # the header block, the columns, the footer
+    assert ledger["headers"] == HEADERS[kind]
+    top = "\n".join(ledger["top"])
+    assert ledgers.ledger_kinds()[kind] in top and town in top
+    assert f"数据来源：居民数据中心 第{published['release_no']}版" in top and "生成时间" in top and "2026-11-21" in top
+    assert ledger["footer"].startswith(f"合计：{len(got)} 人")
+    _no_placeholders(ledger)
+
+    # the values: the truth person's birth date and age, a date cell, the master's sources
+    pop = _population(county)
+    person_of = published["crosswalk"].drop_duplicates("master_id").set_index("master_id")["person_id"]
+    for row in ledger["rows"]:
+        person = pop.loc[person_of[row["主索引号"]]]
+        assert isinstance(row["出生日期"], dt.datetime) and row["出生日期"].date() == person["birth_date"]
+        assert row["年龄"] == person["age"]
+        assert row["性别"] == {1: "男", 2: "女"}[person["sex"]]
+        assert row["住址"] == person["address"]
+        assert row["公民身份号码"] == (person["id_number"] if pd.notna(person["id_number"]) else None)
+        assert row["姓名"] and row["数据来源"]
+    assert [r["序号"] for r in ledger["rows"]] == list(range(1, len(got) + 1))
+    by_row = {r["主索引号"]: r for r in ledger["rows"]}
+    roll = county.rolls[{"dibao": "mz_dibao", "canji": "mz_canji", "yuling": "wj_yuling", "gaoling": "mz_gaoling"}[kind]]
+    if kind == "canji":
+        for _, p in alive.iterrows():
+            records = roll[roll["_person_id"] == p["person_id"]]
+            for master in p["master_ids"]:
+                assert set(by_row[master]["残疾类别"].split("、")) == set(records["status"])
+                assert set(by_row[master]["残疾等级"].split("、")) == set(records["level"])
+                assert set(by_row[master]["残疾证号"].split("、")) <= set(records["record_id"])
+    if kind == "yuling":
+        assert {r["性别"] for r in ledger["rows"]} == {"女"}
+        assert all(15 <= r["年龄"] <= 49 for r in ledger["rows"])
+        assert {r["婚姻状况"] for r in ledger["rows"]} <= {"未婚", "已婚"}
+    if kind == "gaoling":
+        assert all(r["年龄"] >= 80 and r["补贴状态"] == "正常发放" for r in ledger["rows"])
+        assert all(r["津贴档次"] == ("80-89周岁" if r["年龄"] < 90 else "90-99周岁" if r["年龄"] < 100
+                                      else "100周岁及以上") for r in ledger["rows"])
+    if kind == "dibao":
+        assert {r["保障状态"] for r in ledger["rows"]} == {"在保"}
+        _check_households(ledger, pop, person_of, result)
+
+    # deceased members: on a sheet of their own, never among the rows
+    assert result.deceased == len(_masters(dead))
+    if len(dead):
+        gone = _read(out, sheet=1)
+        assert ledger["sheets"][1] == "已故人员" and {r["主索引号"] for r in gone["rows"]} == _masters(dead)
+        assert all(isinstance(r["死亡日期"], dt.datetime) for r in gone["rows"])
+        assert "已故人员" in top
+    else:
+        assert ledger["sheets"] == [ledgers.ledger_kinds()[kind]] or len(ledger["sheets"]) == 1
+
+    # nothing personal in the logs
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for row in ledger["rows"]:
+        assert row["姓名"] not in logged
+        assert row["公民身份号码"] is None or row["公民身份号码"] not in logged
+
+
+def _check_households(ledger, pop, person_of, result):
+    """Rows of one household (same truth address) are contiguous, share 户号 and 户人数, oldest first."""
+    rows = ledger["rows"]
+    address = [pop.loc[person_of[r["主索引号"]], "address"] for r in rows]
+    numbers = [r["户号"] for r in rows]
+    assert numbers == sorted(numbers) and numbers[0] == 1
+    for i in range(len(rows)):
+        same = [j for j in range(len(rows)) if address[j] == address[i]]
+        assert {numbers[j] for j in same} == {numbers[i]}, "one address, one household"
+        assert rows[i]["户人数"] == len(same)
+        assert same == list(range(same[0], same[0] + len(same))), "a household's rows are together"
+    for n in set(numbers):
+        births = [r["出生日期"] for r in rows if r["户号"] == n]
+        assert births == sorted(births)
+    assert result.households == len(set(address)) == max(numbers)
+    assert ledger["footer"] == f"合计：{len(rows)} 人，{result.households} 户"
+
+
+def test_workbook_is_print_ready(published, tmp_path):
+    with published["engine"].connect() as conn:
+        town = ledgers.communities(conn)[0]
+        result = ledgers.generate_ledger(conn, "dibao", town, tmp_path, as_of=AS_OF)
+    assert result.path.parent == tmp_path and result.path.name == f"最低生活保障户台账_{town}_第1版.xlsx"
+    assert result.path.stat().st_mode & 0o077 == 0  # personal data: owner only
+    ledger = _read(result.path)
+    ws = ledger["ws"]
+    header_row = ledger["header_row"]
+    assert ws.freeze_panes == f"A{header_row + 1}"
+    assert ws.print_title_rows.replace("$", "") == f"{header_row}:{header_row}"
+    assert ws.page_setup.orientation == "landscape"
+    assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1 and ws.page_setup.fitToHeight == 0
+    assert ws.column_dimensions["I"].width >= 20  # 公民身份号码
+    date_col = ledger["headers"].index("出生日期") + 1
+    cell = ws.cell(header_row + 1, date_col)
+    assert cell.is_date and cell.number_format == "yyyy-mm-dd"
+    id_cell = ws.cell(header_row + 1, ledger["headers"].index("公民身份号码") + 1)
+    assert isinstance(id_cell.value, str) and len(id_cell.value) == 18
+
+
+def test_village_named_with_its_town_and_ambiguous_bare_names(published, county, tmp_path):
+    expected = _expected("dibao", county, published["crosswalk"])
+    alive = expected[~expected["deceased"]]
+    town, village = alive.groupby(["town", "village"]).size().sort_index().idxmax()
+    with published["engine"].connect() as conn:
+        known = ledgers.communities(conn)
+        assert town in known and f"{town}{village}" in known
+        assert known.index(town) < known.index(f"{town}{village}")  # each town, then its villages
+        result = ledgers.generate_ledger(conn, "dibao", f"{town}{village}", tmp_path / "v.xlsx", as_of=AS_OF)
+        assert result.level == "village"
+        assert {r["主索引号"] for r in _read(result.path)["rows"]} == _masters(_in(alive, town, village))
+        towns_with_it = [c for c in known if c.endswith(village) and c != village and c[:-len(village)] in known]
+        if len(towns_with_it) > 1:
+            with pytest.raises(ledgers.LedgerError, match="ambiguous") as err:
+                ledgers.generate_ledger(conn, "dibao", village, tmp_path / "x.xlsx")
+            assert set(err.value.known) == set(towns_with_it)
+            assert not (tmp_path / "x.xlsx").exists()
+
+
+def test_unknown_kind_community_or_release_lists_the_known_ones(published, tmp_path):
+    with published["engine"].connect() as conn:
+        with pytest.raises(ledgers.LedgerError, match="unknown ledger kind 'wubao'.*dibao.*最低生活保障户台账") as err:
+            ledgers.generate_ledger(conn, "wubao", "城关镇", tmp_path / "a.xlsx")
+        assert set(err.value.known) == set(ledgers.ledger_kinds())
+        with pytest.raises(ledgers.LedgerError, match="no such community '月球镇'.*known ones: .*城关镇") as err:
+            ledgers.generate_ledger(conn, "dibao", "月球镇", tmp_path / "b.xlsx")
+        assert err.value.known == ledgers.communities(conn)
+        with pytest.raises(ledgers.LedgerError, match="no release 99; releases: 1"):
+            ledgers.generate_ledger(conn, "dibao", "城关镇", tmp_path / "c.xlsx", release_no=99)
+    assert not list(tmp_path.iterdir())
+
+
+def test_community_without_members_gets_an_empty_ledger_with_a_note(published, county, tmp_path):
+    expected = _expected("gaoling", county, published["crosswalk"])
+    with published["engine"].connect() as conn:
+        known = ledgers.communities(conn)
+        members = {f"{t}{v}" for t, v in zip(expected["town"], expected["village"])}
+        empty = next(c for c in known if c not in members and not c.endswith(("镇", "乡", "街道")))
+        result = ledgers.generate_ledger(conn, "gaoling", empty, tmp_path / "empty.xlsx", as_of=AS_OF)
+    ledger = _read(result.path)
+    assert result.rows == 0 and ledger["rows"] == [] and ledger["headers"] == HEADERS["gaoling"]
+    assert ledger["notes"] == ["本社区在第1版中没有符合收录范围的人员。"]
+    assert ledger["footer"] == "合计：0 人"
+    _no_placeholders(ledger)
+
+
+def test_an_earlier_release_can_be_asked_for(published, tmp_path):
+    with published["engine"].connect() as conn:
+        town = ledgers.communities(conn, release_no=1)[0]
+        result = ledgers.generate_ledger(conn, "canji", town, tmp_path / "r1.xlsx", release_no=1, as_of=AS_OF)
+    assert result.release_no == 1 and "第1版" in "\n".join(_read(result.path)["top"])
+
+
+def test_household_order_puts_the_head_first_then_the_oldest():
+    frame = pd.DataFrame({
+        "master_id": ["M1", "M2", "M3", "M4", "M5"],
+        "name": ["甲", "乙", "丙", "丁", "戊"],
+        "birth_date": [dt.date(1990, 1, 1), dt.date(1950, 1, 1), dt.date(1980, 1, 1), dt.date(1940, 1, 1), None],
+        "age": [36, 76, 46, 86, None],
+        "e_status": "在保",
+        "is_head": [False, False, True, False, False],
+        "town": ["城关镇", "城关镇", "城关镇", "城关镇", "城关镇"],
+        "village": ["东湖村"] * 5,
+        "group": ["10", "10", "10", "2", None],
+        "house_no": ["5", "5", "5", "7", None],
+    })
+    ordered = ledgers.order_members(frame, ["household", "head", "birth_date"], households=True)
+    # group 2 before group 10 (numerically); the head first, then by age; no house number: a household of its own, last
+    assert ordered["master_id"].tolist() == ["M4", "M3", "M2", "M1", "M5"]
+    assert ordered["household_no"].tolist() == [1, 2, 2, 2, 3]
+    assert ordered["household_size"].tolist() == [1, 3, 3, 3, 1]
+
