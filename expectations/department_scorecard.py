@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
-import html
 import io
 import os
 import re
@@ -45,6 +44,14 @@ from expectations.scorecard import (
     THRESHOLDS,
     DepartmentCard,
     SourceCard,
+    _aware,
+    _e,
+    _exists,
+    _light,
+    _num,
+    _pct,
+    _th,
+    _when,
     collect_scorecard,
 )
 from schemas import id_number
@@ -185,14 +192,6 @@ class DepartmentScorecard:
     @property
     def duplicate_records(self) -> int:
         return sum(d.duplicate_records for d in self.duplicates)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.astimezone()
-
-
-def _exists(conn: sa.Connection, relation: str) -> bool:
-    return conn.execute(sa.text("SELECT to_regclass(:r) IS NOT NULL"), {"r": relation}).scalar_one()
 
 
 # --------------------------------------------------------------------------- reading the warehouse
@@ -632,47 +631,6 @@ def render_charts(d: DepartmentScorecard) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- the page
 
 
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _pct(rate: float | None) -> str:
-    if rate is None:
-        return "—"
-    text = f"{rate * 100:.1f}%"
-    if rate < 1 and text == "100.0%":
-        return ">99.9%"
-    if rate > 0 and text == "0.0%":
-        return "<0.1%"
-    return text
-
-
-def _num(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
-
-
-def _when(value: dt.datetime | None, tz: dt.tzinfo | None) -> str:
-    if value is None:
-        return "—"
-    if tz is not None and value.tzinfo is not None:
-        value = value.astimezone(tz)
-    return value.strftime("%Y-%m-%d %H:%M")
-
-
-def _th(zh: str, en: str, num: bool = False) -> str:
-    cls = ' class="num"' if num else ""
-    return f'<th{cls}>{_e(zh)}<br><span class="en">{_e(en)}</span></th>'
-
-
-_LIGHT = {"green": ("绿 green", "#1e8e3e"), "amber": ("黄 amber", "#f29900"), "red": ("红 red", "#d93025"),
-          "grey": ("无数据 no data", "#9aa0a6")}
-
-
-def _light(light: str) -> str:
-    label, colour = _LIGHT.get(light, (light, "#9aa0a6"))
-    return (f'<span class="light"><span class="dot" style="background:{colour}"></span>{_e(label)}</span>')
-
-
 def _img(png: bytes, chart: str, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img class="chart" data-chart="{_e(chart)}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
@@ -816,7 +774,7 @@ def _trend_row(d: DepartmentScorecard, p: ReleasePoint, tz: dt.tzinfo | None) ->
     if p.release_no == d.current_release:
         marks += " <b>当前 current</b>"
     gate_rows = sum(p.gate_rows.values()) if p.gate_rows else None
-    return (f"<tr><td>R{p.release_no}{marks}</td><td>{_e(_when(p.published_at, tz))}</td>"
+    return (f"<tr><td>R{p.release_no}{marks}</td><td>{_e(_when(p.published_at, tz, short=True))}</td>"
             f'<td class="num">{_num(p.total_records)}</td><td class="num">{_num(p.masters)}</td>'
             f'<td class="num">{_num(gate_rows)}</td><td class="num">{_e(_pct(p.id_valid_rate))}</td>'
             f'<td class="num">{_num(p.duplicate_records)}</td><td class="num">{_num(p.cross_source_masters)}</td>'
@@ -881,7 +839,7 @@ def render_department_scorecard(d: DepartmentScorecard, charts: Mapping[str, byt
         f"<style>{_CSS}</style>\n</head>\n<body>\n"
         f'<header><h1 id="department" data-department="{_e(d.key)}">{_e(d.title)}</h1>'
         f"<p>数据质量评分卡 Data-quality scorecard · <code>{_e(d.key)}</code> · 数据源 sources: {sources}</p>"
-        f"<p>生成时间 generated: {_e(_when(d.generated_at, tz))} · 当前版本 current: {_e(current)}</p>"
+        f"<p>生成时间 generated: {_e(_when(d.generated_at, tz, short=True))} · 当前版本 current: {_e(current)}</p>"
         f'<p>{links}<a href="#quality">数据质量 quality</a> · <a href="#issues">重复与冲突 duplicates and conflicts</a>'
         ' · <a href="#trend">趋势 trend</a> · <a href="#method">口径 method</a></p></header>\n'
         f"<main><section id=\"summary\">{_tiles(d)}</section>"

@@ -76,12 +76,9 @@ def engine(database_url):
 @pytest.fixture
 def clean_warehouse(engine):
     """Empty every warehouse table before a test that needs a blank slate."""
-    with engine.begin() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
-        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
+    from tests.helpers import empty_warehouse
+
+    empty_warehouse(engine)
     return engine
 
 

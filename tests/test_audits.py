@@ -23,34 +23,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from hub import pipeline
 from hub.audits import XLSX_COLUMNS, export_all, run_audits
 from tests.browser import colour_census, dump_dom, read_png, require_browser, screenshot
+from tests.helpers import empty_warehouse, publish_served_county
 from warehouse.findings import BIRTH_DATE_CONFLICT, KINDS, list_findings
 
 PLANTED_KINDS = ("deceased_active", "exclusive_programs", "sex_conflict", "shared_id_number")
 MIN_PRECISION = MIN_RECALL = 0.95
 
 
-def _truncate(engine) -> None:
-    """What the clean_warehouse fixture does, for a module-scoped fixture."""
-    with engine.begin() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
-        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
-
-
 def _release() -> int:
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
-    gate = pipeline.run_gate()
-    release = pipeline.publish_release(gate["validation_run_id"])
-    assert release["outcome"] == "published", release
-    return release["release_no"]
+    return publish_served_county()["release_no"]
 
 
 def _detected(engine, release_no: int) -> pd.DataFrame:
@@ -92,7 +75,7 @@ def audited(engine, _served_platforms, county, tmp_path_factory):
     platforms = _served_platforms
     platforms.set_faults(None)
     platforms.advance(county)
-    _truncate(engine)
+    empty_warehouse(engine)
     try:
         first_no = _release()
         first = run_audits(engine, first_no)

@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from hub import ledgers, pipeline
+from hub import ledgers
+from tests.helpers import empty_warehouse, publish_served_county
 
 AS_OF = dt.date(2026, 11, 21)
 PERSON_HEADERS = ["序号", "主索引号", "姓名", "性别", "出生日期", "年龄", "公民身份号码", "住址", "联系电话"]
@@ -32,21 +33,10 @@ ADDRESS = re.compile(r"^(?P<town>.+?镇)(?P<village>.+?(?:村|社区))(?P<group>
 @pytest.fixture(scope="module")
 def published(engine, _served_platforms, county):
     """The county on day 0, ingested, matched and published as release 1 (once for this module)."""
-    with engine.begin() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
-        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
+    empty_warehouse(engine)
     _served_platforms.set_faults(None)
     _served_platforms.advance(county)
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
-    gate = pipeline.run_gate()
-    release = pipeline.publish_release(gate["validation_run_id"])
-    assert release["outcome"] == "published"
+    release = publish_served_county()
     with engine.connect() as conn:
         crosswalk = pd.read_sql(sa.text("SELECT source, source_record_id, master_id FROM mpi.crosswalk"), conn)
     truth = county.truth().merge(crosswalk, on=["source", "source_record_id"], validate="one_to_one")

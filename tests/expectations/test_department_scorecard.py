@@ -28,8 +28,8 @@ from expectations.department_scorecard import (
     collect_department_scorecards,
     render_charts,
 )
-from hub import pipeline
 from tests.browser import colour_census, dump_dom, png_size, read_png, require_browser, screenshot
+from tests.helpers import empty_warehouse, publish_served_county
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 11, 23, 9, 30, tzinfo=CHINA)
@@ -48,24 +48,8 @@ def _departments() -> tuple[dict[str, list[str]], dict[str, str]]:
     return departments, {name: source.title for name, source in registry.items()}
 
 
-def _truncate(engine) -> None:
-    with engine.begin() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
-        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
-
-
 def _release() -> int:
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
-    gate = pipeline.run_gate()
-    release = pipeline.publish_release(gate["validation_run_id"])
-    assert release["outcome"] == "published", release
-    return release["release_no"]
+    return publish_served_county()["release_no"]
 
 
 def _record_findings(engine, releases: tuple[int, int]) -> None:
@@ -97,7 +81,7 @@ def built(engine, _served_platforms, county, tmp_path_factory):
     platforms = _served_platforms
     platforms.set_faults(None)
     platforms.advance(county)
-    _truncate(engine)
+    empty_warehouse(engine)
     departments, source_titles = _departments()
     out = tmp_path_factory.mktemp("department_scorecards")
     try:

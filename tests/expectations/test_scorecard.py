@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from connectors.registry import load_registry
 from expectations.scorecard import THRESHOLDS, build_scorecard, collect_scorecard
 from tests.browser import colour_census, dump_dom, png_size, read_png, require_browser, screenshot
+from tests.helpers import publish_served_county
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 FAILING_SOURCE = "mz_dibao"  # its latest source-gate run fails
@@ -109,16 +110,7 @@ def browser() -> str:
 @pytest.fixture
 def filled_warehouse(clean_warehouse, platforms, county):
     """Every simulated source ingested, standardized, matched, gated and published."""
-    from hub import pipeline
-
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
-    gate = pipeline.run_gate()
-    release = pipeline.publish_release(gate["validation_run_id"])
-    assert release["outcome"] == "published"
-    return gate
+    return publish_served_county()["gate"]
 
 
 def test_scorecard_of_a_filled_warehouse_renders_in_chromium(browser, filled_warehouse, clean_warehouse, county,

@@ -30,6 +30,7 @@ from expectations.sources import (
     parse_gate_rules,
     source_query,
 )
+from tests.helpers import empty_warehouse
 
 BLANKED_SOURCE = "mz_dibao"  # a third of its ID numbers blanked in the failing run
 SHRUNK_SOURCE = "rs_yanglao"  # previous count 15% above today's: outside the 10% tolerance
@@ -55,15 +56,6 @@ class Warehouse:
     needles: tuple[set[str], set[str]]  # every ID number and name the warehouse holds
 
 
-def _truncate(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
-        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("ALTER SEQUENCE mpi.master_id_seq RESTART"))
-
-
 @pytest.fixture(scope="module")
 def warehouse(engine, county, tmp_path_factory):
     """The simulated county through the real pipeline, in the session's warehouse database."""
@@ -71,7 +63,7 @@ def warehouse(engine, county, tmp_path_factory):
     from hub.simulation import connection_env
     from simulators.platforms import start_platforms
 
-    _truncate(engine)
+    empty_warehouse(engine)
     running = start_platforms(county, tmp_path_factory.mktemp("sim"))
     try:
         with pytest.MonkeyPatch.context() as env:
@@ -96,7 +88,7 @@ def warehouse(engine, county, tmp_path_factory):
     ids = {i.upper() for i in ids if re.fullmatch(r"[0-9]{15}|[0-9]{17}[0-9Xx]", i) and len(set(i[:15])) > 1}
     names = {n for n in (re.sub(r"\s+", "", n) for n in names) if len(n) >= 2}
     yield Warehouse(sorted(rows), {k: int(v) for k, v in rows.items()}, masters, (ids, names))
-    _truncate(engine)
+    empty_warehouse(engine)
 
 
 @pytest.fixture(scope="module")
