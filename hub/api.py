@@ -51,8 +51,11 @@ DEFAULT_MAX_BATCH = 1000
 PURPOSE_MAX = 200
 NOT_FOUND = {"detail": "not found"}
 UNAUTHORIZED = {"detail": "missing, unknown or revoked API key"}
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
-_ID_LIKE = re.compile(r"\d{14}")
+# what the access log keeps of a path: the routes' own words, master ids and review ids; the rest
+# (a mistyped ID number or name in a URL, say) is masked
+_ROUTE_WORDS = frozenset({"v1", "persons", "search", "check", "reviews", "decision", "healthz", "openapi.json",
+                          "docs", "redoc"})
+_SAFE_ID = re.compile(r"^(M\d{9,12}|\d{1,10})$")
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,7 @@ class _Access:
 
 def _safe_path(path: str) -> str:
     """The path for the access log: segments other than plain surrogate ids are masked."""
-    parts = [p if not p or (_SAFE_SEGMENT.match(p) and not _ID_LIKE.search(p)) else "<masked>"
-             for p in path.split("/")]
+    parts = [p if not p or p in _ROUTE_WORDS or _SAFE_ID.match(p) else "<masked>" for p in path.split("/")]
     return "/".join(parts)[:300]
 
 

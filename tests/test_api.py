@@ -19,6 +19,7 @@ from hub.api import RateLimit, TokenBuckets, create_app
 from hub.api_keys import create_key, key_id_of, list_keys, revoke_key, rotate_key, verify_key
 from hub.errors import HubError
 from schemas.id_number import check_character
+from tests.helpers import empty_warehouse
 from warehouse.sharing import NOT_SHARED, PUBLISHED_FIELDS, DepartmentSharing, load_sharing
 
 MAX_BATCH = 5
@@ -53,11 +54,8 @@ def _sharing() -> dict[str, DepartmentSharing]:
 @pytest.fixture(scope="module")
 def warehouse(engine):
     """A small published release: three persons, two retired ids (a chain), enrolments, a review pair."""
+    empty_warehouse(engine)
     with engine.begin() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-            " WHERE schemaname IN ('raw', 'std', 'mpi', 'publish', 'audit')")).scalars().all()
-        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         for m in ("M000000001", "M000000002", "M000000005"):
             conn.execute(sa.text("INSERT INTO mpi.master (master_id, anchor) VALUES (:m, :a)"),
                          {"m": m, "a": f"rec:t/{m}"})
@@ -421,6 +419,16 @@ def test_every_request_is_logged_without_personal_data(api, keys, warehouse):
         everything = json.dumps([dict(r) for r in conn.execute(sa.text("SELECT * FROM audit.access_log")).mappings()],
                                 default=str, ensure_ascii=False)
     assert not any(i in everything for i in ALL_IDS) and not any(n in everything for n in ALL_NAMES)
+
+
+def test_a_hyphenated_id_number_or_a_name_in_a_url_is_masked_in_the_log(api, keys, warehouse):
+    before = _last_access_id(warehouse)
+    number = PERSONS["M000000002"]["id_number"]
+    hyphenated = f"{number[:6]}-{number[6:14]}-{number[14:]}"
+    for segment in (hyphenated, "zhangsan", urllib.parse.quote("张三")):
+        assert api.get("/v1/persons/" + segment, headers=_h(keys["civil_affairs"])).status_code == 404
+    rows = _log(warehouse, since=before)
+    assert [r["endpoint"] for r in rows] == ["GET /v1/persons/<masked>"] * 3
 
 
 def test_no_full_id_number_where_the_department_may_not_have_one(api, keys):
