@@ -54,6 +54,7 @@ from expectations.scorecard import (
     _when,
     collect_scorecard,
 )
+from expectations.sources import SOURCE_SUITE_PREFIX
 from schemas import id_number
 
 __all__ = [
@@ -78,7 +79,6 @@ CONFLICT_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 #: The source gate's ID-validity expectation: its unexpected count is the records without a usable ID number.
 ID_VALIDITY_EXPECTATION = "expect_id_numbers_to_be_mostly_valid"
-SOURCE_SUITE_PREFIX = "source."
 OTHER = "_other"  # sources that belong to no department given
 
 #: Labels of the audit finding kinds (``warehouse.findings``; unknown kinds show their code).

@@ -84,7 +84,6 @@ __all__ = [
     "CHECKPOINT_NAME",
     "CROSSWALK_SUITE_NAME",
     "DATASOURCE_NAME",
-    "DEFAULT_MAX_CLUSTER_SIZE",
     "GOLDEN_SUITE_NAME",
     "ID_NUMBER_REGEX",
     "ID_NUMBER_STATUSES",
@@ -115,9 +114,6 @@ CROSSWALK_TABLE = "crosswalk"
 GOLDEN_TABLE = "golden"
 BATCH_DEFINITION_NAME = "whole_table"
 DATA_DOCS_SITE_NAME = "local_site"
-#: The bound gate_rules.yaml ships with (``master_index.max_cluster_size``).
-DEFAULT_MAX_CLUSTER_SIZE = 20
-
 #: Config variable through which the database URL reaches GX (runtime only, never on disk).
 URL_CONFIG_VARIABLE = "HUB_GX_MPI_DATABASE_URL"
 
@@ -621,17 +617,6 @@ def _rows_seen(suite_result: Any) -> int | None:
     return max(counts) if counts else None
 
 
-def _raised(exception_info: Any) -> bool:
-    """Both forms GX uses: one exception record, or one per aborted metric."""
-    if not isinstance(exception_info, dict):
-        return False
-    if exception_info.get("raised_exception"):
-        return True
-    return any(
-        isinstance(v, dict) and v.get("raised_exception") for v in exception_info.values()
-    )
-
-
 def _outcome(evr: Any, table: str | None) -> ExpectationOutcome:
     config = evr.expectation_config
     expectation_type: str = config.type
@@ -644,7 +629,9 @@ def _outcome(evr: Any, table: str | None) -> ExpectationOutcome:
     if column is None and column_list:
         column = ",".join(str(c) for c in column_list)
     result: dict[str, Any] = dict(evr.result or {})
-    raised = _raised(evr.exception_info)
+    from expectations.custom import exception_raised, exception_types
+
+    raised = exception_raised(evr.exception_info)
 
     unexpected_count = _as_int(result.get("unexpected_count"))
     unexpected_percent = _as_float(result.get("unexpected_percent"))
@@ -652,8 +639,6 @@ def _outcome(evr: Any, table: str | None) -> ExpectationOutcome:
 
     if raised:
         # The exception text may quote SQL or data, so only the type is named here.
-        from expectations.custom import exception_types
-
         types = ", ".join(exception_types(evr.exception_info)) or "an exception"
         observed = f"error: {types} raised; the message is withheld (it may quote data)"
     elif unexpected_count is not None:

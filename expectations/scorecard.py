@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from expectations.sources import SOURCE_SUITE_PREFIX
 from schemas import addresses, dates, id_number, names, phones, sex
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 SCORECARD_FILE = "scorecard.html"
 DOCS_INDEX = "index.html"  # the GX Data Docs index, in the same folder
 MASTER_INDEX_SUITE = "master_index"
-SOURCE_SUITE_PREFIX = "source."
 
 DEFAULT_DEPARTMENT_TITLES: dict[str, str] = {
     "civil_affairs": "民政 civil affairs",

@@ -24,8 +24,6 @@ CANDIDATES = (
     "chromium",
     "/usr/lib/chromium/headless_shell",
     "/usr/lib/chromium/chromium-headless-shell",
-    "/usr/bin/chromium-headless-shell",
-    "/usr/bin/chromium",
 )
 INSTALL_HINT = "install the Debian package chromium-headless-shell (or chromium): apt-get install chromium-headless-shell"
 TIMEOUT = 60.0
@@ -95,10 +93,6 @@ class Image:
     height: int
     channels: int  # 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA
     rows: list[bytes]  # unfiltered scanlines, ``width * channels`` bytes each
-
-    def pixel(self, x: int, y: int) -> tuple[int, ...]:
-        c = self.channels
-        return tuple(self.rows[y][x * c:(x + 1) * c])
 
 
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}

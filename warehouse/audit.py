@@ -61,9 +61,3 @@ def last_passed_row_counts(conn: sa.Connection) -> dict[str, int]:
         " ORDER BY s.suite, r.started_at DESC, r.run_id DESC"), {"prefix": SOURCE_SUITE_PREFIX + "%"}).all()
     return {r.suite[len(SOURCE_SUITE_PREFIX):]: int(r.row_count) for r in rows}
 
-
-def failing_outcomes(conn: sa.Connection, run_id: int) -> list[dict]:
-    """The failed expectations of a gate run, in order."""
-    return [dict(r) for r in conn.execute(sa.text(
-        "SELECT suite, expectation, table_name, column_name, observed, unexpected_count, unexpected_percent"
-        " FROM audit.validation_result WHERE run_id = :r AND NOT success ORDER BY position"), {"r": run_id}).mappings()]

@@ -63,7 +63,7 @@ from warehouse.sharing import CONDITIONAL, UNCONDITIONAL, DepartmentSharing
 ROLE_PREFIX = "hub_"
 SCHEMA_PREFIX = "dept_"
 MARKER = "resident data hub"  # comments on the hub's roles and views start with this
-GRANTS_LOCK = 20261123
+GRANTS_LOCK = 20261124
 MAX_NAME = 63  # PostgreSQL truncates longer identifiers
 ENROLMENT_TABLE = ("publish", "enrolment")
 #: publish.enrolment columns a department view shows (master_id only when master_id is visible)

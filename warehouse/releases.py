@@ -108,11 +108,8 @@ def list_releases(conn: sa.Connection) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def show_release(conn: sa.Connection, release_no: int) -> dict:
-    """One release: its figures, the gate run that let it through, and its changes against the release before.
-
-    Raises ``LookupError`` for an unknown release number.
-    """
+def _release_row(conn: sa.Connection, release_no: int) -> dict:
+    """The release's row with ``is_current``; ``LookupError`` for an unknown release number."""
     row = conn.execute(sa.text(
         "SELECT r.*, (c.release_no IS NOT NULL) AS is_current FROM publish.release r"
         " LEFT JOIN publish.current_release c USING (release_no) WHERE r.release_no = :n"),
@@ -121,7 +118,15 @@ def show_release(conn: sa.Connection, release_no: int) -> dict:
         known = [r["release_no"] for r in list_releases(conn)]
         raise LookupError(f"there is no release {release_no}"
                           + (f" (releases: {known[0]}–{known[-1]})" if known else " (nothing is published yet)"))
-    release = dict(row)
+    return dict(row)
+
+
+def show_release(conn: sa.Connection, release_no: int) -> dict:
+    """One release: its figures, the gate run that let it through, and its changes against the release before.
+
+    Raises ``LookupError`` for an unknown release number.
+    """
+    release = _release_row(conn, release_no)
     release["suites"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT suite, success, evaluated, successful, failed, row_count FROM audit.validation_suite"
         " WHERE run_id = :v ORDER BY suite"), {"v": release["validation_run_id"]}).mappings()]
@@ -157,7 +162,7 @@ def rollback(conn: sa.Connection, release_no: int, *, reason: str, actor: str | 
     if not reason.strip():
         raise ValueError("a rollback needs a reason (it is kept in audit.publish_attempt)")
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
-    target = show_release(conn, release_no)
+    target = _release_row(conn, release_no)
     if target["is_current"]:
         raise ValueError(f"release {release_no} is already the current release")
     if target["withdrawn_at"] is not None:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import yaml
 
+from warehouse.releases import PUBLISHED_COLUMNS
+
 SHARING_FILE = Path(__file__).with_name("sharing.yaml")
 UNCONDITIONAL, CONDITIONAL, NOT_SHARED = "无条件", "有条件", "不予共享"
 CLASSES = (UNCONDITIONAL, CONDITIONAL, NOT_SHARED)
 #: every column of publish.master_person a department could be given (release_no aside)
-PUBLISHED_FIELDS = ("master_id", "name", "id_number", "id_number_status", "sex", "birth_date", "phone", "address",
-                    "status", "status_date", "record_count", "sources", "conflicts")
+PUBLISHED_FIELDS = PUBLISHED_COLUMNS
 
 
 class SharingError(ValueError):
