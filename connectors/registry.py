@@ -174,6 +174,11 @@ def load_registry(directory: Path = SOURCES_DIR) -> dict[str, RestSource | FileS
     return {s.name: s for s in (load_source_file(p) for p in files)}
 
 
+def source_departments(directory: Path = SOURCES_DIR) -> dict[str, str]:
+    """Source name → the department that owns it, from the registry."""
+    return {name: source.department for name, source in load_registry(directory).items()}
+
+
 def get_source(name: str) -> RestSource | FileSource | SqlSource:
     registry = load_registry()
     if name not in registry:

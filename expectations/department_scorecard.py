@@ -43,6 +43,7 @@ from expectations.scorecard import (
     SCORECARD_FILE,
     THRESHOLDS,
     DepartmentCard,
+    Scorecard,
     SourceCard,
     _aware,
     _e,
@@ -355,14 +356,18 @@ def collect_department_scorecards(conn: sa.Connection, departments: Mapping[str,
                                   titles: Mapping[str, str] | None = None, *,
                                   source_titles: Mapping[str, str] | None = None,
                                   source_thresholds: Mapping[str, Mapping[str, float]] | None = None,
-                                  now: dt.datetime | None = None) -> dict[str, DepartmentScorecard]:
-    """Read every department's figures from the warehouse (aggregates only), keyed by department."""
+                                  now: dt.datetime | None = None,
+                                  overall: Scorecard | None = None) -> dict[str, DepartmentScorecard]:
+    """Read every department's figures from the warehouse (aggregates only), keyed by department.
+
+    ``overall``: the all-department figures when the caller collected them already."""
     all_titles = {**DEFAULT_DEPARTMENT_TITLES, **(titles or {})}
     mapping = {key: list(dict.fromkeys(sources)) for key, sources in departments.items()}
     for key in mapping:
         department_scorecard_file(key)  # a bad key fails before anything is read
-    overall = collect_scorecard(conn, mapping, all_titles, source_titles=source_titles,
-                                source_thresholds=source_thresholds, now=now)
+    if overall is None:
+        overall = collect_scorecard(conn, mapping, all_titles, source_titles=source_titles,
+                                    source_thresholds=source_thresholds, now=now)
     cards = {d.key: d for d in overall.departments}
     department_of = {s: key for key, sources in mapping.items() for s in sources}
     # sources the warehouse holds that no department was given count as "other" departments' sources
@@ -853,7 +858,7 @@ def build_department_scorecards(conn: sa.Connection, out_dir: Path, departments:
                                 titles: Mapping[str, str] | None = None, *,
                                 source_titles: Mapping[str, str] | None = None,
                                 source_thresholds: Mapping[str, Mapping[str, float]] | None = None,
-                                now: dt.datetime | None = None) -> dict[str, Path]:
+                                now: dt.datetime | None = None, overall: Scorecard | None = None) -> dict[str, Path]:
     """Write ``out_dir/scorecard_<department>.html`` for each department (key → its source names).
 
     Each page holds only that department's sources. ``titles`` label departments (defaults for
@@ -864,7 +869,7 @@ def build_department_scorecards(conn: sa.Connection, out_dir: Path, departments:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cards = collect_department_scorecards(conn, departments, titles, source_titles=source_titles,
-                                          source_thresholds=source_thresholds, now=now)
+                                          source_thresholds=source_thresholds, now=now, overall=overall)
     overview = SCORECARD_FILE if (out_dir / SCORECARD_FILE).is_file() else None
     paths: dict[str, Path] = {}
     for key, card in cards.items():

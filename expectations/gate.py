@@ -67,8 +67,8 @@ from expectations.sources import (
     MasterIndexRules,
     SourceRules,
     check_source_name,
-    count_bounds,
     load_gate_rules,
+    row_count_expectation,
     source_query,
     source_suite,
     source_suite_name,
@@ -518,17 +518,8 @@ def _golden_suite(
         ExpectBirthDateAndSexToAgreeWithCnRic(column_list=["id_number", "birth_date", "sex"]),
     ]
     if previous_master_count is not None:
-        low, high = count_bounds(previous_master_count, rules.max_master_count_change)
-        expectations.append(
-            gxe.ExpectTableRowCountToBeBetween(
-                min_value=low,
-                max_value=high,
-                description=(
-                    f"masters within {rules.max_master_count_change:.0%} of the previous "
-                    f"release's {previous_master_count}"
-                ),
-            )
-        )
+        expectations.append(row_count_expectation(previous_master_count, rules.max_master_count_change,
+                                                  noun="masters", reference="the previous release's"))
     for expectation in expectations:
         suite.add_expectation(expectation)
     return suite

@@ -774,7 +774,7 @@ def build_scorecard(conn: sa.Connection, out_dir: Path, departments: Mapping[str
                     department_titles: Mapping[str, str] | None = None, *,
                     source_titles: Mapping[str, str] | None = None,
                     source_thresholds: Mapping[str, Mapping[str, float]] | None = None,
-                    now: dt.datetime | None = None) -> Path:
+                    now: dt.datetime | None = None, card: Scorecard | None = None) -> Path:
     """Write ``out_dir/scorecard.html`` for ``departments`` (department key → source names); returns its path.
 
     ``department_titles`` label departments (defaults for civil_affairs, health, social_security);
@@ -786,8 +786,9 @@ def build_scorecard(conn: sa.Connection, out_dir: Path, departments: Mapping[str
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    card = collect_scorecard(conn, departments, department_titles, source_titles=source_titles,
-                             source_thresholds=source_thresholds, now=now)
+    if card is None:  # the figures, unless the caller collected them already
+        card = collect_scorecard(conn, departments, department_titles, source_titles=source_titles,
+                                 source_thresholds=source_thresholds, now=now)
     path = out_dir / SCORECARD_FILE
     tmp = path.with_name(f".{SCORECARD_FILE}.{os.getpid()}.tmp")
     tmp.write_text(render_scorecard(card, out_dir), encoding="utf-8")

@@ -45,6 +45,7 @@ __all__ = [
     "SourceRules",
     "check_source_name",
     "count_bounds",
+    "row_count_expectation",
     "load_gate_rules",
     "parse_gate_rules",
     "source_query",
@@ -276,6 +277,16 @@ def count_bounds(previous: int, max_change: float) -> tuple[int, int]:
     return math.floor(low), math.ceil(high)
 
 
+def row_count_expectation(previous: int, max_change: float, *, noun: str, reference: str) -> Any:
+    """A GX row-count expectation within ``max_change`` of ``previous``, described as
+    "<noun> within 5% of <reference> 1234"."""
+    import great_expectations as gx
+
+    low, high = count_bounds(previous, max_change)
+    return gx.expectations.ExpectTableRowCountToBeBetween(
+        min_value=low, max_value=high, description=f"{noun} within {max_change:.0%} of {reference} {previous}")
+
+
 # --------------------------------------------------------------------------- the suite
 
 
@@ -319,17 +330,8 @@ def source_suite(
         ),
     ]
     if previous_row_count is not None:
-        low, high = count_bounds(previous_row_count, rules.max_row_count_change)
-        expectations.append(
-            gxe.ExpectTableRowCountToBeBetween(
-                min_value=low,
-                max_value=high,
-                description=(
-                    f"rows within {rules.max_row_count_change:.0%} of the last load's "
-                    f"{previous_row_count}"
-                ),
-            )
-        )
+        expectations.append(row_count_expectation(previous_row_count, rules.max_row_count_change,
+                                                  noun="rows", reference="the last load's"))
     for expectation in expectations:
         suite.add_expectation(expectation)
     return suite

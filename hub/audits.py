@@ -51,9 +51,9 @@ REPORT_NAME = "audit_report.html"
 
 def registry_departments() -> dict[str, str]:
     """source → department, from the source registry."""
-    from connectors.registry import load_registry
+    from connectors.registry import source_departments
 
-    return {name: source.department for name, source in load_registry().items()}
+    return source_departments()
 
 
 def audit_rules(departments: Mapping[str, str] | None = None) -> AuditRules:

@@ -560,12 +560,7 @@ def _cell(column: Column, row: Mapping[str, Any], source_labels: Mapping[str, st
     if v == "sources":
         sources = row["sources"] if row["sources"] is not None else []
         return "、".join(source_labels.get(s, s) for s in sources) or None
-    if v in ("status", "record_id", "program"):
-        value = _blank(row[f"e_{v}"])
-    elif v.startswith(RAW_PREFIX):
-        value = _blank(row[v])
-    else:
-        value = _blank(row[v])
+    value = _blank(row[f"e_{v}"] if v in ("status", "record_id", "program") else row[v])
     if value is not None and column.labels:
         value = "、".join(column.labels.get(part, part) for part in str(value).split("、"))
     return None if value is None else str(value)

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from connectors.base import Chunk, ExtractError
-from connectors.registry import get_source, load_registry
+from connectors.registry import get_source, load_registry, source_departments
 from hub import settings
 from hub.connections import ConnectionParts
 from hub.errors import GateFailed, HubError
@@ -206,7 +206,7 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
     from warehouse.golden import rebuild_golden
 
     rules = load_rules()
-    departments = {name: source.department for name, source in load_registry().items()}
+    departments = source_departments()
     with settings.engine().begin() as conn:
         counts = run_matching(conn, mode=mode, model_path=model_path, refresh_frequencies=refresh_frequencies,
                               on_progress=on_progress,
@@ -267,7 +267,7 @@ def publish_release(validation_run_id: int) -> dict:
 
     with settings.engine().begin() as conn:
         outcome = publish(conn, validation_run_id,
-                          {name: source.department for name, source in load_registry().items()})
+                          source_departments())
     log.info("release: %s %s (%s)", outcome.outcome, outcome.release_no, outcome.reason)
     build_quality_scorecard()
     return asdict(outcome)
@@ -291,7 +291,7 @@ def build_quality_scorecard() -> Path | None:
     and one ``scorecard_<department>.html`` per department, holding only that department's sources."""
     from expectations.department_scorecard import build_department_scorecards
     from expectations.gate import load_gate_rules
-    from expectations.scorecard import build_scorecard
+    from expectations.scorecard import build_scorecard, collect_scorecard
 
     docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site"
     if not docs.is_dir():
@@ -303,8 +303,9 @@ def build_quality_scorecard() -> Path | None:
     titles = {name: source.title for name, source in registry.items()}
     thresholds = load_gate_rules().scorecard_thresholds()
     with settings.engine().connect() as conn:
-        path = build_scorecard(conn, docs, departments, source_titles=titles, source_thresholds=thresholds)
+        card = collect_scorecard(conn, departments, source_titles=titles, source_thresholds=thresholds)
+        path = build_scorecard(conn, docs, departments, card=card)
         pages = build_department_scorecards(conn, docs, departments, source_titles=titles,
-                                            source_thresholds=thresholds)
+                                            source_thresholds=thresholds, overall=card)
     log.info("scorecard: %s (and %d department pages)", path, len(pages))
     return path
