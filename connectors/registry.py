@@ -85,6 +85,9 @@ class _SourceBase(_Strict):
     date_formats: list[str] = Field(default_factory=list)
     incremental: Incremental | None = None
     deleted: Deleted | None = None
+    # fields that change while the record does not, such as a ledger's row number (序号), renumbered
+    # whenever a row is added or removed: left out of the content hash, so they make no new version
+    volatile_fields: list[str] = Field(default_factory=list)
 
     @field_validator("mapping")
     @classmethod
@@ -101,9 +104,13 @@ class _SourceBase(_Strict):
         declared = set(self.fields)
         used = {self.primary_key, *self.mapping.values()}
         used |= {x.field for x in (self.incremental, self.deleted) if x is not None}
-        missing = sorted(used - declared)
+        missing = sorted((used | set(self.volatile_fields)) - declared)
         if missing:
             raise ValueError(f"field(s) {missing} are used but not listed in 'fields'")
+        clash = sorted(set(self.volatile_fields) & used)
+        if clash:
+            raise ValueError(f"volatile field(s) {clash} are read by the hub (primary key, mapping, cursor or deletion"
+                             " flag); a change there is a change of the record")
         return self
 
 

@@ -117,7 +117,8 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
             fetched_at = dt.datetime.now(dt.UTC)
             for chunk in _extract(source, conn, since, already):
                 c = land_records(db, source=name, batch_id=batch_id, records=chunk.records,
-                                 primary_key=source.primary_key, fetched_at=fetched_at, deleted_flag=deleted_flag)
+                                 primary_key=source.primary_key, fetched_at=fetched_at, deleted_flag=deleted_flag,
+                                 volatile_fields=source.volatile_fields)
                 c.quarantined += quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows)
                 c.received += len(chunk.bad_rows)
                 drift.observe(chunk)

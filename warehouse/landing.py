@@ -2,7 +2,8 @@
 
 Every load reports ``received = landed + quarantined + duplicates`` and fails when that identity
 does not hold. A record is a duplicate when the same (source, source_record_id, content hash) has
-landed before, so sources may repeat pages without doubling anything.
+landed before, so sources may repeat pages without doubling anything. A source's volatile fields
+(a ledger's row number, renumbered whenever a row is added or removed) are left out of the hash.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
@@ -41,8 +43,10 @@ class LoadCounts:
                 f"quarantined {self.quarantined} + duplicates {self.duplicates}")
 
 
-def content_hash(record: dict) -> str:
-    """A stable hash of a record's content (key order does not matter)."""
+def content_hash(record: dict, volatile: Collection[str] = ()) -> str:
+    """A stable hash of a record's content (key order does not matter), leaving out ``volatile`` fields."""
+    if volatile:
+        record = {k: v for k, v in record.items() if k not in volatile}
     canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -92,11 +96,14 @@ def record_absent(conn: sa.Connection, *, source: str, batch_id: int, seen: set[
 
 
 def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
-                 fetched_at: dt.datetime, deleted_flag: tuple[str, str] | None = None) -> LoadCounts:
+                 fetched_at: dt.datetime, deleted_flag: tuple[str, str] | None = None,
+                 volatile_fields: Collection[str] = ()) -> LoadCounts:
     """Land one page of records in the caller's transaction.
 
     Records seen again lift an earlier 'absent from snapshot' tombstone; records whose
-    ``deleted_flag`` field holds the deletion value are tombstoned.
+    ``deleted_flag`` field holds the deletion value are tombstoned. A record that differs from its
+    stored version only in ``volatile_fields`` (a ledger's row number) is a duplicate: the stored
+    version, as first received, stays the current one.
     """
     good: list[tuple] = []
     bad: list[tuple] = []
@@ -110,7 +117,7 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
             bad.append((None, "missing_primary_key", f"record {position} has no value in field {primary_key!r}",
                         json.dumps(record, ensure_ascii=False, default=str)))
             continue
-        good.append((str(key), content_hash(record), json.dumps(record, ensure_ascii=False, default=str)))
+        good.append((str(key), content_hash(record, volatile_fields), json.dumps(record, ensure_ascii=False, default=str)))
 
     counts = LoadCounts(received=len(records), quarantined=len(bad), pages=1)
     if bad:

@@ -14,6 +14,8 @@ BASE = ("name: mz_bad\ntitle: t\ndepartment: civil_affairs\nconn_id: c\nresource
     ("kind: soap\nmapping: {name: xm, id_number: sfzh}\n", ["field 'kind'", "soap"]),
     ("kind: file\nmapping: {name: xm, id_number: sfzh, shoe: x}\n", ["field 'mapping'", "shoe"]),
     ("kind: file\nmapping: {name: xm, id_number: zjhm}\n", ["zjhm", "not listed in 'fields'"]),
+    ("kind: file\nmapping: {name: xm, id_number: sfzh}\nvolatile_fields: [xh]\n", ["xh", "not listed in 'fields'"]),
+    ("kind: file\nmapping: {name: xm, id_number: sfzh}\nvolatile_fields: [xm]\n", ["volatile field(s) ['xm']"]),
     ("kind: rest\nmapping: {name: xm, id_number: sfzh}\n", ["field 'auth'", "field 'pagination'"]),
     ("kind: rest\nmapping: {name: xm, id_number: sfzh}\nauth: {path: /login}\nresponse: {records: d, total: t}\n"
      "pagination: {style: cursor, page_size: 0}\n", ["field 'pagination.page_size'"]),

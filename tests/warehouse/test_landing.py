@@ -43,3 +43,22 @@ def test_payload_is_stored_exactly_as_received(clean_warehouse):
         payload, digest = conn.execute(sa.text("SELECT payload, content_hash FROM raw.record")).one()
     assert payload == record
     assert digest == content_hash(dict(reversed(record.items())))
+
+
+def test_a_change_in_a_volatile_field_alone_is_no_new_version(clean_warehouse):
+    """A ledger renumbers its rows (序号) when one is added or removed; the records did not change."""
+    def land(records):
+        with clean_warehouse.begin() as conn:
+            return land_records(conn, source="t_src", batch_id=open_batch(conn, "t_src"), records=records,
+                                primary_key="id", fetched_at=NOW, volatile_fields=("序号",))
+
+    first = land([{"序号": "1", "id": "D1", "xm": "张三"}, {"序号": "2", "id": "D2", "xm": "李四"}])
+    renumbered = land([{"序号": "1", "id": "D2", "xm": "李四"}])
+    corrected = land([{"序号": "1", "id": "D2", "xm": "李思"}])
+    assert (first.landed, renumbered.landed, renumbered.duplicates, corrected.landed) == (2, 0, 1, 1)
+    with clean_warehouse.connect() as conn:
+        rows = conn.execute(sa.text("SELECT payload FROM raw.record WHERE source_record_id = 'D2'"
+                                    " ORDER BY record_id")).scalars().all()
+    # the stored versions keep the row number they were received with
+    assert rows == [{"序号": "2", "id": "D2", "xm": "李四"}, {"序号": "1", "id": "D2", "xm": "李思"}]
+    assert content_hash({"序号": "7", "id": "D2"}, ("序号",)) == content_hash({"id": "D2"})
