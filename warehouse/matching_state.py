@@ -134,15 +134,16 @@ def _copy_out(conn: sa.Connection, sql: str, columns: Sequence[str]) -> pd.DataF
 
 def delta(conn: sa.Connection) -> tuple[set[str], set[str], set[str]]:
     """Record keys that are new in std, re-standardized since matching saw them, and gone from std."""
-    rows = conn.execute(sa.text(
-        f"SELECT {key('r')} AS k, (f.record_key IS NULL) AS new"
-        " FROM std.resident r LEFT JOIN mpi.match_feature f"
+    rows = conn.execute(sa.text(  # one pass over both tables
+        f"SELECT coalesce(f.record_key, {key('r')}) AS k,"
+        "  CASE WHEN f.record_key IS NULL THEN 'new' WHEN r.source IS NULL THEN 'gone' ELSE 'restd' END AS kind"
+        " FROM std.resident r FULL JOIN mpi.match_feature f"
         "   ON f.source = r.source AND f.source_record_id = r.source_record_id"
-        " WHERE f.record_key IS NULL OR f.standardized_at <> r.standardized_at")).all()
-    gone = conn.execute(sa.text(
-        "SELECT f.record_key FROM mpi.match_feature f WHERE NOT EXISTS (SELECT 1 FROM std.resident r"
-        " WHERE r.source = f.source AND r.source_record_id = f.source_record_id)")).scalars().all()
-    return {r.k for r in rows if r.new}, {r.k for r in rows if not r.new}, set(gone)
+        " WHERE f.record_key IS NULL OR r.source IS NULL OR f.standardized_at <> r.standardized_at")).all()
+    found: dict[str, set[str]] = {"new": set(), "restd": set(), "gone": set()}
+    for r in rows:
+        found[r.kind].add(r.k)
+    return found["new"], found["restd"], found["gone"]
 
 
 def read_features(conn: sa.Connection, keys: Iterable[str] | None = None, *, ids: Iterable[str] = (),
