@@ -51,7 +51,8 @@ def stop_embedded(pgdata: Path) -> bool:
     if not (pgdata / "postmaster.pid").exists():
         return False
     server = _import_pgserver().get_server(pgdata, cleanup_mode="stop")
-    server.cleanup()
+    # stop() rather than cleanup(): a handle this process opened before (keep_running) would keep it up
+    server.stop()
     return True
 
 
