@@ -267,8 +267,8 @@ def _incremental(conn, new, restd, gone, steward, prior_records, model_path, mus
         on_progress("predicted", {"pairs": len(new_edges)})
     # stored records are written again only when their anchor moved; the rest are stored as they are
     prior = pd.Series(stored["anchor_key"].astype(object).to_numpy(), index=stored["record_key"].astype(object).to_numpy())
-    kept = affected["record_key"].astype(object).map(prior).fillna("\x00").to_numpy() \
-        == affected["anchor_key"].astype(object).fillna("\x01").to_numpy()
+    was, now = affected["record_key"].astype(object).map(prior).astype(object), affected["anchor_key"].astype(object)
+    kept = (was.notna() & now.notna() & (was == now)).to_numpy(dtype=bool)
     ms.write_features(conn, affected.loc[~kept, list(ms.FEATURE_COLUMNS)], remove=gone)
     # the records at the other end of links that change (or go) are concerned too
     dropped = ms.read_edges(conn, touching=a_keys | gone)
