@@ -53,7 +53,7 @@ MASTER_INDEX_SUITE = "master_index"
 
 DEFAULT_DEPARTMENT_TITLES: dict[str, str] = {
     "civil_affairs": "民政 civil affairs",
-    "health": "卫健 health and family planning",
+    "health": "卫健/计生 health and family planning",
     "social_security": "人社 social security",
 }
 UNASSIGNED = "_unassigned"

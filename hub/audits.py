@@ -26,6 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from warehouse.findings import KIND_LABELS, KINDS, AuditRules, ExclusivePair
+from warehouse.sharing import department_titles
 
 log = logging.getLogger("hub.audits")
 
@@ -44,8 +45,6 @@ EXCLUSIVE_PAIRS: tuple[ExclusivePair, ...] = (
                   owner="social_security"),
 )
 
-DEPARTMENT_LABELS = {"civil_affairs": "民政 civil affairs", "health": "卫健 health",
-                     "social_security": "人社 social security"}
 REPORT_NAME = "audit_report.html"
 
 
@@ -186,7 +185,7 @@ def export_findings_xlsx(conn: sa.Connection | sa.Engine, department: str, path:
     for kind in KINDS:
         about.append([kind, *KIND_LABELS[kind]])
     about.append([])
-    about.append(["部门 Department", DEPARTMENT_LABELS.get(department, department)])
+    about.append(["部门 Department", department_titles().get(department, department)])
     about.append(["状态 Status", status or "all"])
     about.append(["说明 Note", "证据只含记录引用、代码和脱敏值 · evidence holds record references, codes and masked values only"])
     for col, width in zip("ABC", (22, 40, 60)):
@@ -382,7 +381,7 @@ def write_audit_report(conn: sa.Connection | sa.Engine, out_dir: str | Path, *, 
     html = jinja2.Environment(autoescape=True).from_string(_TEMPLATE).render(
         generated=dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M"),
         current=current, kinds=KINDS, kind_labels=KIND_LABELS, departments=departments,
-        department_labels=DEPARTMENT_LABELS, open_counts=open_counts,
+        department_labels=department_titles(), open_counts=open_counts,
         open_by_kind={k: sum(v for (kk, _), v in open_counts.items() if kk == k) for k in KINDS},
         open_by_department={d: sum(v for (_, dd), v in open_counts.items() if dd == d) for d in departments},
         open_total=len(open_only), resolved_total=sum(1 for r in open_rows if r["status"] == "resolved"),

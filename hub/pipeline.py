@@ -293,6 +293,7 @@ def build_quality_scorecard() -> Path | None:
     from expectations.department_scorecard import build_department_scorecards
     from expectations.gate import load_gate_rules
     from expectations.scorecard import build_scorecard, collect_scorecard
+    from warehouse.sharing import department_titles
 
     docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site"
     if not docs.is_dir():
@@ -302,11 +303,13 @@ def build_quality_scorecard() -> Path | None:
     for name, source in registry.items():
         departments.setdefault(source.department, []).append(name)
     titles = {name: source.title for name, source in registry.items()}
+    department_names = department_titles()
     thresholds = load_gate_rules().scorecard_thresholds()
     with settings.engine().connect() as conn:
-        card = collect_scorecard(conn, departments, source_titles=titles, source_thresholds=thresholds)
+        card = collect_scorecard(conn, departments, department_names, source_titles=titles,
+                                 source_thresholds=thresholds)
         path = build_scorecard(conn, docs, departments, card=card)
-        pages = build_department_scorecards(conn, docs, departments, source_titles=titles,
+        pages = build_department_scorecards(conn, docs, departments, department_names, source_titles=titles,
                                             source_thresholds=thresholds, overall=card)
     log.info("scorecard: %s (and %d department pages)", path, len(pages))
     return path

@@ -27,6 +27,7 @@ from hub.audits import XLSX_COLUMNS, export_all, run_audits
 from tests.browser import colour_census, dump_dom, read_png, require_browser, screenshot
 from tests.helpers import empty_warehouse, publish_served_county
 from warehouse.findings import BIRTH_DATE_CONFLICT, KINDS, list_findings
+from warehouse.sharing import department_titles
 
 PLANTED_KINDS = ("deceased_active", "exclusive_programs", "sex_conflict", "shared_id_number")
 MIN_PRECISION = MIN_RECALL = 0.95
@@ -254,7 +255,11 @@ def test_department_xlsx_lists_its_open_findings(audited):
                 if "source" in e:
                     assert f"{e['source']}/{e['source_record_id']}" in row["records"]
         assert [r[0] for r in book["about"].iter_rows(min_row=2, max_row=1 + len(KINDS), values_only=True)] == list(KINDS)
+        about = {r[0]: r[1] for r in book["about"].iter_rows(values_only=True)}
+        assert about["部门 Department"] == department_titles()[department]  # the title in warehouse/sharing.yaml
         book.close()
+    report = audited["paths"]["report"].read_text(encoding="utf-8")
+    assert all(title in report for title in department_titles().values())
     assert sum(1 for f in stored.values() if f["status"] == "open") > 0
 
 

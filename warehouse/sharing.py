@@ -70,3 +70,9 @@ def load_sharing(path: str | Path | None = None) -> dict[str, DepartmentSharing]
     if problems:
         raise SharingError("; ".join(problems))
     return out
+
+
+def department_titles(path: str | Path | None = None) -> dict[str, str]:
+    """department key → the title reports and scorecards show (``title`` in the sharing configuration)."""
+    return {name: d.title for name, d in load_sharing(path).items()}
+

@@ -274,7 +274,7 @@ def test_charts_decode_and_are_not_blank(built):
 def test_chromium_renders_the_page(built, tmp_path):
     page = built["paths"]["health"]
     dom = dump_dom(page)
-    assert "卫健 health and family planning" in dom
+    assert "卫健/计生 health and family planning" in dom
     assert len(re.findall(r'<img class="chart"[^>]*src="data:image/png;base64,', dom)) == 3
     for heading in ("Validity and completeness", "Duplicates within the department",
                     "Conflicts with other departments", "Trend across releases"):
