@@ -280,21 +280,18 @@ class Release:
 
 
 def _release(conn: sa.Connection, release_no: int | None) -> Release:
+    from warehouse.releases import current_release, list_releases, release_row
+
     if release_no is None:
-        row = conn.execute(sa.text(
-            "SELECT r.release_no, r.published_at, r.withdrawn_at FROM publish.current_release c"
-            " JOIN publish.release r USING (release_no)")).first()
+        row = current_release(conn)
         if row is None:
             raise LedgerError("no release has been published yet: run the pipeline (or 'hub demo') first")
     else:
-        row = conn.execute(sa.text(
-            "SELECT release_no, published_at, withdrawn_at FROM publish.release WHERE release_no = :n"),
-            {"n": int(release_no)}).first()
-        if row is None:
-            known = [str(n) for n in conn.execute(sa.text(
-                "SELECT release_no FROM publish.release ORDER BY release_no")).scalars()]
-            raise LedgerError(f"no release {release_no}; releases: {', '.join(known) or 'none yet'}", known)
-    return Release(int(row[0]), row[1], row[2] is not None)
+        try:
+            row = release_row(conn, int(release_no))
+        except LookupError as exc:
+            raise LedgerError(str(exc), [str(r["release_no"]) for r in list_releases(conn)]) from None
+    return Release(int(row["release_no"]), row["published_at"], row["withdrawn_at"] is not None)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def list_releases(conn: sa.Connection) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def _release_row(conn: sa.Connection, release_no: int) -> dict:
+def release_row(conn: sa.Connection, release_no: int) -> dict:
     """The release's row with ``is_current``; ``LookupError`` for an unknown release number."""
     row = conn.execute(sa.text(
         "SELECT r.*, (c.release_no IS NOT NULL) AS is_current FROM publish.release r"
@@ -117,7 +117,8 @@ def _release_row(conn: sa.Connection, release_no: int) -> dict:
     if row is None:
         known = [r["release_no"] for r in list_releases(conn)]
         raise LookupError(f"there is no release {release_no}"
-                          + (f" (releases: {known[0]}–{known[-1]})" if known else " (nothing is published yet)"))
+                          + (f" (releases: {known[0]}–{known[-1]})" if len(known) > 1 else
+                             f" (the only release is {known[0]})" if known else " (nothing is published yet)"))
     return dict(row)
 
 
@@ -126,7 +127,7 @@ def show_release(conn: sa.Connection, release_no: int) -> dict:
 
     Raises ``LookupError`` for an unknown release number.
     """
-    release = _release_row(conn, release_no)
+    release = release_row(conn, release_no)
     release["suites"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT suite, success, evaluated, successful, failed, row_count FROM audit.validation_suite"
         " WHERE run_id = :v ORDER BY suite"), {"v": release["validation_run_id"]}).mappings()]
@@ -162,7 +163,7 @@ def rollback(conn: sa.Connection, release_no: int, *, reason: str, actor: str | 
     if not reason.strip():
         raise ValueError("a rollback needs a reason (it is kept in audit.publish_attempt)")
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
-    target = _release_row(conn, release_no)
+    target = release_row(conn, release_no)
     if target["is_current"]:
         raise ValueError(f"release {release_no} is already the current release")
     if target["withdrawn_at"] is not None:
