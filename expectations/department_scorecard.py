@@ -37,6 +37,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from expectations.scorecard import _CSS as scorecard_css
 from expectations.scorecard import (
     DEFAULT_DEPARTMENT_TITLES,
     KEY_FIELDS,
@@ -646,34 +647,14 @@ def _kind(kind: str) -> str:
     return f"{_e(zh)} <code>{_e(kind)}</code>" if zh else f"<code>{_e(kind)}</code>"
 
 
-_CSS = """
-:root { color-scheme: light; }
-body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "DejaVu Sans",
-       Arial, sans-serif; margin: 0; color: #202124; background: #f8f9fa; font-size: 14px; line-height: 1.45; }
-header { background: #174ea6; color: #fff; padding: 16px 24px; }
-header h1 { margin: 0 0 4px; font-size: 24px; }
-header p { margin: 2px 0; opacity: .92; }
-header a { color: #fff; }
-main { padding: 12px 24px 32px; max-width: 1280px; }
-section { background: #fff; border: 1px solid #dadce0; border-radius: 6px; padding: 12px 18px; margin: 14px 0; }
-h2 { font-size: 19px; margin: 4px 0 10px; }
-h3 { font-size: 15px; margin: 12px 0 6px; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; font-size: 13px; }
-th, td { border-bottom: 1px solid #e8eaed; padding: 5px 6px; text-align: left; vertical-align: top; }
-th { background: #f1f3f4; font-weight: 600; }
-th .en { font-weight: 400; color: #5f6368; font-size: 12px; }
-td.num, th.num { text-align: right; white-space: nowrap; }
-.muted { color: #5f6368; font-size: 12px; }
-.light { white-space: nowrap; font-weight: 600; }
-.dot { display: inline-block; width: 14px; height: 14px; border-radius: 50%; margin-right: 6px; vertical-align: -2px; }
+# the overview's stylesheet, and the tiles, charts and notes only this page has
+_CSS = scorecard_css + """
 .tiles { display: flex; flex-wrap: wrap; gap: 10px; }
 .tile { flex: 1 1 150px; border: 1px solid #dadce0; border-radius: 6px; padding: 8px 12px; background: #fff; }
 .tile .v { font-size: 22px; font-weight: 600; }
 .tile .k { color: #5f6368; font-size: 12px; }
 img.chart { display: block; max-width: 100%; height: auto; margin: 6px 0 10px; border: 1px solid #e8eaed; }
 .note { background: #fef7e0; border: 1px solid #f9ab00; padding: 6px 10px; border-radius: 4px; }
-code { font-family: "DejaVu Sans Mono", monospace; font-size: 12px; }
-footer { color: #5f6368; font-size: 12px; padding: 0 24px 24px; }
 """
 
 
