@@ -25,6 +25,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from connectors.registry import source_departments
 from warehouse.findings import KIND_LABELS, KINDS, AuditRules, ExclusivePair
 from warehouse.sharing import department_titles
 
@@ -48,18 +49,11 @@ EXCLUSIVE_PAIRS: tuple[ExclusivePair, ...] = (
 REPORT_NAME = "audit_report.html"
 
 
-def registry_departments() -> dict[str, str]:
-    """source → department, from the source registry."""
-    from connectors.registry import source_departments
-
-    return source_departments()
-
-
 def audit_rules(departments: Mapping[str, str] | None = None) -> AuditRules:
     """The audit rules: death codes from ``mpi/survivorship.yaml``, active codes and exclusive pairs above."""
     from mpi.survivorship import load_rules
 
-    departments = dict(departments if departments is not None else registry_departments())
+    departments = dict(departments if departments is not None else source_departments())
     vital = load_rules().vital_status.codes
     deceased = {source: sorted(raw for raw, status in codes.items() if status == "deceased")
                 for source, codes in vital.items()}
@@ -202,7 +196,7 @@ def export_all(conn_or_engine: sa.Engine | sa.Connection | None = None, out_dir:
 
     conn_or_engine = conn_or_engine if conn_or_engine is not None else settings.engine()
     out = Path(out_dir) if out_dir is not None else settings.hub_home() / "audit"
-    names = sorted(set((departments if departments is not None else registry_departments()).values()))
+    names = sorted(set((departments if departments is not None else source_departments()).values()))
     with _connection(conn_or_engine) as conn:
         names = sorted(set(names) | set(conn.execute(sa.text("SELECT DISTINCT department FROM audit.finding")).scalars()))
         paths = {d: export_findings_xlsx(conn, d, out / f"findings_{d or 'unassigned'}.xlsx") for d in names}

@@ -181,9 +181,9 @@ def test_owners_and_counts_per_release(audited):
     assert owners["deceased_active"] <= {"social_security", "civil_affairs"}
     # the record carrying a foreign number, or a deviating sex, belongs to the department that must fix it
     by_source = detected1[detected1["kind"].isin(["sex_conflict", "shared_id_number"])]
-    from hub.audits import registry_departments
+    from connectors.registry import source_departments
 
-    departments = registry_departments()
+    departments = source_departments()
     assert (by_source["source"].map(departments) == by_source["department"]).all()
 
     counts = audited["counts"]
