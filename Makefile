@@ -34,6 +34,7 @@ browser:
 	  fi; }
 
 test: bootstrap browser
+	$(UV) run --frozen lint-imports --no-cache
 	$(UV) run --frozen pytest
 
 lint: bootstrap
