@@ -104,6 +104,39 @@ def _households(spec: CountySpec, rng: np.random.Generator) -> tuple[pd.DataFram
     return people.head(spec.persons).reset_index(drop=True), n_house
 
 
+def _names(rng: np.random.Generator, people: pd.DataFrame, sex: np.ndarray, hh: np.ndarray, n_house: int,
+           twin: np.ndarray, first_child_of: np.ndarray, minority: np.ndarray) -> np.ndarray:
+    """Full names: household surnames (spouses and parents married in), given names by sex, twins sharing
+    a first given character, minority names with the middle dot."""
+    n = len(sex)
+    weights = np.array([w for _, w in SURNAMES], dtype=float)
+    surname_vals = np.array([s for s, _ in SURNAMES])
+    p = weights / weights.sum()
+    surname = rng.choice(surname_vals, n_house, p=p)[hh]
+    married_in = people["relation"].isin(["spouse", "parent"]).to_numpy()
+    surname[married_in] = rng.choice(surname_vals, married_in.sum(), p=p)
+
+    given = np.empty(n, dtype=object)
+    for code in (1, 2):
+        idx = np.flatnonzero(sex == code)
+        common = rng.random(len(idx)) < 0.15
+        two = rng.random(len(idx)) < 0.7
+        first = rng.choice(GIVEN_CHARS[code], len(idx)).astype(str)
+        second = rng.choice(GIVEN_CHARS[code], len(idx)).astype(str)
+        plain = np.where(two, np.char.add(first, second), first)
+        given[idx] = np.where(common, rng.choice(COMMON_GIVEN[code], len(idx)), plain)
+    # twins share the first given character with their sibling: hard negatives for matching
+    twin_idx = np.flatnonzero(twin)
+    given[twin_idx] = (pd.Series(given[first_child_of[twin_idx]]).str.slice(0, 1)
+                       + pd.Series(rng.choice(GIVEN_CHARS[1] + GIVEN_CHARS[2], len(twin_idx)))).to_numpy()
+    names = np.char.add(surname.astype(str), given.astype(str)).astype(object)
+    mino = np.flatnonzero(minority)
+    if len(mino):
+        own = np.where(sex[mino] == 1, rng.choice(MINORITY_GIVEN[1], len(mino)), rng.choice(MINORITY_GIVEN[2], len(mino)))
+        names[mino] = (pd.Series(own) + "·" + pd.Series(rng.choice(MINORITY_FAMILY, len(mino)))).to_numpy()
+    return names
+
+
 def generate_county(spec: CountySpec = CountySpec()) -> pd.DataFrame:
     """Persons of one county, one row each, grouped in households.
 
@@ -132,31 +165,7 @@ def generate_county(spec: CountySpec = CountySpec()) -> pd.DataFrame:
     migrant = migrant_house[hh]
     minority = minority_house[hh]
 
-    weights = np.array([w for _, w in SURNAMES], dtype=float)
-    surname_vals = np.array([s for s, _ in SURNAMES])
-    p = weights / weights.sum()
-    surname = rng.choice(surname_vals, n_house, p=p)[hh]
-    married_in = people["relation"].isin(["spouse", "parent"]).to_numpy()
-    surname[married_in] = rng.choice(surname_vals, married_in.sum(), p=p)
-
-    given = np.empty(n, dtype=object)
-    for code in (1, 2):
-        idx = np.flatnonzero(sex == code)
-        common = rng.random(len(idx)) < 0.15
-        two = rng.random(len(idx)) < 0.7
-        first = rng.choice(GIVEN_CHARS[code], len(idx)).astype(str)
-        second = rng.choice(GIVEN_CHARS[code], len(idx)).astype(str)
-        plain = np.where(two, np.char.add(first, second), first)
-        given[idx] = np.where(common, rng.choice(COMMON_GIVEN[code], len(idx)), plain)
-    # twins share the first given character with their sibling: hard negatives for matching
-    twin_idx = np.flatnonzero(twin)
-    given[twin_idx] = (pd.Series(given[first_child_of[twin_idx]]).str.slice(0, 1)
-                       + pd.Series(rng.choice(GIVEN_CHARS[1] + GIVEN_CHARS[2], len(twin_idx)))).to_numpy()
-    names = np.char.add(surname.astype(str), given.astype(str)).astype(object)
-    mino = np.flatnonzero(minority)
-    if len(mino):
-        own = np.where(sex[mino] == 1, rng.choice(MINORITY_GIVEN[1], len(mino)), rng.choice(MINORITY_GIVEN[2], len(mino)))
-        names[mino] = (pd.Series(own) + "·" + pd.Series(rng.choice(MINORITY_FAMILY, len(mino)))).to_numpy()
+    names = _names(rng, people, sex, hh, n_house, twin, first_child_of, minority)
 
     county = np.where(migrant_house, rng.choice(MIGRANT_COUNTIES, n_house), LOCAL_COUNTY)[hh]
     county[minority] = rng.choice(MINORITY_COUNTIES, minority.sum())

@@ -137,6 +137,36 @@ def _blank_ids(rows: list[dict], subsystem, share: float, seed: int) -> list[dic
     return out
 
 
+def _window(platform: str, q: dict) -> tuple[int, int]:
+    """Start and size of the page a request asks for, in the platform's own paging."""
+    if platform == "civil_affairs":
+        page, size = int(q.get("page", 1)), int(q.get("size", 100))
+        if page < 1:
+            raise ValueError("page must be >= 1")
+        start = (page - 1) * size
+    elif platform == "health":
+        start, size = int(q.get("offset", 0)), int(q.get("limit", 100))
+    else:
+        size = int(q.get("limit", 100))
+        cursor = q.get("cursor")
+        start = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
+    if not 1 <= size <= MAX_PAGE_SIZE or start < 0:
+        raise ValueError(f"page size must be 1..{MAX_PAGE_SIZE}")
+    return start, size
+
+
+def _envelope(platform: str, rows: list[dict], start: int, size: int, q: dict) -> dict:
+    """One page of rows in the platform's own envelope."""
+    chunk = rows[start: start + size]
+    if platform == "civil_affairs":
+        return {"code": 0, "total": len(rows), "page": int(q.get("page", 1)), "size": size, "data": chunk}
+    if platform == "health":
+        return {"success": True, "result": {"totalCount": len(rows), "offset": start, "limit": size, "rows": chunk}}
+    end = start + size
+    nxt = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(rows) else None
+    return {"status": "ok", "count": len(rows), "items": chunk, "next_cursor": nxt}
+
+
 def _handler(state: PlatformState, username: str, password: str, paths: dict[str, str]):
     tokens: set[str] = set()
     conf = PLATFORMS[state.platform]
@@ -189,7 +219,7 @@ def _handler(state: PlatformState, username: str, password: str, paths: dict[str
                 return self._send(HTTPStatus.NOT_FOUND, {"code": 404, "msg": "no such resource"})
             q = {k: v[0] for k, v in parse_qs(parts.query).items()}
             try:
-                start, size = self._window(q)
+                start, size = _window(state.platform, q)
                 rows = _records(state, name, q.get("updated_since"))
             except ValueError as exc:
                 return self._send(HTTPStatus.BAD_REQUEST, {"code": 400, "msg": str(exc)})
@@ -207,37 +237,11 @@ def _handler(state: PlatformState, username: str, password: str, paths: dict[str
                 start = max(0, start - size)
             elif fault == "skip_page":
                 start = start + size
-            body = self._envelope(rows, start, size, q)
+            body = _envelope(state.platform, rows, start, size, q)
             if fault == "truncated":
                 data = json.dumps(body, ensure_ascii=False).encode("utf-8")
                 return self._send_bytes(HTTPStatus.OK, data[: max(1, len(data) // 2)], "application/json; charset=utf-8")
             return self._send(HTTPStatus.OK, body)
-
-        def _window(self, q: dict) -> tuple[int, int]:
-            if state.platform == "civil_affairs":
-                page, size = int(q.get("page", 1)), int(q.get("size", 100))
-                if page < 1:
-                    raise ValueError("page must be >= 1")
-                start = (page - 1) * size
-            elif state.platform == "health":
-                start, size = int(q.get("offset", 0)), int(q.get("limit", 100))
-            else:
-                size = int(q.get("limit", 100))
-                cursor = q.get("cursor")
-                start = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
-            if not 1 <= size <= MAX_PAGE_SIZE or start < 0:
-                raise ValueError(f"page size must be 1..{MAX_PAGE_SIZE}")
-            return start, size
-
-        def _envelope(self, rows: list[dict], start: int, size: int, q: dict) -> dict:
-            chunk = rows[start: start + size]
-            if state.platform == "civil_affairs":
-                return {"code": 0, "total": len(rows), "page": int(q.get("page", 1)), "size": size, "data": chunk}
-            if state.platform == "health":
-                return {"success": True, "result": {"totalCount": len(rows), "offset": start, "limit": size, "rows": chunk}}
-            end = start + size
-            nxt = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(rows) else None
-            return {"status": "ok", "count": len(rows), "items": chunk, "next_cursor": nxt}
 
     return Handler
 
