@@ -23,7 +23,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from hub.audits import XLSX_COLUMNS, export_all, run_audits
+from hub.audits import export_all, run_audits
+from reports.audit import XLSX_COLUMNS
 from tests.browser import colour_census, dump_dom, read_png, require_browser, screenshot
 from tests.helpers import empty_warehouse, publish_served_county
 from warehouse.findings import BIRTH_DATE_CONFLICT, KINDS, list_findings

@@ -36,7 +36,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -433,6 +434,21 @@ def refresh_findings(conn: sa.Connection, release_no: int, findings: Sequence[Fi
     open_now = conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = 'open'")).scalar_one()
     return {"release_no": release_no, "detected": len(findings), **{k: int(v) for k, v in before.items()},
             "resolved": resolved, "open": open_now}
+
+
+@contextmanager
+def transaction(conn_or_engine: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """A connection in a transaction: a new one for an Engine, the caller's own (and its transaction) as is."""
+    if isinstance(conn_or_engine, sa.Engine):
+        with conn_or_engine.begin() as conn:
+            yield conn
+    else:
+        yield conn_or_engine
+
+
+def finding_departments(conn: sa.Connection) -> list[str]:
+    """The departments that own a stored finding (open or resolved)."""
+    return sorted(conn.execute(sa.text("SELECT DISTINCT department FROM audit.finding")).scalars())
 
 
 def finding_counts(conn: sa.Connection) -> list[dict]:

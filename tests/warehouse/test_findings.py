@@ -261,7 +261,8 @@ def test_unknown_release_is_refused(clean_warehouse):
 def test_run_audits_and_exports_from_nothing_to_a_release(clean_warehouse, tmp_path):
     from openpyxl import load_workbook
 
-    from hub.audits import export_findings_xlsx, run_audits, write_audit_report
+    from hub.audits import run_audits
+    from reports.audit import export_findings_xlsx, write_audit_report
 
     engine = clean_warehouse
     with pytest.raises(LookupError, match="nothing is published yet"):

@@ -1,0 +1,170 @@
+"""The one XLSX writer of the reports: community ledgers (台账) and the departments' findings workbooks.
+
+Every table it writes looks the same, on screen and on paper: a CJK-capable font; an optional title
+and note lines above a styled header row; thin borders; identifier columns typed as text (an
+18-digit ID number must not turn into 3.41522E+17, nor lose a leading zero); dates as dates;
+column widths; the header row frozen and filtered; A4 landscape one page wide with the header row
+repeated and page numbers. Workbooks are saved atomically (written beside the target, then moved in
+place), owner-only when they hold personal data. openpyxl is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The font of every cell. Noto Sans CJK SC ships with most Linux desktops and LibreOffice; the
+#: GB2312 character set (134) tells a reader without it to substitute its own Chinese font
+#: (宋体 SimSun on Windows) instead of a Latin one that shows boxes.
+FONT_NAME = "Noto Sans CJK SC"
+FONT_CHARSET = 134
+TEXT_FORMAT = "@"
+DATE_FORMAT = "yyyy-mm-dd"
+HEADER_FILL = "D9D9D9"  # light grey: reads on screen and on a black-and-white printer
+CREATOR = "居民数据中心"
+PAGE_NUMBERS = "第 &P 页，共 &N 页"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its heading, width in characters, and how its cells are typed."""
+
+    header: str
+    width: float
+    text: bool = False  # an identifier (ID number, phone, master id, record id): written and formatted as text
+    wrap: bool = False  # long text wraps inside the cell
+
+
+def _font(**style):
+    from openpyxl.styles import Font
+
+    return Font(name=FONT_NAME, charset=FONT_CHARSET, **style)
+
+
+def new_workbook(*, title: str | None = None):
+    """An empty workbook (one sheet) signed by the hub."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.properties.creator = CREATOR
+    if title:
+        book.properties.title = title
+    return book
+
+
+def sheet_title(text: str, default: str = "Sheet") -> str:
+    """``text`` as a valid sheet name: without []:*?/\\ and at most 31 characters."""
+    return re.sub(r"[\[\]:*?/\\]", "", text)[:31] or default
+
+
+def _merged_line(ws, text: str, last: str, *, font=None, alignment=None) -> None:
+    ws.append([text])
+    r = ws.max_row
+    ws.merge_cells(f"A{r}:{last}{r}")
+    cell = ws.cell(r, 1)
+    cell.font = font or _font()
+    if alignment is not None:
+        cell.alignment = alignment
+
+
+def _cell_value(column: Column, value: Any) -> Any:
+    if value is None or not column.text:
+        return value
+    return str(value)
+
+
+def write_table(ws, columns: Sequence[Column], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+                notes: Sequence[str] = (), empty_note: str | None = None, footer: str | None = None,
+                frozen_columns: int = 0, page_header: str | None = None) -> int:
+    """Write a table on the empty sheet ``ws``: the ``title`` (merged, large) and ``notes`` (one merged
+    line each, then a blank line) when given, the header row, ``rows``, ``empty_note`` when there are
+    no rows, and a bold ``footer``. The header row and ``frozen_columns`` columns stay in view; the
+    print set-up repeats the header row on every page and puts ``page_header`` top right.
+    Returns the header row's number."""
+    from openpyxl.styles import Alignment, Border, PatternFill, Side
+    from openpyxl.utils import get_column_letter
+
+    last = get_column_letter(len(columns))
+    if title is not None:
+        _merged_line(ws, title, last, font=_font(bold=True, size=16),
+                     alignment=Alignment(horizontal="center", vertical="center"))
+        ws.row_dimensions[ws.max_row].height = 28
+    for line in notes:
+        _merged_line(ws, line, last, alignment=Alignment(horizontal="left", vertical="center", wrap_text=True))
+    if title is not None or notes:
+        ws.append([])
+    thin = Side(style="thin", color="808080")
+    border = Border(left=thin, right=thin, top=thin, bottom=thin)
+    ws.append([c.header for c in columns])
+    header_row = ws.max_row
+    for i, column in enumerate(columns, start=1):
+        cell = ws.cell(header_row, i)
+        cell.font = _font(bold=True)
+        cell.fill = PatternFill("solid", fgColor=HEADER_FILL)
+        cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+        cell.border = border
+        ws.column_dimensions[get_column_letter(i)].width = column.width
+    body = Alignment(vertical="top")
+    wrapped = Alignment(vertical="top", wrap_text=True)
+    count = 0
+    for values in rows:
+        ws.append([_cell_value(c, v) for c, v in zip(columns, values)])
+        count += 1
+        for i, column in enumerate(columns, start=1):
+            cell = ws.cell(ws.max_row, i)
+            cell.font = _font()
+            cell.border = border
+            cell.alignment = wrapped if column.wrap else body
+            if column.text:
+                cell.number_format = TEXT_FORMAT
+            elif isinstance(cell.value, dt.date):
+                cell.number_format = DATE_FORMAT
+    if not count and empty_note:
+        _merged_line(ws, empty_note, last, alignment=Alignment(horizontal="center"))
+    if footer is not None:
+        _merged_line(ws, footer, last, font=_font(bold=True))
+    ws.freeze_panes = ws.cell(header_row + 1, frozen_columns + 1)
+    ws.auto_filter.ref = f"A{header_row}:{last}{header_row + count}"
+    _print_setup(ws, header_row, page_header)
+    return header_row
+
+
+def _print_setup(ws, header_row: int, page_header: str | None) -> None:
+    """A4 landscape, one page wide and as many down as needed, the header row on every page."""
+    from openpyxl.worksheet.properties import PageSetupProperties
+
+    ws.print_title_rows = f"{header_row}:{header_row}"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.4
+    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.oddFooter.center.text = PAGE_NUMBERS
+    if page_header:
+        ws.oddHeader.right.text = page_header
+
+
+def save_workbook(book, path: str | Path, *, private: bool = False) -> Path:
+    """Save ``book`` to ``path`` atomically: written beside it, then moved in place, so that a reader
+    never sees half a file. ``private`` (personal data): readable by the owner only. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}-", suffix=".xlsx", dir=path.parent)
+    os.close(fd)
+    try:
+        book.save(tmp)
+        os.chmod(tmp, 0o600 if private else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
