@@ -1,0 +1,133 @@
+"""Layer audit: validation history, publishing decisions, cross-department findings, API keys and the
+access log, queryable by auditors."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from warehouse.tables.base import DOUBLE, JSONB, TEXT, TEXT_ARRAY, TIMESTAMP, metadata
+
+SCHEMA = "audit"
+
+#: One gate run (suite ``publish_gate``) with its totals and the Data Docs it wrote.
+audit_validation_run = sa.Table(
+    "validation_run", metadata,
+    sa.Column("run_id", sa.BigInteger, primary_key=True),
+    sa.Column("suite", TEXT, nullable=False),
+    sa.Column("started_at", TIMESTAMP, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("evaluated", sa.Integer, nullable=False),
+    sa.Column("successful", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("docs_path", TEXT),
+    sa.Index("validation_run_started_at_idx", "started_at"),
+    schema=SCHEMA,
+)
+
+#: Every expectation of a gate run: counts and short observed values, never personal data.
+audit_validation_result = sa.Table(
+    "validation_result", metadata,
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("audit.validation_run.run_id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("expectation", TEXT, nullable=False),
+    sa.Column("table_name", TEXT),
+    sa.Column("column_name", TEXT),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("observed", TEXT),
+    sa.Column("unexpected_count", sa.BigInteger),
+    sa.Column("unexpected_percent", DOUBLE),
+    sa.Column("suite", TEXT),
+    schema=SCHEMA,
+)
+
+#: Every attempt to publish (or roll back) and its outcome.
+audit_publish_attempt = sa.Table(
+    "publish_attempt", metadata,
+    sa.Column("attempt_id", sa.BigInteger, primary_key=True),
+    sa.Column("attempted_at", TIMESTAMP, nullable=False),
+    sa.Column("validation_run_id", sa.BigInteger, sa.ForeignKey("audit.validation_run.run_id")),
+    sa.Column("outcome", TEXT, nullable=False),
+    sa.Column("release_no", sa.Integer),
+    sa.Column("reason", TEXT, nullable=False),
+    sa.Column("actor", TEXT),
+    sa.CheckConstraint("outcome IN ('published', 'unchanged', 'blocked', 'rolled_back')",
+                       name="publish_attempt_outcome_check"),
+    schema=SCHEMA,
+)
+
+#: One row per suite of a gate run (``source.<name>``, ``master_index``) with the rows it saw.
+audit_validation_suite = sa.Table(
+    "validation_suite", metadata,
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("audit.validation_run.run_id"), primary_key=True),
+    sa.Column("suite", TEXT, primary_key=True),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("evaluated", sa.Integer, nullable=False),
+    sa.Column("successful", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("row_count", sa.BigInteger),
+    schema=SCHEMA,
+)
+
+#: Cross-department consistency findings with a stable id, the owning department and masked evidence.
+audit_finding = sa.Table(
+    "finding", metadata,
+    sa.Column("finding_id", TEXT, primary_key=True),
+    sa.Column("kind", TEXT, nullable=False),
+    sa.Column("department", TEXT, nullable=False),
+    sa.Column("master_id", TEXT),
+    sa.Column("summary", TEXT, nullable=False),
+    sa.Column("evidence", JSONB, nullable=False),
+    sa.Column("first_release", sa.Integer, nullable=False),
+    sa.Column("last_release", sa.Integer, nullable=False),
+    sa.Column("first_seen_at", TIMESTAMP, nullable=False),
+    sa.Column("last_seen_at", TIMESTAMP, nullable=False),
+    sa.Column("status", TEXT, nullable=False),
+    sa.CheckConstraint("status IN ('open', 'resolved')", name="finding_status_check"),
+    sa.Index("finding_department_status_idx", "department", "status"),
+    schema=SCHEMA,
+)
+
+#: Findings counted per release, kind and department, for trends.
+audit_finding_count = sa.Table(
+    "finding_count", metadata,
+    sa.Column("release_no", sa.Integer, primary_key=True),
+    sa.Column("kind", TEXT, primary_key=True),
+    sa.Column("department", TEXT, primary_key=True),
+    sa.Column("findings", sa.Integer, nullable=False),
+    sa.Column("counted_at", TIMESTAMP, nullable=False),
+    schema=SCHEMA,
+)
+
+#: Read-API keys per department; only a hash of the key is kept.
+audit_api_key = sa.Table(
+    "api_key", metadata,
+    sa.Column("key_id", TEXT, primary_key=True),
+    sa.Column("department", TEXT, nullable=False),
+    sa.Column("key_hash", TEXT, nullable=False),
+    sa.Column("label", TEXT, nullable=False),
+    sa.Column("scopes", TEXT_ARRAY, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("revoked_at", TIMESTAMP),
+    sa.Index("api_key_key_hash_idx", "key_hash", unique=True),
+    schema=SCHEMA,
+)
+
+#: One row per access of the read API: who, what, declared purpose, when, how many results.
+audit_access_log = sa.Table(
+    "access_log", metadata,
+    sa.Column("access_id", sa.BigInteger, primary_key=True),
+    sa.Column("accessed_at", TIMESTAMP, nullable=False),
+    sa.Column("key_id", TEXT),
+    sa.Column("department", TEXT),
+    sa.Column("endpoint", TEXT, nullable=False),
+    sa.Column("purpose", TEXT),
+    sa.Column("requested", sa.Integer, nullable=False),
+    sa.Column("results", sa.Integer, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("client", TEXT),
+    sa.Index("access_log_department_accessed_at_idx", "department", "accessed_at"),
+    schema=SCHEMA,
+)
+
+TABLES = (audit_validation_run, audit_validation_result, audit_publish_attempt, audit_validation_suite,
+          audit_finding, audit_finding_count, audit_api_key, audit_access_log)

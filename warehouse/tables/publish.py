@@ -1,0 +1,81 @@
+"""Layer publish: numbered releases of the master index, the pointer to the current one, and what
+departments read (the current release's people and enrolments)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from warehouse.tables.base import TEXT, TEXT_ARRAY, TIMESTAMP, metadata, view_of
+
+SCHEMA = "publish"
+
+#: Every release; a rollback withdraws the releases after the one it returns to.
+publish_release = sa.Table(
+    "release", metadata,
+    sa.Column("release_no", sa.Integer, primary_key=True),
+    sa.Column("published_at", TIMESTAMP, nullable=False),
+    sa.Column("master_count", sa.Integer, nullable=False),
+    sa.Column("record_count", sa.Integer, nullable=False),
+    sa.Column("content_hash", TEXT, nullable=False),
+    sa.Column("validation_run_id", sa.BigInteger, nullable=False),
+    sa.Column("withdrawn_at", TIMESTAMP),
+    sa.Column("withdrawn_reason", TEXT),
+    schema=SCHEMA,
+)
+
+#: The golden records of each release.
+publish_master_person = sa.Table(
+    "master_person", metadata,
+    sa.Column("release_no", sa.Integer, sa.ForeignKey("publish.release.release_no"), primary_key=True),
+    sa.Column("master_id", TEXT, primary_key=True),
+    sa.Column("name", TEXT),
+    sa.Column("id_number", TEXT),
+    sa.Column("id_number_status", TEXT, nullable=False),
+    sa.Column("sex", sa.SmallInteger),
+    sa.Column("birth_date", sa.Date),
+    sa.Column("record_count", sa.Integer, nullable=False),
+    sa.Column("sources", TEXT_ARRAY, nullable=False),
+    sa.Column("phone", TEXT),
+    sa.Column("address", TEXT),
+    sa.Column("status", TEXT),
+    sa.Column("status_date", sa.Date),
+    sa.Column("conflicts", sa.Integer, nullable=False),
+    schema=SCHEMA,
+)
+# the read API looks people up by ID number in the current release
+sa.Index("master_person_release_no_id_number_idx", publish_master_person.c.release_no,
+         publish_master_person.c.id_number, postgresql_where=publish_master_person.c.id_number.isnot(None))
+
+#: The current release (one row), switched in the transaction that writes a release.
+publish_current_release = sa.Table(
+    "current_release", metadata,
+    sa.Column("singleton", sa.Boolean, primary_key=True),
+    sa.Column("release_no", sa.Integer, sa.ForeignKey("publish.release.release_no"), nullable=False),
+    sa.Column("switched_at", TIMESTAMP, nullable=False),
+    sa.CheckConstraint("singleton", name="current_release_singleton_check"),
+    schema=SCHEMA,
+)
+
+#: View: the people of the current release.
+publish_master_person_current = view_of("master_person_current", publish_master_person)
+
+#: Per release, every source record's master id with its department and programme (row-level security
+#: per department, set up by the grants).
+publish_enrolment = sa.Table(
+    "enrolment", metadata,
+    sa.Column("release_no", sa.Integer, sa.ForeignKey("publish.release.release_no"), primary_key=True),
+    sa.Column("master_id", TEXT, nullable=False),
+    sa.Column("source", TEXT, primary_key=True),
+    sa.Column("source_record_id", TEXT, primary_key=True),
+    sa.Column("department", TEXT, nullable=False),
+    sa.Column("program", TEXT),
+    sa.Column("status_raw", TEXT),
+    sa.Index("enrolment_release_no_master_id_idx", "release_no", "master_id"),
+    schema=SCHEMA,
+)
+
+#: View: the enrolments of the current release.
+publish_enrolment_current = view_of("enrolment_current", publish_enrolment)
+
+TABLES = (publish_release, publish_master_person, publish_current_release, publish_master_person_current,
+          publish_enrolment, publish_enrolment_current)
