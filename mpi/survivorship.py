@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from schemas.policy import read_policy
 
 DEFAULT_RULES = Path(__file__).resolve().parent / "survivorship.yaml"
 
@@ -184,8 +185,5 @@ def parse_rules(data: object, path: str = "<memory>") -> SurvivorshipRules:
 def load_rules(path: str | Path = DEFAULT_RULES) -> SurvivorshipRules:
     """Load and validate a survivorship rules file (default: ``mpi/survivorship.yaml``)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SurvivorshipError(f"cannot read survivorship rules {path}: {exc}") from exc
+    data = read_policy(path, SurvivorshipError, "survivorship rules")
     return parse_rules(data, str(path))
