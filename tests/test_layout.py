@@ -94,14 +94,14 @@ def warehouse_names_in(text: str) -> list[str]:
     return found
 
 
-def sql_naming_warehouse_tables(paths) -> list[str]:
+def sql_naming_warehouse_tables(paths, root: Path = ROOT) -> list[str]:
     offences = []
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for line, text in _texts(tree):
             names = warehouse_names_in(text)
             if names and looks_like_sql(text):
-                offences.append(f"{path.relative_to(ROOT)}:{line}: SQL naming {', '.join(sorted(set(names)))}")
+                offences.append(f"{path.relative_to(root)}:{line}: SQL naming {', '.join(sorted(set(names)))}")
     return sorted(offences)
 
 
@@ -128,12 +128,7 @@ def test_the_sql_guard_recognises_sql(tmp_path):
         '    """UPDATE mpi.golden SET nothing: a docstring."""\n'
         '    return sa.text("UPDATE mpi.golden SET name = NULL")\n',
         encoding="utf-8")
-    global ROOT
-    saved, ROOT = ROOT, tmp_path
-    try:
-        offences = sql_naming_warehouse_tables([sample])
-    finally:
-        ROOT = saved
+    offences = sql_naming_warehouse_tables([sample], root=tmp_path)
     assert [o.split(": ")[0] for o in offences] == [
         "sample.py:11", "sample.py:2", "sample.py:3", "sample.py:4", "sample.py:5", "sample.py:8"], offences
 
