@@ -1,9 +1,21 @@
-"""What every extractor yields, and the error it raises."""
+"""The extractor interface: what every kind of source is given, what it yields, the error it raises.
+
+An extractor turns (source, connection, state) into chunks: ``extract(source, connection, state)``
+yields :class:`Chunk` objects as they arrive. The source is the registry entry (data: paging,
+cursor field, glob, table), the connection holds where the platform is and the secrets, and the
+state is what the warehouse remembers from earlier loads. :mod:`connectors.kinds` says which
+extractor serves each kind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from connectors.connections import ConnectionParts
+    from connectors.registry import AnySource
 
 
 class ExtractError(RuntimeError):
@@ -15,8 +27,8 @@ class Chunk:
     """A page, a file or a block of rows, as received.
 
     ``records`` that are not objects, or miss the primary key, are quarantined by the landing step.
-    ``snapshot`` says the chunks of this extract together hold every live record of the source, so
-    records not seen are deleted at the source. ``after_commit`` runs once the chunk's data is
+    ``snapshot_key`` says the chunks of this snapshot (a file's parts) together hold every live
+    record of the source, so records not seen are deleted at the source. ``after_commit`` runs once the chunk's data is
     committed (e.g. to move a processed file aside).
     """
 
@@ -28,3 +40,27 @@ class Chunk:
     bad_rows: list[tuple[str, str]] = field(default_factory=list)  # (reason_code, raw text) that could not be parsed
     after_commit: Callable[[], None] | None = None
     columns: list[str] | None = None  # the header of a file, for schema-drift checks
+
+
+@dataclass(frozen=True)
+class ExtractState:
+    """What the warehouse remembers of a source's earlier loads, and how long to wait for it."""
+
+    since: str | None = None  # the stored cursor: extract only what changed after it (None: everything)
+    ingested_files: frozenset[str] = frozenset()  # content hashes of the files taken before
+    timeout: float = 30  # seconds to wait for one answer of a remote platform
+
+
+class Extractor(Protocol):
+    """One kind of source. Each kind's module takes from the connection parts what it needs."""
+
+    #: The kind extracts only what changed after ``state.since`` when it is given (REST, SQL).
+    reads_cursor: ClassVar[bool]
+    #: The kind marks its own snapshots: a chunk with a ``snapshot_key`` ends one complete copy of
+    #: the source (a file drop). Otherwise an extract without a cursor is the complete copy, and
+    #: records it did not send were deleted at the source.
+    marks_snapshots: ClassVar[bool]
+
+    def extract(self, source: AnySource, connection: ConnectionParts, state: ExtractState) -> Iterator[Chunk]:
+        """The chunks of one extract, in order."""
+        ...

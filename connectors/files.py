@@ -13,12 +13,13 @@ import csv
 import datetime as dt
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from connectors.base import Chunk, ExtractError
+from connectors.base import Chunk, ExtractError, ExtractState
+from connectors.connections import ConnectionConfigError, ConnectionParts
 from connectors.registry import FileSource
 
 _BLOCK = 1 << 20
@@ -135,7 +136,25 @@ def records_from_rows(rows: Iterable[list], name: str, fields: list[str], *, chu
     yield header, records, bad
 
 
-def fetch(source: FileSource, folder: Path, *, already: set[str]) -> Iterator[Chunk]:
+def drop_folder(connection: ConnectionParts) -> Path:
+    """The drop folder a connection names (``extra.path``, or ``host``)."""
+    path = connection.extra.get("path") or connection.host
+    if not path:
+        raise ConnectionConfigError(f"connection {connection.conn_id!r} names no folder (set extra.path)")
+    return Path(path)
+
+
+class FileExtractor:
+    """Nightly file drops: every new file is one complete snapshot of the source (its last part says so)."""
+
+    reads_cursor = False
+    marks_snapshots = True
+
+    def extract(self, source: FileSource, connection: ConnectionParts, state: ExtractState) -> Iterator[Chunk]:
+        return fetch(source, drop_folder(connection), already=state.ingested_files)
+
+
+def fetch(source: FileSource, folder: Path, *, already: Collection[str]) -> Iterator[Chunk]:
     """One chunk per new file matching the source's glob, oldest name first."""
     if not folder.is_dir():
         raise ExtractError(f"{source.name}: the drop folder {folder} does not exist")

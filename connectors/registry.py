@@ -14,8 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.policy import read_policy
 
 SOURCES_DIR = Path(__file__).resolve().parent / "sources"
 CANONICAL_FIELDS = ("name", "id_number", "sex", "birth_date", "address", "phone", "status", "status_date")
@@ -139,7 +140,9 @@ class SqlSource(_SourceBase):
     kind: Literal["sql"]
 
 
-Source = Annotated[RestSource | FileSource | SqlSource, Field(discriminator="kind")]
+# a new kind of source adds its model here (and its extractor to connectors.kinds.KINDS)
+AnySource = RestSource | FileSource | SqlSource
+Source = Annotated[AnySource, Field(discriminator="kind")]
 
 
 class _File(BaseModel):
@@ -156,14 +159,9 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_source_file(path: Path) -> RestSource | FileSource | SqlSource:
+def load_source_file(path: Path) -> AnySource:
     """Load and validate one registry file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RegistryError(f"cannot read source file {path.name}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RegistryError(f"invalid source file {path.name}: expected a mapping at the top level")
+    data = read_policy(path, RegistryError, "source file")
     try:
         source = _File.model_validate({"source": data}).source
     except ValidationError as exc:
@@ -175,7 +173,7 @@ def load_source_file(path: Path) -> RestSource | FileSource | SqlSource:
 
 
 @lru_cache(maxsize=4)
-def load_registry(directory: Path = SOURCES_DIR) -> dict[str, RestSource | FileSource | SqlSource]:
+def load_registry(directory: Path = SOURCES_DIR) -> dict[str, AnySource]:
     """All sources declared in ``directory``, by name."""
     files = sorted(p for p in directory.glob("*.yaml") if re.match(r"^[a-z]", p.name))
     return {s.name: s for s in (load_source_file(p) for p in files)}
@@ -186,7 +184,8 @@ def source_departments(directory: Path = SOURCES_DIR) -> dict[str, str]:
     return {name: source.department for name, source in load_registry(directory).items()}
 
 
-def get_source(name: str) -> RestSource | FileSource | SqlSource:
+def get_source(name: str) -> AnySource:
+    """The registered source ``name``; an unknown name lists the known ones."""
     registry = load_registry()
     if name not in registry:
         raise RegistryError(f"unknown source {name!r}; known sources: {', '.join(sorted(registry)) or 'none'}")

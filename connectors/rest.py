@@ -15,7 +15,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from connectors.base import Chunk, ExtractError
+from connectors.base import Chunk, ExtractError, ExtractState
+from connectors.connections import ConnectionConfigError, ConnectionParts
 from connectors.registry import RestSource
 
 
@@ -26,6 +27,28 @@ class Endpoint:
     base_url: str
     login: str | None = None
     password: str | None = None
+
+
+def endpoint(connection: ConnectionParts) -> Endpoint:
+    """The platform's base URL and login from a connection (``host``, ``port``, ``schema`` http/https)."""
+    if not connection.host:
+        raise ConnectionConfigError(f"connection {connection.conn_id!r} has no host")
+    if connection.host.startswith(("http://", "https://")):
+        base = connection.host.rstrip("/")
+    else:
+        scheme = connection.schema if connection.schema in ("http", "https") else "http"
+        base = f"{scheme}://{connection.host}" + (f":{connection.port}" if connection.port else "")
+    return Endpoint(base_url=base, login=connection.login, password=connection.password)
+
+
+class RestExtractor:
+    """A REST platform: login, pages, and the changes after the cursor when the source declares one."""
+
+    reads_cursor = True
+    marks_snapshots = False
+
+    def extract(self, source: RestSource, connection: ConnectionParts, state: ExtractState) -> Iterator[Chunk]:
+        return fetch(source, endpoint(connection), since=state.since, timeout=state.timeout)
 
 
 def make_session(retries: int = 6, backoff: float = 0.3) -> requests.Session:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from connectors.base import Chunk, ExtractError
+from connectors.base import Chunk, ExtractError, ExtractState
+from connectors.connections import ConnectionConfigError, ConnectionParts
 from connectors.registry import SqlSource
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -17,6 +18,31 @@ def _quoted(name: str, what: str) -> str:
     if not _IDENT.match(name):
         raise ExtractError(f"{what} {name!r} is not a plain SQL identifier")
     return f'"{name}"'
+
+
+def sqlalchemy_url(connection: ConnectionParts) -> str:
+    """A SQLAlchemy URL from a connection: ``extra.sqlalchemy_url``, a SQLite file, or a PostgreSQL server."""
+    c = connection
+    if c.extra.get("sqlalchemy_url"):
+        return c.extra["sqlalchemy_url"]
+    if c.conn_type == "sqlite":
+        if not c.host:
+            raise ConnectionConfigError(f"connection {c.conn_id!r} names no SQLite file (host)")
+        return f"sqlite:///{c.host}"
+    if c.conn_type in ("postgres", "postgresql"):
+        auth = f"{c.login or ''}" + (f":{c.password}" if c.password else "")
+        return f"postgresql+psycopg2://{auth}@{c.host}:{c.port or 5432}/{c.schema or ''}"
+    raise ConnectionConfigError(f"connection {c.conn_id!r}: set extra.sqlalchemy_url for conn_type {c.conn_type!r}")
+
+
+class SqlExtractor:
+    """A table of a legacy database: every row, or those updated after the cursor."""
+
+    reads_cursor = True
+    marks_snapshots = False
+
+    def extract(self, source: SqlSource, connection: ConnectionParts, state: ExtractState) -> Iterator[Chunk]:
+        return fetch(source, sqlalchemy_url(connection), since=state.since)
 
 
 def fetch(source: SqlSource, url: str, *, since: str | None = None, chunk_rows: int = 5000) -> Iterator[Chunk]:

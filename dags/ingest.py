@@ -33,8 +33,7 @@ def make_ingest_dag(src: dict) -> DAG:
         def extract_and_land(name: str, conn_id: str) -> dict:
             from airflow.sdk import Connection
 
-            from hub.connections import ConnectionParts
-            from hub.pipeline import ingest_source
+            from hub.pipeline import ConnectionParts, ingest_source
 
             c = Connection.get(conn_id)
             parts = ConnectionParts(conn_id, c.conn_type, c.host, c.port, c.login, c.password, c.schema, c.extra_dejson)

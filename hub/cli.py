@@ -39,13 +39,14 @@ def user_errors():
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from connectors.base import ExtractError
+    from connectors.connections import ConnectionConfigError
     from connectors.registry import RegistryError
     from hub.errors import HubError
     from warehouse.landing import LoadIdentityError
 
     try:
         yield
-    except (HubError, RegistryError, ExtractError, LoadIdentityError) as exc:
+    except (HubError, RegistryError, ExtractError, ConnectionConfigError, LoadIdentityError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except OperationalError as exc:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from connectors.base import Chunk, ExtractError
+from connectors.base import Chunk, ExtractError, ExtractState
+from connectors.connections import ConnectionParts, connection_from_env
+from connectors.kinds import extractor
 from connectors.registry import get_source, load_registry, source_departments
 from hub import settings
-from hub.connections import ConnectionParts
 from hub.errors import GateFailed, HubError
-from warehouse.landing import LoadCounts, LoadIdentityError, close_batch, land_records, open_batch
+from warehouse import landing
+from warehouse.landing import LoadCounts, LoadIdentityError
 
 log = logging.getLogger("hub.pipeline")
 
@@ -32,22 +34,8 @@ def prepare_warehouse() -> str:
 
 
 def source_names() -> list[str]:
+    """The registered sources, by name."""
     return sorted(load_registry())
-
-
-def _extract(source, conn, since: str | None, already: set[str]):
-    """The chunks of one extract, from the extractor for the source's kind."""
-    if source.kind == "rest":
-        from connectors.rest import fetch
-
-        return fetch(source, conn.endpoint(), since=since, timeout=settings.http_timeout())
-    if source.kind == "file":
-        from connectors.files import fetch
-
-        return fetch(source, conn.folder(), already=already)
-    from connectors.sql import fetch
-
-    return fetch(source, conn.sqlalchemy_url(), since=since)
 
 
 class _Drift:
@@ -71,103 +59,102 @@ class _Drift:
         return {"added": added, "removed": removed} if added or removed else None
 
 
+class _Load:
+    """One batch of one source in the making: its counts, the keys of the snapshot so far, the cursor reached."""
+
+    def __init__(self, source, batch_id: int, cursor: str | None):
+        self.source, self.batch_id, self.cursor = source, batch_id, cursor
+        self.counts, self.drift, self.seen, self.after = LoadCounts(), _Drift(source.fields), set(), []
+        self.fetched_at = dt.datetime.now(dt.UTC)
+
+    def land(self, db, chunk: Chunk) -> LoadCounts:
+        """Land one chunk in the batch's transaction; the last part of a file ends a snapshot of the source."""
+        source, name, batch_id = self.source, self.source.name, self.batch_id
+        deleted_flag = (source.deleted.field, source.deleted.value) if source.deleted else None
+        c = landing.land_records(db, source=name, batch_id=batch_id, records=chunk.records,
+                                 primary_key=source.primary_key, fetched_at=self.fetched_at,
+                                 deleted_flag=deleted_flag, volatile_fields=source.volatile_fields)
+        c.quarantined += landing.quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows)
+        c.received += len(chunk.bad_rows)
+        self.drift.observe(chunk)
+        self.seen |= {str(r[source.primary_key]) for r in chunk.records
+                      if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
+        if chunk.snapshot_key:  # every file is a full snapshot of the source: what it lacks was deleted
+            c.tombstones += landing.record_absent(db, source=name, batch_id=batch_id, seen=self.seen)
+            landing.record_ingested_file(db, source=name, file_hash=chunk.snapshot_key, file_name=chunk.file_name,
+                                         batch_id=batch_id, records=len(self.seen))
+            self.seen = set()
+        if source.incremental:
+            field = source.incremental.field
+            values = [str(r[field]) for r in chunk.records if isinstance(r, dict) and r.get(field) not in (None, "")]
+            self.cursor = max([self.cursor or "", *values]) or None
+        self.counts.add(c)
+        if chunk.after_commit:
+            self.after.append(chunk.after_commit)
+        return c
+
+
 def ingest_source(name: str, conn: ConnectionParts | None = None, *, full: bool = False,
                   on_chunk: Callable[[Chunk, LoadCounts], None] | None = None) -> dict:
     """Extract source ``name`` and land what it sends in raw, as one load batch.
 
-    REST and SQL sources run incrementally from the stored cursor (``full`` forces a complete
-    extract, which also finds records deleted at the source); file sources take every new file.
-    The batch and the cursor commit together, or not at all; a failed batch is recorded with its error.
+    Sources whose kind reads a cursor (REST, SQL) run incrementally from the stored cursor (``full``
+    forces a complete extract, which also finds records deleted at the source); file sources take
+    every new file. The batch and the cursor commit together, or not at all; a failed batch is
+    recorded with its error.
     """
-    from hub.connections import connection_from_env
-
     source = get_source(name)
     conn = conn or connection_from_env(source.conn_id)
     eng = settings.engine()
-    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as guard:
+    with landing.source_lock(eng, name) as held:
         # one load of a source at a time; a batch left 'running' without the lock was interrupted
-        if not guard.execute(sa.text("SELECT pg_try_advisory_lock(hashtext('ingest:' || :s))"), {"s": name}).scalar():
+        if not held:
             raise HubError(f"{name}: another load of this source is running")
-        try:
-            return _ingest_locked(source, conn, eng, full=full, on_chunk=on_chunk)
-        finally:
-            guard.execute(sa.text("SELECT pg_advisory_unlock(hashtext('ingest:' || :s))"), {"s": name})
+        return _ingest_locked(source, conn, eng, full=full, on_chunk=on_chunk)
 
 
 def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
-    from warehouse.landing import quarantine, record_absent
-
-    name = source.name
+    name, kind = source.name, extractor(source.kind)
     with eng.begin() as db:
-        db.execute(sa.text("UPDATE raw.load_batch SET status = 'failed', finished_at = now(),"
-                           " error = 'interrupted: the process stopped before the batch committed'"
-                           " WHERE source = :s AND status = 'running'"), {"s": name})
-        batch_id = open_batch(db, name)
-        state = db.execute(sa.text("SELECT cursor FROM raw.source_state WHERE source = :s"), {"s": name}).scalar()
-        already = set(db.execute(sa.text("SELECT content_hash FROM raw.ingested_file WHERE source = :s"),
-                                 {"s": name}).scalars())
-    since = None if full or source.kind == "file" or not source.incremental else state
+        landing.fail_interrupted_batches(db, name)
+        batch_id = landing.open_batch(db, name)
+        cursor = landing.source_cursor(db, name)
+        already = frozenset(landing.ingested_files(db, name))
+    since = cursor if kind.reads_cursor and source.incremental and not full else None
     mode = "incremental" if since else "full"
-    counts, drift, seen, after = LoadCounts(), _Drift(source.fields), set(), []
-    cursor_field = source.incremental.field if source.incremental else None
-    cursor = state
-    deleted_flag = (source.deleted.field, source.deleted.value) if source.deleted else None
+    state = ExtractState(since=since, ingested_files=already, timeout=settings.http_timeout())
+    load = _Load(source, batch_id, cursor)
     try:
         with eng.begin() as db:
-            fetched_at = dt.datetime.now(dt.UTC)
-            for chunk in _extract(source, conn, since, already):
-                c = land_records(db, source=name, batch_id=batch_id, records=chunk.records,
-                                 primary_key=source.primary_key, fetched_at=fetched_at, deleted_flag=deleted_flag,
-                                 volatile_fields=source.volatile_fields)
-                c.quarantined += quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows)
-                c.received += len(chunk.bad_rows)
-                drift.observe(chunk)
-                keys = {str(r[source.primary_key]) for r in chunk.records
-                        if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
-                seen |= keys
-                if chunk.snapshot_key:  # the last part of a file: every file is a full snapshot of the source
-                    c.tombstones += record_absent(db, source=name, batch_id=batch_id, seen=seen)
-                    db.execute(sa.text(
-                        "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records)"
-                        " VALUES (:s, :h, :f, :b, :n)"),
-                        {"s": name, "h": chunk.snapshot_key, "f": chunk.file_name, "b": batch_id, "n": len(seen)})
-                    seen = set()
-                if cursor_field:
-                    values = [str(r[cursor_field]) for r in chunk.records
-                              if isinstance(r, dict) and r.get(cursor_field) not in (None, "")]
-                    cursor = max([cursor or "", *values]) or None
-                counts.add(c)
+            for chunk in kind.extract(source, conn, state):
+                c = load.land(db, chunk)
                 log.info("%s %s: received %d, landed %d, quarantined %d, duplicates %d, tombstones %d%s", name,
                          chunk.label, c.received, c.landed, c.quarantined, c.duplicates, c.tombstones,
-                         f" (total {counts.received} of {chunk.total})" if chunk.total else "")
-                if chunk.after_commit:
-                    after.append(chunk.after_commit)
+                         f" (total {load.counts.received} of {chunk.total})" if chunk.total else "")
                 if on_chunk:
                     on_chunk(chunk, c)
-            if source.kind != "file" and mode == "full":  # a complete extract: what is missing was deleted
-                counts.tombstones += record_absent(db, source=name, batch_id=batch_id, seen=seen)
-            counts.check(name)
-            if cursor_field:
-                db.execute(sa.text(
-                    "INSERT INTO raw.source_state (source, cursor, batch_id) VALUES (:s, :c, :b)"
-                    " ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, batch_id = EXCLUDED.batch_id,"
-                    " updated_at = now()"), {"s": name, "c": cursor, "b": batch_id})
-            report = drift.report()
+            if not kind.marks_snapshots and mode == "full":  # a complete extract: what is missing was deleted
+                load.counts.tombstones += landing.record_absent(db, source=name, batch_id=batch_id, seen=load.seen)
+            load.counts.check(name)
+            if source.incremental:
+                landing.advance_cursor(db, name, load.cursor, batch_id)
+            report = load.drift.report()
             if report:
                 log.warning("%s: schema drift: columns added %s, declared but missing %s", name, report["added"],
                             report["removed"])
-            close_batch(db, batch_id, counts, "succeeded", mode=mode, schema_drift=report)
+            landing.close_batch(db, batch_id, load.counts, "succeeded", mode=mode, schema_drift=report)
     except Exception as exc:
         # messages of our own errors name source and page only; others are reduced to their type
         reason = str(exc) if isinstance(exc, ExtractError | LoadIdentityError) else type(exc).__name__
         with eng.begin() as db:
-            close_batch(db, batch_id, LoadCounts(), "failed", reason[:2000], mode=mode)
+            landing.close_batch(db, batch_id, LoadCounts(), "failed", reason[:2000], mode=mode)
         raise
-    for move in after:  # only once the data is committed
+    for move in load.after:  # only once the data is committed
         move()
+    counts = load.counts
     log.info("%s: batch %d (%s) received %d, landed %d, quarantined %d, duplicates %d, tombstones %d", name,
              batch_id, mode, counts.received, counts.landed, counts.quarantined, counts.duplicates, counts.tombstones)
-    return {"source": name, "batch_id": batch_id, "mode": mode, **asdict(counts), "schema_drift": drift.report()}
+    return {"source": name, "batch_id": batch_id, "mode": mode, **asdict(counts), "schema_drift": load.drift.report()}
 
 
 def standardize_sources(names: list[str] | None = None, *, full: bool = False) -> dict:

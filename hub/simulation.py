@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hub.connections import connection_json
+from connectors.connections import connection_json
 
 # the Airflow connection id the registry uses for each simulated platform
 CONNECTION_IDS = {"civil_affairs": "mz_platform", "health": "wj_platform", "social_security": "rs_platform"}

@@ -1,4 +1,8 @@
-"""Landing raw records: as received (JSONB), idempotent, nothing lost.
+"""Landing raw records: as received (JSONB), idempotent, nothing lost; and the bookkeeping of loads.
+
+A load of a source is one batch, under the source's lock: batches a stopped process left running
+are marked failed, the batch opens, the cursor and the ingested files are read, the records land,
+and the cursor advances in the same transaction that commits them.
 
 Every load reports ``received = landed + quarantined + duplicates`` and fails when that identity
 does not hold. A record is a duplicate when the same (source, source_record_id, content hash) has
@@ -8,10 +12,11 @@ landed before, so sources may repeat pages without doubling anything. A source's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
@@ -51,19 +56,77 @@ def content_hash(record: dict, volatile: Collection[str] = ()) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+@contextlib.contextmanager
+def source_lock(engine: sa.Engine, source: str) -> Iterator[bool]:
+    """Hold the load lock of ``source`` while the block runs; yields False when another load holds it.
+
+    A PostgreSQL advisory lock on a connection of its own: it ends with the process, so a batch
+    left 'running' without it was interrupted.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as guard:
+        if not guard.execute(sa.text("SELECT pg_try_advisory_lock(hashtext('ingest:' || :s))"), {"s": source}).scalar():
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            guard.execute(sa.text("SELECT pg_advisory_unlock(hashtext('ingest:' || :s))"), {"s": source})
+
+
+def fail_interrupted_batches(conn: sa.Connection, source: str) -> int:
+    """Mark the batches of ``source`` still 'running' as failed: the process stopped before they committed.
+
+    Call it holding :func:`source_lock`, which no running load then holds.
+    """
+    return conn.execute(sa.text(
+        "UPDATE raw.load_batch SET status = 'failed', finished_at = now(),"
+        " error = 'interrupted: the process stopped before the batch committed'"
+        " WHERE source = :s AND status = 'running'"), {"s": source}).rowcount
+
+
 def open_batch(conn: sa.Connection, source: str) -> int:
+    """Start a load batch of ``source`` (status 'running'); returns its id."""
     return conn.execute(sa.text("INSERT INTO raw.load_batch (source) VALUES (:s) RETURNING batch_id"),
                         {"s": source}).scalar_one()
 
 
 def close_batch(conn: sa.Connection, batch_id: int, counts: LoadCounts, status: str, error: str | None = None,
                 *, mode: str = "full", schema_drift: dict | None = None) -> None:
+    """Finish a batch with its counts, status, mode and schema drift (or the error it failed with)."""
     conn.execute(sa.text(
         "UPDATE raw.load_batch SET finished_at = now(), status = :status, received = :received, landed = :landed, "
         "quarantined = :quarantined, duplicates = :duplicates, pages = :pages, tombstones = :tombstones, "
         "error = :error, mode = :mode, schema_drift = CAST(:drift AS jsonb) WHERE batch_id = :b"),
         {**asdict(counts), "status": status, "error": error, "b": batch_id, "mode": mode,
          "drift": json.dumps(schema_drift, ensure_ascii=False) if schema_drift else None})
+
+
+def source_cursor(conn: sa.Connection, source: str) -> str | None:
+    """The incremental cursor of ``source``: the greatest update time landed so far (None before the first load)."""
+    return conn.execute(sa.text("SELECT cursor FROM raw.source_state WHERE source = :s"), {"s": source}).scalar()
+
+
+def advance_cursor(conn: sa.Connection, source: str, cursor: str | None, batch_id: int) -> None:
+    """Store the cursor of ``source`` reached by ``batch_id``; in the transaction that commits its data."""
+    conn.execute(sa.text(
+        "INSERT INTO raw.source_state (source, cursor, batch_id) VALUES (:s, :c, :b)"
+        " ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, batch_id = EXCLUDED.batch_id,"
+        " updated_at = now()"), {"s": source, "c": cursor, "b": batch_id})
+
+
+def ingested_files(conn: sa.Connection, source: str) -> set[str]:
+    """Content hashes of the files of ``source`` ingested before."""
+    return set(conn.execute(sa.text("SELECT content_hash FROM raw.ingested_file WHERE source = :s"),
+                            {"s": source}).scalars())
+
+
+def record_ingested_file(conn: sa.Connection, *, source: str, file_hash: str, file_name: str | None,
+                         batch_id: int, records: int) -> None:
+    """Remember a file whose content was ingested, so that the same content is never ingested again."""
+    conn.execute(sa.text(
+        "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records)"
+        " VALUES (:s, :h, :f, :b, :n)"),
+        {"s": source, "h": file_hash, "f": file_name, "b": batch_id, "n": records})
 
 
 def quarantine(conn: sa.Connection, *, source: str, batch_id: int, rows: list[tuple[str, str]]) -> int:

@@ -2,7 +2,8 @@
 
 Inside Airflow, DAGs resolve a connection through Airflow (environment variables or a secrets
 backend) and hand its parts to the hub. The CLI reads the same ``AIRFLOW_CONN_<ID>`` variables, in
-JSON or URI form. What a connection means depends on the source's kind:
+JSON or URI form. What a connection means depends on the source's kind, and each kind's module
+takes from the parts what it needs (see :mod:`connectors.kinds`):
 
 - rest: ``host``/``port``/``schema`` (http or https), ``login``, ``password``;
 - file: the drop folder in ``extra.path`` (or ``host``);
@@ -14,15 +15,17 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from connectors.rest import Endpoint
-from hub.errors import HubError
+
+class ConnectionConfigError(ValueError):
+    """A connection is not configured, or lacks what its source's kind needs."""
 
 
 @dataclass(frozen=True)
 class ConnectionParts:
+    """The parts of an Airflow connection; secrets come from here, never from a registry file."""
+
     conn_id: str
     conn_type: str | None = None
     host: str | None = None
@@ -32,46 +35,18 @@ class ConnectionParts:
     schema: str | None = None
     extra: dict = field(default_factory=dict)
 
-    def endpoint(self) -> Endpoint:
-        if not self.host:
-            raise HubError(f"connection {self.conn_id!r} has no host")
-        if self.host.startswith(("http://", "https://")):
-            base = self.host.rstrip("/")
-        else:
-            scheme = self.schema if self.schema in ("http", "https") else "http"
-            base = f"{scheme}://{self.host}" + (f":{self.port}" if self.port else "")
-        return Endpoint(base_url=base, login=self.login, password=self.password)
-
-    def folder(self) -> Path:
-        path = self.extra.get("path") or self.host
-        if not path:
-            raise HubError(f"connection {self.conn_id!r} names no folder (set extra.path)")
-        return Path(path)
-
-    def sqlalchemy_url(self) -> str:
-        if self.extra.get("sqlalchemy_url"):
-            return self.extra["sqlalchemy_url"]
-        if self.conn_type == "sqlite":
-            if not self.host:
-                raise HubError(f"connection {self.conn_id!r} names no SQLite file (host)")
-            return f"sqlite:///{self.host}"
-        if self.conn_type in ("postgres", "postgresql"):
-            auth = f"{self.login or ''}" + (f":{self.password}" if self.password else "")
-            return f"postgresql+psycopg2://{auth}@{self.host}:{self.port or 5432}/{self.schema or ''}"
-        raise HubError(f"connection {self.conn_id!r}: set extra.sqlalchemy_url for conn_type {self.conn_type!r}")
-
 
 def connection_from_env(conn_id: str) -> ConnectionParts:
     """Connection ``conn_id`` from ``AIRFLOW_CONN_<CONN_ID>`` (JSON or URI)."""
     var = f"AIRFLOW_CONN_{conn_id.upper()}"
     value = os.environ.get(var)
     if not value:
-        raise HubError(f"connection {conn_id!r} is not configured: set {var} (JSON or URI)")
+        raise ConnectionConfigError(f"connection {conn_id!r} is not configured: set {var} (JSON or URI)")
     if value.lstrip().startswith("{"):
         try:
             c = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise HubError(f"{var} is not valid JSON: {exc.msg}") from exc
+            raise ConnectionConfigError(f"{var} is not valid JSON: {exc.msg}") from exc
         extra = c.get("extra") or {}
         if isinstance(extra, str):
             extra = json.loads(extra)
