@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-
 from hub import airflow_runner, settings
 from hub.pipeline import prepare_warehouse, source_names
+from warehouse.audit import last_gate_run
+from warehouse.figures import master_count, records_per_source
+from warehouse.releases import last_publish_attempt
 
 
 @dataclass
@@ -55,18 +56,13 @@ def summarize() -> DemoSummary:
     """What the warehouse holds now: records per source, masters, the last gate and release."""
     s = DemoSummary()
     with settings.engine().connect() as conn:
-        for name, raw, std in conn.execute(sa.text(
-                "SELECT src, (SELECT count(*) FROM raw.record r WHERE r.source = src),"
-                " (SELECT count(*) FROM std.resident d WHERE d.source = src)"
-                " FROM unnest(CAST(:names AS text[])) AS src ORDER BY src"), {"names": source_names()}):
-            s.records_per_source[name] = {"raw": raw, "standardized": std}
-        s.master_persons = conn.execute(sa.text("SELECT count(*) FROM mpi.golden")).scalar_one()
-        run = conn.execute(sa.text(
-            "SELECT successful, failed, docs_path FROM audit.validation_run ORDER BY run_id DESC LIMIT 1")).first()
+        s.records_per_source = records_per_source(conn, source_names())
+        s.master_persons = master_count(conn)
+        run = last_gate_run(conn)
         if run:
-            s.expectations_passed, s.expectations_failed, s.validation_report = run
-        attempt = conn.execute(sa.text(
-            "SELECT outcome, release_no FROM audit.publish_attempt ORDER BY attempt_id DESC LIMIT 1")).first()
+            s.expectations_passed, s.expectations_failed, s.validation_report = (
+                run["successful"], run["failed"], run["docs_path"])
+        attempt = last_publish_attempt(conn)
         if attempt:
-            s.release_outcome, s.release_no = attempt
+            s.release_outcome, s.release_no = attempt["outcome"], attempt["release_no"]
     return s

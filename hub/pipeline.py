@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from connectors.base import Chunk, ExtractError, ExtractState
 from connectors.connections import ConnectionParts, connection_from_env
 from connectors.kinds import extractor
@@ -191,6 +189,7 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
     store the review pairs and events, and rebuild the golden records the run touched."""
     from hub.matching import run_matching
     from mpi.survivorship import load_rules
+    from warehouse.figures import master_count
     from warehouse.golden import rebuild_golden
 
     rules = load_rules()
@@ -200,7 +199,7 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
                               on_progress=on_progress,
                               golden=lambda c, ids: rebuild_golden(c, rules, departments, ids),
                               backend_options=settings.match_options())
-        counts["masters"] = conn.execute(sa.text("SELECT count(*) FROM mpi.golden")).scalar_one()
+        counts["masters"] = master_count(conn)
     log.info("master index: %s", counts)
     return counts
 
@@ -213,11 +212,11 @@ def run_gate() -> dict:
     from expectations.gate import load_gate_rules, run_gate_suites
     from warehouse.audit import last_passed_row_counts, record_gate_run
     from warehouse.releases import current_release, record_blocked
+    from warehouse.validation import standardized_sources
 
     with settings.engine().connect() as conn:
         # every registered source, so that one whose load came back empty is checked against its last count
-        sources = sorted(set(load_registry()) | set(conn.execute(sa.text(
-            "SELECT DISTINCT source FROM std.resident")).scalars()))
+        sources = sorted(set(load_registry()) | set(standardized_sources(conn)))
         previous_rows = last_passed_row_counts(conn)
         current = current_release(conn)
     summaries = run_gate_suites(settings.database_url(), settings.gx_dir(), sources=sources,

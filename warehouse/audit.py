@@ -13,6 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from warehouse.tables import audit_validation_run
+
 GATE_SUITE = "publish_gate"
 SOURCE_SUITE_PREFIX = "source."
 
@@ -61,3 +63,11 @@ def last_passed_row_counts(conn: sa.Connection) -> dict[str, int]:
         " ORDER BY s.suite, r.started_at DESC, r.run_id DESC"), {"prefix": SOURCE_SUITE_PREFIX + "%"}).all()
     return {r.suite[len(SOURCE_SUITE_PREFIX):]: int(r.row_count) for r in rows}
 
+
+def last_gate_run(conn: sa.Connection) -> dict | None:
+    """The latest gate run: its ``run_id``, ``success``, ``successful`` and ``failed`` counts and ``docs_path``
+    (None before the first run)."""
+    run = audit_validation_run.c
+    row = conn.execute(sa.select(run.run_id, run.success, run.successful, run.failed, run.docs_path)
+                       .order_by(run.run_id.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None

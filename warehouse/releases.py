@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from warehouse.tables import audit_publish_attempt
+
 PUBLISH_LOCK = 20261122
 
 
@@ -99,6 +101,15 @@ def _record_attempt(conn: sa.Connection, validation_run_id: int | None, outcome:
         "INSERT INTO audit.publish_attempt (validation_run_id, outcome, release_no, reason, actor)"
         " VALUES (:v, :o, :n, :r, :a)"),
         {"v": validation_run_id, "o": outcome.outcome, "n": outcome.release_no, "r": outcome.reason, "a": actor})
+
+
+def last_publish_attempt(conn: sa.Connection) -> dict | None:
+    """The latest attempt to publish or roll back: ``outcome``, ``release_no``, ``reason``, ``attempted_at``
+    (None before the first)."""
+    attempt = audit_publish_attempt.c
+    row = conn.execute(sa.select(attempt.outcome, attempt.release_no, attempt.reason, attempt.attempted_at)
+                       .order_by(attempt.attempt_id.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None
 
 
 def list_releases(conn: sa.Connection) -> list[dict]:

@@ -1,0 +1,87 @@
+"""What the publish gate validates: one source's standardized records as a batch, the cross-table checks of
+the master index, and which sources have standardized records.
+
+The gate (``expectations.gate``) runs Great Expectations on these: a query asset per source
+(:func:`source_batch_query`), table assets on :data:`CROSSWALK` and :data:`GOLDEN`, and four
+``UnexpectedRowsExpectation`` queries run on the crosswalk batch. Those queries contain the placeholder
+``{batch}``, which GX replaces with the batch (the bare table name of the crosswalk, as the gate's datasource
+searches schema ``mpi``). They select key columns only (source, source_record_id, master_id), so that what GX
+fetches names no person, and no braces other than ``{batch}`` may appear in them: GX formats them with
+``str.format``.
+
+Every query has the JOIN form, deliberately: GX substitutes ``{batch}`` with the bare table or, for a batch it
+hands over as a SELECT, with ``(subquery) AS subselect`` -- unless the query contains a JOIN, when it is an
+un-aliased ``(subquery)``. So ``{batch} AS c`` is valid SQL only in a query with a JOIN (``NOT EXISTS (...
+{batch} AS c ...)`` fails on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from warehouse.tables import mpi_crosswalk, mpi_golden, mpi_match_feature, std_resident
+
+#: The master-index tables the gate validates as table assets (both in one schema: the datasource's search path).
+CROSSWALK = mpi_crosswalk
+GOLDEN = mpi_golden
+#: The table of standardized records the source suites read.
+STANDARDIZED = std_resident
+
+
+def source_batch_query(source: str, columns: Sequence[str]) -> str:
+    """The SQL of one source's batch: ``columns`` of its std.resident rows.
+
+    ``columns`` must be columns of std.resident (KeyError otherwise); ``source`` is written as a quoted literal.
+    """
+    selected = ", ".join(std_resident.c[name].name for name in columns)
+    literal = sa.literal(source, sa.Text).compile(dialect=postgresql.dialect(),
+                                                  compile_kwargs={"literal_binds": True})
+    return f"SELECT {selected} FROM {std_resident.fullname} WHERE {std_resident.c.source.name} = {literal}"
+
+
+def std_records_without_crosswalk_query() -> str:
+    """std.resident records that have no crosswalk row (no master id); run on the crosswalk batch."""
+    return (
+        f"SELECT r.source, r.source_record_id FROM {std_resident.fullname} AS r "
+        "LEFT JOIN {batch} AS c ON c.source = r.source AND c.source_record_id = r.source_record_id "
+        "WHERE c.source IS NULL"
+    )
+
+
+def crosswalk_records_not_in_std_query() -> str:
+    """Crosswalk rows whose record is no longer in std.resident; run on the crosswalk batch."""
+    return (
+        "SELECT c.source, c.source_record_id FROM {batch} AS c "
+        f"LEFT JOIN {std_resident.fullname} AS r "
+        "ON r.source = c.source AND r.source_record_id = c.source_record_id "
+        "WHERE r.source IS NULL"
+    )
+
+
+def crosswalk_masters_without_golden_query() -> str:
+    """Crosswalk rows whose master id has no golden record; run on the crosswalk batch."""
+    return (
+        "SELECT c.source, c.source_record_id FROM {batch} AS c "
+        f"LEFT JOIN {mpi_golden.fullname} AS g ON g.master_id = c.master_id "
+        "WHERE c.master_id IS NOT NULL AND g.master_id IS NULL"
+    )
+
+
+def masters_with_two_valid_ids_query() -> str:
+    """Master ids whose records carry two or more different valid ID numbers (``match_feature.id_valid``);
+    run on the crosswalk batch."""
+    return (
+        "SELECT c.master_id FROM {batch} AS c "
+        f"JOIN {mpi_match_feature.fullname} AS f "
+        "ON f.source = c.source AND f.source_record_id = c.source_record_id "
+        "WHERE f.id_valid IS NOT NULL "
+        "GROUP BY c.master_id HAVING count(DISTINCT f.id_valid) > 1"
+    )
+
+
+def standardized_sources(conn: sa.Connection) -> list[str]:
+    """The sources that have standardized records, sorted."""
+    return sorted(conn.execute(sa.select(std_resident.c.source).distinct()).scalars())
