@@ -42,11 +42,12 @@ def user_errors():
     from connectors.connections import ConnectionConfigError
     from connectors.registry import RegistryError
     from hub.errors import HubError
+    from reports.errors import ReportError
     from warehouse.landing import LoadIdentityError
 
     try:
         yield
-    except (HubError, RegistryError, ExtractError, ConnectionConfigError, LoadIdentityError) as exc:
+    except (HubError, ReportError, RegistryError, ExtractError, ConnectionConfigError, LoadIdentityError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     except OperationalError as exc:
@@ -542,8 +543,8 @@ def audit_run(release: Annotated[int | None, typer.Option(help="Release to audit
               ) -> None:
     """Find deceased persons still paid, persons in mutually exclusive programmes, sex and birth-date
     conflicts between departments and ID numbers used by different persons; write the findings
-    workbooks (one per department) and the audit report."""
-    from hub.pipeline import audit_release
+    workbooks (one per department) and the audit report, and refresh the scorecards."""
+    from hub.pipeline import audit_release, build_reports
 
     with user_errors():
         try:
@@ -552,10 +553,11 @@ def audit_run(release: Annotated[int | None, typer.Option(help="Release to audit
             from hub.errors import HubError
 
             raise HubError(str(exc)) from None
+        built = build_reports()
     console.print(f"release {r['release_no']}: {r['open']} open findings ({r['new']} new, {r['resolved']} resolved)")
     for kind, n in sorted(r["by_kind"].items()):
         console.print(f"  {kind:<22} {n}")
-    console.print(f"report: {r['report']}", highlight=False)
+    console.print(f"report: {built['audit_report']}", highlight=False)
 
 
 @grants_app.command("apply")
@@ -603,7 +605,7 @@ def grants_drop(prefix: Annotated[str, typer.Option(help="Prefix of the roles th
 @app.command()
 def ledger(
     kind: Annotated[str | None, typer.Argument(
-        help="The ledger kind: dibao (低保户), canji (残疾人), yuling (育龄妇女), gaoling (高龄老人); see hub/ledgers.yaml."
+        help="The ledger kind: dibao (低保户), canji (残疾人), yuling (育龄妇女), gaoling (高龄老人); see reports/ledgers.yaml."
     )] = None,
     community: Annotated[str | None, typer.Option(
         help="A town (城关镇) or a village named with its town (城关镇东湖村).")] = None,
@@ -616,8 +618,10 @@ def ledger(
     with the base data from the index, so that nobody re-enters it."""
     import datetime as dt
 
-    from hub import ledgers, settings
+    from connectors.registry import load_registry
+    from hub import settings
     from hub.errors import HubError
+    from reports import ledgers
 
     with user_errors():
         if list_communities or kind is None:
@@ -637,7 +641,8 @@ def ledger(
         except ValueError:
             raise HubError(f"--as-of {as_of!r} is not a date: write YYYY-MM-DD") from None
         with settings.engine().connect() as conn:
-            result = ledgers.generate_ledger(conn, kind, community, out, release_no=release, as_of=day)
+            result = ledgers.generate_ledger(conn, kind, community, out, sources=load_registry(), release_no=release,
+                                             as_of=day)
     console.print(result.summary(), highlight=False)
 
 

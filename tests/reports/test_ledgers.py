@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from hub import ledgers
+from connectors.registry import load_registry
+from reports import ledgers
 from tests.helpers import empty_warehouse, publish_served_county
 
 AS_OF = dt.date(2026, 11, 21)
@@ -123,9 +124,12 @@ def _no_placeholders(ledger: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ tests
-def test_shipped_ledgers_are_declared_and_valid():
-    from connectors.registry import load_registry
+def _generate(conn, kind, community, out=None, **options):
+    """A ledger as the CLI makes it: checked against the source registry."""
+    return ledgers.generate_ledger(conn, kind, community, out, sources=load_registry(), **options)
 
+
+def test_shipped_ledgers_are_declared_and_valid():
     kinds = ledgers.ledger_kinds()
     assert set(kinds) >= {"dibao", "canji", "yuling", "gaoling"}
     assert kinds["dibao"] == "最低生活保障户台账"
@@ -140,8 +144,6 @@ def test_invalid_ledger_file_names_the_key(tmp_path):
         ledgers.load_ledgers(bad)
     bad.write_text("version: 1\nledgers:\n  x1:\n    title: T\n    members: {sources: [mz_dibao]}\n"
                    "    columns: [seq, 'raw:nope']\n", encoding="utf-8")
-    from connectors.registry import load_registry
-
     with pytest.raises(ledgers.LedgerConfigError, match="raw field 'nope'"):
         ledgers.load_ledgers(bad).check_sources(load_registry())
 
@@ -153,7 +155,7 @@ def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_pat
     want = _in(expected, town)
     out = tmp_path / f"{kind}.xlsx"
     with caplog.at_level(logging.DEBUG), published["engine"].connect() as conn:
-        result = ledgers.generate_ledger(conn, kind, town, out, as_of=AS_OF)
+        result = _generate(conn, kind, town, out, as_of=AS_OF)
     ledger = _read(out)
 
     # who is on it: exactly the simulator's living members of the town, one row per master id
@@ -242,7 +244,7 @@ def _check_households(ledger, pop, person_of, result):
 def test_workbook_is_print_ready(published, tmp_path):
     with published["engine"].connect() as conn:
         town = ledgers.communities(conn)[0]
-        result = ledgers.generate_ledger(conn, "dibao", town, tmp_path, as_of=AS_OF)
+        result = _generate(conn, "dibao", town, tmp_path, as_of=AS_OF)
     assert result.path.parent == tmp_path and result.path.name == f"最低生活保障户台账_{town}_第1版.xlsx"
     assert result.path.stat().st_mode & 0o077 == 0  # personal data: owner only
     ledger = _read(result.path)
@@ -268,13 +270,13 @@ def test_village_named_with_its_town_and_ambiguous_bare_names(published, county,
         known = ledgers.communities(conn)
         assert town in known and f"{town}{village}" in known
         assert known.index(town) < known.index(f"{town}{village}")  # each town, then its villages
-        result = ledgers.generate_ledger(conn, "dibao", f"{town}{village}", tmp_path / "v.xlsx", as_of=AS_OF)
+        result = _generate(conn, "dibao", f"{town}{village}", tmp_path / "v.xlsx", as_of=AS_OF)
         assert result.level == "village"
         assert {r["主索引号"] for r in _read(result.path)["rows"]} == _masters(_in(alive, town, village))
         towns_with_it = [c for c in known if c.endswith(village) and c != village and c[:-len(village)] in known]
         if len(towns_with_it) > 1:
             with pytest.raises(ledgers.LedgerError, match="ambiguous") as err:
-                ledgers.generate_ledger(conn, "dibao", village, tmp_path / "x.xlsx")
+                _generate(conn, "dibao", village, tmp_path / "x.xlsx")
             assert set(err.value.known) == set(towns_with_it)
             assert not (tmp_path / "x.xlsx").exists()
 
@@ -282,13 +284,13 @@ def test_village_named_with_its_town_and_ambiguous_bare_names(published, county,
 def test_unknown_kind_community_or_release_lists_the_known_ones(published, tmp_path):
     with published["engine"].connect() as conn:
         with pytest.raises(ledgers.LedgerError, match="unknown ledger kind 'wubao'.*dibao.*最低生活保障户台账") as err:
-            ledgers.generate_ledger(conn, "wubao", "城关镇", tmp_path / "a.xlsx")
+            _generate(conn, "wubao", "城关镇", tmp_path / "a.xlsx")
         assert set(err.value.known) == set(ledgers.ledger_kinds())
         with pytest.raises(ledgers.LedgerError, match="no such community '月球镇'.*known ones: .*城关镇") as err:
-            ledgers.generate_ledger(conn, "dibao", "月球镇", tmp_path / "b.xlsx")
+            _generate(conn, "dibao", "月球镇", tmp_path / "b.xlsx")
         assert err.value.known == ledgers.communities(conn)
         with pytest.raises(ledgers.LedgerError, match=r"there is no release 99 \(the only release is 1\)"):
-            ledgers.generate_ledger(conn, "dibao", "城关镇", tmp_path / "c.xlsx", release_no=99)
+            _generate(conn, "dibao", "城关镇", tmp_path / "c.xlsx", release_no=99)
     assert not list(tmp_path.iterdir())
 
 
@@ -298,7 +300,7 @@ def test_community_without_members_gets_an_empty_ledger_with_a_note(published, c
         known = ledgers.communities(conn)
         members = {f"{t}{v}" for t, v in zip(expected["town"], expected["village"])}
         empty = next(c for c in known if c not in members and not c.endswith(("镇", "乡", "街道")))
-        result = ledgers.generate_ledger(conn, "gaoling", empty, tmp_path / "empty.xlsx", as_of=AS_OF)
+        result = _generate(conn, "gaoling", empty, tmp_path / "empty.xlsx", as_of=AS_OF)
     ledger = _read(result.path)
     assert result.rows == 0 and ledger["rows"] == [] and ledger["headers"] == HEADERS["gaoling"]
     assert ledger["notes"] == ["本社区在第1版中没有符合收录范围的人员。"]
@@ -309,7 +311,7 @@ def test_community_without_members_gets_an_empty_ledger_with_a_note(published, c
 def test_an_earlier_release_can_be_asked_for(published, tmp_path):
     with published["engine"].connect() as conn:
         town = ledgers.communities(conn, release_no=1)[0]
-        result = ledgers.generate_ledger(conn, "canji", town, tmp_path / "r1.xlsx", release_no=1, as_of=AS_OF)
+        result = _generate(conn, "canji", town, tmp_path / "r1.xlsx", release_no=1, as_of=AS_OF)
     assert result.release_no == 1 and "第1版" in "\n".join(_read(result.path)["top"])
 
 
