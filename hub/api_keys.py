@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from hub.errors import HubError
+from warehouse import api_keys as stored
+from warehouse.sharing import load_sharing
 
 SCOPES = ("steward",)
 _KEY_ID = re.compile(r"^ak_[0-9a-f]{12}$")
@@ -48,8 +50,6 @@ def create_key(conn: sa.Connection, department: str, label: str, *, scopes: Iter
     given to; ``scopes`` are extra rights (``steward``).
     """
     if departments is None:
-        from warehouse.sharing import load_sharing
-
         departments = load_sharing()
     departments = sorted(departments)
     if department not in departments:
@@ -64,9 +64,8 @@ def create_key(conn: sa.Connection, department: str, label: str, *, scopes: Iter
         raise HubError("a key needs a label saying who holds it (e.g. the team or system)")
     key_id = "ak_" + secrets.token_hex(6)
     key = f"{key_id}.{secrets.token_urlsafe(32)}"
-    conn.execute(sa.text("INSERT INTO audit.api_key (key_id, department, key_hash, label, scopes)"
-                         " VALUES (:k, :d, :h, :l, :s)"),
-                 {"k": key_id, "d": department, "h": hash_key(key), "l": label, "s": sorted(scopes)})
+    stored.insert_key(conn, key_id=key_id, department=department, key_hash=hash_key(key), label=label,
+                      scopes=sorted(scopes))
     return key
 
 
@@ -80,9 +79,7 @@ def verify_key(conn: sa.Connection, key: str | None) -> ApiKey | None:
     if not key or len(key) > 200 or not _KEY_ID.match(key_id_of(key)):
         return None
     digest = hash_key(key)
-    row = conn.execute(sa.text(
-        "SELECT key_id, department, key_hash, label, scopes FROM audit.api_key"
-        " WHERE key_hash = :h AND revoked_at IS NULL"), {"h": digest}).first()
+    row = stored.active_key_by_hash(conn, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.key_id != key_id_of(key):
         return None
     return ApiKey(row.key_id, row.department, row.label or "", frozenset(row.scopes or ()))
@@ -90,21 +87,17 @@ def verify_key(conn: sa.Connection, key: str | None) -> ApiKey | None:
 
 def revoke_key(conn: sa.Connection, key_id: str) -> dict:
     """Revoke a key at once; raises :class:`HubError` for an unknown or already revoked key."""
-    row = conn.execute(sa.text(
-        "UPDATE audit.api_key SET revoked_at = now() WHERE key_id = :k AND revoked_at IS NULL"
-        " RETURNING key_id, department, revoked_at"), {"k": key_id}).mappings().first()
+    row = stored.mark_revoked(conn, key_id)
     if row is None:
-        known = conn.execute(sa.text("SELECT revoked_at FROM audit.api_key WHERE key_id = :k"), {"k": key_id}).first()
+        known = stored.key_revocation(conn, key_id)
         raise HubError(f"no API key {key_id!r}" if known is None
                        else f"API key {key_id} was already revoked at {known.revoked_at:%Y-%m-%d %H:%M}")
-    return dict(row)
+    return row
 
 
 def rotate_key(conn: sa.Connection, key_id: str) -> str:
     """Replace a key: a new key with the same department, label and scopes; the old one is revoked."""
-    row = conn.execute(sa.text(
-        "SELECT department, label, scopes FROM audit.api_key WHERE key_id = :k AND revoked_at IS NULL"),
-        {"k": key_id}).first()
+    row = stored.active_key(conn, key_id)
     if row is None:
         raise HubError(f"no active API key {key_id!r} to rotate")
     new = create_key(conn, row.department, row.label, scopes=row.scopes or (), departments=[row.department])
@@ -114,9 +107,5 @@ def rotate_key(conn: sa.Connection, key_id: str) -> str:
 
 def list_keys(conn: sa.Connection, *, include_revoked: bool = False) -> list[dict]:
     """Keys with their department, label, scopes and dates (never a hash)."""
-    rows = conn.execute(sa.text(
-        "SELECT key_id, department, label, scopes, created_at, revoked_at FROM audit.api_key"
-        + ("" if include_revoked else " WHERE revoked_at IS NULL") + " ORDER BY department, created_at, key_id"
-    )).mappings().all()
-    return [dict(r, scopes=sorted(r["scopes"] or ())) for r in rows]
+    return [dict(r, scopes=sorted(r["scopes"] or ())) for r in stored.key_rows(conn, include_revoked=include_revoked)]
 
