@@ -1,0 +1,120 @@
+"""The read API of the master person index: departments look residents up, stewards decide reviews.
+
+Every path under ``/v1`` needs a department's API key (header ``X-API-Key``, see
+:mod:`hub.api_keys`) and is written to the access log — refused requests too — before its
+answer leaves: who (key id, department), what (method and path; a path segment that is not a
+plain surrogate id is masked), the declared purpose, how many items were asked for and returned,
+and the HTTP status. No ID number or name is ever logged; ID numbers travel only in request bodies.
+
+Sharing (``warehouse/sharing.yaml``): an answer holds only the fields the key's department may see.
+A 有条件 (conditional) field is released only with a declared purpose (body field ``purpose`` or
+header ``X-Purpose``); without one the answer holds the 无条件 fields and lists the others under
+``withheld`` — it is not refused. A lookup by ID number needs ``id_number`` to be shared with the
+department at all, and a batch check compares names only when ``name`` is released.
+
+No enumeration: an unknown master id, an unknown ID number and a look-up the department may not
+make answer alike (404 ``{"detail": "not found"}``); a missing, unknown or revoked key answers
+alike (401). Each key has a token bucket (:class:`RateLimit`); an empty bucket answers 429 with
+``Retry-After``.
+
+The parts: :mod:`hub.api.deps` (key, caller, purpose, rate limit, access log), :mod:`hub.api.models`
+(requests and answers), and one router per concern (:mod:`hub.api.persons`, :mod:`hub.api.reviews`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.api import persons, reviews
+from hub.api.deps import NOT_FOUND, RateLimit, TokenBuckets, guard_and_log
+from hub.api.models import DEFAULT_MAX_BATCH
+from warehouse.sharing import DepartmentSharing, load_sharing
+
+DEFAULT_RATE_LIMIT = RateLimit()
+
+_DESCRIPTION = """\
+Read access to the published master person index (一人一档) of the resident data hub.
+
+* **Keys**: every `/v1` path needs a department's key in `X-API-Key`. A missing, unknown or revoked
+  key answers 401, alike.
+* **Fields**: answers hold only the fields the key's department may see (`warehouse/sharing.yaml`).
+  有条件 (conditional) fields are released only with a declared **purpose** (`purpose` in the body,
+  or the `X-Purpose` header, UTF-8 percent-encoded); without one they are listed under `withheld`.
+* **ID numbers** travel only in request bodies, never in a URL.
+* **Not found**: an unknown master id, an unknown ID number and a look-up the department may not
+  make all answer 404 `{"detail": "not found"}`.
+* **Limits**: a token bucket per key (429 with `Retry-After`); a batch check holds at most a
+  configured number of items (413 beyond).
+* **Audit**: every request, refused ones too, is logged in `audit.access_log` (key, department,
+  path, purpose, counts, status) — never an ID number or a name.
+"""
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    body = NOT_FOUND if exc.status_code == 404 else {"detail": exc.detail}
+    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError):
+    # pydantic would echo the input (an ID number, a name): keep where and what, never the value
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    return JSONResponse({"detail": errors}, 422)
+
+
+def create_app(engine: sa.Engine | None = None, *,
+               sharing: Mapping[str, DepartmentSharing] | str | Path | None = None,
+               rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+               max_batch: int = DEFAULT_MAX_BATCH) -> FastAPI:
+    """The read API over ``engine`` (default: the hub's warehouse).
+
+    ``sharing``: the per-department field classes (default ``warehouse/sharing.yaml``, or a path to
+    another file); ``rate_limit``: a token bucket per key (None: no limit); ``max_batch``: the most
+    items a batch check may hold.
+    """
+    if engine is None:
+        from hub import settings
+
+        engine = settings.engine()
+    if sharing is None or isinstance(sharing, str | Path):
+        sharing = load_sharing(sharing)
+    if max_batch < 1:
+        raise ValueError("max_batch must be at least 1")
+
+    app = FastAPI(
+        title="Resident data hub — read API", version="1", description=_DESCRIPTION,
+        openapi_tags=[{"name": "persons", "description": "the published master person index"},
+                      {"name": "reviews", "description": "the review queue (keys with the steward scope)"},
+                      {"name": "health", "description": "liveness (no key, no data)"}])
+    app.state.engine, app.state.sharing, app.state.max_batch = engine, dict(sharing), max_batch
+    app.state.buckets = TokenBuckets(rate_limit) if rate_limit else None
+    app.state.max_body = 8192 + 512 * max_batch
+    # errors keep the same shapes and never echo the input
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.middleware("http")(guard_and_log)
+    app.include_router(persons.router)
+    app.include_router(reviews.router)
+    persons.describe_batch_limit(app, max_batch)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, *, engine: sa.Engine | None = None, **options) -> None:
+    """Run the read API with uvicorn (``options`` go to :func:`create_app`).
+
+    uvicorn's access log is off: the access log in the warehouse is the access log, and a client that
+    put an ID number in a URL would otherwise have it written to the server's log.
+    """
+    import uvicorn
+
+    uvicorn.run(create_app(engine, **options), host=host, port=port, access_log=False, log_level="info")
+
+
+__all__ = ["DEFAULT_MAX_BATCH", "RateLimit", "TokenBuckets", "create_app", "serve"]

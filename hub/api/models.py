@@ -1,0 +1,104 @@
+"""The read API's request and answer models (pydantic): what the OpenAPI description shows."""
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MAX_BATCH = 1000
+PURPOSE_MAX = 200
+
+
+class Person(BaseModel):
+    """A published master person, cut to the fields the department may see (absent = not released)."""
+    master_id: str | None = None
+    name: str | None = None
+    id_number: str | None = None
+    id_number_status: str | None = None
+    sex: int | None = Field(None, description="GB/T 2261.1: 0 unknown, 1 male, 2 female, 9 unspecified")
+    birth_date: date | None = None
+    phone: str | None = None
+    address: str | None = None
+    status: str | None = Field(None, description="vital status, e.g. alive / deceased")
+    status_date: date | None = None
+    record_count: int | None = Field(None, description="source records linked to this person")
+    sources: list[str] | None = Field(None, description="source systems holding a record of this person")
+    conflicts: int | None = Field(None, description="fields on which the sources disagree")
+    enrolments: list["Enrolment"] = Field(
+        default_factory=list,
+        description="the person's enrolments the department may see (its own programmes', or all)")
+
+
+class Enrolment(BaseModel):
+    source: str
+    source_record_id: str
+    department: str
+    program: str | None = None
+    status_raw: str | None = None
+
+
+class PersonAnswer(BaseModel):
+    release_no: int
+    requested_master_id: str = Field(description="the master id asked for")
+    redirected_from: list[str] = Field(
+        description="retired master ids followed to reach this person (empty when the id asked for is in force)")
+    person: Person
+    withheld: list[str] = Field(description="有条件 fields left out because no purpose was declared")
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_number: str = Field(min_length=1, max_length=40,
+                           description="citizen ID number (18 characters, or 15 for a first-generation one)")
+    purpose: str | None = Field(None, max_length=PURPOSE_MAX,
+                                description="declared purpose; needed for 有条件 fields (kept in the access log)")
+
+
+class SearchAnswer(BaseModel):
+    release_no: int
+    results: list[Person]
+    withheld: list[str] = Field(description="有条件 fields left out because no purpose was declared")
+
+
+class CheckItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_number: str = Field(max_length=40)
+    name: str | None = Field(None, max_length=100, description="compared with the golden name when given")
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[CheckItem] = Field(description="residents to check, in the department's order")
+    purpose: str | None = Field(None, max_length=PURPOSE_MAX,
+                                description="declared purpose; needed when names are 有条件 for the department")
+
+
+class CheckResult(BaseModel):
+    index: int = Field(description="position of the item in the request")
+    match: Literal["matched", "name_mismatch", "not_found", "invalid_id_number", "ambiguous"] = Field(
+        description="matched: ID number found (and the name agrees, when compared); name_mismatch: ID number"
+                    " found, the name differs; not_found: no published person with that ID number (or a look-up"
+                    " the department may not make); invalid_id_number: not a usable citizen ID number;"
+                    " ambiguous: more than one published person holds the number (see candidates)")
+    master_id: str | None = None
+    candidates: list[str] | None = None
+    name_checked: bool = False
+    person_status: str | None = Field(None, description="vital status, when released to the department")
+
+
+class CheckAnswer(BaseModel):
+    release_no: int | None
+    results: list[CheckResult]
+    counts: dict[str, int]
+    name_checked: bool = Field(description="whether names were compared (name released to the department)")
+    withheld: list[str]
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["match", "not_a_match"]
+    reviewer: str = Field(min_length=1, max_length=100, description="who decides (kept with the decision)")
+    comment: str | None = Field(None, max_length=2000)
+
+
+Person.model_rebuild()
