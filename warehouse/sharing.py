@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from schemas.policy import read_policy
 from warehouse.releases import PUBLISHED_COLUMNS
 
 SHARING_FILE = Path(__file__).with_name("sharing.yaml")
@@ -44,18 +43,17 @@ class DepartmentSharing:
 def load_sharing(path: str | Path | None = None) -> dict[str, DepartmentSharing]:
     """Read the sharing configuration; raises :class:`SharingError` naming what is wrong."""
     path = Path(path) if path else SHARING_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SharingError(f"{path}: cannot read the sharing configuration: {exc}") from None
-    defaults = data.get("fields") or {}
-    problems = [f"{path}: fields.{f}: unknown field (published fields: {', '.join(PUBLISHED_FIELDS)})"
-                for f in defaults if f not in PUBLISHED_FIELDS]
+    data = read_policy(path, SharingError, "sharing configuration", allow_empty=True)
+    problems: list[str] = []
+    defaults = _section(data.get("fields"), f"{path}: fields", problems)
+    problems += [f"{path}: fields.{f}: unknown field (published fields: {', '.join(PUBLISHED_FIELDS)})"
+                 for f in defaults if f not in PUBLISHED_FIELDS]
     problems += [f"{path}: fields.{f}: no sharing class given" for f in PUBLISHED_FIELDS if f not in defaults]
     out: dict[str, DepartmentSharing] = {}
-    for name, conf in (data.get("departments") or {}).items():
-        conf = conf or {}
-        overrides = conf.get("fields") or {}
+    for name, conf in _section(data.get("departments"), f"{path}: departments", problems).items():
+        name = str(name)
+        conf = _section(conf, f"{path}: departments.{name}", problems)
+        overrides = _section(conf.get("fields"), f"{path}: departments.{name}.fields", problems)
         problems += [f"{path}: departments.{name}.fields.{f}: unknown field" for f in overrides
                      if f not in PUBLISHED_FIELDS]
         classes = {f: overrides.get(f, defaults.get(f)) for f in PUBLISHED_FIELDS}
@@ -70,6 +68,16 @@ def load_sharing(path: str | Path | None = None) -> dict[str, DepartmentSharing]
     if problems:
         raise SharingError("; ".join(problems))
     return out
+
+
+def _section(value: object, where: str, problems: list[str]) -> dict:
+    """A mapping of the file (empty when left out); anything else is noted as a problem."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{where}: expected a mapping")
+        return {}
+    return value
 
 
 def department_titles(path: str | Path | None = None) -> dict[str, str]:

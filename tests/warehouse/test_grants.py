@@ -431,3 +431,28 @@ def test_the_table_owner_with_createrole_applies_without_superuser(server_admin_
                                              " ORDER BY rolname = :a"), {"p": prefix, "a": applier}).scalars():
                 conn.exec_driver_sql(f'DROP ROLE "{role}"')
         admin.dispose()
+
+
+def test_a_wrong_sharing_file_is_refused_naming_the_file_department_and_field(tmp_path):
+    from warehouse.sharing import SharingError
+
+    with pytest.raises(SharingError, match=r"cannot read sharing configuration .*absent\.yaml"):
+        load_sharing(tmp_path / "absent.yaml")
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- health\n", encoding="utf-8")
+    with pytest.raises(SharingError, match=r"invalid sharing configuration .*listed\.yaml: expected a mapping"):
+        load_sharing(listed)
+
+    def wrong(data: dict) -> None:
+        data["departments"]["health"]["fields"] = {"name": "公开", "shoe_size": "无条件"}
+        data["departments"]["health"]["enrolments"] = "some"
+        data["departments"]["civil_affairs"] = ["name"]
+
+    with pytest.raises(SharingError) as refused:
+        _write_config(tmp_path, "wrong", wrong)
+    message = str(refused.value)
+    assert "departments.health.fields.shoe_size: unknown field" in message
+    assert "departments.health.fields.name: '公开' is not one of" in message
+    assert "departments.health.enrolments: 'some' is not 'own' or 'all'" in message
+    assert "departments.civil_affairs: expected a mapping" in message
+    assert "wrong.yaml" in message
