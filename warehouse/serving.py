@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from warehouse.releases import PUBLISHED_COLUMNS
+from warehouse import tables
 
 
 @dataclass
@@ -27,35 +27,30 @@ class Access:
 
 def ping(conn: sa.Connection) -> None:
     """Raises when the warehouse does not answer."""
-    conn.execute(sa.text("SELECT 1"))
+    conn.execute(sa.select(1))
 
 
 def current_release_no(conn: sa.Connection) -> int | None:
     """The number of the release in force, or None before the first publish."""
-    return conn.execute(sa.text("SELECT release_no FROM publish.current_release")).scalar()
+    return conn.execute(sa.select(tables.publish_current_release.c.release_no)).scalar()
 
 
-def _columns(fields: Iterable[str]) -> str:
-    columns = tuple(dict.fromkeys(("master_id", *fields)))
-    unknown = [c for c in columns if c not in PUBLISHED_COLUMNS]
-    if unknown:  # the names go into the statement: only published columns may
-        raise ValueError(f"not a published field: {', '.join(unknown)}")
-    return ", ".join(columns)
+def _persons(conn: sa.Connection, fields: Iterable[str], where: sa.ColumnElement[bool]) -> list[dict]:
+    person = tables.publish_master_person_current
+    # a KeyError for anything that is not a published column: only those may be read
+    columns = [person.c[c] for c in dict.fromkeys(("master_id", *fields))]
+    rows = conn.execute(sa.select(*columns).where(where).order_by(person.c.master_id)).mappings().all()
+    return [dict(r) for r in rows]
 
 
 def persons_by_master_id(conn: sa.Connection, master_id: str, fields: Sequence[str]) -> list[dict]:
     """The current release's person with this master id (at most one), cut to ``fields`` and master_id."""
-    rows = conn.execute(sa.text(f"SELECT {_columns(fields)} FROM publish.master_person_current"
-                                " WHERE master_id = :m ORDER BY master_id"), {"m": master_id}).mappings().all()
-    return [dict(r) for r in rows]
+    return _persons(conn, fields, tables.publish_master_person_current.c.master_id == master_id)
 
 
 def persons_by_id_numbers(conn: sa.Connection, id_numbers: Sequence[str], fields: Sequence[str]) -> list[dict]:
     """The current release's persons holding any of these (standardized) ID numbers, by master id."""
-    rows = conn.execute(sa.text(f"SELECT {_columns(fields)} FROM publish.master_person_current"
-                                " WHERE id_number = ANY(:ids) ORDER BY master_id"),
-                        {"ids": list(id_numbers)}).mappings().all()
-    return [dict(r) for r in rows]
+    return _persons(conn, fields, tables.publish_master_person_current.c.id_number.in_(list(id_numbers)))
 
 
 def enrolments(conn: sa.Connection, master_ids: Sequence[str], *,
@@ -63,22 +58,20 @@ def enrolments(conn: sa.Connection, master_ids: Sequence[str], *,
     """master id → its enrolments in the current release (only ``department``'s programmes when given)."""
     if not master_ids:
         return {}
-    rows = conn.execute(sa.text(
-        "SELECT master_id, source, source_record_id, department, program, status_raw"
-        " FROM publish.enrolment_current WHERE master_id = ANY(:ids)"
-        + (" AND department = :d" if department is not None else "") + " ORDER BY source, source_record_id"),
-        {"ids": list(master_ids), "d": department}).mappings().all()
+    e = tables.publish_enrolment_current
+    query = (sa.select(e.c.master_id, e.c.source, e.c.source_record_id, e.c.department, e.c.program, e.c.status_raw)
+             .where(e.c.master_id.in_(list(master_ids))).order_by(e.c.source, e.c.source_record_id))
+    if department is not None:
+        query = query.where(e.c.department == department)
     out: dict[str, list[dict]] = {}
-    for r in rows:
+    for r in conn.execute(query).mappings():
         r = dict(r)
         out.setdefault(r.pop("master_id"), []).append(r)
     return out
 
 
 def log_access(conn: sa.Connection, access: Access, status: int) -> None:
-    """Append one access to ``audit.access_log`` (caller's transaction)."""
-    conn.execute(sa.text(
-        "INSERT INTO audit.access_log (key_id, department, endpoint, purpose, requested, results, status,"
-        " client) VALUES (:k, :d, :e, :p, :q, :r, :s, :c)"),
-        {"k": access.key_id, "d": access.department, "e": access.endpoint, "p": access.purpose,
-         "q": access.requested, "r": access.results, "s": status, "c": access.client})
+    """Append one access to the access log (caller's transaction)."""
+    conn.execute(sa.insert(tables.audit_access_log).values(
+        key_id=access.key_id, department=access.department, endpoint=access.endpoint, purpose=access.purpose,
+        requested=access.requested, results=access.results, status=status, client=access.client))
