@@ -51,6 +51,7 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_con
 )
 
 from schemas.id_number import CHECK_CHARS, USABLE, WEIGHTS, check_character
+from warehouse import validation
 
 __all__ = [
     "CN_RIC_REGEX",
@@ -283,42 +284,19 @@ class ExpectIdNumbersToBeMostlyValid(ExpectColumnValuesToBeInSet):
 
 # --------------------------------------------------------------------------- cross-table checks
 #
-# UnexpectedRowsExpectations with a fixed query, run on the mpi.crosswalk batch (a table asset,
-# so {batch} is the bare table name; the search path of the gate's datasource is "mpi"). The
-# queries select key columns only (source, source_record_id, master_id): GX fetches up to 200
-# of the rows but reports only their count below result format COMPLETE. No braces other than
-# {batch} may appear in them: GX formats the query with str.format.
-
-# Every query has the JOIN form, deliberately: GX substitutes {batch} with the bare table or,
-# for a batch it hands over as a SELECT, with "(subquery) AS subselect" -- unless the query
-# contains a JOIN, when it is an un-aliased "(subquery)". So "{batch} AS c" is valid SQL only
-# in a query with a JOIN (NOT EXISTS (... {batch} AS c ...) fails on PostgreSQL).
+# UnexpectedRowsExpectations with a fixed query, run on the mpi.crosswalk batch. The queries come from
+# the warehouse (warehouse.validation, which says why each has the JOIN form and no braces but {batch});
+# they select key columns only: GX fetches up to 200 of the rows but reports only their count below
+# result format COMPLETE.
 
 #: std.resident records that have no crosswalk row (no master id).
-STD_NOT_IN_CROSSWALK_QUERY = (
-    "SELECT r.source, r.source_record_id FROM std.resident AS r "
-    "LEFT JOIN {batch} AS c ON c.source = r.source AND c.source_record_id = r.source_record_id "
-    "WHERE c.source IS NULL"
-)
+STD_NOT_IN_CROSSWALK_QUERY = validation.std_records_without_crosswalk_query()
 #: crosswalk rows whose record is no longer in std.resident.
-CROSSWALK_NOT_IN_STD_QUERY = (
-    "SELECT c.source, c.source_record_id FROM {batch} AS c "
-    "LEFT JOIN std.resident AS r ON r.source = c.source AND r.source_record_id = c.source_record_id "
-    "WHERE r.source IS NULL"
-)
+CROSSWALK_NOT_IN_STD_QUERY = validation.crosswalk_records_not_in_std_query()
 #: crosswalk rows whose master id has no golden record.
-ORPHAN_CROSSWALK_QUERY = (
-    "SELECT c.source, c.source_record_id FROM {batch} AS c "
-    "LEFT JOIN mpi.golden AS g ON g.master_id = c.master_id "
-    "WHERE c.master_id IS NOT NULL AND g.master_id IS NULL"
-)
+ORPHAN_CROSSWALK_QUERY = validation.crosswalk_masters_without_golden_query()
 #: master ids whose records carry two or more different valid ID numbers.
-MASTERS_WITH_TWO_VALID_IDS_QUERY = (
-    "SELECT c.master_id FROM {batch} AS c "
-    "JOIN mpi.match_feature AS f ON f.source = c.source AND f.source_record_id = c.source_record_id "
-    "WHERE f.id_valid IS NOT NULL "
-    "GROUP BY c.master_id HAVING count(DISTINCT f.id_valid) > 1"
-)
+MASTERS_WITH_TWO_VALID_IDS_QUERY = validation.masters_with_two_valid_ids_query()
 
 
 class ExpectStdRecordsToBeInCrosswalk(UnexpectedRowsExpectation):

@@ -33,6 +33,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from schemas.policy import read_policy
+from warehouse import validation
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from great_expectations.core import ExpectationSuite
 
@@ -56,7 +59,7 @@ __all__ = [
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "gate_rules.yaml"
 SOURCE_SUITE_PREFIX = "source."
-STD_TABLE = "std.resident"
+STD_TABLE = validation.STANDARDIZED.fullname
 
 #: A source name as the registry writes them; anything else is refused before it reaches SQL.
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -139,14 +142,8 @@ _MASTER_KEYS = tuple(f.name for f in fields(MasterIndexRules))
 
 def load_gate_rules(path: str | Path | None = None) -> GateRules:
     """Load and check the gate rules (default: ``expectations/gate_rules.yaml``)."""
-    import yaml
-
     path = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise GateRulesError(f"cannot read gate rules {path}: {exc}") from exc
-    return parse_gate_rules(data, str(path))
+    return parse_gate_rules(read_policy(path, GateRulesError, "gate rules"), str(path))
 
 
 def parse_gate_rules(data: object, path: str = "<memory>") -> GateRules:
@@ -259,10 +256,7 @@ def source_table_label(name: str) -> str:
 
 def source_query(name: str) -> str:
     """The query asset's SQL: the source's std rows, the columns the suite reads."""
-    return (
-        f"SELECT {', '.join(SOURCE_COLUMNS)} FROM {STD_TABLE} "
-        f"WHERE source = '{check_source_name(name)}'"
-    )
+    return validation.source_batch_query(check_source_name(name), SOURCE_COLUMNS)
 
 
 def count_bounds(previous: int, max_change: float) -> tuple[int, int]:
