@@ -1,7 +1,7 @@
-"""The master-index DAG: standardize → match → gate → publish, whenever a source has landed."""
+"""The master-index DAG: standardize → match → gate → publish → audit → report, whenever a source has landed."""
 
 import pendulum
-from airflow.sdk import Asset, AssetAny, dag, task
+from airflow.sdk import Asset, AssetAny, dag, task, teardown
 
 from hub.dag_config import PUBLISHED_ASSET_URI, default_args, raw_asset_uri, sources
 
@@ -29,8 +29,12 @@ Runs when any source has landed new raw records:
    failing expectations in the task log, keeps the current release and records why
    (`audit.publish_attempt`);
 4. **publish** — a new numbered release in `publish.master_person`, switched atomically;
-5. **audit** — the cross-department consistency audits on the current release (`audit.finding`),
-   with each department's findings workbook and the audit report under `.hub/audit/`.
+5. **audit** — the cross-department consistency audits on the current release (`audit.finding`);
+6. **report** — everything people read, built once per run: the data-quality scorecard
+   (`scorecard.html`, beside the Data Docs) and one page per department (`scorecard_<department>.html`),
+   each department's findings workbook and the audit report under `.hub/audit/`. It runs even when an
+   earlier step failed, so a blocked gate shows on the scorecard with its failing expectations; like
+   any clean-up step it does not decide the run's state: a failed gate still fails the run.
 """,
 )
 def master_index():
@@ -70,7 +74,13 @@ def master_index():
 
         return audit_release(published["release_no"])
 
-    audit(publish(gate(match(standardize()))))
+    @teardown
+    def report() -> dict:
+        from hub.pipeline import build_reports
+
+        return build_reports()
+
+    audit(publish(gate(match(standardize())))) >> report()
 
 
 master_index()

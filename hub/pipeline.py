@@ -206,9 +206,9 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
 
 def run_gate() -> dict:
     """Run the publish gate: a suite per standardized source and the master-index suites, in one
-    Great Expectations checkpoint on PostgreSQL. Records the run for auditors, rebuilds the Data Docs
-    and the per-department scorecard, and raises :class:`GateFailed` (recording why, keeping the
-    current release) if any expectation fails."""
+    Great Expectations checkpoint on PostgreSQL. Records the run for auditors, rebuilds the Data Docs,
+    and raises :class:`GateFailed` (recording why, keeping the current release) if any expectation
+    fails. The scorecards show the outcome once :func:`build_reports` runs."""
     from expectations.gate import load_gate_rules, run_gate_suites
     from warehouse.audit import last_passed_row_counts, record_gate_run
     from warehouse.releases import current_release, record_blocked
@@ -234,10 +234,8 @@ def run_gate() -> dict:
                            for suite, o in failing)
         if failing:
             record_blocked(conn, run_id, f"gate failed: {reason}")
-    scorecard = build_quality_scorecard()
     result = {"validation_run_id": run_id, "evaluated": evaluated, "successful": evaluated - len(failing),
-              "failed": len(failing), "suites": len(summaries), "docs": str(docs or ""),
-              "scorecard": str(scorecard or "")}
+              "failed": len(failing), "suites": len(summaries), "docs": str(docs or "")}
     if failing:
         for suite, o in failing:
             log.error("gate: %s: %s on %s.%s failed: %s", suite, o.expectation, o.table or "-", o.column or "*",
@@ -256,34 +254,38 @@ def publish_release(validation_run_id: int) -> dict:
         outcome = publish(conn, validation_run_id,
                           source_departments())
     log.info("release: %s %s (%s)", outcome.outcome, outcome.release_no, outcome.reason)
-    build_quality_scorecard()
     return asdict(outcome)
 
 
 def audit_release(release_no: int | None = None) -> dict:
-    """Run the cross-department consistency audits on a release (default: the current one), refresh
-    the findings, and write each department's findings workbook and the audit report."""
-    from hub.audits import export_all, run_audits
+    """Run the cross-department consistency audits on a release (default: the current one) and refresh
+    the findings; :func:`build_reports` writes the findings workbooks and the audit report from them."""
+    from hub.audits import run_audits
 
     counts = run_audits(settings.engine(), release_no)
-    paths = export_all(settings.engine())
-    build_quality_scorecard()  # the department pages count the open findings
-    log.info("audits of release %s: %d open findings (%d new, %d resolved); report %s", counts["release_no"],
-             counts["open"], counts["new"], counts["resolved"], paths.get("report"))
-    return {**counts, "report": str(paths.get("report", ""))}
+    log.info("audits of release %s: %d open findings (%d new, %d resolved)", counts["release_no"],
+             counts["open"], counts["new"], counts["resolved"])
+    return counts
 
 
-def build_quality_scorecard() -> Path | None:
-    """Rebuild the data-quality scorecards beside the Data Docs: the all-department ``scorecard.html``
-    and one ``scorecard_<department>.html`` per department, holding only that department's sources."""
-    from expectations.department_scorecard import build_department_scorecards
-    from expectations.gate import load_gate_rules
-    from expectations.scorecard import build_scorecard, collect_scorecard
+def build_reports() -> dict:
+    """Write what people read after a run, once: each department's findings workbook and the audit
+    report (``HUB_HOME/audit``), and beside the Data Docs the data-quality scorecard ``scorecard.html``
+    with one ``scorecard_<department>.html`` per department holding only its own sources.
+    Returns the paths and page counts (text and numbers only)."""
+    from expectations.sources import load_gate_rules
+    from hub.audits import export_all
+    from reports.department_scorecard import build_department_scorecards
+    from reports.scorecard import build_scorecard, collect_scorecard
     from warehouse.sharing import department_titles
 
+    audit = export_all(settings.engine())
+    result = {"audit_report": str(audit.get("report", "")), "findings_workbooks": len(audit) - ("report" in audit),
+              "scorecard": "", "department_scorecards": 0}
     docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site"
-    if not docs.is_dir():
-        return None
+    if not docs.is_dir():  # the scorecards sit beside the gate's Data Docs: none before the first gate run
+        log.info("reports: audit report %s; no scorecard before the first gate run", result["audit_report"])
+        return result
     registry = load_registry()
     departments: dict[str, list[str]] = {}
     for name, source in registry.items():
@@ -297,5 +299,6 @@ def build_quality_scorecard() -> Path | None:
         path = build_scorecard(conn, docs, departments, card=card)
         pages = build_department_scorecards(conn, docs, departments, department_names, source_titles=titles,
                                             source_thresholds=thresholds, overall=card)
-    log.info("scorecard: %s (and %d department pages)", path, len(pages))
-    return path
+    log.info("reports: audit report %s, scorecard %s and %d department pages", result["audit_report"], path,
+             len(pages))
+    return {**result, "scorecard": str(path), "department_scorecards": len(pages)}

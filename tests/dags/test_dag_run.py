@@ -35,6 +35,11 @@ def _state(run) -> str:
     return str(getattr(run.state, "value", run.state))
 
 
+def _scorecard() -> Path:
+    (page,) = [p for p in settings.gx_dir().rglob("scorecard.html")]
+    return page
+
+
 def test_ingestion_and_master_index_dags_publish_a_release(clean_warehouse, platforms, county, dagbag):
     for name in ("mz_dibao", "mz_gaoling"):
         assert _state(dagbag.dags[f"ingest_{name}"].test()) == "success"
@@ -45,6 +50,12 @@ def test_ingestion_and_master_index_dags_publish_a_release(clean_warehouse, plat
         masters = conn.execute(sa.text("SELECT count(*) FROM publish.master_person_current")).scalar_one()
     assert raw == sum(len(county.served(name)) for name in ("mz_dibao", "mz_gaoling"))
     assert release == 1 and masters > 0
+    # the report task: the scorecards beside the Data Docs, the audit report and the findings workbooks
+    scorecard = _scorecard()
+    assert "published" in scorecard.read_text(encoding="utf-8")
+    assert {p.name for p in scorecard.parent.glob("scorecard_*.html")} >= {"scorecard_civil_affairs.html"}
+    audit = settings.hub_home() / "audit"
+    assert any(audit.glob("*.html")) and any(audit.glob("findings_*.xlsx"))
 
 
 def test_failed_gate_fails_the_run_and_keeps_the_release(clean_warehouse, platforms, dagbag):
@@ -65,6 +76,9 @@ def test_failed_gate_fails_the_run_and_keeps_the_release(clean_warehouse, platfo
     assert current == 1
     assert attempt.outcome == "blocked" and attempt.release_no == 1
     assert "record_count" in attempt.reason and "11010519491231002X" not in attempt.reason
+    # the report task ran after the failed gate: the scorecard shows the blocked attempt and the failing suite
+    text = _scorecard().read_text(encoding="utf-8")
+    assert "<b>blocked</b>" in text and "failing expectations" in text
 
 
 def test_no_full_id_number_in_generated_files_logs_or_xcom(clean_warehouse, platforms, county, dagbag, capfd, caplog):

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.registry import load_registry
-from expectations.scorecard import THRESHOLDS, build_scorecard, collect_scorecard
+from reports.scorecard import THRESHOLDS, build_scorecard, collect_scorecard
 from tests.browser import colour_census, dump_dom, png_size, read_png, require_browser, screenshot
 from tests.helpers import publish_served_county
 

@@ -22,12 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.registry import load_registry
-from expectations import department_scorecard as ds
-from expectations.department_scorecard import (
-    build_department_scorecards,
-    collect_department_scorecards,
-    render_charts,
-)
+from reports import charts as chart_kit
+from reports.department_figures import collect_department_scorecards
+from reports.department_scorecard import build_department_scorecards, render_charts
 from tests.browser import colour_census, dump_dom, png_size, read_png, require_browser, screenshot
 from tests.helpers import empty_warehouse, publish_served_county
 
@@ -319,7 +316,7 @@ def test_empty_department_escaping_and_english_fallback(clean_warehouse, tmp_pat
     with clean_warehouse.connect() as conn:
         with pytest.raises(ValueError, match="cannot name a file"):
             build_department_scorecards(conn, tmp_path, {"../etc": ["a"]})
-        monkeypatch.setattr(ds, "cjk_font", lambda: None)  # no CJK font installed: English labels
+        monkeypatch.setattr(chart_kit, "cjk_font", lambda: None)  # no CJK font installed: English labels
         paths = build_department_scorecards(conn, tmp_path, departments, titles, now=NOW)
         card = collect_department_scorecards(conn, departments, titles, now=NOW)["x-dept"]
     assert card.trend == [] and card.duplicates[0].records == 0 and card.cross_source_masters == 0
@@ -337,7 +334,7 @@ def test_empty_department_escaping_and_english_fallback(clean_warehouse, tmp_pat
 
 
 def test_a_cjk_font_is_found():
-    font = ds.cjk_font()
+    font = chart_kit.cjk_font()
     if font is None:
         pytest.skip("no CJK font installed (Debian: fonts-noto-cjk); the charts fall back to English labels")
     assert "CJK" in font or "Han" in font or "Hei" in font or "YaHei" in font
