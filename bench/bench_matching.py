@@ -4,7 +4,7 @@ Peers, side by side in one run on the same standardized records:
   raw-id   records whose raw ID number (trimmed) is equal are one person (today's practice);
   generic  a generic Splink setup: Jaro-Winkler on names, Levenshtein on ID numbers, exact dates and
            phones, EM-trained, connected components at 0.95;
-  hub      ``mpi.link_records`` (deterministic pass, Chinese-aware Splink model, constrained clustering).
+  hub      ``mpi.Matcher.match_all`` (deterministic pass, Chinese-aware Splink model, constrained clustering).
 
 Usage: .venv/bin/python bench/bench_matching.py [--persons 200000] [--seed 20261121] [--only hub,generic,raw-id]
 Prints pairwise precision / recall / F1 (record pairs within clusters against the true person),
@@ -127,10 +127,10 @@ def generic_splink_clusters(std: pd.DataFrame, threshold: float = 0.95, seed: in
 
 
 def hub_clusters(std: pd.DataFrame, **options) -> tuple[np.ndarray, dict]:
-    from mpi import link_records
+    from mpi import Matcher
 
-    result = link_records(std, **options)
-    return result.crosswalk["cluster_key"].to_numpy(), result.stats
+    outcome = Matcher.from_model(**options).match_all(std)
+    return outcome.clusters["cluster_key"].to_numpy(), {**outcome.stats, "seconds": outcome.seconds}
 
 
 def candidate_pairs(std: pd.DataFrame) -> dict:

@@ -1,8 +1,9 @@
 """``hub link``: link ad-hoc resident files into master ids, without a warehouse.
 
-It runs the pipeline's own steps — the standardizers, :func:`mpi.link.link_records` and
-:func:`mpi.ids.assign_master_ids` — so a file linked here and the same records run through the
-master-index DAG fall into the same clusters, and ``--previous`` keeps ids the way the warehouse does.
+It runs the pipeline's own steps — the standardizers, the matcher's whole-set entry point
+(:meth:`mpi.Matcher.match_all`) and :func:`mpi.ids.assign_master_ids` — so a file linked here and the
+same records run through the master-index DAG fall into the same clusters, and ``--previous`` keeps
+ids the way the warehouse does.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     import re
 
     from mpi.ids import assign_master_ids
-    from mpi.link import link_records
+    from mpi.matcher import Matcher
     from schemas.resident import standardize_frame
 
     old = _previous(previous) if previous else pd.DataFrame(columns=["record_key", "master_id"])
@@ -78,8 +79,8 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     std = standardize_frame(raw)
     if on_progress:
         on_progress("standardized", {"records": len(std)})
-    linked = link_records(std, on_progress=on_progress, backend_options=settings.match_options())
-    record_key = (linked.crosswalk["source"] + "/" + linked.crosswalk["source_record_id"]).to_numpy()
+    linked = Matcher.from_model(backend_options=settings.match_options()).match_all(std, on_progress=on_progress)
+    record_key = linked.clusters["record_key"].astype(str).to_numpy()
     numbers = [int(m.group(1)) for m in map(re.compile(r"^M(\d+)$").match, old["master_id"]) if m]
     start = max(numbers, default=0) + 1
 
@@ -87,7 +88,7 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
         return [f"M{i:09d}" for i in range(start, start + n)]
 
     assignment = assign_master_ids(pd.DataFrame({"record_key": record_key,
-                                                 "cluster_key": linked.crosswalk["cluster_key"].to_numpy()}),
+                                                 "cluster_key": linked.clusters["cluster_key"].to_numpy()}),
                                    old, mint=mint)
     crosswalk = linked.crosswalk.assign(master_id=assignment.crosswalk["master_id"].to_numpy())
     out.parent.mkdir(parents=True, exist_ok=True)

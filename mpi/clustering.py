@@ -35,6 +35,13 @@ import pandas as pd
 
 PARENT_CHILD_DAYS = 15 * 365
 
+# why a record sits in its cluster (the crosswalk's match rule)
+EXACT_ID = "exact_id"
+PROBABILISTIC = "probabilistic"
+SINGLETON = "singleton"
+SPLIT_CONSTRAINT = "split_constraint"
+REASONS = (EXACT_ID, PROBABILISTIC, SPLIT_CONSTRAINT, SINGLETON)
+
 
 @dataclass
 class _Component:
@@ -83,6 +90,35 @@ def _none(value):
     return None if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value
 
 
+def _components(feats: pd.DataFrame, group_codes: np.ndarray, touched, keys: np.ndarray,
+                partners: dict) -> dict[int, _Component]:
+    """The constraint data of each group in ``touched`` (Python values only for their records)."""
+    rows = np.flatnonzero(np.isin(group_codes, touched)) if len(touched) else np.zeros(0, dtype=np.int64)
+    sub = feats.iloc[rows]
+    dob_days = (pd.to_datetime(sub["dob"], errors="coerce") - pd.Timestamp("1800-01-01")).dt.days
+    cols = {c: sub[c].astype(object).where(sub[c].notna(), None).tolist()
+            for c in ("id_valid", "id_claimed", "address_key", "phone", "name_key", "name_pinyin", "dob")}
+    dd = dob_days.astype(object).where(dob_days.notna(), None).tolist()
+    comps: dict[int, _Component] = {}
+    for k, g in enumerate(group_codes[rows].tolist()):
+        comp = comps.get(g)
+        if comp is None:
+            comp = comps[g] = _Component()
+        if cols["id_valid"][k] is not None:
+            comp.ids.add(cols["id_valid"][k])
+        elif cols["id_claimed"][k] is not None:
+            comp.claimed.add(cols["id_claimed"][k])
+        d = dd[k]
+        if d is not None:
+            comp.min_dob = d if comp.min_dob is None else min(comp.min_dob, d)
+            comp.max_dob = d if comp.max_dob is None else max(comp.max_dob, d)
+        comp.people.append((cols["dob"][k], cols["address_key"][k], cols["phone"][k], cols["name_key"][k],
+                            cols["name_pinyin"][k]))
+        if keys[rows[k]] in partners:
+            comp.cannot.add(keys[rows[k]])
+    return comps
+
+
 def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, *,
                          must: Iterable[tuple[str, str]] = (), cannot: Iterable[tuple[str, str]] = ()
                          ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -127,30 +163,7 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
                         + [group_codes[position[k]] for k in partners], dtype=np.int64)
     touched = np.unique(np.concatenate([strong["g_l"].to_numpy(), strong["g_r"].to_numpy(), pinned])) \
         if len(strong) or len(pinned) else []
-    # materialize Python values only for the records of groups a strong link touches
-    rows = np.flatnonzero(np.isin(group_codes, touched)) if len(touched) else np.zeros(0, dtype=np.int64)
-    sub = feats.iloc[rows]
-    dob_days = (pd.to_datetime(sub["dob"], errors="coerce") - pd.Timestamp("1800-01-01")).dt.days
-    cols = {c: sub[c].astype(object).where(sub[c].notna(), None).tolist()
-            for c in ("id_valid", "id_claimed", "address_key", "phone", "name_key", "name_pinyin", "dob")}
-    dd = dob_days.astype(object).where(dob_days.notna(), None).tolist()
-    comps: dict[int, _Component] = {}
-    for k, g in enumerate(group_codes[rows].tolist()):
-        comp = comps.get(g)
-        if comp is None:
-            comp = comps[g] = _Component()
-        if cols["id_valid"][k] is not None:
-            comp.ids.add(cols["id_valid"][k])
-        elif cols["id_claimed"][k] is not None:
-            comp.claimed.add(cols["id_claimed"][k])
-        d = dd[k]
-        if d is not None:
-            comp.min_dob = d if comp.min_dob is None else min(comp.min_dob, d)
-            comp.max_dob = d if comp.max_dob is None else max(comp.max_dob, d)
-        comp.people.append((cols["dob"][k], cols["address_key"][k], cols["phone"][k], cols["name_key"][k],
-                            cols["name_pinyin"][k]))
-        if keys[rows[k]] in partners:
-            comp.cannot.add(keys[rows[k]])
+    comps = _components(feats, group_codes, touched, keys, partners)
 
     def union(ra: int, rb: int) -> None:
         a, b = comps[ra], comps[rb]
@@ -190,3 +203,79 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
     for g in touched:
         roots[int(g)] = find(int(g))
     return roots[group_codes] if n else np.zeros(0, dtype=np.int64), edges.drop(columns=["g_l", "g_r"])
+
+
+def cluster_records(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, *,
+                    must: Iterable[tuple[str, str]] = (), cannot: Iterable[tuple[str, str]] = ()
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Cluster ``feats`` (record_key, anchor_key, features; ``unique_id`` = position) on ``edges``.
+
+    Returns (record_key, cluster_key, match_probability, reason per record in order; the reviews; counts).
+    The cluster key is the smallest record key of the cluster. Pairs a steward decided are not
+    reviewed again."""
+    feats = feats.assign(unique_id=np.arange(len(feats)),
+                         anchor=pd.factorize(feats["anchor_key"], sort=True)[0])
+    roots, edges = constrained_clusters(feats, edges, threshold, must=must, cannot=cannot)
+    keys = feats["record_key"].to_numpy(dtype=object)
+    cluster_key = pd.Series(keys).groupby(roots).transform("min").to_numpy()
+    anchor_size = feats["anchor"].map(feats["anchor"].value_counts()).to_numpy()
+
+    # the strongest accepted link of each record into its cluster
+    accepted = edges[edges["decision"] == "accepted"]
+    best = pd.concat([accepted[["unique_id_l", "match_probability"]].rename(columns={"unique_id_l": "uid"}),
+                      accepted[["unique_id_r", "match_probability"]].rename(columns={"unique_id_r": "uid"})])
+    best_p = best.groupby("uid")["match_probability"].max()
+    refused = edges[edges["decision"] == "refused"]
+    refused_ids = set(refused["unique_id_l"]).union(refused["unique_id_r"])
+    cluster_size = pd.Series(roots).map(pd.Series(roots).value_counts()).to_numpy()
+
+    prob = pd.Series(np.nan, index=np.arange(len(feats)))
+    prob.loc[best_p.index.astype(np.int64)] = best_p.to_numpy()
+    prob[anchor_size > 1] = 1.0
+    reason = np.full(len(feats), SINGLETON, dtype=object)
+    reason[feats["unique_id"].isin(refused_ids).to_numpy()] = SPLIT_CONSTRAINT
+    reason[(cluster_size > 1)] = PROBABILISTIC
+    reason[anchor_size > 1] = EXACT_ID
+    prob[(cluster_size == 1) & (reason != SPLIT_CONSTRAINT)] = np.nan
+    out = pd.DataFrame({"record_key": keys, "cluster_key": cluster_key, "match_probability": prob.to_numpy(),
+                        "reason": reason})
+    reviews = _reviews(edges, feats, roots, cluster_key, threshold)
+    decided = {tuple(sorted(p)) for p in list(must) + list(cannot)}
+    if decided and len(reviews):
+        pairs = list(zip(np.minimum(reviews["record_key_l"], reviews["record_key_r"]),
+                         np.maximum(reviews["record_key_l"], reviews["record_key_r"])))
+        reviews = reviews[[p not in decided for p in pairs]].reset_index(drop=True)
+    stats = {"linked_deterministically": int((anchor_size > 1).sum()),
+             "clusters": int(pd.Series(roots).nunique()),
+             "links_refused_by_constraint": refused["constraint"].value_counts().to_dict(),
+             "reviews": int(len(reviews))}
+    return out, reviews, stats
+
+
+def _reviews(edges: pd.DataFrame, feats: pd.DataFrame, roots: np.ndarray, cluster_key: np.ndarray,
+             threshold: float) -> pd.DataFrame:
+    """Grey-zone links between different clusters, and links a constraint refused — with their evidence."""
+    if edges.empty:
+        return pd.DataFrame(columns=["record_key_l", "record_key_r", "cluster_key_l", "cluster_key_r",
+                                     "match_probability", "match_weight", "review_reason"])
+    left, right = edges["unique_id_l"].to_numpy(), edges["unique_id_r"].to_numpy()
+    apart = roots[left] != roots[right]
+    grey = (edges["match_probability"] < threshold).to_numpy() & apart
+    refused = (edges["decision"] == "refused").to_numpy() & apart
+    sel = edges[grey | refused]
+    keys = feats["record_key"].to_numpy(dtype=object)
+    out = pd.DataFrame({
+        "record_key_l": keys[sel["unique_id_l"].to_numpy()],
+        "record_key_r": keys[sel["unique_id_r"].to_numpy()],
+        "cluster_key_l": cluster_key[sel["unique_id_l"].to_numpy()],
+        "cluster_key_r": cluster_key[sel["unique_id_r"].to_numpy()],
+        "match_probability": sel["match_probability"].to_numpy(),
+        "match_weight": sel["match_weight"].to_numpy(),
+        "review_reason": np.where(sel["decision"].to_numpy() == "refused",
+                                  ("constraint:" + sel["constraint"].astype(str)).to_numpy(), "grey_zone"),
+    })
+    for col in sel.columns:
+        if col.startswith("mw_") or col.startswith("gamma_"):
+            out[col] = sel[col].to_numpy()
+    return out.sort_values(["match_probability", "record_key_l", "record_key_r"],
+                           ascending=[False, True, True]).reset_index(drop=True)

@@ -25,6 +25,10 @@ _PLACEHOLDER_NAME = r"某某|之子$|之女$|^(?:男婴|女婴|婴儿)$"
 _FIRST_SYLLABLE = r"^(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[aeiouv]+(?:ng|n(?![aeiouv])|r(?![aeiouv]))?"
 _BODY_STATUSES = ("valid", "upgraded_from_15", "checksum_error", "bad_date", "bad_region")
 
+# the standardized columns the features are built from
+INPUT_COLUMNS = ("source", "source_record_id", "name_key", "name_pinyin", "name_surname", "id_number_raw",
+                 "id_number", "id_number_status", "id_birth_date", "id_sex", "sex", "birth_date", "phone",
+                 "address_key", "address_house_no", "address_village", "address_town")
 FEATURE_COLUMNS = (
     "unique_id", "record_key", "name_key", "name_pinyin", "surname", "given_key", "given_pinyin",
     "id_valid", "id_body", "id_conflict", "id_claimed", "dob", "birth_year", "sex", "phone", "address_key", "village",

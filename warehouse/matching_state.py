@@ -2,7 +2,8 @@
 
 An incremental run reads only what concerns the records that changed: their standardized rows,
 the stored records their blocking keys reach (:func:`candidates`), and the stored links and
-clusters around them (:func:`region`). Record keys are ``<source>/<source_record_id>``.
+clusters around them (:func:`region`). :class:`MatchingStore` offers these to the matcher's delta
+entry point (``mpi.delta.StoredIndex``). Record keys are ``<source>/<source_record_id>``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def _keys_table(conn: sa.Connection, name: str, keys: Iterable[str]) -> str:
 
 
 # -- model state and runs ---------------------------------------------------------------------
+
+def lock_matching(conn: sa.Connection) -> None:
+    """Hold the matching lock until the transaction ends: one run at a time."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('hub:matching'))"))
+
+
+def analyze_index(conn: sa.Connection) -> None:
+    """Fresh planner statistics for the index tables (after a full run), so that lookups plan well."""
+    conn.execute(sa.text("ANALYZE mpi.match_feature, mpi.match_edge, mpi.crosswalk, mpi.master, mpi.golden,"
+                         " mpi.golden_value, mpi.golden_conflict, mpi.review_pair"))
+
 
 def read_model_state(conn: sa.Connection) -> tuple[str, int] | None:
     row = conn.execute(sa.text("SELECT model_version, records FROM mpi.model_state")).first()
@@ -226,31 +238,33 @@ def candidates(conn: sa.Connection, probe: pd.DataFrame, rules: Sequence[str], e
 EDGE_COLUMNS = ("record_key_l", "record_key_r", "match_probability", "match_weight", "evidence")
 
 
-def edges_frame(edges: pd.DataFrame, keys) -> pd.DataFrame:
-    """Scored pairs by position (unique_id_l/r into ``keys``) → by record key (l < r), with evidence."""
-    if edges.empty:
+def edges_frame(links: pd.DataFrame) -> pd.DataFrame:
+    """Scored pairs by record key (l < r) with their evidence columns (mw_*, gamma_*) → the stored
+    form, the evidence as one JSON object per pair."""
+    if links.empty:
         return pd.DataFrame(columns=list(EDGE_COLUMNS))
-    a = keys[edges["unique_id_l"].to_numpy(dtype="int64")]
-    b = keys[edges["unique_id_r"].to_numpy(dtype="int64")]
-    swap = a > b
-    left, right = a.copy(), b.copy()
-    left[swap], right[swap] = b[swap], a[swap]
-    evidence = edges.filter(regex="^(mw_|gamma_)").astype(float)
-    return pd.DataFrame({"record_key_l": left, "record_key_r": right,
-                         "match_probability": edges["match_probability"].to_numpy(float),
-                         "match_weight": edges["match_weight"].to_numpy(float),
+    evidence = links.filter(regex="^(mw_|gamma_)").astype(float)
+    return pd.DataFrame({"record_key_l": links["record_key_l"].to_numpy(), "record_key_r": links["record_key_r"].to_numpy(),
+                         "match_probability": links["match_probability"].to_numpy(float),
+                         "match_weight": links["match_weight"].to_numpy(float),
                          "evidence": [json.dumps(e, sort_keys=True) for e in evidence.to_dict(orient="records")]})
 
 
-def write_edges(conn: sa.Connection, edges: pd.DataFrame, *, touching: Iterable[str] = (), replace_all: bool = False) -> int:
-    """Store scored pairs (from :func:`edges_frame`), replacing every stored pair touching ``touching``."""
+def with_evidence(edges: pd.DataFrame) -> pd.DataFrame:
+    """Stored pairs (from :func:`read_edges`) with their evidence spread into mw_* / gamma_* columns."""
+    evidence = pd.DataFrame([json.loads(e) for e in edges["evidence"]], index=edges.index)
+    return pd.concat([edges.drop(columns=["evidence"]), evidence], axis=1)
+
+
+def write_edges(conn: sa.Connection, links: pd.DataFrame, *, touching: Iterable[str] = (), replace_all: bool = False) -> int:
+    """Store scored pairs (by record key, with evidence columns), replacing every stored pair touching ``touching``."""
     if replace_all:
         conn.execute(sa.text("TRUNCATE mpi.match_edge"))
     else:
         table = _keys_table(conn, "edge_out", touching)
         conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_l = k.record_key"))
         conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_r = k.record_key"))
-    return copy_frame(conn, "mpi.match_edge", edges, EDGE_COLUMNS)
+    return copy_frame(conn, "mpi.match_edge", edges_frame(links), EDGE_COLUMNS)
 
 
 def read_edges(conn: sa.Connection, *, touching: Iterable[str] | None = None, at_least: float | None = None) -> pd.DataFrame:
@@ -310,3 +324,41 @@ def read_previous(conn: sa.Connection, keys: Iterable[str] | None = None) -> pd.
         rows = conn.execute(sa.text(f"SELECT k.record_key, c.master_id FROM mpi.crosswalk c"
                                     f" JOIN {table} k USING (source, source_record_id)")).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=["record_key", "master_id"])
+
+
+class MatchingStore:
+    """The warehouse's matching state as the stored index a delta run is matched against
+    (``mpi.delta.StoredIndex``), inside the caller's transaction."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    def features(self, keys: Iterable[str] | None = None, *, ids: Iterable[str] = ()) -> pd.DataFrame:
+        return read_features(self.conn, keys, ids=ids)
+
+    def candidates(self, probe: pd.DataFrame, rules: Sequence[str], exclude: Iterable[str]) -> pd.DataFrame:
+        return candidates(self.conn, probe, rules, exclude)
+
+    def term_frequencies(self, values: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], int]:
+        state = read_model_state(self.conn)
+        if state is None:
+            raise ValueError("no term-frequency snapshot is stored: run a full rebuild first")
+        return read_frequencies(self.conn, only=values), state[1]
+
+    def links(self, touching: Iterable[str]) -> pd.DataFrame:
+        return with_evidence(read_edges(self.conn, touching=touching))
+
+    def restamp(self, stamps: pd.DataFrame) -> None:
+        touch_features(self.conn, stamps)
+
+    def save_features(self, feats: pd.DataFrame, *, remove: Iterable[str] = ()) -> None:
+        write_features(self.conn, feats, remove=remove)
+
+    def save_links(self, links: pd.DataFrame, *, touching: Iterable[str]) -> None:
+        write_edges(self.conn, links, touching=touching)
+
+    def region(self, seeds: Iterable[str], threshold: float, must: Sequence[tuple[str, str]]) -> set[str]:
+        return region(self.conn, seeds, threshold, must)
+
+    def record_count(self) -> int:
+        return self.conn.execute(sa.text("SELECT count(*) FROM mpi.match_feature")).scalar_one()
