@@ -10,92 +10,104 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-REVIEW_STATUSES = {"open": "decided_at IS NULL", "decided": "decided_at IS NOT NULL", "all": "true"}
+from warehouse.tables import mpi_crosswalk, mpi_master, mpi_master_event, mpi_review_pair, std_resident
+
+REVIEW_STATUSES = ("open", "decided", "all")
 RECORD_FIELDS = ("name", "id_number", "id_number_status", "sex", "birth_date", "phone", "address_village",
                  "address_house_no", "status_raw", "standardized_at")
 
 
-def _crosswalk_join(record_key: str, alias: str) -> str:
-    """A LEFT JOIN of mpi.crosswalk on its primary key for a ``source/record`` key column."""
-    source = f"split_part({record_key}, '/', 1)"
-    return (f"LEFT JOIN mpi.crosswalk {alias} ON {alias}.source = {source}"
-            f" AND {alias}.source_record_id = substr({record_key}, length({source}) + 2)")
+def _is_record(crosswalk: sa.FromClause, record_key: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """The crosswalk row (on its primary key) of a ``source/record`` key column."""
+    source = sa.func.split_part(record_key, "/", 1)
+    return sa.and_(crosswalk.c.source == source,
+                   crosswalk.c.source_record_id == sa.func.substr(record_key, sa.func.length(source) + 2))
 
 
 def review_pairs(conn: sa.Connection, *, status: str, limit: int, reason: str | None = None) -> list[dict]:
-    """Review pairs with the master ids of both records, strongest first; ``status`` is a key of
+    """Review pairs with the master ids of both records, strongest first; ``status`` is one of
     :data:`REVIEW_STATUSES`, ``reason`` a prefix of the review reason."""
-    where = REVIEW_STATUSES[status]
-    params: dict = {"n": limit}
+    p = mpi_review_pair
+    cl, cr = mpi_crosswalk.alias("cl"), mpi_crosswalk.alias("cr")
+    query = (sa.select(p.c.review_id, p.c.record_key_l, p.c.record_key_r, p.c.match_probability, p.c.match_weight,
+                       p.c.review_reason, p.c.created_at, p.c.decided_at, p.c.decision, p.c.reviewer, p.c.comment,
+                       cl.c.master_id.label("master_l"), cr.c.master_id.label("master_r"))
+             .select_from(p.outerjoin(cl, _is_record(cl, p.c.record_key_l))
+                          .outerjoin(cr, _is_record(cr, p.c.record_key_r)))
+             .order_by(p.c.match_probability.desc().nulls_last(), p.c.review_id).limit(limit))
+    if status == "open":
+        query = query.where(p.c.decided_at.is_(None))
+    elif status == "decided":
+        query = query.where(p.c.decided_at.is_not(None))
     if reason:
-        where += " AND review_reason LIKE :reason"
-        params["reason"] = f"{reason}%"
-    rows = conn.execute(sa.text(
-        "SELECT p.review_id, p.record_key_l, p.record_key_r, p.match_probability, p.match_weight, p.review_reason,"
-        " p.created_at, p.decided_at, p.decision, p.reviewer, p.comment,"
-        " cl.master_id AS master_l, cr.master_id AS master_r"
-        f" FROM mpi.review_pair p {_crosswalk_join('p.record_key_l', 'cl')} {_crosswalk_join('p.record_key_r', 'cr')}"
-        f" WHERE {where}"
-        " ORDER BY p.match_probability DESC NULLS LAST, p.review_id LIMIT :n"), params).mappings().all()
-    return [dict(r) for r in rows]
+        query = query.where(p.c.review_reason.like(f"{reason}%"))
+    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def review_pair(conn: sa.Connection, review_id: int) -> dict | None:
     """Every column of one review pair, or None."""
-    row = conn.execute(sa.text("SELECT * FROM mpi.review_pair WHERE review_id = :i"), {"i": review_id}).mappings().first()
+    row = conn.execute(sa.select(mpi_review_pair).where(mpi_review_pair.c.review_id == review_id)).mappings().first()
     return dict(row) if row is not None else None
 
 
 def standardized_record(conn: sa.Connection, source: str, record_id: str) -> dict | None:
     """A standardized record's :data:`RECORD_FIELDS` and its master id (unmasked), or None."""
-    row = conn.execute(sa.text(
-        f"SELECT {', '.join('r.' + f for f in RECORD_FIELDS)}, c.master_id FROM std.resident r"
-        " LEFT JOIN mpi.crosswalk c USING (source, source_record_id)"
-        " WHERE r.source = :s AND r.source_record_id = :r"), {"s": source, "r": record_id}).mappings().first()
+    r, c = std_resident, mpi_crosswalk
+    row = conn.execute(
+        sa.select(*(r.c[f] for f in RECORD_FIELDS), c.c.master_id)
+        .select_from(r.outerjoin(c, sa.and_(c.c.source == r.c.source, c.c.source_record_id == r.c.source_record_id)))
+        .where(r.c.source == source, r.c.source_record_id == record_id)).mappings().first()
     return dict(row) if row is not None else None
 
 
 def record_decision(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str,
                     comment: str | None) -> dict | None:
     """Write a decision on a review pair (caller's transaction); None when there is no such pair."""
-    row = conn.execute(sa.text(
-        "UPDATE mpi.review_pair SET decision = :d, decided_at = clock_timestamp(), reviewer = :who, comment = :c"
-        " WHERE review_id = :i RETURNING review_id, record_key_l, record_key_r, decision, decided_at"),
-        {"d": decision, "who": reviewer, "c": comment, "i": review_id}).mappings().first()
+    p = mpi_review_pair
+    row = conn.execute(
+        sa.update(p).where(p.c.review_id == review_id)
+        .values(decision=decision, decided_at=sa.func.clock_timestamp(), reviewer=reviewer, comment=comment)
+        .returning(p.c.review_id, p.c.record_key_l, p.c.record_key_r, p.c.decision, p.c.decided_at)
+    ).mappings().first()
     return dict(row) if row is not None else None
 
 
 def master_redirect(conn: sa.Connection, master_id: str) -> sa.Row | None:
     """A master id's ``status`` and ``retired_into`` (in a row), or None when it was never minted."""
-    return conn.execute(sa.text("SELECT status, retired_into FROM mpi.master WHERE master_id = :m"),
-                        {"m": master_id}).first()
+    m = mpi_master
+    return conn.execute(sa.select(m.c.status, m.c.retired_into).where(m.c.master_id == master_id)).first()
 
 
 def master_row(conn: sa.Connection, master_id: str) -> dict:
     """A master id's status, redirect, dates and anchor (unmasked); raises when there is none."""
-    return dict(conn.execute(sa.text("SELECT master_id, status, retired_into, created_at, retired_at, anchor"
-                                     " FROM mpi.master WHERE master_id = :m"), {"m": master_id}).mappings().one())
+    m = mpi_master
+    return dict(conn.execute(
+        sa.select(m.c.master_id, m.c.status, m.c.retired_into, m.c.created_at, m.c.retired_at, m.c.anchor)
+        .where(m.c.master_id == master_id)).mappings().one())
 
 
 def master_records(conn: sa.Connection, master_id: str) -> list[dict]:
     """The source records the crosswalk links to a master id, with their match rule."""
-    return [dict(r) for r in conn.execute(sa.text(
-        "SELECT c.source, c.source_record_id, c.match_rule, c.updated_at FROM mpi.crosswalk c WHERE c.master_id = :m"
-        " ORDER BY c.source, c.source_record_id"), {"m": master_id}).mappings()]
+    c = mpi_crosswalk
+    return [dict(r) for r in conn.execute(
+        sa.select(c.c.source, c.c.source_record_id, c.c.match_rule, c.c.updated_at)
+        .where(c.c.master_id == master_id).order_by(c.c.source, c.c.source_record_id)).mappings()]
 
 
 def master_events(conn: sa.Connection, master_ids: Sequence[str]) -> list[dict]:
     """Events of these master ids (as subject or as the other id), oldest first."""
-    return [dict(r) for r in conn.execute(sa.text(
-        "SELECT e.event_id, e.run_id, e.created_at, e.master_id, e.event, e.cause, e.other_master_id, e.source,"
-        " e.source_record_id, e.detail FROM mpi.master_event e"
-        " WHERE e.master_id = ANY(:ids) OR e.other_master_id = ANY(:ids) ORDER BY e.event_id"),
-        {"ids": list(master_ids)}).mappings()]
+    e, ids = mpi_master_event, list(master_ids)
+    return [dict(r) for r in conn.execute(
+        sa.select(e.c.event_id, e.c.run_id, e.c.created_at, e.c.master_id, e.c.event, e.c.cause, e.c.other_master_id,
+                  e.c.source, e.c.source_record_id, e.c.detail)
+        .where(sa.or_(e.c.master_id.in_(ids), e.c.other_master_id.in_(ids))).order_by(e.c.event_id)).mappings()]
 
 
 def reviews_touching(conn: sa.Connection, record_keys: Sequence[str]) -> list[dict]:
-    """Review pairs involving any of these ``source/record`` keys, decided ones first."""
-    return [dict(r) for r in conn.execute(sa.text(
-        "SELECT review_id, record_key_l, record_key_r, review_reason, match_probability, decision, decided_at,"
-        " reviewer, comment FROM mpi.review_pair WHERE record_key_l = ANY(:k) OR record_key_r = ANY(:k)"
-        " ORDER BY decided_at NULLS LAST, review_id"), {"k": list(record_keys)}).mappings()]
+    """Review pairs involving any of these ``source/record`` keys, undecided ones last."""
+    p, keys = mpi_review_pair, list(record_keys)
+    return [dict(r) for r in conn.execute(
+        sa.select(p.c.review_id, p.c.record_key_l, p.c.record_key_r, p.c.review_reason, p.c.match_probability,
+                  p.c.decision, p.c.decided_at, p.c.reviewer, p.c.comment)
+        .where(sa.or_(p.c.record_key_l.in_(keys), p.c.record_key_r.in_(keys)))
+        .order_by(p.c.decided_at.nulls_last(), p.c.review_id)).mappings()]
