@@ -60,6 +60,13 @@ def standardized_record(conn: sa.Connection, source: str, record_id: str) -> dic
     return dict(row) if row is not None else None
 
 
+def resident_record(conn: sa.Connection, source: str, record_id: str) -> dict | None:
+    """Every column of one standardized record (what the matcher compares), or None."""
+    r = std_resident
+    row = conn.execute(sa.select(r).where(r.c.source == source, r.c.source_record_id == record_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
 def record_decision(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str,
                     comment: str | None) -> dict | None:
     """Write a decision on a review pair (caller's transaction); None when there is no such pair."""

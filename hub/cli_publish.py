@@ -1,0 +1,217 @@
+"""``hub release``, ``hub audit``, ``hub grants`` and ``hub api-key``: what is published and who may read it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hub.cli_common import console, user_errors
+
+release_app = typer.Typer(help="Published releases of the master index.", no_args_is_help=True)
+grants_app = typer.Typer(help="Department roles, views and row-level security in the warehouse.",
+                         no_args_is_help=True)
+audit_app = typer.Typer(help="Cross-department consistency audits of the published index.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys of the read API (one or more per department).", no_args_is_help=True)
+
+
+@release_app.command("list")
+def release_list() -> None:
+    """List the published releases; the current one is marked."""
+    from hub import settings
+    from warehouse.releases import list_releases
+
+    with user_errors(), settings.engine().connect() as conn:
+        rows = list_releases(conn)
+    table = Table("release", "published at", "masters", "records", "validation run", "current", "withdrawn")
+    for r in rows:
+        table.add_row(str(r["release_no"]), f"{r['published_at']:%Y-%m-%d %H:%M:%S}", str(r["master_count"]),
+                      str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "",
+                      f"{r['withdrawn_at']:%Y-%m-%d %H:%M}" if r["withdrawn_at"] else "")
+    console.print(table if rows else "no release has been published yet")
+
+
+@release_app.command("show")
+def release_show(release_no: Annotated[int, typer.Argument(help="The release number (see 'hub release list').")]) -> None:
+    """Show one release: figures, the gate run that let it through, and what changed since the one before."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.releases import show_release
+
+    with user_errors(), settings.engine().connect() as conn:
+        try:
+            r = show_release(conn, release_no)
+        except LookupError as exc:
+            raise HubError(str(exc)) from None
+    state = "current" if r["is_current"] else (
+        f"withdrawn {r['withdrawn_at']:%Y-%m-%d %H:%M} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
+    console.print(f"release {r['release_no']} — {state}", highlight=False)
+    console.print(f"published at:   {r['published_at']:%Y-%m-%d %H:%M:%S}")
+    console.print(f"masters:        {r['master_count']:,}  (records {r['record_count']:,})")
+    console.print(f"content hash:   {r['content_hash']}")
+    if r["previous"] is not None:
+        c = r["changes"]
+        console.print(f"since release {r['previous']}: {c['added']:,} masters added, {c['removed']:,} removed,"
+                      f" {c['changed']:,} changed")
+    gate = r["gate"]
+    if gate:
+        console.print(f"gate run {gate['run_id']} at {gate['started_at']:%Y-%m-%d %H:%M:%S}: "
+                      f"{gate['successful']} of {gate['evaluated']} expectations passed")
+        if gate["docs_path"]:
+            console.print(f"Data Docs:      {gate['docs_path']}", highlight=False)
+    if r["suites"]:
+        table = Table("suite", "rows", "expectations", "passed", "outcome")
+        for s in r["suites"]:
+            table.add_row(s["suite"], f"{s['row_count']:,}" if s["row_count"] is not None else "",
+                          str(s["evaluated"]), str(s["successful"]), "passed" if s["success"] else "FAILED")
+        console.print(table)
+    if r["by_source"]:
+        console.print("masters holding records of each source: "
+                      + ", ".join(f"{k} {v:,}" for k, v in r["by_source"].items()), highlight=False)
+
+
+@release_app.command("rollback")
+def release_rollback(
+    release_no: Annotated[int, typer.Argument(help="The release to make current again.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    actor: Annotated[str, typer.Option(help="Who asks for the rollback.")] = "",
+) -> None:
+    """Make an earlier release current again; the releases after it are withdrawn.
+
+    Readers switch in one transaction. Content equal to a withdrawn release is not published again
+    until the index changes.
+    """
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.releases import rollback
+
+    with user_errors(), settings.engine().begin() as conn:
+        try:
+            outcome = rollback(conn, release_no, reason=reason, actor=actor or os.environ.get("USER") or None)
+        except (LookupError, ValueError) as exc:
+            raise HubError(str(exc)) from None
+    console.print(outcome.reason, highlight=False)
+
+
+@audit_app.command("run")
+def audit_run(release: Annotated[int | None, typer.Option(help="Release to audit (default: the current one).")] = None,
+              ) -> None:
+    """Find deceased persons still paid, persons in mutually exclusive programmes, sex and birth-date
+    conflicts between departments and ID numbers used by different persons; write the findings
+    workbooks (one per department) and the audit report, and refresh the scorecards."""
+    from hub.pipeline import audit_release, build_reports
+
+    with user_errors():
+        try:
+            r = audit_release(release)
+        except LookupError as exc:
+            from hub.errors import HubError
+
+            raise HubError(str(exc)) from None
+        built = build_reports()
+    console.print(f"release {r['release_no']}: {r['open']} open findings ({r['new']} new, {r['resolved']} resolved)")
+    for kind, n in sorted(r["by_kind"].items()):
+        console.print(f"  {kind:<22} {n}")
+    console.print(f"report: {built['audit_report']}", highlight=False)
+
+
+@grants_app.command("apply")
+def grants_apply(
+    sharing: Annotated[Path | None, typer.Option(help="Sharing configuration (default warehouse/sharing.yaml).")] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of the roles the hub manages.")] = "hub_",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every statement run.")] = False,
+) -> None:
+    """Create or update each department's role, views (schema dept_<department>), column privileges and
+    row-level security from the sharing configuration; what is no longer allowed is revoked."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.grants import GrantsError, apply_grants
+    from warehouse.sharing import SharingError, load_sharing
+
+    with user_errors():
+        try:
+            with settings.engine().begin() as conn:
+                report = apply_grants(conn, load_sharing(sharing), role_prefix=prefix)
+        except (GrantsError, SharingError) as exc:
+            raise HubError(str(exc)) from None
+    for line in report.summary():
+        console.print(line, highlight=False)
+    if verbose:
+        for statement in report.statements:
+            console.print(statement, highlight=False, markup=False)
+
+
+@grants_app.command("drop")
+def grants_drop(prefix: Annotated[str, typer.Option(help="Prefix of the roles the hub manages.")] = "hub_") -> None:
+    """Remove every role, department schema and policy the hub made under the prefix."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.grants import GrantsError, drop_grants
+
+    with user_errors():
+        try:
+            with settings.engine().begin() as conn:
+                statements = drop_grants(conn, role_prefix=prefix)
+        except GrantsError as exc:
+            raise HubError(str(exc)) from None
+    console.print(f"{len(statements)} statements run; the department roles under {prefix!r} are gone", highlight=False)
+
+
+@key_app.command("create")
+def api_key_create(
+    department: Annotated[str, typer.Argument(help="The department the key reads for (see warehouse/sharing.yaml).")],
+    label: Annotated[str, typer.Option(help="Who holds the key (team or system).")],
+    steward: Annotated[bool, typer.Option(help="Also allow reading and deciding the review queue.")] = False,
+) -> None:
+    """Create a key; its secret is shown this once."""
+    from hub import settings
+    from hub.api_keys import create_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        key = create_key(conn, department, label, scopes=["steward"] if steward else [])
+    console.print(f"key id {key.split('.', 1)[0]} for {department}; the key (shown only now):", highlight=False)
+    print(key)
+
+
+@key_app.command("list")
+def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False) -> None:
+    """List the keys (never their secrets)."""
+    from hub import settings
+    from hub.api_keys import list_keys
+
+    with user_errors(), settings.engine().connect() as conn:
+        rows = list_keys(conn, include_revoked=include_revoked)
+    table = Table()
+    table.add_column("key id", no_wrap=True)
+    for name in ("department", "label", "scopes", "created", "revoked"):
+        table.add_column(name)
+    for r in rows:
+        table.add_row(r["key_id"], r["department"], r["label"], ", ".join(r["scopes"]),
+                      f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "")
+    console.print(table if rows else "no API keys")
+
+
+@key_app.command("revoke")
+def api_key_revoke(key_id: Annotated[str, typer.Argument(help="The key id (ak_…).")]) -> None:
+    """Revoke a key at once."""
+    from hub import settings
+    from hub.api_keys import revoke_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        revoke_key(conn, key_id)
+    console.print(f"revoked {key_id}")
+
+
+@key_app.command("rotate")
+def api_key_rotate(key_id: Annotated[str, typer.Argument(help="The key id (ak_…).")]) -> None:
+    """Replace a key with a new one (same department, label and scopes); the old one stops working."""
+    from hub import settings
+    from hub.api_keys import rotate_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        key = rotate_key(conn, key_id)
+    console.print(f"{key_id} revoked; the new key (shown only now):", highlight=False)
+    print(key)
