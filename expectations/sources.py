@@ -119,7 +119,7 @@ class GateRules:
         return replace(self.defaults, **dict(self.overrides.get(name, {})))
 
     def scorecard_thresholds(self) -> dict[str, dict[str, float]]:
-        """Per-source overrides for the scorecard's traffic lights (``expectations.scorecard``):
+        """Per-source overrides for the scorecard's traffic lights (``reports.scorecard``):
         a source whose ``min_id_valid_share`` differs from the default gets it as its
         ``id_valid_red`` line, so that the scorecard turns red where the gate fails."""
         return {
