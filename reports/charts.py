@@ -13,6 +13,7 @@ import functools
 import io
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 __all__ = [
     "CJK_FONTS",
@@ -38,10 +39,26 @@ PALETTE = ("#1a73e8", "#e8710a", "#12b5cb", "#9334e6", "#e52592", "#188038", "#f
 @functools.lru_cache(maxsize=1)
 def cjk_font() -> str | None:
     """The family name of an installed font that has Chinese glyphs, or None (charts fall back to English)."""
-    from matplotlib import font_manager, ft2font
+    from matplotlib import font_manager
+
+    name = _cjk_font_in(font_manager.fontManager.ttflist)
+    if name is None:
+        # matplotlib's font cache may predate a CJK font installed since: add the system's CJK files once
+        for path in font_manager.findSystemFonts():
+            if "cjk" in Path(path).name.lower():
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue
+        name = _cjk_font_in(font_manager.fontManager.ttflist)
+    return name
+
+
+def _cjk_font_in(ttflist) -> str | None:
+    from matplotlib import ft2font
 
     files: dict[str, str] = {}
-    for entry in font_manager.fontManager.ttflist:
+    for entry in ttflist:
         files.setdefault(entry.name, entry.fname)
     names = [n for n in CJK_FONTS if n in files]
     names += sorted(n for n in files if ("CJK" in n or "Han Sans" in n) and n not in names)
