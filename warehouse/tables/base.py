@@ -15,6 +15,25 @@ DOUBLE = postgresql.DOUBLE_PRECISION()
 TEXT_ARRAY = postgresql.ARRAY(sa.Text())
 
 
+def golden_columns() -> list[sa.Column]:
+    """The person columns of a golden record, shared by ``mpi.golden`` and the published
+    ``publish.master_person`` (a release holds the golden records as they were published)."""
+    return [
+        sa.Column("name", TEXT),
+        sa.Column("id_number", TEXT),
+        sa.Column("id_number_status", TEXT, nullable=False),
+        sa.Column("sex", sa.SmallInteger),
+        sa.Column("birth_date", sa.Date),
+        sa.Column("record_count", sa.Integer, nullable=False),
+        sa.Column("sources", TEXT_ARRAY, nullable=False),
+        sa.Column("phone", TEXT),
+        sa.Column("address", TEXT),
+        sa.Column("status", TEXT),
+        sa.Column("status_date", sa.Date),
+        sa.Column("conflicts", sa.Integer, nullable=False),
+    ]
+
+
 def view(name: str, schema: str, *columns: sa.Column) -> sa.Table:
     """A view, described as a Table flagged ``info={"view": True}``: it can be read like a table, and the
     comparison with the migrated database checks its columns instead of expecting a table."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from warehouse.tables.base import DOUBLE, JSONB, TEXT, TEXT_ARRAY, TIMESTAMP, metadata
+from warehouse.tables.base import DOUBLE, JSONB, TEXT, TEXT_ARRAY, TIMESTAMP, golden_columns, metadata
 
 SCHEMA = "mpi"
 
@@ -42,18 +42,7 @@ mpi_crosswalk = sa.Table(
 mpi_golden = sa.Table(
     "golden", metadata,
     sa.Column("master_id", TEXT, sa.ForeignKey("mpi.master.master_id"), primary_key=True),
-    sa.Column("name", TEXT),
-    sa.Column("id_number", TEXT),
-    sa.Column("id_number_status", TEXT, nullable=False),
-    sa.Column("sex", sa.SmallInteger),
-    sa.Column("birth_date", sa.Date),
-    sa.Column("record_count", sa.Integer, nullable=False),
-    sa.Column("sources", TEXT_ARRAY, nullable=False),
-    sa.Column("phone", TEXT),
-    sa.Column("address", TEXT),
-    sa.Column("status", TEXT),
-    sa.Column("status_date", sa.Date),
-    sa.Column("conflicts", sa.Integer, nullable=False),
+    *golden_columns(),
     schema=SCHEMA,
 )
 

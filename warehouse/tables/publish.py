@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from warehouse.tables.base import TEXT, TEXT_ARRAY, TIMESTAMP, metadata, view_of
+from warehouse.tables.base import TEXT, TIMESTAMP, golden_columns, metadata, view_of
 
 SCHEMA = "publish"
 
@@ -28,18 +28,7 @@ publish_master_person = sa.Table(
     "master_person", metadata,
     sa.Column("release_no", sa.Integer, sa.ForeignKey("publish.release.release_no"), primary_key=True),
     sa.Column("master_id", TEXT, primary_key=True),
-    sa.Column("name", TEXT),
-    sa.Column("id_number", TEXT),
-    sa.Column("id_number_status", TEXT, nullable=False),
-    sa.Column("sex", sa.SmallInteger),
-    sa.Column("birth_date", sa.Date),
-    sa.Column("record_count", sa.Integer, nullable=False),
-    sa.Column("sources", TEXT_ARRAY, nullable=False),
-    sa.Column("phone", TEXT),
-    sa.Column("address", TEXT),
-    sa.Column("status", TEXT),
-    sa.Column("status_date", sa.Date),
-    sa.Column("conflicts", sa.Integer, nullable=False),
+    *golden_columns(),
     schema=SCHEMA,
 )
 # the read API looks people up by ID number in the current release
