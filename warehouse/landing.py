@@ -5,8 +5,9 @@ are marked failed, the batch opens, the cursor and the ingested files are read, 
 and the cursor advances in the same transaction that commits them.
 
 Every load reports ``received = landed + quarantined + duplicates`` and fails when that identity
-does not hold. A record is a duplicate when the same (source, source_record_id, content hash) has
-landed before, so sources may repeat pages without doubling anything. A source's volatile fields
+does not hold. A record is a duplicate when it equals the newest landed version of its (source,
+source_record_id) by content hash, so sources may repeat pages without doubling anything, and a record
+returning to an earlier content is a new version. A source's volatile fields
 (a ledger's row number, renumbered whenever a row is added or removed) are left out of the hash.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
+from schemas.masking import mask_id_number
 from warehouse.bulk import copy_rows, staging_table
 
 
@@ -135,14 +137,15 @@ def quarantine(conn: sa.Connection, *, source: str, batch_id: int, rows: list[tu
         conn.execute(sa.text(
             "INSERT INTO raw.quarantine (batch_id, source, source_record_id, reason_code, detail, payload) "
             "VALUES (:b, :s, NULL, :r, :d, :p)"),
-            [{"b": batch_id, "s": source, "r": r, "d": p.split("\n", 1)[0], "p": p} for r, p in rows])
+            [{"b": batch_id, "s": source, "r": r, "d": _nul_safe(p.split("\n", 1)[0]), "p": _nul_safe(p)}
+             for r, p in rows])
     return len(rows)
 
 
 def record_absent(conn: sa.Connection, *, source: str, batch_id: int, seen: set[str]) -> int:
     """Tombstone every live record of ``source`` missing from a full snapshot (the keys in ``seen``)."""
     copy_rows(conn, staging_table(conn, "seen_key", "source_record_id text"), ("source_record_id",),
-              ((k,) for k in seen))
+              ((_nul_safe(k),) for k in seen))
     conn.execute(sa.text("ANALYZE seen_key"))
     # only this source's keys are scanned (by index); the deletion check runs on the few absent ones
     return conn.execute(sa.text(
@@ -158,30 +161,99 @@ def record_absent(conn: sa.Connection, *, source: str, batch_id: int, seen: set[
         " ON CONFLICT DO NOTHING"), {"s": source, "b": batch_id}).rowcount
 
 
-def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
-                 fetched_at: dt.datetime, deleted_flag: tuple[str, str] | None = None,
-                 volatile_fields: Collection[str] = ()) -> LoadCounts:
-    """Land one page of records in the caller's transaction.
+#: A text field longer than this (in UTF-8 bytes) is quarantined as ``field_too_long``.
+MAX_FIELD_BYTES = 64 * 1024
 
-    Records seen again lift an earlier 'absent from snapshot' tombstone; records whose
-    ``deleted_flag`` field holds the deletion value are tombstoned. A record that differs from its
-    stored version only in ``volatile_fields`` (a ledger's row number) is a duplicate: the stored
-    version, as first received, stays the current one.
-    """
+
+def _nul_safe(text: str) -> str:
+    """``text`` with NUL characters written as ``\\u0000``: PostgreSQL text cannot hold them."""
+    return text.replace("\x00", "\\u0000")
+
+
+def _flaw(value, field: str | None = None) -> tuple[str, str] | None:
+    """(reason code, field) of the first value PostgreSQL cannot store (NUL) or that is too long; else None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "nul_character", field or "?"
+        if len(value) > MAX_FIELD_BYTES // 4 and len(value.encode("utf-8")) > MAX_FIELD_BYTES:
+            return "field_too_long", field or "?"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        here = _nul_safe(str(name)) if field is None else f"{field}.{_nul_safe(str(name))}"
+        if isinstance(name, str) and "\x00" in name:
+            return "nul_character", here
+        flaw = _flaw(item, here)
+        if flaw:
+            return flaw
+    return None
+
+
+def _where(label: str | None, position: int, key: object = None) -> str:
+    """Where a record is, without personal data: page or file, position, and the key masked."""
+    place = f"{label}, record {position}" if label else f"record {position}"
+    return place if key is None else f"{place} (key {mask_id_number(_nul_safe(str(key)))})"
+
+
+def _payload(record: object) -> str:
+    # json.dumps writes NUL as the escape \u0000, so the text can be stored in a quarantine row
+    return json.dumps(record, ensure_ascii=False, default=str)
+
+
+def _sort_page(records: list, primary_key: str, volatile_fields: Collection[str],
+               label: str | None) -> tuple[list[tuple], list[tuple], int]:
+    """Split a page into records to land (key, hash, payload), records to quarantine (key, reason, detail,
+    payload) and the number of exact repeats within the page (duplicates)."""
     good: list[tuple] = []
     bad: list[tuple] = []
+    first: dict[str, str] = {}
+    repeats = 0
     for position, record in enumerate(records):
         if not isinstance(record, dict):
-            bad.append((None, "not_an_object", f"record {position} is a {type(record).__name__}, not an object",
-                        json.dumps(record, ensure_ascii=False, default=str)))
+            bad.append((None, "not_an_object",
+                        f"{_where(label, position)} is a {type(record).__name__}, not an object", _payload(record)))
             continue
         key = record.get(primary_key)
         if key is None or (isinstance(key, str) and not key.strip()):
-            bad.append((None, "missing_primary_key", f"record {position} has no value in field {primary_key!r}",
-                        json.dumps(record, ensure_ascii=False, default=str)))
+            bad.append((None, "missing_primary_key", f"{_where(label, position)} has no value in field "
+                        f"{_nul_safe(primary_key)!r}", _payload(record)))
             continue
-        good.append((str(key), content_hash(record, volatile_fields), json.dumps(record, ensure_ascii=False, default=str)))
+        flaw = _flaw(record)
+        if flaw:
+            reason, field = flaw
+            what = "holds a NUL character" if reason == "nul_character" else f"is longer than {MAX_FIELD_BYTES} bytes"
+            bad.append((_nul_safe(str(key)), reason, f"{_where(label, position, key)}: field {field!r} {what}",
+                        _payload(record)))
+            continue
+        key, digest = str(key), content_hash(record, volatile_fields)
+        if key in first:
+            if first[key] == digest:
+                repeats += 1
+            else:
+                bad.append((key, "duplicate_key_conflict", f"{_where(label, position, key)}: a second, different "
+                            "version of a key already in this page", _payload(record)))
+            continue
+        first[key] = digest
+        good.append((key, digest, _payload(record)))
+    return good, bad, repeats
 
+
+def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
+                 fetched_at: dt.datetime, deleted_flag: tuple[str, str] | None = None,
+                 volatile_fields: Collection[str] = (), label: str | None = None) -> LoadCounts:
+    """Land one page of records (``label``: the page or file, for messages) in the caller's transaction.
+
+    A record lands as a new version when its content differs from the newest landed version of its
+    key (so a record returning to an earlier content is a change); otherwise it is a duplicate. A
+    record that differs from the newest version only in ``volatile_fields`` (a ledger's row number)
+    is a duplicate: the stored version stays the current one. Records that are not objects, have no
+    key, hold a NUL character or a field over :data:`MAX_FIELD_BYTES`, or are a second, different
+    version of a key earlier in the page are quarantined with their reason; the rest lands.
+
+    Records seen again lift an earlier 'absent from snapshot' tombstone; records whose
+    ``deleted_flag`` field holds the deletion value are tombstoned.
+    """
+    good, bad, repeats = _sort_page(records, primary_key, volatile_fields, label)
     counts = LoadCounts(received=len(records), quarantined=len(bad), pages=1)
     if bad:
         conn.execute(sa.text(
@@ -191,12 +263,14 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
     if good:
         staging_table(conn, "incoming_record", "source_record_id text, content_hash text, payload jsonb")
         copy_rows(conn, "incoming_record", ("source_record_id", "content_hash", "payload"), good)
+        # a duplicate is a record equal to the newest landed version of its key, not to any older one
         counts.landed = conn.execute(sa.text(
             "WITH ins AS ("
             " INSERT INTO raw.record (source, source_record_id, content_hash, payload, batch_id, fetched_at)"
-            " SELECT DISTINCT ON (source_record_id, content_hash) :s, source_record_id, content_hash, payload, :b, :f"
-            " FROM incoming_record ORDER BY source_record_id, content_hash"
-            " ON CONFLICT (source, source_record_id, content_hash) DO NOTHING RETURNING 1)"
+            " SELECT :s, i.source_record_id, i.content_hash, i.payload, :b, :f FROM incoming_record i"
+            " WHERE i.content_hash IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r"
+            "   WHERE r.source = :s AND r.source_record_id = i.source_record_id ORDER BY r.record_id DESC LIMIT 1)"
+            " ORDER BY i.source_record_id RETURNING 1)"
             " SELECT count(*) FROM ins"), {"s": source, "b": batch_id, "f": fetched_at}).scalar_one()
         conn.execute(sa.text(
             "UPDATE raw.tombstone t SET revoked_in = :b FROM incoming_record i"
@@ -208,6 +282,6 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
                 " SELECT DISTINCT :s, source_record_id, :b, 'flagged_deleted' FROM incoming_record"
                 " WHERE payload ->> :field = :value ON CONFLICT DO NOTHING"),
                 {"s": source, "b": batch_id, "field": deleted_flag[0], "value": deleted_flag[1]}).rowcount
-    counts.duplicates = len(good) - counts.landed
+    counts.duplicates = len(good) - counts.landed + repeats
     counts.check(source)
     return counts

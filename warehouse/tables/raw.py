@@ -31,7 +31,8 @@ raw_load_batch = sa.Table(
     schema=SCHEMA,
 )
 
-#: Every version of every record a source sent, as received (JSONB), once per content hash.
+#: Every version of every record a source sent, as received (JSONB): a new row whenever the content differs
+#: from the key's newest version (so a record returning to an earlier content is a new version).
 raw_record = sa.Table(
     "record", metadata,
     sa.Column("record_id", sa.BigInteger, primary_key=True),
@@ -41,8 +42,6 @@ raw_record = sa.Table(
     sa.Column("payload", JSONB, nullable=False),
     sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("raw.load_batch.batch_id"), nullable=False),
     sa.Column("fetched_at", TIMESTAMP, nullable=False),
-    sa.UniqueConstraint("source", "source_record_id", "content_hash",
-                        name="record_source_source_record_id_content_hash_key"),
     schema=SCHEMA,
 )
 # the newest version of a record first: declared after the Table so the DESC can name its column
