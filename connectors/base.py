@@ -49,6 +49,8 @@ class ExtractState:
     since: str | None = None  # the stored cursor: extract only what changed after it (None: everything)
     ingested_files: frozenset[str] = frozenset()  # content hashes of the files taken before
     timeout: float = 30  # seconds to wait for one answer of a remote platform
+    retry_after_cap: float = 60  # at most this many seconds are waited when a platform asks to retry later
+    deadline: float = 1800  # seconds an extract from a remote platform may take in all
 
 
 class Extractor(Protocol):

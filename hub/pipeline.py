@@ -71,7 +71,7 @@ class _Load:
         deleted_flag = (source.deleted.field, source.deleted.value) if source.deleted else None
         c = landing.land_records(db, source=name, batch_id=batch_id, records=chunk.records,
                                  primary_key=source.primary_key, fetched_at=self.fetched_at,
-                                 deleted_flag=deleted_flag, volatile_fields=source.volatile_fields)
+                                 deleted_flag=deleted_flag, volatile_fields=source.volatile_fields, label=chunk.label)
         c.quarantined += landing.quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows)
         c.received += len(chunk.bad_rows)
         self.drift.observe(chunk)
@@ -120,7 +120,8 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
         already = frozenset(landing.ingested_files(db, name))
     since = cursor if kind.reads_cursor and source.incremental and not full else None
     mode = "incremental" if since else "full"
-    state = ExtractState(since=since, ingested_files=already, timeout=settings.http_timeout())
+    state = ExtractState(since=since, ingested_files=already, timeout=settings.http_timeout(),
+                         retry_after_cap=settings.retry_after_cap(), deadline=settings.extract_deadline())
     load = _Load(source, batch_id, cursor)
     try:
         with eng.begin() as db:

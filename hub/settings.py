@@ -61,6 +61,17 @@ def http_timeout() -> float:
     return float(os.environ.get("HUB_HTTP_TIMEOUT", "30"))
 
 
+def retry_after_cap() -> float:
+    """Seconds the hub waits at most when a platform answers "retry later" (``HUB_RETRY_AFTER_CAP``, default 60)."""
+    return float(os.environ.get("HUB_RETRY_AFTER_CAP", "60"))
+
+
+def extract_deadline() -> float:
+    """Seconds an extract from a departmental platform may take in all (``HUB_EXTRACT_DEADLINE``, default
+    1800); past it the load fails and can be run again."""
+    return float(os.environ.get("HUB_EXTRACT_DEADLINE", "1800"))
+
+
 def default_county() -> str | None:
     """GB/T 2260 code of the county the hub serves (``HUB_DEFAULT_COUNTY``), assumed for addresses
     written below the county level; unset, such addresses stay 'partial'."""

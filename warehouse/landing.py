@@ -100,7 +100,12 @@ def close_batch(conn: sa.Connection, batch_id: int, counts: LoadCounts, status: 
         "quarantined = :quarantined, duplicates = :duplicates, pages = :pages, tombstones = :tombstones, "
         "error = :error, mode = :mode, schema_drift = CAST(:drift AS jsonb) WHERE batch_id = :b"),
         {**asdict(counts), "status": status, "error": error, "b": batch_id, "mode": mode,
-         "drift": json.dumps(schema_drift, ensure_ascii=False) if schema_drift else None})
+         "drift": json.dumps(_nul_safe_columns(schema_drift), ensure_ascii=False) if schema_drift else None})
+
+
+def _nul_safe_columns(drift: dict) -> dict:
+    # a column name with a NUL character: JSONB cannot hold it, so it is written as \u0000
+    return {k: [_nul_safe(c) for c in v] if isinstance(v, list) else v for k, v in drift.items()}
 
 
 def source_cursor(conn: sa.Connection, source: str) -> str | None:
@@ -129,6 +134,14 @@ def record_ingested_file(conn: sa.Connection, *, source: str, file_hash: str, fi
         "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records)"
         " VALUES (:s, :h, :f, :b, :n)"),
         {"s": source, "h": file_hash, "f": file_name, "b": batch_id, "n": records})
+    # the file's snapshot ends: a later file may hold newer versions of the same keys
+    conn.execute(sa.text("DROP TABLE IF EXISTS extract_key"))
+
+
+def last_snapshot_records(conn: sa.Connection, source: str) -> int | None:
+    """How many records the last complete file of ``source`` held (None before its first)."""
+    return conn.execute(sa.text("SELECT records FROM raw.ingested_file WHERE source = :s"
+                                " ORDER BY batch_id DESC, ingested_at DESC LIMIT 1"), {"s": source}).scalar()
 
 
 def quarantine(conn: sa.Connection, *, source: str, batch_id: int, rows: list[tuple[str, str]]) -> int:
@@ -231,11 +244,26 @@ def _sort_page(records: list, primary_key: str, volatile_fields: Collection[str]
                 repeats += 1
             else:
                 bad.append((key, "duplicate_key_conflict", f"{_where(label, position, key)}: a second, different "
-                            "version of a key already in this page", _payload(record)))
+                            "version of a key received earlier in this extract", _payload(record)))
             continue
         first[key] = digest
-        good.append((key, digest, _payload(record)))
+        good.append((key, digest, _payload(record), position))
     return good, bad, repeats
+
+
+def _conflicts_with_earlier_chunks(conn: sa.Connection, records: list, label: str | None) -> list[tuple]:
+    """Take out of ``incoming_record`` the records whose key an earlier chunk of this extract (or file) sent
+    with other content, as quarantine rows; remember the keys of the rest for the chunks after."""
+    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS extract_key (source_record_id text PRIMARY KEY,"
+                         " content_hash text NOT NULL) ON COMMIT DROP"))
+    taken = conn.execute(sa.text(
+        "DELETE FROM incoming_record i USING extract_key e WHERE e.source_record_id = i.source_record_id"
+        " AND e.content_hash <> i.content_hash RETURNING i.source_record_id, i.position")).all()
+    conn.execute(sa.text("INSERT INTO extract_key SELECT source_record_id, content_hash FROM incoming_record"
+                         " ON CONFLICT DO NOTHING"))
+    return [(key, "duplicate_key_conflict", f"{_where(label, position, key)}: a second, different version of a key "
+             "received earlier in this extract", _payload(records[position])) for key, position in sorted(
+                 taken, key=lambda t: t[1])]
 
 
 def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
@@ -254,15 +282,19 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
     ``deleted_flag`` field holds the deletion value are tombstoned.
     """
     good, bad, repeats = _sort_page(records, primary_key, volatile_fields, label)
-    counts = LoadCounts(received=len(records), quarantined=len(bad), pages=1)
+    counts, candidates = LoadCounts(received=len(records), pages=1), 0
+    if good:
+        staging_table(conn, "incoming_record", "source_record_id text, content_hash text, payload jsonb, position int")
+        copy_rows(conn, "incoming_record", ("source_record_id", "content_hash", "payload", "position"), good)
+        conflicts = _conflicts_with_earlier_chunks(conn, records, label)
+        bad, candidates = bad + conflicts, len(good) - len(conflicts)
+    counts.quarantined = len(bad)
     if bad:
         conn.execute(sa.text(
             "INSERT INTO raw.quarantine (batch_id, source, source_record_id, reason_code, detail, payload) "
             "VALUES (:b, :s, :k, :r, :d, :p)"),
             [{"b": batch_id, "s": source, "k": k, "r": r, "d": d, "p": p} for k, r, d, p in bad])
     if good:
-        staging_table(conn, "incoming_record", "source_record_id text, content_hash text, payload jsonb")
-        copy_rows(conn, "incoming_record", ("source_record_id", "content_hash", "payload"), good)
         # a duplicate is a record equal to the newest landed version of its key, not to any older one
         counts.landed = conn.execute(sa.text(
             "WITH ins AS ("
@@ -282,6 +314,6 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
                 " SELECT DISTINCT :s, source_record_id, :b, 'flagged_deleted' FROM incoming_record"
                 " WHERE payload ->> :field = :value ON CONFLICT DO NOTHING"),
                 {"s": source, "b": batch_id, "field": deleted_flag[0], "value": deleted_flag[1]}).rowcount
-    counts.duplicates = len(good) - counts.landed + repeats
+    counts.duplicates = candidates - counts.landed + repeats
     counts.check(source)
     return counts
