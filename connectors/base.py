@@ -28,8 +28,10 @@ class Chunk:
 
     ``records`` that are not objects, or miss the primary key, are quarantined by the landing step.
     ``snapshot_key`` says the chunks of this snapshot (a file's parts) together hold every live
-    record of the source, so records not seen are deleted at the source. ``after_commit`` runs once the chunk's data is
-    committed (e.g. to move a processed file aside).
+    record of the source, so records not seen are deleted at the source — unless ``problem`` says why
+    the file is not whole (then its records land and nothing is deleted). ``after_commit`` runs once
+    the chunk's data is committed (e.g. to move a processed file aside); ``reject`` instead, with the
+    reason, for a file that is incomplete or cannot be read.
     """
 
     label: str
@@ -40,6 +42,10 @@ class Chunk:
     bad_rows: list[tuple[str, str]] = field(default_factory=list)  # (reason_code, raw text) that could not be parsed
     after_commit: Callable[[], None] | None = None
     columns: list[str] | None = None  # the header of a file, for schema-drift checks
+    bad_row_keys: list[str] = field(default_factory=list)  # keys read from bad rows: seen in the snapshot
+    problem: str | None = None  # on a file's last part: why it is not a whole snapshot (one line, no personal data)
+    unreadable: bool = False  # the file could not be read at all (``problem`` says why): nothing of it lands
+    reject: Callable[[str], None] | None = None  # moves the file into rejected/ with the reason, once committed
 
 
 @dataclass(frozen=True)

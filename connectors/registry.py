@@ -129,9 +129,38 @@ class RestSource(_SourceBase):
 
 
 class FileSource(_SourceBase):
-    """Nightly file drops: ``resource`` is a glob under the connection's folder; each file a full snapshot."""
+    """Nightly file drops: ``resource`` is a glob under the connection's folder; each file a full snapshot.
+
+    A file is a snapshot only when it parsed whole and holds at least ``min_snapshot_share`` of the
+    records of the source's last complete file; otherwise it is *incomplete*: its good rows land, it
+    deletes nothing, and it is moved into ``rejected/`` with a reason file. ``on_incomplete`` says what
+    the load does then: ``fail`` (the load ends with an error once its good rows are committed) or
+    ``wait`` (a warning; the next complete file makes the snapshot). A source that really shrank that
+    much needs ``min_snapshot_share`` lowered for one load. A file is read only once its size and
+    modification time have stayed the same for ``settle_seconds`` and, when ``completion_marker`` is
+    set (e.g. ``"{name}.ok"`` or ``"{stem}.done"``), once that marker file sits beside it.
+    """
 
     kind: Literal["file"]
+    on_incomplete: Literal["fail", "wait"] = "fail"
+    min_snapshot_share: float = Field(0.8, ge=0, le=1)
+    settle_seconds: float = Field(1.0, ge=0, le=600)
+    completion_marker: str | None = None
+
+    @field_validator("completion_marker")
+    @classmethod
+    def _marker_names_the_file(cls, marker: str | None) -> str | None:
+        if marker is None:
+            return None
+        try:
+            named = marker.format(name="x.csv", stem="x")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"{marker!r} may use only {{name}} (the file's name) and {{stem}} (without its"
+                             " suffix)") from None
+        if named == marker or "/" in named or "\\" in named:
+            raise ValueError(f"{marker!r} must name a file beside the data file with {{name}} or {{stem}},"
+                             " e.g. '{name}.ok'")
+        return marker
 
 
 class SqlSource(_SourceBase):

@@ -32,12 +32,16 @@ def make_ingest_dag(src: dict) -> DAG:
         @task(task_id="extract_and_land", outlets=[asset])
         def extract_and_land(name: str, conn_id: str) -> dict:
             from airflow.sdk import Connection
+            from airflow.sdk.exceptions import AirflowFailException
 
-            from hub.pipeline import ConnectionParts, ingest_source
+            from hub.pipeline import ConnectionParts, FilesHeld, ingest_source
 
             c = Connection.get(conn_id)
             parts = ConnectionParts(conn_id, c.conn_type, c.host, c.port, c.login, c.password, c.schema, c.extra_dejson)
-            return ingest_source(name, parts)
+            try:
+                return ingest_source(name, parts)
+            except FilesHeld as exc:  # committed; the files are named and set aside: a retry would hide the failure
+                raise AirflowFailException(str(exc)) from exc
 
         extract_and_land(src["name"], src["conn_id"])
     return dag

@@ -57,6 +57,10 @@ class _Drift:
         return {"added": added, "removed": removed} if added or removed else None
 
 
+class FilesHeld(HubError):
+    """A load committed, but a file could not be used or moved aside (it is named); running again does not help."""
+
+
 class _Load:
     """One batch of one source in the making: its counts, the keys of the snapshot so far, the cursor reached."""
 
@@ -64,6 +68,8 @@ class _Load:
         self.source, self.batch_id, self.cursor = source, batch_id, cursor
         self.counts, self.drift, self.seen, self.after = LoadCounts(), _Drift(source.fields), set(), []
         self.fetched_at = dt.datetime.now(dt.UTC)
+        self.held: list[tuple[str, bool, bool]] = []  # files that are not a snapshot: (reason, waits, unreadable)
+        self.last_snapshot: int | None = None  # records of the source's last complete file (read when needed)
 
     def land(self, db, chunk: Chunk) -> LoadCounts:
         """Land one chunk in the batch's transaction; the last part of a file ends a snapshot of the source."""
@@ -77,19 +83,78 @@ class _Load:
         self.drift.observe(chunk)
         self.seen |= {str(r[source.primary_key]) for r in chunk.records
                       if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
-        if chunk.snapshot_key:  # every file is a full snapshot of the source: what it lacks was deleted
-            c.tombstones += landing.record_absent(db, source=name, batch_id=batch_id, seen=self.seen)
-            landing.record_ingested_file(db, source=name, file_hash=chunk.snapshot_key, file_name=chunk.file_name,
-                                         batch_id=batch_id, records=len(self.seen))
-            self.seen = set()
+        self.seen.update(chunk.bad_row_keys)  # a bad row whose key could be read deletes nothing
+        if chunk.snapshot_key or chunk.problem:  # the end of a file
+            c.tombstones += self._end_file(db, chunk)
         if source.incremental:
             field = source.incremental.field
             values = [str(r[field]) for r in chunk.records if isinstance(r, dict) and r.get(field) not in (None, "")]
             self.cursor = max([self.cursor or "", *values]) or None
         self.counts.add(c)
-        if chunk.after_commit:
-            self.after.append(chunk.after_commit)
+        if chunk.after_commit and not (chunk.snapshot_key or chunk.problem):
+            self.after.append((chunk.after_commit, "moved into processed/"))
         return c
+
+    def _end_file(self, db, chunk: Chunk) -> int:
+        """End a file. A whole one is a full snapshot of the source: what it lacks was deleted (returns the
+        tombstones). One that did not read whole, or holds far fewer records than the last complete file,
+        deletes nothing and goes into rejected/ once the load commits."""
+        name, seen, self.seen = self.source.name, self.seen, set()
+        problem = chunk.problem or self._shrunk(db, chunk.file_name, len(seen))
+        if problem:
+            waits = getattr(self.source, "on_incomplete", "fail") == "wait" and not chunk.unreadable
+            self.held.append((problem, waits, chunk.unreadable))
+            kept = "nothing of it was landed" if chunk.unreadable else "its good rows landed, nothing was deleted"
+            kept += ", waiting for the next complete file" if waits else ""
+            log.log(logging.WARNING if waits else logging.INFO, "%s: %s; %s", name, problem, kept)  # a failure ends
+            if chunk.reject:  # the load with it
+                self.after.append((lambda: chunk.reject(f"{name}: {problem} ({kept})"), "moved into rejected/"))
+            return 0
+        tombstones = landing.record_absent(db, source=name, batch_id=self.batch_id, seen=seen)
+        landing.record_ingested_file(db, source=name, file_hash=chunk.snapshot_key, file_name=chunk.file_name,
+                                     batch_id=self.batch_id, records=len(seen))
+        self.last_snapshot = len(seen)
+        if chunk.after_commit:
+            self.after.append((chunk.after_commit, "committed; the next run only moves it"))
+        return tombstones
+
+    def _shrunk(self, db, file_name: str | None, count: int) -> str | None:
+        """Why a file is not a snapshot when it holds far fewer records than the source's last complete file."""
+        share = getattr(self.source, "min_snapshot_share", 0)
+        if self.last_snapshot is None:
+            self.last_snapshot = landing.last_snapshot_records(db, self.source.name) or 0
+        if count < share * self.last_snapshot:
+            return (f"{file_name}: holds {count} records, fewer than {share:.0%} of the {self.last_snapshot} of the"
+                    " last complete file")
+        return None
+
+    def outcome(self) -> tuple[str, str | None]:
+        """The batch's status and note. A file that cannot be read, or is incomplete where the source says
+        ``on_incomplete: fail``, fails the batch; the good rows it landed stay committed with their counts.
+        Files waiting for a complete one leave it 'succeeded', named in the note."""
+        failed = [reason for reason, waits, _ in self.held if not waits]
+        waiting = [reason for reason, waits, _ in self.held if waits]
+        if failed:
+            return "failed", "; ".join(failed + waiting)[:2000]
+        if waiting:
+            return "succeeded", ("not a snapshot, waiting for the next complete file: " + "; ".join(waiting))[:2000]
+        return "succeeded", None
+
+    def finish(self) -> None:
+        """Once the load is committed: move the files aside, then end with one line for each file that could
+        not be used (unless it only waits for the next complete one) or moved."""
+        lines = []
+        for move, done in self.after:
+            try:
+                move()
+            except ExtractError as exc:  # names the file and the folder
+                lines.append(f"{exc}; its records are {done}" if done.startswith("committed") else str(exc))
+        for reason, waits, unreadable in self.held:
+            kept = "nothing of it was landed" if unreadable else "its good rows landed, nothing was deleted"
+            if not waits:
+                lines.append(f"{reason} ({kept}; see rejected/)")
+        if lines:
+            raise FilesHeld(f"{self.source.name}: " + "; ".join(lines))
 
 
 def ingest_source(name: str, conn: ConnectionParts | None = None, *, full: bool = False,
@@ -141,15 +206,14 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
             if report:
                 log.warning("%s: schema drift: columns added %s, declared but missing %s", name, report["added"],
                             report["removed"])
-            landing.close_batch(db, batch_id, load.counts, "succeeded", mode=mode, schema_drift=report)
+            landing.close_batch(db, batch_id, load.counts, *load.outcome(), mode=mode, schema_drift=report)
     except Exception as exc:
         # messages of our own errors name source and page only; others are reduced to their type
         reason = str(exc) if isinstance(exc, ExtractError | LoadIdentityError) else type(exc).__name__
         with eng.begin() as db:
             landing.close_batch(db, batch_id, LoadCounts(), "failed", reason[:2000], mode=mode)
         raise
-    for move in load.after:  # only once the data is committed
-        move()
+    load.finish()  # only once the data is committed: files moved aside, and what could not be used reported
     counts = load.counts
     log.info("%s: batch %d (%s) received %d, landed %d, quarantined %d, duplicates %d, tombstones %d", name,
              batch_id, mode, counts.received, counts.landed, counts.quarantined, counts.duplicates, counts.tombstones)
