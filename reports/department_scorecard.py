@@ -43,7 +43,7 @@ __all__ = [
 _STATUS_COLOURS = {
     id_number.VALID: "#1e8e3e", id_number.UPGRADED_FROM_15: "#81c995", id_number.CHECKSUM_ERROR: "#d93025",
     id_number.BAD_REGION: "#f29900", id_number.BAD_DATE: "#e37400", id_number.PLACEHOLDER: "#a142f4",
-    id_number.MALFORMED: "#b31412", id_number.MISSING: "#9aa0a6",
+    id_number.MALFORMED: "#b31412", id_number.PRECISION_LOST: "#c5221f", id_number.MISSING: "#9aa0a6",
 }
 _PALETTE = charts.PALETTE
 

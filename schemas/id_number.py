@@ -3,6 +3,12 @@
 Every value gets a status. Only ``valid`` and ``upgraded_from_15`` numbers are given a clean
 18-character ``id_number``; every other value keeps its raw form beside a null clean value, so a
 mistyped number can never act as evidence that two records are the same person.
+
+An ID number is text. A value that went through a floating-point number on its way here — an
+Excel numeric cell, a JSON number — has kept at most 15 to 17 significant digits, so its last
+digits are made up: such a value (scientific notation like ``3.41522E+17``, a decimal tail like
+``341522199001017783.0``, or a float object) gets the status ``precision_lost`` and no clean number,
+never ``valid``. Ask the department for the file with the column formatted as text.
 """
 
 from __future__ import annotations
@@ -27,16 +33,20 @@ EARLIEST_BIRTH = np.datetime64("1870-01-01", "D")
 MISSING = "missing"
 PLACEHOLDER = "placeholder"
 MALFORMED = "malformed"
+PRECISION_LOST = "precision_lost"
 CHECKSUM_ERROR = "checksum_error"
 BAD_DATE = "bad_date"
 BAD_REGION = "bad_region"
 UPGRADED_FROM_15 = "upgraded_from_15"
 VALID = "valid"
-STATUSES = (VALID, UPGRADED_FROM_15, CHECKSUM_ERROR, BAD_REGION, BAD_DATE, PLACEHOLDER, MALFORMED, MISSING)
+STATUSES = (VALID, UPGRADED_FROM_15, CHECKSUM_ERROR, BAD_REGION, BAD_DATE, PLACEHOLDER, PRECISION_LOST, MALFORMED,
+            MISSING)
 USABLE = (VALID, UPGRADED_FROM_15)
 
 _PLACEHOLDER_WORDS = r"^(?:无|暂无|不详|未知|待补|待定|空|NULL|NONE|NAN|N/?A|[/\\\-—_.*?？]+)$"
 _ALL_SAME_DIGIT = "^(?:00+|11+|22+|33+|44+|55+|66+|77+|88+|99+)[0-9X]?$"  # RE2 has no back-references
+# a number written by floating-point software: 3.41522E+17, 3.4152219900101779e+17, 341522199001017783.0
+_FLOAT_FORM = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)E[+-]?[0-9]+$|^[0-9]{15,18}\.[0-9]*$"
 _CHECK_ARRAY = pa.array(list(CHECK_CHARS), type=pa.large_string())
 
 
@@ -87,17 +97,30 @@ def _region_sets() -> tuple[pa.Array, pa.Array]:
     return pa.array(sorted(codes), type=pa.large_string()), pa.array(sorted(prefectures), type=pa.large_string())
 
 
+def _floats_as_repr(raw: pd.Series) -> pd.Series:
+    """Float cells as their ``repr`` (``3.415221990010178e+17``), never as the digits of the rounded value."""
+    if pd.api.types.is_float_dtype(raw.dtype):
+        return pd.Series([None if pd.isna(v) else repr(float(v)) for v in raw], index=raw.index, dtype=object)
+    if raw.dtype == object:
+        floats = raw.map(lambda v: isinstance(v, float) and not pd.isna(v))
+        if floats.any():
+            raw = raw.copy()
+            raw[floats] = raw[floats].map(lambda v: repr(float(v)))
+    return raw
+
+
 def standardize_id_numbers(raw: pd.Series, today: dt.date | None = None) -> pd.DataFrame:
     """Standardize raw ID numbers.
 
-    Returns a frame on the same index with ``id_number`` (clean 18 characters or null),
+    ``raw`` should hold text; a float in it (an Excel numeric cell, a JSON number) is read as its
+    ``repr`` and so gets ``precision_lost``. Returns a frame on the same index with ``id_number`` (clean 18 characters or null),
     ``id_number_status``, ``id_birth_date``, ``id_sex`` (GB/T 2261.1: 1 male, 2 female) and
     ``id_region`` (6-digit code).
     """
     today_d = np.datetime64(today or dt.date.today(), "D")
-    s = arrow(normalize_text(raw))
+    s = arrow(normalize_text(_floats_as_repr(raw)))
     n = len(s)
-    order = (MISSING, PLACEHOLDER, MALFORMED, CHECKSUM_ERROR, BAD_DATE, BAD_REGION, UPGRADED_FROM_15, VALID)
+    order = (MISSING, PLACEHOLDER, PRECISION_LOST, MALFORMED, CHECKSUM_ERROR, BAD_DATE, BAD_REGION, UPGRADED_FROM_15, VALID)
     decided = np.full(n, -1, dtype=np.int8)
 
     def decide(mask: np.ndarray, status: str) -> None:
@@ -107,6 +130,7 @@ def standardize_id_numbers(raw: pd.Series, today: dt.date | None = None) -> pd.D
     s = pc.fill_null(s, "")
     decide(flag(pc.match_substring_regex(s, _PLACEHOLDER_WORDS)) | flag(pc.match_substring_regex(s, _ALL_SAME_DIGIT)),
            PLACEHOLDER)
+    decide(flag(pc.match_substring_regex(s, _FLOAT_FORM)), PRECISION_LOST)
     is18 = flag(pc.match_substring_regex(s, "^[0-9]{17}[0-9X]$")) & (decided < 0)
     is15 = flag(pc.match_substring_regex(s, "^[0-9]{15}$")) & (decided < 0)
     candidate = is18 | is15

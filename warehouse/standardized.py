@@ -23,10 +23,16 @@ def drop_stale(conn: sa.Connection, source: str) -> int:
 def pending_raw(conn: sa.Connection, source: str, mapping: dict[str, str]) -> pd.DataFrame:
     """The newest version of every live record of ``source`` that std does not hold yet.
 
-    Payload fields are renamed per ``mapping``; records the source has deleted are left out.
+    Payload fields are renamed per ``mapping``; records the source has deleted are left out. An ID
+    number the payload holds as a JSON number, other than an integer of at most 15 digits, is read
+    as a floating-point number (``3.41522199001018e+17``): it lost digits before it arrived, and the
+    text of the stored number would show made-up digits as if the source had sent them.
     """
     fields = sorted(mapping)
-    select = ", ".join(f"c.payload ->> :f_{f} AS {f}" for f in fields)
+    select = ", ".join(
+        f"CASE WHEN jsonb_typeof(c.payload -> :f_{f}) = 'number' AND c.payload ->> :f_{f} !~ '^-?[0-9]{{1,15}}$'"
+        f" THEN CAST(CAST(c.payload ->> :f_{f} AS float8) AS text) ELSE c.payload ->> :f_{f} END AS {f}"
+        if f == "id_number" else f"c.payload ->> :f_{f} AS {f}" for f in fields)
     sql = sa.text(
         f"SELECT c.source, c.source_record_id, c.record_id AS raw_record_id, c.batch_id, {select} "
         "FROM raw.current_record c WHERE c.source = :source AND NOT c.deleted AND NOT EXISTS ("
