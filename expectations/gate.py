@@ -127,6 +127,7 @@ ID_NUMBER_STATUSES: tuple[str, ...] = (
     "bad_region",
     "bad_date",
     "placeholder",
+    "precision_lost",  # stored as a number (Excel numeric cell, JSON number): its last digits are made up
     "malformed",
     "missing",
     "id_name_conflict",  # golden only: a valid ID number whose records name someone else
