@@ -9,6 +9,10 @@ GX's SQL datasource and a file data context rooted at ``gx_dir``:
   ``master_index.golden`` on ``mpi.golden`` (a GX suite validates one batch, so "the
   master_index suite" is these two, reported together as ``master_index``).
 
+A source's suite also holds its deletions: the records it deleted since the last gate run that
+passed, against ``max_deletion_share`` of the records it had (counted in the warehouse and
+reported among the suite's outcomes; not part of the Data Docs).
+
 All of them run in one checkpoint (``publish_gate``), so the static Data Docs under ``gx_dir``
 are built once per run. It returns one PII-free :class:`ValidationSummary` per suite group
 (:mod:`expectations.outcomes` reads them from GX's results):
@@ -55,6 +59,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -67,6 +72,7 @@ from expectations.sources import (
     MasterIndexRules,
     SourceRules,
     check_source_name,
+    deletion_outcome,
     load_gate_rules,
     row_count_expectation,
     source_query,
@@ -155,6 +161,8 @@ def run_gate_suites(
     previous_master_count: int | None = None,
     rules: GateRules | None = None,
     today: dt.date | None = None,
+    row_counts: Mapping[str, int] | None = None,
+    deletions: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[ValidationSummary]:
     """Run the source suites and the master-index suites in one GX checkpoint; build Data Docs.
 
@@ -168,6 +176,11 @@ def run_gate_suites(
     entry gets no row-count check. ``previous_master_count``: the masters in the previous
     release; None skips the master-count check. ``rules``: the thresholds (default:
     :func:`load_gate_rules`). ``today`` bounds birth dates (default: the current date).
+    ``row_counts``: per source, its std.resident rows now, which set how far a share may fall
+    below its minimum by chance (:func:`expectations.sources.tolerated_share`); None counts them
+    in the warehouse. ``deletions``: per source, (records deleted since the last gate run that
+    passed, records it had before), checked against ``max_deletion_share`` as one more outcome
+    of the source's suite (:func:`expectations.sources.deletion_outcome`); None checks none.
 
     Returns one summary per source, in the order given, then ``master_index``. Validation
     failures are reported in the summaries, not raised; a database that cannot be reached
@@ -185,11 +198,12 @@ def run_gate_suites(
     today = today or dt.date.today()
     gx_dir = Path(gx_dir)
     gx_dir.mkdir(parents=True, exist_ok=True)
+    rows = dict(row_counts) if row_counts is not None else (_count_rows(database_url) if names else {})
 
     gx = _import_gx()
     with _gx_messages_withheld():
         result, context = _run_checkpoint(
-            gx, database_url, gx_dir, names, previous_row_counts, previous_master_count, rules, today
+            gx, database_url, gx_dir, names, previous_row_counts, previous_master_count, rules, today, rows
         )
 
     docs_index = _docs_index(context)
@@ -202,6 +216,8 @@ def run_gate_suites(
         )
         for name in names
     ]
+    summaries = [_with_deletions(s, name, (deletions or {}).get(name), rules)
+                 for s, name in zip(summaries, names, strict=True)]
     summaries.append(
         summarize_suite_group(
             SUITE_NAME,
@@ -216,6 +232,29 @@ def run_gate_suites(
     return summaries
 
 
+def _count_rows(database_url: str) -> dict[str, int]:
+    """Standardized records per source, counted in the warehouse."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return validation.source_row_counts(conn)
+    finally:
+        engine.dispose()
+
+
+def _with_deletions(summary: ValidationSummary, name: str, deletion: tuple[int, int] | None,
+                    rules: GateRules) -> ValidationSummary:
+    """``summary`` with the deletion check of source ``name`` among its outcomes (unchanged without one)."""
+    if deletion is None:
+        return summary
+    outcome = deletion_outcome(name, deletion[0], deletion[1], rules.for_source(name))
+    return replace(summary, outcomes=[*summary.outcomes, outcome], evaluated=summary.evaluated + 1,
+                   successful=summary.successful + outcome.success, failed=summary.failed + (not outcome.success),
+                   success=summary.success and outcome.success)
+
+
 def _run_checkpoint(
     gx: Any,
     database_url: str,
@@ -225,6 +264,7 @@ def _run_checkpoint(
     previous_master_count: int | None,
     rules: GateRules,
     today: dt.date,
+    rows: Mapping[str, int],
 ) -> tuple[Any, FileDataContext]:
     """Create or update the datasource, suites, validation definitions and checkpoint; run it."""
     context = gx.get_context(
@@ -252,6 +292,7 @@ def _run_checkpoint(
                         name,
                         rules.for_source(name),
                         previous_row_count=previous_row_counts.get(name),
+                        row_count=rows.get(name),
                         today=today,
                     ),
                     _query_batch(datasource, source_suite_name(name), source_query(name)),

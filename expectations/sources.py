@@ -20,6 +20,17 @@ What a source suite expects (``mostly`` shares and bounds from the source's rule
 * dates: ``birth_date`` and ``id_birth_date`` between ``earliest_birth_date`` and today;
 * row count within ``max_row_count_change`` of the last load's, when a previous count is given.
 
+Shares on few rows are noisy (a birth registry of 40 newborns moves by 2.5 points with every birth),
+so a share check fails only when the source's share is below its minimum with ``share_confidence``:
+the GX ``mostly`` is the minimum less the score-test margin ``z·√(m(1−m)/n)`` for the source's ``n``
+rows (:func:`tolerated_share`, the Wilson bound). On a few hundred rows the margin is a few points;
+a source with a third of its ID numbers blanked still fails.
+
+Deletions are a change the gate holds too (:func:`deletion_outcome`): the records a source deleted
+(tombstones, not lifted since) after the last gate run that passed, as a share of the records the
+source had, at most ``max_deletion_share`` — unless fewer than ``min_deletions_to_hold`` records
+were deleted, so that a few deletions on a small source pass.
+
 This module does not import Great Expectations or pandas at import time.
 """
 
@@ -29,10 +40,12 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
+from expectations.outcomes import ExpectationOutcome
 from schemas.policy import read_policy
 from warehouse import validation
 
@@ -48,6 +61,7 @@ __all__ = [
     "SourceRules",
     "check_source_name",
     "count_bounds",
+    "deletion_outcome",
     "row_count_expectation",
     "load_gate_rules",
     "parse_gate_rules",
@@ -55,10 +69,13 @@ __all__ = [
     "source_suite",
     "source_suite_name",
     "source_table_label",
+    "tolerated_share",
 ]
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "gate_rules.yaml"
 SOURCE_SUITE_PREFIX = "source."
+#: How the deletion check is named among a source suite's outcomes.
+DELETIONS_EXPECTATION = "expect_deletions_to_be_within_share"
 STD_TABLE = validation.STANDARDIZED.fullname
 
 #: A source name as the registry writes them; anything else is refused before it reaches SQL.
@@ -95,6 +112,9 @@ class SourceRules:
     min_birth_date_share: float
     earliest_birth_date: dt.date
     max_row_count_change: float
+    share_confidence: float = 0.99
+    max_deletion_share: float = 0.02
+    min_deletions_to_hold: int = 20
 
 
 @dataclass(frozen=True)
@@ -136,7 +156,11 @@ _SHARE_KEYS = (
     "min_sex_share",
     "min_birth_date_share",
 )
+_FRACTION_KEYS = (*_SHARE_KEYS, "max_row_count_change", "share_confidence", "max_deletion_share")
+_COUNT_KEYS = ("min_deletions_to_hold",)
 _SOURCE_KEYS = tuple(f.name for f in fields(SourceRules))
+#: keys the defaults must declare (the others have a default of their own)
+_REQUIRED_KEYS = tuple(f.name for f in fields(SourceRules) if f.default is MISSING)
 _MASTER_KEYS = tuple(f.name for f in fields(MasterIndexRules))
 
 
@@ -161,7 +185,7 @@ def parse_gate_rules(data: object, path: str = "<memory>") -> GateRules:
         problems.append("defaults: missing or not a mapping")
     else:
         defaults_values = _source_values(defaults_raw, "defaults", problems)
-        for key in _SOURCE_KEYS:
+        for key in _REQUIRED_KEYS:
             if key not in defaults_raw:
                 problems.append(f"defaults.{key}: missing")
 
@@ -209,12 +233,18 @@ def _source_values(raw: dict, where: str, problems: list[str]) -> dict[str, Any]
     for key, value in raw.items():
         if key not in _SOURCE_KEYS:
             problems.append(f"{where}.{key}: unknown key (expected one of {', '.join(_SOURCE_KEYS)})")
-        elif key in _SHARE_KEYS or key == "max_row_count_change":
+        elif key in _FRACTION_KEYS:
             share = _fraction(value)
-            if share is None:
-                problems.append(f"{where}.{key}: expected a number between 0 and 1")
+            if share is None or (key == "share_confidence" and not 0.5 <= share < 1.0):
+                problems.append(f"{where}.{key}: expected a number between "
+                                + ("0.5 and 1 (e.g. 0.99)" if key == "share_confidence" else "0 and 1"))
             else:
                 values[key] = share
+        elif key in _COUNT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{where}.{key}: expected a whole number >= 0")
+            else:
+                values[key] = value
         elif key == "earliest_birth_date":
             if isinstance(value, str):
                 try:
@@ -271,6 +301,37 @@ def count_bounds(previous: int, max_change: float) -> tuple[int, int]:
     return math.floor(low), math.ceil(high)
 
 
+def tolerated_share(minimum: float, rows: int | None, confidence: float) -> float:
+    """The lowest share of ``rows`` that passes a check of ``minimum`` at ``confidence``.
+
+    A share ``p`` on ``n`` rows is held to be below ``minimum`` only when the one-sided score test
+    says so: ``p < minimum − z·√(minimum(1−minimum)/n)``, i.e. when the upper Wilson bound of ``p``
+    is below ``minimum``. Without a row count (or with none) the minimum applies as declared.
+    """
+    if not rows or minimum <= 0.0 or minimum >= 1.0:
+        return minimum
+    z = NormalDist().inv_cdf(confidence)
+    return max(0.0, round(minimum - z * math.sqrt(minimum * (1.0 - minimum) / rows), 4))
+
+
+def deletion_outcome(name: str, deleted: int, before: int, rules: SourceRules, *,
+                     since: str = "the last gate run that passed") -> ExpectationOutcome:
+    """Whether source ``name`` deleted too many records: ``deleted`` of the ``before`` records it had.
+
+    Held when at least ``min_deletions_to_hold`` records were deleted and they are more than
+    ``max_deletion_share`` of ``before``. The observed text names the count, the share and the limit."""
+    check_source_name(name)
+    limit = math.floor(round(rules.max_deletion_share * before, 6))
+    share = deleted / before if before else 0.0
+    held = deleted >= rules.min_deletions_to_hold and deleted > limit
+    observed = (f"{deleted:,} of {before:,} records deleted since {since} ({share:.1%});"
+                f" limit {rules.max_deletion_share:.0%} ({limit:,} records)"
+                + (f", fewer than {rules.min_deletions_to_hold} always pass" if rules.min_deletions_to_hold else ""))
+    return ExpectationOutcome(expectation=DELETIONS_EXPECTATION, column=None, success=not held, observed=observed,
+                              unexpected_count=deleted, unexpected_percent=round(share * 100, 4),
+                              table=f"{validation.TOMBSTONES.fullname}[{name}]")
+
+
 def row_count_expectation(previous: int, max_change: float, *, noun: str, reference: str) -> Any:
     """A GX row-count expectation within ``max_change`` of ``previous``, described as
     "<noun> within 5% of <reference> 1234"."""
@@ -290,11 +351,13 @@ def source_suite(
     rules: SourceRules,
     *,
     previous_row_count: int | None = None,
+    row_count: int | None = None,
     today: dt.date | None = None,
 ) -> ExpectationSuite:
     """The GX suite ``source.<name>`` (not yet added to a context).
 
-    The row-count expectation is present only when ``previous_row_count`` is given.
+    The row-count expectation is present only when ``previous_row_count`` is given. ``row_count``
+    (the source's rows now) sets each share's ``mostly`` by :func:`tolerated_share`.
     """
     from expectations.custom import ExpectIdNumbersToBeMostlyValid
     from schemas import dates, id_number, names, sex
@@ -305,12 +368,21 @@ def source_suite(
         name=source_suite_name(name),
         meta={"notes": f"{STD_TABLE} rows of source {name}: ID validity, completeness, code sets, dates"},
     )
+    def share(minimum: float, what: str) -> dict:
+        mostly = tolerated_share(minimum, row_count, rules.share_confidence)
+        bound = (f" ({mostly:.1%} on {row_count:,} rows passes: below {minimum:.0%} with"
+                 f" {rules.share_confidence:.0%} confidence fails)") if mostly != minimum else ""
+        return {"mostly": mostly, "description": f"{what}: at least {minimum:.0%}{bound}"}
+
     expectations = [
-        ExpectIdNumbersToBeMostlyValid(column="id_number_status", mostly=rules.min_id_valid_share),
-        gxe.ExpectColumnValuesToNotBeNull(column="name", mostly=rules.min_name_share),
-        gxe.ExpectColumnValuesToNotBeNull(column="id_number_raw", mostly=rules.min_id_number_raw_share),
-        gxe.ExpectColumnValuesToNotBeNull(column="sex", mostly=rules.min_sex_share),
-        gxe.ExpectColumnValuesToNotBeNull(column="birth_date", mostly=rules.min_birth_date_share),
+        ExpectIdNumbersToBeMostlyValid(column="id_number_status", **share(
+            rules.min_id_valid_share, "share of records whose ID number is valid (or upgraded from 15 digits)")),
+        gxe.ExpectColumnValuesToNotBeNull(column="name", **share(rules.min_name_share, "names given")),
+        gxe.ExpectColumnValuesToNotBeNull(column="id_number_raw", **share(rules.min_id_number_raw_share,
+                                                                          "ID numbers given")),
+        gxe.ExpectColumnValuesToNotBeNull(column="sex", **share(rules.min_sex_share, "sexes given")),
+        gxe.ExpectColumnValuesToNotBeNull(column="birth_date", **share(rules.min_birth_date_share,
+                                                                       "birth dates given")),
         gxe.ExpectColumnValuesToBeInSet(column="sex", value_set=list(sex.GB_CODES)),
         gxe.ExpectColumnValuesToBeInSet(column="id_number_status", value_set=list(id_number.STATUSES)),
         gxe.ExpectColumnValuesToBeInSet(column="name_status", value_set=list(names.STATUSES)),

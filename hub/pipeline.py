@@ -270,24 +270,30 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
 
 
 def run_gate() -> dict:
-    """Run the publish gate: a suite per standardized source and the master-index suites, in one
-    Great Expectations checkpoint on PostgreSQL. Records the run for auditors, rebuilds the Data Docs,
+    """Run the publish gate: a suite per standardized source (with the records it deleted since the
+    last gate run that passed) and the master-index suites, in one Great Expectations checkpoint on
+    PostgreSQL. Records the run for auditors, rebuilds the Data Docs,
     and raises :class:`GateFailed` (recording why, keeping the current release) if any expectation
     fails. The scorecards show the outcome once :func:`build_reports` runs."""
     from expectations.gate import load_gate_rules, run_gate_suites
-    from warehouse.audit import last_passed_row_counts, record_gate_run
+    from warehouse.audit import last_passed_gate_at, last_passed_row_counts, record_gate_run
     from warehouse.releases import current_release, record_blocked
-    from warehouse.validation import standardized_sources
+    from warehouse.validation import deletions_since, source_row_counts, standardized_sources
 
     with settings.engine().connect() as conn:
         # every registered source, so that one whose load came back empty is checked against its last count
         sources = sorted(set(load_registry()) | set(standardized_sources(conn)))
         previous_rows = last_passed_row_counts(conn)
         current = current_release(conn)
+        rows = source_row_counts(conn)
+        # what each source deleted since the last gate run that passed (nothing to compare before the first)
+        since = last_passed_gate_at(conn)
+        deleted = deletions_since(conn, since) if since is not None else {}
     summaries = run_gate_suites(settings.database_url(), settings.gx_dir(), sources=sources,
                                 previous_row_counts=previous_rows,
                                 previous_master_count=current["master_count"] if current else None,
-                                rules=load_gate_rules())
+                                rules=load_gate_rules(), row_counts=rows,
+                                deletions={name: deleted.get(name, (0, 0)) for name in sources} if since else None)
     docs = next((s.docs_index for s in summaries if s.docs_index), None)
     failing = [(s.suite, o) for s in summaries for o in s.outcomes if not o.success]
     evaluated = sum(s.evaluated for s in summaries)

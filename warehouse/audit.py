@@ -8,6 +8,7 @@ observed values and names of tables, columns and expectations: never personal da
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -71,3 +72,10 @@ def last_gate_run(conn: sa.Connection) -> dict | None:
     row = conn.execute(sa.select(run.run_id, run.success, run.successful, run.failed, run.docs_path)
                        .order_by(run.run_id.desc()).limit(1)).mappings().first()
     return dict(row) if row else None
+
+
+def last_passed_gate_at(conn: sa.Connection) -> dt.datetime | None:
+    """When the last gate run that passed started (None before the first): what the gate compares a
+    source's deletions since."""
+    run = audit_validation_run.c
+    return conn.execute(sa.select(sa.func.max(run.started_at)).where(run.success)).scalar()

@@ -1,5 +1,5 @@
 """What the publish gate validates: one source's standardized records as a batch, the cross-table checks of
-the master index, and which sources have standardized records.
+the master index, which sources have standardized records and how many, and what each source deleted.
 
 The gate (``expectations.gate``) runs Great Expectations on these: a query asset per source
 (:func:`source_batch_query`), table assets on :data:`CROSSWALK` and :data:`GOLDEN`, and four
@@ -17,18 +17,21 @@ un-aliased ``(subquery)``. So ``{batch} AS c`` is valid SQL only in a query with
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from warehouse.tables import mpi_crosswalk, mpi_golden, mpi_match_feature, std_resident
+from warehouse.tables import mpi_crosswalk, mpi_golden, mpi_match_feature, raw_current_record, raw_tombstone, std_resident
 
 #: The master-index tables the gate validates as table assets (both in one schema: the datasource's search path).
 CROSSWALK = mpi_crosswalk
 GOLDEN = mpi_golden
 #: The table of standardized records the source suites read.
 STANDARDIZED = std_resident
+#: Deletions at the source, which the gate holds when there are too many.
+TOMBSTONES = raw_tombstone
 
 
 def source_batch_query(source: str, columns: Sequence[str]) -> str:
@@ -85,3 +88,25 @@ def masters_with_two_valid_ids_query() -> str:
 def standardized_sources(conn: sa.Connection) -> list[str]:
     """The sources that have standardized records, sorted."""
     return sorted(conn.execute(sa.select(std_resident.c.source).distinct()).scalars())
+
+
+def source_row_counts(conn: sa.Connection) -> dict[str, int]:
+    """Standardized records per source (the rows each source suite validates)."""
+    std = std_resident.c
+    return {r.source: int(r.n) for r in conn.execute(
+        sa.select(std.source, sa.func.count().label("n")).group_by(std.source))}
+
+
+def deletions_since(conn: sa.Connection, since: dt.datetime) -> dict[str, tuple[int, int]]:
+    """Per source that deleted records after ``since``: (records deleted, records it had before them).
+
+    Deleted: records tombstoned after ``since`` whose tombstone still stands (a record sent again is
+    not deleted). Had before: the source's live records now plus those deleted."""
+    t, cur = raw_tombstone.c, raw_current_record.c
+    deleted = (sa.select(t.source, sa.func.count(sa.distinct(t.source_record_id)).label("deleted"))
+               .where(t.detected_at > since, t.revoked_in.is_(None)).group_by(t.source).subquery())
+    live = (sa.select(cur.source, sa.func.count().label("live")).where(sa.not_(cur.deleted))
+            .where(cur.source.in_(sa.select(deleted.c.source))).group_by(cur.source).subquery())
+    rows = conn.execute(sa.select(deleted.c.source, deleted.c.deleted, sa.func.coalesce(live.c.live, 0).label("live"))
+                        .select_from(deleted.outerjoin(live, live.c.source == deleted.c.source)))
+    return {r.source: (int(r.deleted), int(r.deleted) + int(r.live)) for r in rows}
