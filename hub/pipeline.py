@@ -109,6 +109,7 @@ class _Load:
             log.log(logging.WARNING if waits else logging.INFO, "%s: %s; %s", name, problem, kept)  # a failure ends
             if chunk.reject:  # the load with it
                 self.after.append((lambda: chunk.reject(f"{name}: {problem} ({kept})"), "moved into rejected/"))
+            landing.file_ended(db)
             return 0
         tombstones = landing.record_absent(db, source=name, batch_id=self.batch_id, seen=seen)
         landing.record_ingested_file(db, source=name, file_hash=chunk.snapshot_key, file_name=chunk.file_name,

@@ -138,6 +138,11 @@ def record_ingested_file(conn: sa.Connection, *, source: str, file_hash: str, fi
     conn.execute(sa.text("DROP TABLE IF EXISTS extract_key"))
 
 
+def file_ended(conn: sa.Connection) -> None:
+    """A file that is not a snapshot ends: a later file of the same load may hold newer versions of its keys."""
+    conn.execute(sa.text("DROP TABLE IF EXISTS extract_key"))
+
+
 def last_snapshot_records(conn: sa.Connection, source: str) -> int | None:
     """How many records the last complete file of ``source`` held (None before its first)."""
     return conn.execute(sa.text("SELECT records FROM raw.ingested_file WHERE source = :s"

@@ -131,6 +131,21 @@ def test_a_file_cut_off_mid_copy_waits_for_the_next_complete_file(drops, clean_w
     assert facts(clean_warehouse)["tombstones"] == {"LD038", "LD039"}
 
 
+def test_an_incomplete_file_and_the_complete_one_after_it_in_one_run(drops, clean_warehouse, monkeypatch):
+    first_day(drops)
+    source = get_source("wj_liudong").model_copy(update={"on_incomplete": "wait"})
+    monkeypatch.setattr(pipeline, "get_source", lambda name: source)
+    rows = [person(i, phone="13911111111" if i == 30 else None) for i in range(40)]
+    rows[10][1] = '"王某'
+    drop(drops / "wj_liudong", "LDRK_20261202.csv", csv_text(rows))
+    drop(drops / "wj_liudong", "LDRK_20261203.csv", csv_text([person(i, phone="13922222222" if i == 30 else None)
+                                                              for i in range(39)]))
+    result = pipeline.ingest_source("wj_liudong")
+    assert (result["quarantined"], result["tombstones"]) == (1, 1)  # the stray quote; LD039, gone in the later file
+    f = facts(clean_warehouse)
+    assert f["payloads"]["LD030"]["联系电话"] == "13922222222" and f["tombstones"] == {"LD039"}
+
+
 def test_a_file_far_smaller_than_the_last_snapshot_deletes_nothing(drops, clean_warehouse):
     first_day(drops)
     path = drop(drops / "wj_liudong", "LDRK_20261202.csv", csv_text([person(i) for i in range(20)]))
