@@ -5,14 +5,22 @@ A file says what kind of source it is (rest / file / sql), which Airflow connect
 key, the fields the source sends, and how its fields map to the canonical resident record. Each
 file is validated when it loads; an error names the file and the field. Adding a subsystem whose
 protocol is a supported kind needs no Python code.
+
+Deletions: a source with an incremental cursor learns of deleted records either from its deletion
+flag (``deleted``) or from a complete extract. A source with a cursor and no deletion flag must
+declare ``full_extract_every_days``; leaving it out is an error, not a silent default. When the
+last complete extract of such a source is older than that, the next load is a complete one, and
+what it no longer sends is recorded as deleted. Sources with a deletion flag may declare it too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -57,10 +65,41 @@ class Response(_Strict):
 
 
 class Incremental(_Strict):
-    """Extract only what changed since the last run: ``field`` holds the update time."""
+    """Extract only what changed since the last run: ``field`` holds the update time.
+
+    Update times are read in the source's own format (``format``, a strptime format, or else the
+    common formats are recognised); times without a UTC offset are in ``timezone``. Each extract
+    asks for the changes since the cursor less ``overlap_minutes``, so that a record committed late
+    with a time at or just before the cursor is still received; records received again unchanged
+    count as duplicates.
+    """
 
     field: str
     param: str | None = None  # REST: the query parameter that takes the last cursor
+    format: str | None = None
+    timezone: str = "Asia/Shanghai"
+    overlap_minutes: float = Field(10, gt=0, le=7 * 24 * 60)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}; e.g. Asia/Shanghai") from None
+        return zone
+
+    @field_validator("format")
+    @classmethod
+    def _readable_format(cls, fmt: str | None) -> str | None:
+        sample = dt.datetime(2026, 11, 20, 22, 5, 9, tzinfo=dt.UTC)
+        try:
+            dt.datetime.strptime(sample.strftime(fmt), fmt) if fmt else None
+        except ValueError:
+            raise ValueError(f"{fmt!r} is not a date-and-time format that can be read back") from None
+        if fmt and "%Y" not in fmt:
+            raise ValueError(f"{fmt!r} has no four-digit year (%Y)")
+        return fmt
 
 
 class Deleted(_Strict):
@@ -86,6 +125,9 @@ class _SourceBase(_Strict):
     date_formats: list[str] = Field(default_factory=list)
     incremental: Incremental | None = None
     deleted: Deleted | None = None
+    # a complete extract when the last one is older than this many days: it finds the records deleted
+    # at a source that has no deletion flag (see _full_extract_schedule)
+    full_extract_every_days: int | None = Field(None, ge=1, le=366)
     # fields that change while the record does not, such as a ledger's row number (序号), renumbered
     # whenever a row is added or removed: left out of the content hash, so they make no new version
     volatile_fields: list[str] = Field(default_factory=list)
@@ -112,6 +154,20 @@ class _SourceBase(_Strict):
         if clash:
             raise ValueError(f"volatile field(s) {clash} are read by the hub (primary key, mapping, cursor or deletion"
                              " flag); a change there is a change of the record")
+        return self
+
+    @model_validator(mode="after")
+    def _full_extract_schedule(self):
+        """An incremental extract never sees a record that vanished from the source. A source with a
+        deletion flag reports its deletions; one without must declare ``full_extract_every_days``
+        (an error, not a default: how often a whole extract may run is the platform's call). The
+        setting needs a cursor: without one every extract of the source is complete already."""
+        if self.full_extract_every_days is not None and self.incremental is None:
+            raise ValueError("full_extract_every_days needs an incremental cursor: without one every extract of this"
+                             " source is complete")
+        if self.incremental is not None and self.deleted is None and self.full_extract_every_days is None:
+            raise ValueError("a source with an incremental cursor and no deletion flag ('deleted') never sees the"
+                             " records deleted at the source: declare full_extract_every_days (e.g. 7)")
         return self
 
 

@@ -36,7 +36,7 @@ def sqlalchemy_url(connection: ConnectionParts) -> str:
 
 
 class SqlExtractor:
-    """A table of a legacy database: every row, or those updated after the cursor."""
+    """A table of a legacy database: every row, or those updated at or after ``state.since``."""
 
     reads_cursor = True
     marks_snapshots = False
@@ -46,15 +46,17 @@ class SqlExtractor:
 
 
 def fetch(source: SqlSource, url: str, *, since: str | None = None, chunk_rows: int = 5000) -> Iterator[Chunk]:
-    """Rows of the table (updated after ``since`` when given), in primary-key order, ``chunk_rows`` at a time.
+    """Rows of the table (updated at or after ``since`` when given), in primary-key order, ``chunk_rows`` at a time.
 
+    ``since`` is written in the table's own format, so that it compares right with a text column too;
+    rows updated in the very second of ``since`` are read again (they count as duplicates when unchanged).
     All columns are read (``SELECT *``) so that a column added at the source is noticed.
     """
     table = _quoted(source.resource, f"{source.name}: table")
     pk = _quoted(source.primary_key, f"{source.name}: primary key")
     where, params = "", {}
     if since and source.incremental:
-        where, params = f" WHERE {_quoted(source.incremental.field, 'field')} > :since", {"since": since}
+        where, params = f" WHERE {_quoted(source.incremental.field, 'field')} >= :since", {"since": since}
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:

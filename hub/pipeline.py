@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from connectors import cursors
 from connectors.base import Chunk, ExtractError, ExtractState
 from connectors.connections import ConnectionParts, connection_from_env
 from connectors.kinds import extractor
 from connectors.registry import get_source, load_registry, source_departments
 from hub import settings
 from hub.errors import GateFailed, HubError
+from schemas.masking import mask_id_number
 from warehouse import landing
 from warehouse.landing import LoadCounts, LoadIdentityError
 
@@ -64,8 +66,8 @@ class FilesHeld(HubError):
 class _Load:
     """One batch of one source in the making: its counts, the keys of the snapshot so far, the cursor reached."""
 
-    def __init__(self, source, batch_id: int, cursor: str | None):
-        self.source, self.batch_id, self.cursor = source, batch_id, cursor
+    def __init__(self, source, batch_id: int, cursor: cursors.Stamp | None):
+        self.source, self.batch_id, self.best = source, batch_id, cursor  # best: the greatest update time landed
         self.counts, self.drift, self.seen, self.after = LoadCounts(), _Drift(source.fields), set(), []
         self.fetched_at = dt.datetime.now(dt.UTC)
         self.held: list[tuple[str, bool, bool]] = []  # files that are not a snapshot: (reason, waits, unreadable)
@@ -75,21 +77,18 @@ class _Load:
         """Land one chunk in the batch's transaction; the last part of a file ends a snapshot of the source."""
         source, name, batch_id = self.source, self.source.name, self.batch_id
         deleted_flag = (source.deleted.field, source.deleted.value) if source.deleted else None
-        c = landing.land_records(db, source=name, batch_id=batch_id, records=chunk.records,
+        records, set_aside = self._screen_update_times(db, chunk)
+        c = landing.land_records(db, source=name, batch_id=batch_id, records=records,
                                  primary_key=source.primary_key, fetched_at=self.fetched_at,
                                  deleted_flag=deleted_flag, volatile_fields=source.volatile_fields, label=chunk.label)
-        c.quarantined += landing.quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows)
-        c.received += len(chunk.bad_rows)
+        c.quarantined += landing.quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows) + set_aside
+        c.received += len(chunk.bad_rows) + set_aside
         self.drift.observe(chunk)
         self.seen |= {str(r[source.primary_key]) for r in chunk.records
                       if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
         self.seen.update(chunk.bad_row_keys)  # a bad row whose key could be read deletes nothing
         if chunk.snapshot_key or chunk.problem:  # the end of a file
             c.tombstones += self._end_file(db, chunk)
-        if source.incremental:
-            field = source.incremental.field
-            values = [str(r[field]) for r in chunk.records if isinstance(r, dict) and r.get(field) not in (None, "")]
-            self.cursor = max([self.cursor or "", *values]) or None
         self.counts.add(c)
         if chunk.after_commit and not (chunk.snapshot_key or chunk.problem):
             self.after.append((chunk.after_commit, "moved into processed/"))
@@ -157,15 +156,43 @@ class _Load:
         if lines:
             raise FilesHeld(f"{self.source.name}: " + "; ".join(lines))
 
+    def _screen_update_times(self, db, chunk: Chunk) -> tuple[list, int]:
+        """The chunk's records to land, and how many were quarantined here because their update time cannot
+        be read or lies after the extract began (they do not move the cursor). The cursor follows the rest."""
+        inc = self.source.incremental
+        if inc is None:
+            return chunk.records, 0
+        keep, aside, best = cursors.screen(chunk.records, inc.field, started=self.fetched_at, zone=inc.timezone,
+                                           fmt=inc.format)
+        self.best = cursors.later(self.best, best)
+        rows = []
+        for position, reason, what in aside:
+            record = chunk.records[position]
+            key = record.get(self.source.primary_key)
+            key = None if key is None or str(key).strip() == "" else str(key)
+            where = f"{chunk.label}, record {position}" + (f" (key {mask_id_number(key)})" if key else "")
+            rows.append((key, reason, f"{where}: {what}", record))
+        if rows:
+            landing.quarantine_set_aside(db, source=self.source.name, batch_id=self.batch_id, rows=rows)
+            log.warning("%s %s: %d record(s) quarantined for their update time: %s", self.source.name, chunk.label,
+                        len(rows), rows[0][2])
+        return keep, len(rows)
+
+    def cursor(self) -> str | None:
+        """The cursor this batch reached, never later than when it began."""
+        return cursors.stored_text(self.best, self.fetched_at)
+
 
 def ingest_source(name: str, conn: ConnectionParts | None = None, *, full: bool = False,
                   on_chunk: Callable[[Chunk, LoadCounts], None] | None = None) -> dict:
     """Extract source ``name`` and land what it sends in raw, as one load batch.
 
-    Sources whose kind reads a cursor (REST, SQL) run incrementally from the stored cursor (``full``
-    forces a complete extract, which also finds records deleted at the source); file sources take
-    every new file. The batch and the cursor commit together, or not at all; a failed batch is
-    recorded with its error.
+    Sources whose kind reads a cursor (REST, SQL) run incrementally from the stored cursor, less the
+    source's overlap window (``full`` forces a complete extract, which also finds records deleted at
+    the source; a source's ``full_extract_every_days`` schedules one); file sources take every new
+    file. Records whose update time cannot be read or lies after the extract began are quarantined
+    and never move the cursor. The batch and the cursor commit together, or not at all; a failed
+    batch is recorded with its error. The result gives the ``mode`` and why (``mode_reason``).
     """
     source = get_source(name)
     conn = conn or connection_from_env(source.conn_id)
@@ -182,10 +209,11 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
     with eng.begin() as db:
         landing.fail_interrupted_batches(db, name)
         batch_id = landing.open_batch(db, name)
-        cursor = landing.source_cursor(db, name)
+        stored = landing.source_cursor(db, name)
+        last_full = landing.last_full_extract(db, name) if source.full_extract_every_days else None
         already = frozenset(landing.ingested_files(db, name))
-    since = cursor if kind.reads_cursor and source.incremental and not full else None
-    mode = "incremental" if since else "full"
+    mode, since, cursor, why = _plan_extract(source, kind, stored, last_full, full=full)
+    log.info("%s: %s extract: %s", name, mode, why)
     state = ExtractState(since=since, ingested_files=already, timeout=settings.http_timeout(),
                          retry_after_cap=settings.retry_after_cap(), deadline=settings.extract_deadline())
     load = _Load(source, batch_id, cursor)
@@ -202,7 +230,7 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
                 load.counts.tombstones += landing.record_absent(db, source=name, batch_id=batch_id, seen=load.seen)
             load.counts.check(name)
             if source.incremental:
-                landing.advance_cursor(db, name, load.cursor, batch_id)
+                landing.advance_cursor(db, name, load.cursor(), batch_id)
             report = load.drift.report()
             if report:
                 log.warning("%s: schema drift: columns added %s, declared but missing %s", name, report["added"],
@@ -218,7 +246,36 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
     counts = load.counts
     log.info("%s: batch %d (%s) received %d, landed %d, quarantined %d, duplicates %d, tombstones %d", name,
              batch_id, mode, counts.received, counts.landed, counts.quarantined, counts.duplicates, counts.tombstones)
-    return {"source": name, "batch_id": batch_id, "mode": mode, **asdict(counts), "schema_drift": load.drift.report()}
+    return {"source": name, "batch_id": batch_id, "mode": mode, "mode_reason": why, **asdict(counts),
+            "schema_drift": load.drift.report()}
+
+
+def _plan_extract(source, kind, stored: str | None, last_full: dt.datetime | None, *,
+                  full: bool) -> tuple[str, str | None, cursors.Stamp | None, str]:
+    """How the next extract of ``source`` runs: (mode, what to ask the source for since, the cursor to start
+    from, why). A stored cursor that cannot be read or lies in the future is dropped for a complete extract;
+    a source with ``full_extract_every_days`` gets a complete extract when its last one is that old."""
+    inc = source.incremental
+    if not (kind.reads_cursor and inc):
+        return "full", None, None, "every extract of this source is complete"
+    now = dt.datetime.now(dt.UTC)
+    cursor = cursors.read_stamp(stored, zone=inc.timezone, fmt=inc.format) if stored else None
+    if stored and cursor is None:
+        return "full", None, None, "the stored cursor is not an update time in a known format"
+    if cursor and cursor.at > now + cursors.CLOCK_SKEW:
+        return "full", None, None, f"the stored cursor {cursor.text[:40]!r} is later than now"
+    if full:
+        return "full", None, cursor, "a complete extract was asked for"
+    if cursor is None:
+        return "full", None, None, "first load: there is no cursor yet"
+    every = source.full_extract_every_days
+    if every and last_full is None:
+        return "full", None, cursor, f"scheduled every {every} days: no complete extract yet"
+    if every and now - last_full >= dt.timedelta(days=every):
+        return "full", None, cursor, (f"scheduled every {every} days: the last complete extract finished "
+                                      f"{last_full.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    since = cursor.write(cursor.at - dt.timedelta(minutes=inc.overlap_minutes))
+    return "incremental", since, cursor, f"changes since {since} (the cursor less {inc.overlap_minutes:g} minutes)"
 
 
 def standardize_sources(names: list[str] | None = None, *, full: bool = False) -> dict:

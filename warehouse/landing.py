@@ -322,3 +322,22 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
     counts.duplicates = candidates - counts.landed + repeats
     counts.check(source)
     return counts
+
+
+def quarantine_set_aside(conn: sa.Connection, *, source: str, batch_id: int,
+                         rows: list[tuple[str | None, str, str, object]]) -> int:
+    """Store whole records set aside before landing, as (key, reason code, detail, record)."""
+    if rows:
+        conn.execute(sa.text(
+            "INSERT INTO raw.quarantine (batch_id, source, source_record_id, reason_code, detail, payload) "
+            "VALUES (:b, :s, :k, :r, :d, :p)"),
+            [{"b": batch_id, "s": source, "k": None if k is None else _nul_safe(k), "r": r, "d": _nul_safe(d),
+              "p": _payload(p)} for k, r, d, p in rows])
+    return len(rows)
+
+
+def last_full_extract(conn: sa.Connection, source: str) -> dt.datetime | None:
+    """When the last successful complete extract of ``source`` finished (None: never)."""
+    return conn.execute(sa.text(
+        "SELECT max(finished_at) FROM raw.load_batch WHERE source = :s AND status = 'succeeded' AND mode = 'full'"),
+        {"s": source}).scalar()
