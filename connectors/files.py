@@ -55,12 +55,13 @@ RECORD_LINES = 100
 csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
 
 
-def detect_encoding(path: Path) -> str:
+def detect_encoding(path: Path, *, cut_tail: bool = False) -> str:
     """UTF-8 (with or without BOM) or GB18030 (a superset of GBK and GB2312), by decoding the whole file.
 
     A file that is UTF-8 but for a few bad bytes is refused rather than read as GB18030: UTF-8
-    Chinese text often decodes as GB18030 without error, into nonsense. A character cut off at the
-    end of the file does not count: read with ``errors="replace"``, it ends a truncated last line.
+    Chinese text often decodes as GB18030 without error, into nonsense. With ``cut_tail``, a character
+    cut off at the very end of the file does not count: read with ``errors="replace"``, it ends a
+    truncated last line, which the caller reports.
     """
     with path.open("rb") as f:
         if f.read(3) == codecs.BOM_UTF8:
@@ -76,7 +77,8 @@ def detect_encoding(path: Path) -> str:
                 first_error = offset
             errors += found
             offset += len(block)
-    # a character cut off at the very end is the last line's business (a file cut off mid-copy), not the encoding's
+    if not cut_tail:
+        errors += decoder.decode(b"", final=True).count("\ufffd")
     if errors == 0:
         return "utf-8"
     if errors * 10 < non_ascii:
@@ -87,6 +89,8 @@ def detect_encoding(path: Path) -> str:
         with path.open("rb") as f:
             while block := f.read(_BLOCK):
                 decoder.decode(block)
+            if not cut_tail:
+                decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path.name}: neither UTF-8 nor GBK/GB18030 ({exc.reason})") from None
     return "gb18030"
@@ -212,7 +216,7 @@ def csv_rows(path: Path, fields: Collection[str] = ()) -> Iterator[tuple[int, li
     physical records: its non-blank data lines, a multi-line quoted field counting once.
     """
     try:
-        encoding = detect_encoding(path)
+        encoding = detect_encoding(path, cut_tail=True)
     except ValueError as exc:
         raise ExtractError(str(exc)) from None
     wanted, width = set(fields), None

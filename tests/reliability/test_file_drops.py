@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from connectors.connections import connection_json
 from connectors.files import fetch
-from connectors.registry import get_source
+from connectors.registry import FileSource, get_source
 from hub import pipeline
 from hub.errors import HubError
 
@@ -116,7 +117,8 @@ def test_a_file_cut_off_mid_copy_waits_for_the_next_complete_file(drops, clean_w
     source = get_source("wj_liudong").model_copy(update={"on_incomplete": "wait"})
     monkeypatch.setattr(pipeline, "get_source", lambda name: source)
     whole = csv_text([person(i) for i in range(40)]).encode("gbk")
-    drop(drops / "wj_liudong", "LDRK_20261202.csv", whole[: int(len(whole) * 0.92)])  # no line break at the end
+    cut = whole.index("城".encode("gbk"), int(len(whole) * 0.92)) + 1  # inside a character, no line break at the end
+    drop(drops / "wj_liudong", "LDRK_20261202.csv", whole[:cut])
     result = pipeline.ingest_source("wj_liudong")  # waits: no error
     assert result["tombstones"] == 0 and result["quarantined"] == 1
     assert any("waiting for the next complete file" in r.getMessage() for r in caplog.records)
@@ -225,6 +227,15 @@ def test_a_declared_completion_marker_is_waited_for(tmp_path):
     assert [len(c.records) for c in chunks] == [3] and chunks[-1].snapshot_key
     chunks[-1].after_commit()
     assert not path.exists() and (path.parent / "processed" / "LDRK_20261201.csv.ok").exists()
+
+
+def test_a_completion_marker_must_name_a_file_beside_the_data_file():
+    settings = get_source("wj_liudong").model_dump()
+    for marker in ("{name}.ok", "{stem}.done"):
+        assert FileSource.model_validate({**settings, "completion_marker": marker}).completion_marker == marker
+    for marker in ("ready.ok", "{file}.ok", "../{name}.ok"):
+        with pytest.raises(ValidationError, match="completion_marker"):
+            FileSource.model_validate({**settings, "completion_marker": marker})
 
 
 # 5. duplicate or blank header names --------------------------------------------------------------------------------
