@@ -166,7 +166,10 @@ def standardize(
     """Standardize an ad-hoc file: clean values and status codes beside the raw ones (the pipeline's code).
 
     The file needs the columns source, source_record_id, name, id_number, sex, birth_date, phone,
-    address; other columns are carried through.
+    address; other columns are carried through. A file with a header row and no records gives an
+    output with the header row only (exit 0). An ID number typed into a numeric cell has lost its
+    last digits: its status is precision_lost. Text starting with = + - @ is written with a leading '
+    so that a spreadsheet does not run it as a formula.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -203,7 +206,13 @@ def link(
     previous: Annotated[Path | None, typer.Option(help="A crosswalk written earlier: its master ids are kept.")]
     = None,
 ) -> None:
-    """Link resident records into master ids (the master-index DAG's matching) and write a crosswalk."""
+    """Link resident records into master ids (the master-index DAG's matching) and write a crosswalk.
+
+    Files with a header row and no records are accepted; with no records at all the crosswalk has
+    its header row only (exit 0). The crosswalk's id_number_status says why an ID number was not used
+    (precision_lost: typed into a numeric cell, its last digits are lost). Text starting with
+    = + - @ is written with a leading ' so that a spreadsheet does not run it as a formula.
+    """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from hub.link_files import link_files
@@ -219,6 +228,10 @@ def link(
     kept = f", {result['masters_kept']} kept from {previous}" if previous else ""
     console.print(f"{result['records']} records → {result['masters']} master ids{kept}; "
                   f"{result['reviews']} pairs for review → {out}")
+    if result["precision_lost"]:
+        err.print(f"[yellow]{result['precision_lost']} ID number(s) were stored as numbers and lost digits "
+                  "(id_number_status precision_lost): not used for linking; ask for the file with the ID "
+                  "column formatted as text[/]", highlight=False)
 
 
 @app.command()

@@ -4,6 +4,10 @@ It runs the pipeline's own steps — the standardizers, the matcher's whole-set 
 (:meth:`mpi.Matcher.match_all`) and :func:`mpi.ids.assign_master_ids` — so a file linked here and the
 same records run through the master-index DAG fall into the same clusters, and ``--previous`` keeps
 ids the way the warehouse does.
+
+Files with a header row and no records are accepted: with no records at all the crosswalk has
+its header row only. Text cells a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``,
+tab, carriage return at the start) are written with a leading ``'``; ``--previous`` reads them back.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import pandas as pd
 
 from hub import settings
 from hub.errors import HubError
+from schemas.text import formula_safe_frame, formula_unsafe
 
-OUTPUT_COLUMNS = ("source", "source_record_id", "master_id", "match_probability", "reason")
+OUTPUT_COLUMNS = ("source", "source_record_id", "master_id", "match_probability", "reason", "id_number_status")
 
 
 def _read(paths: list[Path]) -> pd.DataFrame:
@@ -56,6 +61,7 @@ def _previous(path: Path) -> pd.DataFrame:
     if bad.any():
         raise HubError(f"the previous crosswalk {path} has {int(bad.sum())} row(s) without a master_id "
                        f"(first at line {int(bad.to_numpy().argmax()) + 2})")
+    frame[["source", "source_record_id"]] = frame[["source", "source_record_id"]].map(formula_unsafe)
     return pd.DataFrame({"record_key": frame["source"] + "/" + frame["source_record_id"],
                          "master_id": frame["master_id"].str.strip()}).drop_duplicates("record_key")
 
@@ -65,8 +71,10 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     """Link the records of ``inputs`` (CSV or XLSX with the canonical columns) and write the crosswalk to ``out``.
 
     Every input row appears in the crosswalk: ``source, source_record_id, master_id,
-    match_probability, reason``. With ``previous`` (a crosswalk written earlier), its master ids
-    are kept: merged, split and new clusters are handled as in the warehouse. Returns counts.
+    match_probability, reason, id_number_status`` (the status tells why an ID number was not used:
+    ``precision_lost`` for a number typed into a numeric cell, ``checksum_error``, …). With
+    ``previous`` (a crosswalk written earlier), its master ids are kept: merged, split and new
+    clusters are handled as in the warehouse. Returns counts.
     """
     import re
 
@@ -76,6 +84,10 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
 
     old = _previous(previous) if previous else pd.DataFrame(columns=["record_key", "master_id"])
     raw = _read(inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if raw.empty:  # header-only files: nothing to link, an empty crosswalk
+        pd.DataFrame(columns=list(OUTPUT_COLUMNS)).to_csv(out, index=False, encoding="utf-8-sig")
+        return {"records": 0, "masters": 0, "masters_kept": 0, "reviews": 0, "precision_lost": 0}
     std = standardize_frame(raw)
     if on_progress:
         on_progress("standardized", {"records": len(std)})
@@ -91,9 +103,11 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
                                                  "cluster_key": linked.clusters["cluster_key"].to_numpy()}),
                                    old, mint=mint)
     crosswalk = linked.crosswalk.assign(master_id=assignment.crosswalk["master_id"].to_numpy())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    crosswalk[list(OUTPUT_COLUMNS)].to_csv(out, index=False, encoding="utf-8-sig")
+    status = std.set_index(["source", "source_record_id"])["id_number_status"].astype(str)
+    crosswalk["id_number_status"] = pd.MultiIndex.from_frame(crosswalk[["source", "source_record_id"]]).map(status)
+    formula_safe_frame(crosswalk[list(OUTPUT_COLUMNS)]).to_csv(out, index=False, encoding="utf-8-sig")
     kept = int(crosswalk["master_id"].isin(set(old["master_id"])).groupby(crosswalk["master_id"]).any().sum())
     return {"records": len(crosswalk), "masters": int(crosswalk["master_id"].nunique()), "masters_kept": kept,
             "reviews": len(linked.reviews), **crosswalk["reason"].value_counts().to_dict(),
+            "precision_lost": int((crosswalk["id_number_status"] == "precision_lost").sum()),
             **assignment.counts()}

@@ -3,6 +3,13 @@
 For the lists a department hands over outside any platform: the file is read as text (nothing
 is inferred as a number or date), standardized in chunks with the same ``standardize_frame`` the
 pipeline uses, and written as UTF-8 with a byte-order mark so that Excel opens it correctly.
+
+An XLSX cell is read as the text it holds; a numeric cell whose value is not exactly an integer
+below 2**53 (an 18-digit ID number typed into a number cell) is read as the floating-point number
+it is, e.g. ``3.41522199001018e+17``, so its ID number gets the status ``precision_lost`` instead of
+digits the file never held. Text cells the output holds that a spreadsheet would run as a formula
+(starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) are written with a leading ``'``.
+A file with a header row and no records gives an output with the header row only.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectors.files import detect_encoding
+from connectors.files import detect_encoding, xlsx_rows
 from schemas.masking import mask_name
 from schemas.resident import standardize_frame
+from schemas.text import formula_safe_frame
 
 CANONICAL_COLUMNS = ("source", "source_record_id", "name", "id_number", "sex", "birth_date", "phone", "address")
 STATUS_FIELDS = ("id_number", "name", "birth_date", "sex", "phone", "address")
@@ -62,10 +70,11 @@ def _csv_chunks(path: Path, chunk_rows: int) -> tuple[Iterator[pd.DataFrame], in
 
 
 def _xlsx_chunks(path: Path, chunk_rows: int) -> tuple[Iterator[pd.DataFrame], int, str]:
-    try:
-        sheet = pd.read_excel(path, sheet_name=0, header=None, dtype=str, engine="openpyxl")
+    try:  # cells as the drop-file extractor reads them: text as is, numbers that lost digits as floats
+        rows = xlsx_rows(path)
     except Exception as exc:  # a corrupt or password-protected workbook: say so, not a stack trace
         raise ValueError(f"{path.name}: cannot be read as an XLSX workbook ({type(exc).__name__})") from None
+    sheet = pd.DataFrame(rows, dtype=object)
     header_row = next((i for i, row in sheet.head(HEADER_SEARCH_ROWS).iterrows()
                        if len(set(row.dropna().astype(str).str.strip()) & set(CANONICAL_COLUMNS)) >= 2), None)
     if header_row is None:
@@ -120,20 +129,21 @@ def standardize_file(input: Path, out: Path, *, sex_codes: dict[str, int] | None
     chunks, total, encoding = resident_file_chunks(path, chunk_rows)
 
     counts = {field: Counter() for field in STATUS_FIELDS}
-    done = 0
+    done, header_written = 0, False
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")  # never leave a half-written result under the final name
     try:
         with partial.open("w", encoding="utf-8-sig", newline="") as f:
             for chunk in chunks:
                 std = standardize_frame(chunk, sex_codes=sex_codes, date_formats=date_formats, default_county=default_county)
-                std.to_csv(f, header=done == 0, index=False, lineterminator="\r\n")
+                formula_safe_frame(std).to_csv(f, header=not header_written, index=False, lineterminator="\r\n")
+                header_written = True
                 for field in STATUS_FIELDS:
                     counts[field].update(std[f"{field}_status"].value_counts().to_dict())
                 done += len(std)
                 if on_progress:
                     on_progress(done, total)
-            if done == 0:
+            if not header_written:  # a header-only file: the output has the header row only
                 empty = standardize_frame(pd.DataFrame(columns=list(CANONICAL_COLUMNS), dtype=str))
                 empty.to_csv(f, index=False, lineterminator="\r\n")
         os.replace(partial, out)

@@ -230,7 +230,8 @@ def cluster_records(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, 
     cluster_size = pd.Series(roots).map(pd.Series(roots).value_counts()).to_numpy()
 
     prob = pd.Series(np.nan, index=np.arange(len(feats)))
-    prob.loc[best_p.index.astype(np.int64)] = best_p.to_numpy()
+    if len(best_p):  # no accepted link at all (a single record, or nobody alike): every record alone
+        prob.loc[best_p.index.astype(np.int64)] = best_p.to_numpy()
     prob[anchor_size > 1] = 1.0
     reason = np.full(len(feats), SINGLETON, dtype=object)
     reason[feats["unique_id"].isin(refused_ids).to_numpy()] = SPLIT_CONSTRAINT

@@ -4,7 +4,10 @@ Every table it writes looks the same, on screen and on paper: a CJK-capable font
 and note lines above a styled header row; thin borders; identifier columns typed as text (an
 18-digit ID number must not turn into 3.41522E+17, nor lose a leading zero); dates as dates;
 column widths; the header row frozen and filtered; A4 landscape one page wide with the header row
-repeated and page numbers. Workbooks are saved atomically (written beside the target, then moved in
+repeated and page numbers. Text that a spreadsheet would run as a formula (starting with ``=``,
+``+``, ``-``, ``@``, tab or carriage return — a source field holding ``=HYPERLINK(...)``) is written
+with a leading ``'`` (:func:`schemas.text.formula_safe`); numbers and dates stay numbers and dates.
+Workbooks are saved atomically (written beside the target, then moved in
 place), owner-only when they hold personal data. openpyxl is imported inside the functions.
 """
 
@@ -18,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from schemas.text import formula_safe
 
 #: The font of every cell. Noto Sans CJK SC ships with most Linux desktops and LibreOffice; the
 #: GB2312 character set (134) tells a reader without it to substitute its own Chinese font
@@ -64,7 +69,7 @@ def sheet_title(text: str, default: str = "Sheet") -> str:
 
 
 def _merged_line(ws, text: str, last: str, *, font=None, alignment=None) -> None:
-    ws.append([text])
+    ws.append([formula_safe(text)])
     r = ws.max_row
     ws.merge_cells(f"A{r}:{last}{r}")
     cell = ws.cell(r, 1)
@@ -74,9 +79,9 @@ def _merged_line(ws, text: str, last: str, *, font=None, alignment=None) -> None
 
 
 def _cell_value(column: Column, value: Any) -> Any:
-    if value is None or not column.text:
+    if value is None:
         return value
-    return str(value)
+    return formula_safe(str(value) if column.text else value)
 
 
 def write_table(ws, columns: Sequence[Column], rows: Iterable[Sequence[Any]], *, title: str | None = None,
@@ -101,7 +106,7 @@ def write_table(ws, columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
         ws.append([])
     thin = Side(style="thin", color="808080")
     border = Border(left=thin, right=thin, top=thin, bottom=thin)
-    ws.append([c.header for c in columns])
+    ws.append([formula_safe(c.header) for c in columns])
     header_row = ws.max_row
     for i, column in enumerate(columns, start=1):
         cell = ws.cell(header_row, i)

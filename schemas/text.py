@@ -114,3 +114,53 @@ def map_distinct(values: pa.Array, func) -> pa.Array:
     uniques = pc.unique(values).drop_null()
     mapped = pa.array([func(v) for v in uniques.to_pylist()], type=pa.large_string())
     return pc.take(mapped, pc.index_in(values, value_set=uniques))
+
+
+# ------------------------------------------------------------------ formula-safe output (CSV injection)
+#: A spreadsheet reads a cell that starts with one of these as a formula (OWASP CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_GUARD = "'"
+
+
+def _plain_number(text: str) -> bool:
+    """``-5``, ``+8613812345678``, ``-0.25``: a sign and digits only, which no spreadsheet runs as anything."""
+    body = text[1:] if text[:1] in "+-" else text
+    whole, _, fraction = body.partition(".")
+    return whole.isascii() and whole.isdigit() and (not fraction or (fraction.isascii() and fraction.isdigit()))
+
+
+def formula_safe(value: object) -> object:
+    """``value`` as a cell the hub may write to a CSV or XLSX file that a spreadsheet opens.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a single quote in
+    front, so that Excel, WPS and LibreOffice show it as text instead of running it as a formula
+    (``=HYPERLINK(...)``, ``+cmd|...``, ``-3+4``, ``@SUM(...)``). Text that is only a signed number —
+    a phone number in E.164 form ``+8613812345678``, a negative number a source sent as text
+    ``-5`` — is left as it is: it cannot hold a formula, and a program reading the file gets the
+    value unchanged (a spreadsheet shows it as a number). ``+86 138 0013 8000``, with its spaces, is
+    not a plain number and gets the quote. Real numbers, dates and empty cells are returned as they are.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) and not _plain_number(value):
+        return FORMULA_GUARD + value
+    return value
+
+
+def formula_unsafe(value: object) -> object:
+    """The text :func:`formula_safe` was given back (reading a file the hub wrote earlier)."""
+    if isinstance(value, str) and value[:1] == FORMULA_GUARD and value[1:].startswith(FORMULA_TRIGGERS):
+        return value[1:]
+    return value
+
+
+def formula_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with :func:`formula_safe` applied to its text cells (numeric columns untouched)."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+            continue
+        risky = np.fromiter((isinstance(v, str) and formula_safe(v) is not v for v in values.astype(object)),
+                            dtype=bool, count=len(values))
+        if risky.any():
+            out.loc[risky, column] = FORMULA_GUARD + values[risky].astype(str)
+    return out

@@ -36,7 +36,7 @@ def test_link_files_every_row_in_the_crosswalk(tmp_path):
     result = _hub("link", str(tmp_path / "mz.csv"), str(tmp_path / "rs.xlsx"), "--out", str(tmp_path / "xw.csv"))
     assert result.returncode == 0, result.stderr
     xw = pd.read_csv(tmp_path / "xw.csv", dtype=str, encoding="utf-8-sig")
-    assert list(xw.columns) == ["source", "source_record_id", "master_id", "match_probability", "reason"]
+    assert list(xw.columns) == ["source", "source_record_id", "master_id", "match_probability", "reason", "id_number_status"]
     assert len(xw) == 5
     master = dict(zip(xw["source"] + "/" + xw["source_record_id"], xw["master_id"]))
     assert master["mz/1"] == master["rs/10"] == master["rs/9"]  # one person: exact ID, and a typo'd ID

@@ -29,6 +29,13 @@ TRICKY = [
     ("1101051949123100", "malformed", None),                          # 16 digits
     ("11010519491231002Y", "malformed", None),
     ("abc", "malformed", None),
+    # went through a floating-point number: the last digits are made up, whatever the checksum says
+    ("3.41522199001018e+17", "precision_lost", None),                 # an Excel numeric cell, read as a float
+    ("3.41522E+17", "precision_lost", None),                          # a JSON number as the platform sent it
+    ("341522199001010688.0", "precision_lost", None),                 # passes the checksum without the tail
+    ("110105491231002.0", "precision_lost", None),
+    (341522199001010661.0, "precision_lost", None),                   # a float object (reads 341522199001010688)
+    ("12.5", "malformed", None),
 ]
 
 
