@@ -56,6 +56,9 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
         c = r["changes"]
         console.print(f"since release {r['previous']}: {c['added']:,} masters added, {c['removed']:,} removed,"
                       f" {c['changed']:,} changed")
+        e = r["enrolment_changes"]
+        console.print(f"{'':15} {e['added']:,} enrolments added, {e['removed']:,} removed,"
+                      f" {e['changed']:,} changed (status, dates, address or fields)")
     gate = r["gate"]
     if gate:
         console.print(f"gate run {gate['run_id']} at {gate['started_at']:%Y-%m-%d %H:%M:%S}: "

@@ -5,12 +5,12 @@ them from the published index instead: ``generate_ledger(conn, "dibao", "城关�
 The ledger kinds — who is on each, which columns, which order — are declared in
 ``reports/ledgers.yaml`` (:mod:`reports.ledger_spec`; the format is described in the file itself).
 
-* **Release.** Persons and enrolments come from one release (the current one by default):
-  ``publish.master_person`` (name, ID number, sex, birth date, phone, address, vital status, sources)
-  and ``publish.enrolment`` (which source records, programmes and raw statuses each person has).
-  Fields the release does not carry — a roll's extra field (``raw:<field>``, e.g. 残疾等级), the
-  record's own status date, and the record's address where the golden record has none — are read
-  from the record's current version in std/raw (:mod:`warehouse.ledger_queries`).
+* **Release.** Everything comes from one release (the current one by default), and from that release
+  only: ``publish.master_person`` (name, ID number, sex, birth date, phone, address, vital status,
+  sources) and ``publish.enrolment`` (which source records, programmes, raw statuses and status dates
+  each person has, each record's own address, and its fields as received for ``raw:<field>`` columns
+  such as 残疾等级) (:mod:`warehouse.ledger_queries`). A ledger of an earlier release stays the same
+  after later loads.
 * **Community.** A town (镇/乡/街道) or a village (村/社区) as the golden addresses of the release name
   it. The golden address is the person's one current address (the newest, see
   ``mpi/survivorship.yaml``), so a person who moved is on the new community's ledger only; a

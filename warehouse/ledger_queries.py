@@ -1,5 +1,6 @@
-"""What the community ledgers (台账) read from a release: its golden records, its enrolments, and
-the current version of each enrolment record where the release does not carry a value.
+"""What the community ledgers (台账) read from a release: its golden records and its enrolments (with each
+record's status, status date, own address and fields as received when the release was published).
+Nothing is read from the records' later versions, so a ledger of release N reads release N only.
 
 A community is found by the *lead* of a golden address: the address before its first digit (numbers
 in golden addresses are Arabic), i.e. down to the village, before group and house number.
@@ -37,21 +38,19 @@ def ledger_enrolments(conn: sa.Connection, release_no: int, *, sources: Sequence
     golden address, when their enrolment record's own address is in ``town`` (and ``village`` when
     given). Columns: master_id, source, source_record_id, program, status_raw, record_status_date,
     record_address, record_town, record_village, record_group, record_house_no, and a column
-    ``raw:<field>`` per ``raw_fields`` name (the field as received, from the record's current version).
+    ``raw:<field>`` per ``raw_fields`` name (the field as received), all as the release published them.
     """
-    raw_select = "".join(f", rr.payload ->> CAST(:raw{i} AS text) AS raw{i}" for i in range(len(raw_fields)))
-    village_test = "" if village is None else " AND r.address_village = CAST(:village AS text)"
+    raw_select = "".join(f", e.record_fields ->> CAST(:raw{i} AS text) AS raw{i}" for i in range(len(raw_fields)))
+    village_test = "" if village is None else " AND e.address_village = CAST(:village AS text)"
     result = conn.execute(sa.text(
-        "SELECT e.master_id, e.source, e.source_record_id, e.program, e.status_raw, r.status_date AS record_status_date,"
-        " r.address_raw AS record_address, r.address_town AS record_town, r.address_village AS record_village,"
-        " r.address_group AS record_group, r.address_house_no AS record_house_no" + raw_select +
+        "SELECT e.master_id, e.source, e.source_record_id, e.program, e.status_raw, e.status_date AS record_status_date,"
+        " e.address_raw AS record_address, e.address_town AS record_town, e.address_village AS record_village,"
+        " e.address_group AS record_group, e.address_house_no AS record_house_no" + raw_select +
         " FROM publish.enrolment e"
         " JOIN publish.master_person p ON p.release_no = e.release_no AND p.master_id = e.master_id"
-        " LEFT JOIN std.resident r ON r.source = e.source AND r.source_record_id = e.source_record_id"
-        " LEFT JOIN raw.record rr ON rr.record_id = r.raw_record_id"
         " WHERE e.release_no = :n AND e.source = ANY(CAST(:sources AS text[]))"
         f"   AND ((p.address IS NOT NULL AND {_LEAD.format(col='p.address')} = ANY(CAST(:leads AS text[])))"
-        "     OR (p.address IS NULL AND r.address_town IS NOT DISTINCT FROM CAST(:town AS text)" + village_test + "))"
+        "     OR (p.address IS NULL AND e.address_town IS NOT DISTINCT FROM CAST(:town AS text)" + village_test + "))"
         " ORDER BY e.master_id, e.source, e.source_record_id"),
         {"n": release_no, "sources": list(sources), "leads": list(leads), "town": town, "village": village,
          **{f"raw{i}": f for i, f in enumerate(raw_fields)}})

@@ -3,7 +3,9 @@
 A release is written and made current in one transaction: readers of
 ``publish.master_person_current`` see the old release until the commit and the new one after it,
 never half of one, and a query already running finishes on the release it started with.
-Publishing the same content again creates no new release.
+A release's content is the golden records and every enrolment with its status, status date, own address
+and fields as received: whatever a department or a ledger reads of release N is release N's own.
+Publishing the same content again creates no new release; a status change at a source is new content.
 
 A rollback makes an earlier release current again and withdraws the releases after it; content
 equal to a withdrawn release is not published again until it changes.
@@ -28,9 +30,31 @@ class PublishOutcome:
     reason: str
 
 
-def _content_hash(conn: sa.Connection) -> str:
+#: Every enrolment as a release publishes it: the record's master id, department (from the source → department
+#: parameters :s / :d), programme, status, status date, own address and fields as received.
+_ENROLMENTS = (
+    "SELECT c.master_id, c.source, c.source_record_id, coalesce(d.department, '') AS department, r.program,"
+    " r.status_raw, r.status_date, r.address_raw, r.address_town, r.address_village, r.address_group,"
+    " r.address_house_no, rr.payload AS record_fields"
+    " FROM mpi.crosswalk c JOIN std.resident r USING (source, source_record_id)"
+    " LEFT JOIN raw.record rr ON rr.record_id = r.raw_record_id"
+    " LEFT JOIN unnest(CAST(:s AS text[]), CAST(:d AS text[])) AS d (source, department) ON d.source = c.source")
+ENROLMENT_COLUMNS = ("master_id", "source", "source_record_id", "department", "program", "status_raw", "status_date",
+                     "address_raw", "address_town", "address_village", "address_group", "address_house_no",
+                     "record_fields")
+
+
+def _department_params(departments: Mapping[str, str] | None) -> dict:
+    return {"s": list(departments or {}), "d": list((departments or {}).values())}
+
+
+def _content_hash(conn: sa.Connection, departments: Mapping[str, str] | None) -> str:
+    """What a release publishes, as one digest: the golden records and every enrolment with its status,
+    dates, address and fields (a status change at a source changes it)."""
     return conn.execute(sa.text(
-        "SELECT md5(coalesce(string_agg(g::text, '|' ORDER BY g.master_id), '')) FROM mpi.golden g")).scalar_one()
+        "SELECT md5((SELECT coalesce(string_agg(g::text, '|' ORDER BY g.master_id), '') FROM mpi.golden g)"
+        " || '#' || (SELECT coalesce(string_agg(md5(e::text), '' ORDER BY e.source, e.source_record_id), '')"
+        f"            FROM ({_ENROLMENTS}) e))"), _department_params(departments)).scalar_one()
 
 
 def current_release(conn: sa.Connection) -> dict | None:
@@ -44,12 +68,15 @@ PUBLISHED_COLUMNS = ("master_id", "name", "id_number", "id_number_status", "sex"
 
 
 def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[str, str] | None = None) -> PublishOutcome:
-    """Publish mpi.golden as a new release unless it equals the current one (caller's transaction).
+    """Publish mpi.golden and the enrolments as a new release unless they equal the current one (caller's
+    transaction).
 
     ``departments`` (source → department) fills ``publish.enrolment``: every source record's master id
-    with its department and programme. The release's content hash covers the golden records."""
+    with its department, programme, status, status date, own address and fields as received. The
+    release's content hash covers the golden records and the enrolments, so a status change at a
+    source publishes a new release."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
-    digest = _content_hash(conn)
+    digest = _content_hash(conn, departments)
     current = current_release(conn)
     withdrawn = conn.execute(sa.text(
         "SELECT release_no FROM publish.release WHERE content_hash = :h AND withdrawn_at IS NOT NULL"
@@ -60,7 +87,7 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     elif withdrawn is not None:
         outcome = PublishOutcome("blocked", current["release_no"] if current else None,
                                  f"content equals release {withdrawn}, which was withdrawn by a rollback;"
-                                 " it is not published again until the index changes")
+                                 " it is not published again until the index or an enrolment changes")
     else:
         release_no = conn.execute(sa.text("SELECT coalesce(max(release_no), 0) + 1 FROM publish.release")).scalar_one()
         conn.execute(sa.text(
@@ -71,13 +98,11 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
         conn.execute(sa.text(
             f"INSERT INTO publish.master_person (release_no, {columns}) SELECT :n, {columns} FROM mpi.golden"),
             {"n": release_no})
+        enrolment_columns = ", ".join(ENROLMENT_COLUMNS)
         conn.execute(sa.text(
-            "INSERT INTO publish.enrolment (release_no, master_id, source, source_record_id, department, program,"
-            " status_raw) SELECT :n, c.master_id, c.source, c.source_record_id, coalesce(d.department, ''), r.program,"
-            " r.status_raw FROM mpi.crosswalk c JOIN std.resident r USING (source, source_record_id)"
-            " LEFT JOIN unnest(CAST(:s AS text[]), CAST(:d AS text[])) AS d (source, department)"
-            "   ON d.source = c.source"),
-            {"n": release_no, "s": list(departments or {}), "d": list((departments or {}).values())})
+            f"INSERT INTO publish.enrolment (release_no, {enrolment_columns})"
+            f" SELECT :n, {enrolment_columns} FROM ({_ENROLMENTS}) e"),
+            {"n": release_no, **_department_params(departments)})
         conn.execute(sa.text(
             "INSERT INTO publish.current_release (release_no) VALUES (:n)"
             " ON CONFLICT (singleton) DO UPDATE SET release_no = EXCLUDED.release_no, switched_at = now()"),
@@ -134,7 +159,8 @@ def release_row(conn: sa.Connection, release_no: int) -> dict:
 
 
 def show_release(conn: sa.Connection, release_no: int) -> dict:
-    """One release: its figures, the gate run that let it through, and its changes against the release before.
+    """One release: its figures, the gate run that let it through, and its changes against the release before
+    (``changes`` of masters, ``enrolment_changes`` of enrolments).
 
     Raises ``LookupError`` for an unknown release number.
     """
@@ -162,7 +188,22 @@ def show_release(conn: sa.Connection, release_no: int) -> dict:
             " FROM (SELECT * FROM publish.master_person WHERE release_no = :old) o"
             " FULL JOIN (SELECT * FROM publish.master_person WHERE release_no = :new) n"
             "   ON n.master_id = o.master_id"), {"old": before, "new": release_no}).mappings().one())
+        release["enrolment_changes"] = _enrolment_changes(conn, before, release_no)
     return release
+
+
+def _enrolment_changes(conn: sa.Connection, old: int, new: int) -> dict:
+    """Enrolments added, removed and changed (master id, status, dates, address, fields) from ``old`` to ``new``."""
+    values = [c for c in ENROLMENT_COLUMNS if c not in ("source", "source_record_id")]
+    return dict(conn.execute(sa.text(
+        "SELECT count(*) FILTER (WHERE o.source IS NULL) AS added, count(*) FILTER (WHERE n.source IS NULL) AS removed,"
+        "       count(*) FILTER (WHERE o.source IS NOT NULL AND n.source IS NOT NULL"
+        f"                       AND ROW({', '.join('o.' + c for c in values)}) IS DISTINCT FROM"
+        f"                           ROW({', '.join('n.' + c for c in values)})) AS changed"
+        " FROM (SELECT * FROM publish.enrolment WHERE release_no = :old) o"
+        " FULL JOIN (SELECT * FROM publish.enrolment WHERE release_no = :new) n"
+        "   ON n.source = o.source AND n.source_record_id = o.source_record_id"),
+        {"old": old, "new": new}).mappings().one())
 
 
 def rollback(conn: sa.Connection, release_no: int, *, reason: str, actor: str | None = None) -> PublishOutcome:

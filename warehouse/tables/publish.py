@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from warehouse.tables.base import TEXT, TIMESTAMP, golden_columns, metadata, view_of
+from warehouse.tables.base import JSONB, TEXT, TIMESTAMP, golden_columns, metadata, view_of
 
 SCHEMA = "publish"
 
@@ -48,8 +48,9 @@ publish_current_release = sa.Table(
 #: View: the people of the current release.
 publish_master_person_current = view_of("master_person_current", publish_master_person)
 
-#: Per release, every source record's master id with its department and programme (row-level security
-#: per department, set up by the grants).
+#: Per release, every source record's master id with its department and programme, and the record's status,
+#: status date, address and fields as received when the release was published (row-level security per
+#: department, set up by the grants). A release's ledgers read these, never the records' later versions.
 publish_enrolment = sa.Table(
     "enrolment", metadata,
     sa.Column("release_no", sa.Integer, sa.ForeignKey("publish.release.release_no"), primary_key=True),
@@ -59,6 +60,13 @@ publish_enrolment = sa.Table(
     sa.Column("department", TEXT, nullable=False),
     sa.Column("program", TEXT),
     sa.Column("status_raw", TEXT),
+    sa.Column("status_date", sa.Date),
+    sa.Column("address_raw", TEXT),
+    sa.Column("address_town", TEXT),
+    sa.Column("address_village", TEXT),
+    sa.Column("address_group", TEXT),
+    sa.Column("address_house_no", TEXT),
+    sa.Column("record_fields", JSONB),
     sa.Index("enrolment_release_no_master_id_idx", "release_no", "master_id"),
     schema=SCHEMA,
 )
