@@ -162,7 +162,7 @@ def run_gate_suites(
     rules: GateRules | None = None,
     today: dt.date | None = None,
     row_counts: Mapping[str, int] | None = None,
-    deletions: Mapping[str, tuple[int, int]] | None = None,
+    deletions: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> list[ValidationSummary]:
     """Run the source suites and the master-index suites in one GX checkpoint; build Data Docs.
 
@@ -179,7 +179,7 @@ def run_gate_suites(
     ``row_counts``: per source, its std.resident rows now, which set how far a share may fall
     below its minimum by chance (:func:`expectations.sources.tolerated_share`); None counts them
     in the warehouse. ``deletions``: per source, (records deleted since the last gate run that
-    passed, records it had before), checked against ``max_deletion_share`` as one more outcome
+    passed, records it had before, the most one earlier load deleted), checked against ``max_deletion_share`` as one more outcome
     of the source's suite (:func:`expectations.sources.deletion_outcome`); None checks none.
 
     Returns one summary per source, in the order given, then ``master_index``. Validation
@@ -244,12 +244,13 @@ def _count_rows(database_url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def _with_deletions(summary: ValidationSummary, name: str, deletion: tuple[int, int] | None,
+def _with_deletions(summary: ValidationSummary, name: str, deletion: tuple[int, int, int] | None,
                     rules: GateRules) -> ValidationSummary:
     """``summary`` with the deletion check of source ``name`` among its outcomes (unchanged without one)."""
     if deletion is None:
         return summary
-    outcome = deletion_outcome(name, deletion[0], deletion[1], rules.for_source(name))
+    deleted, before, most = deletion
+    outcome = deletion_outcome(name, deleted, before, rules.for_source(name), most_before=most)
     return replace(summary, outcomes=[*summary.outcomes, outcome], evaluated=summary.evaluated + 1,
                    successful=summary.successful + outcome.success, failed=summary.failed + (not outcome.success),
                    success=summary.success and outcome.success)

@@ -314,19 +314,21 @@ def tolerated_share(minimum: float, rows: int | None, confidence: float) -> floa
     return max(0.0, round(minimum - z * math.sqrt(minimum * (1.0 - minimum) / rows), 4))
 
 
-def deletion_outcome(name: str, deleted: int, before: int, rules: SourceRules, *,
+def deletion_outcome(name: str, deleted: int, before: int, rules: SourceRules, *, most_before: int | None = None,
                      since: str = "the last gate run that passed") -> ExpectationOutcome:
     """Whether source ``name`` deleted too many records: ``deleted`` of the ``before`` records it had.
 
     Held when at least ``min_deletions_to_hold`` records were deleted and they are more than
-    ``max_deletion_share`` of ``before``. The observed text names the count, the share and the limit."""
+    ``max_deletion_share`` of ``before``. The observed text names the count, the share and the limit,
+    and ``most_before`` (the most records one earlier load of the source deleted), when given."""
     check_source_name(name)
     limit = math.floor(round(rules.max_deletion_share * before, 6))
     share = deleted / before if before else 0.0
     held = deleted >= rules.min_deletions_to_hold and deleted > limit
     observed = (f"{deleted:,} of {before:,} records deleted since {since} ({share:.1%});"
                 f" limit {rules.max_deletion_share:.0%} ({limit:,} records)"
-                + (f", fewer than {rules.min_deletions_to_hold} always pass" if rules.min_deletions_to_hold else ""))
+                + (f", fewer than {rules.min_deletions_to_hold} always pass" if rules.min_deletions_to_hold else "")
+                + (f"; one earlier load deleted at most {most_before:,}" if most_before is not None else ""))
     return ExpectationOutcome(expectation=DELETIONS_EXPECTATION, column=None, success=not held, observed=observed,
                               unexpected_count=deleted, unexpected_percent=round(share * 100, 4),
                               table=f"{validation.TOMBSTONES.fullname}[{name}]")

@@ -344,14 +344,14 @@ def run_gate() -> dict:
         previous_rows = last_passed_row_counts(conn)
         current = current_release(conn)
         rows = source_row_counts(conn)
-        # what each source deleted since the last gate run that passed (nothing to compare before the first)
-        since = last_passed_gate_at(conn)
+        # what each source deleted since the last gate run that passed, or the current release (none before)
+        since = last_passed_gate_at(conn) or (current["published_at"] if current else None)
         deleted = deletions_since(conn, since) if since is not None else {}
     summaries = run_gate_suites(settings.database_url(), settings.gx_dir(), sources=sources,
                                 previous_row_counts=previous_rows,
                                 previous_master_count=current["master_count"] if current else None,
                                 rules=load_gate_rules(), row_counts=rows,
-                                deletions={name: deleted.get(name, (0, 0)) for name in sources} if since else None)
+                                deletions={name: deleted.get(name, (0, 0, 0)) for name in sources} if since else None)
     docs = next((s.docs_index for s in summaries if s.docs_index), None)
     failing = [(s.suite, o) for s in summaries for o in s.outcomes if not o.success]
     evaluated = sum(s.evaluated for s in summaries)

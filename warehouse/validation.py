@@ -23,7 +23,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from warehouse.tables import mpi_crosswalk, mpi_golden, mpi_match_feature, raw_current_record, raw_tombstone, std_resident
+from warehouse.tables import (
+    mpi_crosswalk,
+    mpi_golden,
+    mpi_match_feature,
+    raw_current_record,
+    raw_load_batch,
+    raw_tombstone,
+    std_resident,
+)
 
 #: The master-index tables the gate validates as table assets (both in one schema: the datasource's search path).
 CROSSWALK = mpi_crosswalk
@@ -97,16 +105,23 @@ def source_row_counts(conn: sa.Connection) -> dict[str, int]:
         sa.select(std.source, sa.func.count().label("n")).group_by(std.source))}
 
 
-def deletions_since(conn: sa.Connection, since: dt.datetime) -> dict[str, tuple[int, int]]:
-    """Per source that deleted records after ``since``: (records deleted, records it had before them).
+def deletions_since(conn: sa.Connection, since: dt.datetime) -> dict[str, tuple[int, int, int]]:
+    """Per source that deleted records after ``since``: (records deleted, records it had before them, the most
+    records one of its loads deleted before ``since``).
 
     Deleted: records tombstoned after ``since`` whose tombstone still stands (a record sent again is
-    not deleted). Had before: the source's live records now plus those deleted."""
-    t, cur = raw_tombstone.c, raw_current_record.c
+    not deleted). Had before: the source's live records now plus those deleted. The most one load
+    deleted before is the source's history the gate let through (0 when it never deleted any)."""
+    t, cur, b = raw_tombstone.c, raw_current_record.c, raw_load_batch.c
     deleted = (sa.select(t.source, sa.func.count(sa.distinct(t.source_record_id)).label("deleted"))
                .where(t.detected_at > since, t.revoked_in.is_(None)).group_by(t.source).subquery())
     live = (sa.select(cur.source, sa.func.count().label("live")).where(sa.not_(cur.deleted))
             .where(cur.source.in_(sa.select(deleted.c.source))).group_by(cur.source).subquery())
-    rows = conn.execute(sa.select(deleted.c.source, deleted.c.deleted, sa.func.coalesce(live.c.live, 0).label("live"))
-                        .select_from(deleted.outerjoin(live, live.c.source == deleted.c.source)))
-    return {r.source: (int(r.deleted), int(r.deleted) + int(r.live)) for r in rows}
+    most = (sa.select(b.source, sa.func.max(b.tombstones).label("most"))
+            .where(b.status == "succeeded", b.finished_at <= since).group_by(b.source).subquery())
+    rows = conn.execute(
+        sa.select(deleted.c.source, deleted.c.deleted, sa.func.coalesce(live.c.live, 0).label("live"),
+                  sa.func.coalesce(most.c.most, 0).label("most"))
+        .select_from(deleted.outerjoin(live, live.c.source == deleted.c.source)
+                     .outerjoin(most, most.c.source == deleted.c.source)))
+    return {r.source: (int(r.deleted), int(r.deleted) + int(r.live), int(r.most)) for r in rows}

@@ -27,8 +27,10 @@ from expectations.sources import (
     DEFAULT_RULES_PATH,
     GateRulesError,
     count_bounds,
+    deletion_outcome,
     parse_gate_rules,
     source_query,
+    tolerated_share,
 )
 from tests.helpers import empty_warehouse
 
@@ -187,6 +189,8 @@ def test_gate_rules_errors_name_the_key():
     bad = json.loads(json.dumps(data, default=str))
     bad["defaults"]["min_id_valid_share"] = 1.5
     bad["defaults"]["earliest_birth_date"] = "1900-13-01"
+    bad["defaults"]["share_confidence"] = 0.3
+    bad["defaults"]["min_deletions_to_hold"] = -1
     bad["sources"]["wj_chusheng"]["min_id_valid_shares"] = 0.3
     bad["sources"]["x'; drop table std.resident; --"] = {}
     del bad["master_index"]["max_cluster_size"]
@@ -197,6 +201,8 @@ def test_gate_rules_errors_name_the_key():
     for key in (
         "defaults.min_id_valid_share",
         "defaults.earliest_birth_date",
+        "defaults.share_confidence: expected a number between 0.5 and 1",
+        "defaults.min_deletions_to_hold: expected a whole number >= 0",
         "sources.wj_chusheng.min_id_valid_shares: unknown key",
         "not a source name",
         "master_index.max_cluster_size",
@@ -215,6 +221,36 @@ def test_count_bounds():
         count_bounds(-1, 0.1)
     with pytest.raises(ValueError):
         count_bounds(10, 1.5)
+
+
+def test_shares_on_few_rows_pass_down_to_the_confidence_bound():
+    # the score-test bound: minimum less z * sqrt(m (1 - m) / n), z = 2.326 at 0.99
+    assert tolerated_share(0.30, 45, 0.99) == pytest.approx(0.1411, abs=1e-4)  # 13 of 45 births pass
+    assert 13 / 45 >= tolerated_share(0.30, 45, 0.99)
+    assert tolerated_share(0.90, 300, 0.99) == pytest.approx(0.8597, abs=1e-4)
+    assert 0.66 < tolerated_share(0.90, 120, 0.99)  # a third blanked on a small source still fails
+    assert tolerated_share(0.90, 1_000_000, 0.99) == pytest.approx(0.90, abs=1e-3)
+    assert tolerated_share(0.90, None, 0.99) == tolerated_share(0.90, 0, 0.99) == 0.90
+    assert tolerated_share(0.30, 45, 0.999) < tolerated_share(0.30, 45, 0.99)
+    assert tolerated_share(1.0, 45, 0.99) == 1.0
+
+
+def test_deletions_are_held_above_the_share_and_the_minimum_count():
+    rules = load_gate_rules().for_source("rs_yiliao")
+    assert (rules.max_deletion_share, rules.min_deletions_to_hold) == (0.02, 20)
+    held = deletion_outcome("rs_yiliao", 147, 1650, rules)
+    assert not held.success and held.table == "raw.tombstone[rs_yiliao]"
+    assert held.observed == ("147 of 1,650 records deleted since the last gate run that passed (8.9%);"
+                             " limit 2% (33 records), fewer than 20 always pass")
+    assert (held.unexpected_count, held.unexpected_percent) == (147, pytest.approx(8.9091, abs=1e-4))
+    assert deletion_outcome("rs_yiliao", 11, 1771, rules).success  # a normal ten days
+    assert deletion_outcome("rs_yiliao", 33, 1650, rules).success  # at the limit
+    assert not deletion_outcome("rs_yiliao", 34, 1650, rules).success
+    assert deletion_outcome("mz_canji", 19, 90, rules).success  # a few on a small source: under the minimum count
+    assert not deletion_outcome("mz_canji", 20, 90, rules).success
+    assert deletion_outcome("mz_canji", 0, 0, rules).success
+    assert deletion_outcome("rs_yiliao", 147, 1650, rules, most_before=4).observed.endswith(
+        "; one earlier load deleted at most 4")
 
 
 def test_bad_arguments_are_refused_before_gx_runs(tmp_path):

@@ -202,6 +202,7 @@ def test_a_load_deleting_147_records_is_held_with_the_reason(hub):
     assert f"source.rs_yiliao: raw.tombstone[rs_yiliao].* expect_deletions_to_be_within_share: 147 of {had:,}" \
            " records deleted since the last gate run that passed" in reason, reason
     assert f"({147 / had:.1%}); limit 2% ({had * 2 // 100:,} records)" in reason, reason
+    assert "one earlier load deleted at most" in reason
     with hub["engine"].connect() as conn:
         attempt = _one(conn, "SELECT outcome, release_no, reason FROM audit.publish_attempt"
                              " ORDER BY attempt_id DESC LIMIT 1")
