@@ -52,7 +52,7 @@ class Chunk:
 class ExtractState:
     """What the warehouse remembers of a source's earlier loads, and how long to wait for it."""
 
-    since: str | None = None  # the stored cursor: extract only what changed after it (None: everything)
+    since: str | None = None  # the cursor less the overlap window: extract what changed since (None: everything)
     ingested_files: frozenset[str] = frozenset()  # content hashes of the files taken before
     timeout: float = 30  # seconds to wait for one answer of a remote platform
     retry_after_cap: float = 60  # at most this many seconds are waited when a platform asks to retry later
@@ -62,7 +62,7 @@ class ExtractState:
 class Extractor(Protocol):
     """One kind of source. Each kind's module takes from the connection parts what it needs."""
 
-    #: The kind extracts only what changed after ``state.since`` when it is given (REST, SQL).
+    #: The kind extracts only what changed since ``state.since`` when it is given (REST, SQL).
     reads_cursor: ClassVar[bool]
     #: The kind marks its own snapshots: a chunk with a ``snapshot_key`` ends one complete copy of
     #: the source (a file drop). Otherwise an extract without a cursor is the complete copy, and

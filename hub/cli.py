@@ -148,7 +148,8 @@ def ingest(
             progress.update(bar, total=chunk.total, advance=counts.received, description=f"{source} {chunk.label}")
 
         r = ingest_source(source, full=full, on_chunk=on_chunk)
-    console.print(f"{source}: batch {r['batch_id']} ({r['mode']}): received {r['received']}, landed {r['landed']}, "
+    console.print(f"{source}: batch {r['batch_id']} ({r['mode']}: {r['mode_reason']}): received {r['received']}, "
+                  f"landed {r['landed']}, "
                   f"quarantined {r['quarantined']}, duplicates {r['duplicates']}, tombstones {r['tombstones']}")
     if r["schema_drift"]:
         err.print(f"[yellow]schema drift:[/] columns added {r['schema_drift']['added']}, "
