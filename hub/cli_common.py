@@ -7,6 +7,7 @@ import logging
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -27,7 +28,8 @@ def user_errors():
     try:
         yield
     except (HubError, ReportError, RegistryError, ExtractError, ConnectionConfigError, LoadIdentityError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # the message is text, not markup: a bracket such as std.resident[mz_dibao] must show as written
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     except OperationalError as exc:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)

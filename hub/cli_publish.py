@@ -20,18 +20,23 @@ key_app = typer.Typer(help="API keys of the read API (one or more per department
 
 @release_app.command("list")
 def release_list() -> None:
-    """List the published releases; the current one is marked."""
+    """List the published releases; the current one is marked. A last attempt that published nothing
+    (the gate held it, or nothing changed) is shown below with its reason."""
     from hub import settings
-    from warehouse.releases import list_releases
+    from warehouse.releases import last_publish_attempt, list_releases
 
     with user_errors(), settings.engine().connect() as conn:
         rows = list_releases(conn)
+        attempt = last_publish_attempt(conn)
     table = Table("release", "published at", "masters", "records", "validation run", "current", "withdrawn")
     for r in rows:
         table.add_row(str(r["release_no"]), f"{r['published_at']:%Y-%m-%d %H:%M:%S}", str(r["master_count"]),
                       str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "",
                       f"{r['withdrawn_at']:%Y-%m-%d %H:%M}" if r["withdrawn_at"] else "")
     console.print(table if rows else "no release has been published yet")
+    if attempt and attempt["outcome"] in ("blocked", "unchanged"):
+        console.print(f"last attempt {attempt['attempted_at']:%Y-%m-%d %H:%M:%S}: {attempt['outcome']}"
+                      f" — {attempt['reason']}", highlight=False, markup=False, soft_wrap=True)
 
 
 @release_app.command("show")

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -211,3 +214,8 @@ def test_a_load_deleting_147_records_is_held_with_the_reason(hub):
     assert attempt.outcome == "blocked" and attempt.release_no == current.release_no
     assert "rs_yiliao" in attempt.reason and "147 of" in attempt.reason and "limit 2%" in attempt.reason
     assert now.release_no == current.release_no and served == current.master_count
+    listed = subprocess.run([str(Path(sys.executable).with_name("hub")), "release", "list"], capture_output=True,
+                            text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "blocked — gate failed: source.rs_yiliao: raw.tombstone[rs_yiliao].* expect_deletions_to_be_within_share:" \
+           f" 147 of {had:,} records deleted" in listed.stdout, listed.stdout
