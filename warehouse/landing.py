@@ -341,3 +341,9 @@ def last_full_extract(conn: sa.Connection, source: str) -> dt.datetime | None:
     return conn.execute(sa.text(
         "SELECT max(finished_at) FROM raw.load_batch WHERE source = :s AND status = 'succeeded' AND mode = 'full'"),
         {"s": source}).scalar()
+
+
+def conflicting_keys(conn: sa.Connection, batch_id: int) -> int:
+    """How many records of ``batch_id`` were quarantined as a second, different version of a key."""
+    return conn.execute(sa.text("SELECT count(*) FROM raw.quarantine WHERE batch_id = :b"
+                                " AND reason_code = 'duplicate_key_conflict'"), {"b": batch_id}).scalar_one()

@@ -162,6 +162,20 @@ def test_bad_records_are_quarantined_and_the_rest_of_the_page_lands(platform, cl
     assert current["DB0003"]["bzzt"] == "在保"  # the version received first stays; the other waits in quarantine
 
 
+def test_a_complete_extract_with_a_conflicting_key_deletes_nothing(platform, clean_warehouse):
+    good = [person(n) for n in range(1, 13)]
+    platform.records = good
+    _ingest(platform)
+    # the platform's order shifted between pages: DB0003 comes twice (changed meanwhile), DB0007 never comes
+    platform.records = [*good[:6], person(3, bzzt="停保"), *good[7:]]
+    result = _ingest(platform)
+    assert (result["received"], result["quarantined"], result["tombstones"]) == (12, 1, 0)
+    assert not _current(clean_warehouse)["DB0007"]["_deleted"]  # skipped, not deleted at the source
+    platform.records = [*good[:6], *good[7:]]  # the next complete extract without conflicts finds the deletion
+    assert _ingest(platform)["tombstones"] == 1
+    assert _current(clean_warehouse)["DB0007"]["_deleted"]
+
+
 def test_a_page_repeated_in_transit_still_fails_the_extract(platform, clean_warehouse):
     platform.records = [person(n) for n in range(1, 13)]
     platform.repeat_page = 2  # page 2 answers with page 1's records: 5 records of the extract never arrive
