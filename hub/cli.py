@@ -107,10 +107,15 @@ def simulate(
 ) -> None:
     """Serve the simulated departmental platforms on loopback until interrupted."""
     from hub import settings
-    from hub.simulation import connection_env, start_simulation
+    from hub.simulation import connection_env, days_in_the_future, start_simulation
 
     workdir = settings.hub_home() / "sim"
     platforms = start_simulation(persons=persons, seed=seed, workdir=workdir, days=days)
+    ahead = days_in_the_future(platforms.county)
+    if ahead:
+        err.print(f"[yellow]note:[/] day {days} of the simulated county is {platforms.county.as_of:%Y-%m-%d}, after"
+                  " today: the hub quarantines update times from the future (cursor_in_future); serve at most"
+                  f" --days {max(0, days - ahead)} to ingest everything", highlight=False)
     table = Table("subsystem", "department", "protocol", title=f"Simulated county, day {days}")
     table.add_column("where", overflow="fold")
     for row in platforms.where():

@@ -21,6 +21,19 @@ def start_simulation(*, persons: int, seed: int, workdir: Path, days: int = 0):
     return start_platforms(county, workdir)
 
 
+def days_in_the_future(county) -> int:
+    """How many whole days the county's update times (Beijing time) lie after now; 0 when none do.
+
+    The hub quarantines update times later than an extract's start (``cursor_in_future``), so a county
+    served further ahead than today cannot be ingested in full."""
+    import datetime as dt
+    import math
+    from zoneinfo import ZoneInfo
+
+    now = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    return max(0, math.ceil((county.as_of - now) / dt.timedelta(days=1)))
+
+
 def connection_env(platforms) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables that point the registry's connections at the simulated platforms."""
     env = {}

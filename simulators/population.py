@@ -220,7 +220,7 @@ def generate_county(spec: CountySpec = CountySpec()) -> pd.DataFrame:
         "dibao_household": dibao_house[hh],
         "disabled": disabled,
         "disability_level": level,
-        "deceased_on": deceased_on.dt.date.to_numpy(),
+        "deceased_on": np.array([d if pd.notna(d) else None for d in deceased_on.dt.date], dtype=object),
         "mother_id": mother_id,
         "twin_of": np.where(twin, person_ids[np.clip(first_child_of, 0, None)], None),
     })

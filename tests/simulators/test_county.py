@@ -149,3 +149,22 @@ def test_error_profile_rates_are_configurable():
     pop = generate_county(CountySpec(persons=5000, seed=2))
     roll = build_roll(replace(SUBSYSTEMS["rs_yiliao"], errors=quiet), pop, 1)
     assert (roll["_errors"] == "").all()
+
+
+def test_a_small_county_with_no_deaths_yet_moves_on_day_by_day():
+    from simulators.county import county_with_days
+
+    county = county_with_days(CountySpec(persons=200, seed=1), 3)  # nobody had died on day 0
+    assert county.day == 3 and len(county.population) >= 200
+
+
+def test_a_county_served_ahead_of_today_is_named():
+    import datetime as dt
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from hub.simulation import days_in_the_future
+
+    now = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    assert days_in_the_future(SimpleNamespace(as_of=now + dt.timedelta(days=2, hours=12))) == 3
+    assert days_in_the_future(SimpleNamespace(as_of=now - dt.timedelta(days=5))) == 0
