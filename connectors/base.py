@@ -54,6 +54,7 @@ class ExtractState:
 
     since: str | None = None  # the cursor less the overlap window: extract what changed since (None: everything)
     ingested_files: frozenset[str] = frozenset()  # content hashes of the files taken before
+    last_file: str | None = None  # the name of the newest file taken as a complete snapshot
     timeout: float = 30  # seconds to wait for one answer of a remote platform
     retry_after_cap: float = 60  # at most this many seconds are waited when a platform asks to retry later
     deadline: float = 1800  # seconds an extract from a remote platform may take in all

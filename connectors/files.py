@@ -367,7 +367,7 @@ class FileExtractor:
     marks_snapshots = True
 
     def extract(self, source: FileSource, connection: ConnectionParts, state: ExtractState) -> Iterator[Chunk]:
-        return fetch(source, drop_folder(connection), already=state.ingested_files)
+        return fetch(source, drop_folder(connection), already=state.ingested_files, last_file=state.last_file)
 
 
 def marker_of(path: Path, source: FileSource) -> Path | None:
@@ -418,8 +418,13 @@ def _settled(files: list[Path], seconds: float, name: str) -> list[Path]:
     return ready
 
 
-def fetch(source: FileSource, folder: Path, *, already: Collection[str]) -> Iterator[Chunk]:
-    """The chunks of every new file matching the source's glob that is written completely, oldest name first."""
+def fetch(source: FileSource, folder: Path, *, already: Collection[str], last_file: str | None = None
+          ) -> Iterator[Chunk]:
+    """The chunks of every new file matching the source's glob that is written completely, oldest name first.
+
+    A new file whose name sorts before ``last_file`` (the newest file already taken as a snapshot) is an
+    older export arriving late: taken as a snapshot it would bring back records deleted or changed since,
+    so it is rejected, unread."""
     if not folder.is_dir():
         raise ExtractError(f"{source.name}: the drop folder {folder} does not exist")
     for path in ready_files(source, folder):
@@ -433,6 +438,10 @@ def fetch(source: FileSource, folder: Path, *, already: Collection[str]) -> Iter
         if digest in already:  # ingested before (perhaps the move aside was interrupted): only move it
             yield Chunk(f"file {path.name} (ingested before)", [], file_name=path.name,
                         after_commit=_aside(path, "processed", marker))
+            continue
+        if last_file and path.name < last_file:
+            yield _rejected(path, marker, f"{path.name}: older than {last_file}, which was loaded already; an older"
+                            " export would bring back what was deleted or changed since")
             continue
         yield from _file_chunks(source, path, digest, marker)
 

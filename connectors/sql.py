@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -28,6 +29,8 @@ def sqlalchemy_url(connection: ConnectionParts) -> str:
     if c.conn_type == "sqlite":
         if not c.host:
             raise ConnectionConfigError(f"connection {c.conn_id!r} names no SQLite file (host)")
+        if not Path(c.host).is_file():  # SQLite would create an empty database there and report a missing table
+            raise ConnectionConfigError(f"connection {c.conn_id!r}: the SQLite file {c.host} does not exist")
         return f"sqlite:///{c.host}"
     if c.conn_type in ("postgres", "postgresql"):
         auth = f"{c.login or ''}" + (f":{c.password}" if c.password else "")

@@ -212,9 +212,10 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
         stored = landing.source_cursor(db, name)
         last_full = landing.last_full_extract(db, name) if source.full_extract_every_days else None
         already = frozenset(landing.ingested_files(db, name))
+        last_file = landing.last_snapshot_file(db, name)
     mode, since, cursor, why = _plan_extract(source, kind, stored, last_full, full=full)
     log.info("%s: %s extract: %s", name, mode, why)
-    state = ExtractState(since=since, ingested_files=already, timeout=settings.http_timeout(),
+    state = ExtractState(since=since, ingested_files=already, last_file=last_file, timeout=settings.http_timeout(),
                          retry_after_cap=settings.retry_after_cap(), deadline=settings.extract_deadline())
     load = _Load(source, batch_id, cursor)
     try:

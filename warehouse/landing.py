@@ -149,6 +149,12 @@ def last_snapshot_records(conn: sa.Connection, source: str) -> int | None:
                                 " ORDER BY batch_id DESC, ingested_at DESC LIMIT 1"), {"s": source}).scalar()
 
 
+def last_snapshot_file(conn: sa.Connection, source: str) -> str | None:
+    """The name of the newest file of ``source`` taken as a complete snapshot (files are taken in name order)."""
+    return conn.execute(sa.text("SELECT max(file_name) FROM raw.ingested_file WHERE source = :s"),
+                        {"s": source}).scalar()
+
+
 def quarantine(conn: sa.Connection, *, source: str, batch_id: int, rows: list[tuple[str, str]]) -> int:
     """Store records that could not be parsed, with a reason code and their raw text."""
     if rows:
@@ -316,8 +322,15 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
         if deleted_flag:
             counts.tombstones = conn.execute(sa.text(
                 "INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)"
-                " SELECT DISTINCT :s, source_record_id, :b, 'flagged_deleted' FROM incoming_record"
-                " WHERE payload ->> :field = :value ON CONFLICT DO NOTHING"),
+                " SELECT DISTINCT :s, i.source_record_id, :b, 'flagged_deleted' FROM incoming_record i"
+                " WHERE i.payload ->> :field = :value"
+                # a deletion already recorded for the key's newest version is not recorded again (a rerun
+                # inside the overlap window re-receives it)
+                "   AND NOT EXISTS (SELECT 1 FROM raw.tombstone t WHERE t.source = :s"
+                "     AND t.source_record_id = i.source_record_id AND t.revoked_in IS NULL"
+                "     AND t.batch_id >= (SELECT max(r.batch_id) FROM raw.record r"
+                "                        WHERE r.source = :s AND r.source_record_id = i.source_record_id))"
+                " ON CONFLICT DO NOTHING"),
                 {"s": source, "b": batch_id, "field": deleted_flag[0], "value": deleted_flag[1]}).rowcount
     counts.duplicates = candidates - counts.landed + repeats
     counts.check(source)

@@ -36,7 +36,8 @@ def test_each_kind_takes_what_it_needs_from_the_connection(tmp_path):
     assert endpoint(rest).base_url == "https://127.0.0.1:8080" and endpoint(rest).login == "u"
     assert endpoint(ConnectionParts("p", host="http://x.example/")).base_url == "http://x.example"
     assert drop_folder(ConnectionParts("d", extra={"path": str(tmp_path)})) == tmp_path
-    assert sqlalchemy_url(ConnectionParts("s", "sqlite", host="/tmp/x.db")) == "sqlite:////tmp/x.db"
+    (tmp_path / "x.db").touch()
+    assert sqlalchemy_url(ConnectionParts("s", "sqlite", host=f"{tmp_path}/x.db")) == f"sqlite:///{tmp_path}/x.db"
     assert sqlalchemy_url(ConnectionParts("s", "postgres", "db", None, "u", "pw", "hub")) == \
         "postgresql+psycopg2://u:pw@db:5432/hub"
     for call, parts, message in [(endpoint, ConnectionParts("p"), "has no host"),

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from connectors.connections import connection_json
+from connectors.connections import ConnectionConfigError, connection_json
 from connectors.cursors import read_stamp
 from connectors.registry import RegistryError, load_source_file
 from hub import pipeline
@@ -258,3 +258,11 @@ def test_update_times_are_read_and_written_back_in_the_sources_own_format(text, 
 @pytest.mark.parametrize("text", ["2026-13-01T00:00:00", "2026-02-30", "昨天", "1700000000", "2026-11-20T25:00:00"])
 def test_unreadable_update_times_are_not_read(text):
     assert read_stamp(text, zone="Asia/Shanghai") is None
+
+
+def test_a_missing_sqlite_file_is_named_and_not_created(tmp_path, monkeypatch, clean_warehouse):
+    missing = tmp_path / "birth_registration.db"
+    monkeypatch.setenv("AIRFLOW_CONN_LEGACY_BIRTH", connection_json(conn_type="sqlite", host=str(missing)))
+    with pytest.raises(ConnectionConfigError, match="the SQLite file .* does not exist"):
+        pipeline.ingest_source("wj_chusheng")
+    assert not missing.exists()

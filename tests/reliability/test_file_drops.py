@@ -341,3 +341,18 @@ def test_numeric_id_cells_never_become_digits_the_file_did_not_hold(drops, clean
     assert ids["CJ0001"] == as_text and ids["CJ0008"] == "34152219700101"
     assert [ids[f"CJ{i:04d}"] for i in range(2, 8)] == [f"3.4152219700101{i}e+17" for i in range(2, 8)]
     assert [v for v in ids.values() if re.fullmatch(r"\d{18}", v)] == [as_text]
+
+
+def test_an_older_export_arriving_late_is_rejected_unread(drops, clean_warehouse):
+    first_day(drops)  # LDRK_20261201.csv, 40 records
+    drop(drops / "wj_liudong", "LDRK_20261202.csv", csv_text([person(i) for i in range(38)]))
+    assert pipeline.ingest_source("wj_liudong")["tombstones"] == 2
+    before = facts(clean_warehouse)
+    late = drop(drops / "wj_liudong", "LDRK_20261130.csv", csv_text([person(i, phone="13911111111") for i in range(40)]))
+    with pytest.raises(HubError) as failed:
+        pipeline.ingest_source("wj_liudong")
+    message = str(failed.value)
+    assert "\n" not in message and "LDRK_20261130.csv: older than LDRK_20261202.csv" in message
+    after = facts(clean_warehouse)
+    assert after["live"] == before["live"] and after["payloads"] == before["payloads"]  # nothing brought back
+    assert (late.parent / "rejected" / late.name).exists()

@@ -176,6 +176,18 @@ def test_a_complete_extract_with_a_conflicting_key_deletes_nothing(platform, cle
     assert _current(clean_warehouse)["DB0007"]["_deleted"]
 
 
+def test_a_deletion_received_again_is_recorded_once(platform, clean_warehouse):
+    platform.records = [person(1), person(2, yxbz="0")]
+    assert _ingest(platform)["tombstones"] == 1
+    assert _ingest(platform)["tombstones"] == 0  # the same deleted record again (an overlap window, a rerun)
+    platform.records = [person(1), person(2, yxbz="0", bzzt="停保")]  # a new version, still deleted
+    assert _ingest(platform)["tombstones"] == 1
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM raw.tombstone WHERE source = :s"),
+                            {"s": SOURCE}).scalar_one() == 2
+    assert _current(clean_warehouse)["DB0002"]["_deleted"]
+
+
 def test_a_page_repeated_in_transit_still_fails_the_extract(platform, clean_warehouse):
     platform.records = [person(n) for n in range(1, 13)]
     platform.repeat_page = 2  # page 2 answers with page 1's records: 5 records of the extract never arrive
