@@ -23,18 +23,55 @@ def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **settings.airflow_env(), "PATH": path, **(extra or {})}
 
 
-def ensure_metadata_db(extra_env: dict[str, str] | None = None) -> None:
-    """Create Airflow's metadata database under AIRFLOW_HOME on first use."""
-    home = Path(settings.airflow_env()["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if (home / "airflow.db").exists():
-        return
+def _airflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("apache-airflow-core")
+
+
+def ensure_metadata_db(extra_env: dict[str, str] | None = None) -> str:
+    """Create and migrate Airflow's PostgreSQL metadata database on first use (and after an Airflow
+    upgrade); returns its URL. The database's comment records the Airflow version it was migrated for."""
+    import sqlalchemy as sa
+
+    from warehouse.embedded import ensure_database
+
+    url = (extra_env or {}).get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or settings.airflow_database_url()
+    target = sa.make_url(url)
+    mark = f"airflow {_airflow_version()} metadata"
+    try:
+        ensure_database(target.set(database="postgres").render_as_string(hide_password=False), target.database)
+    except sa.exc.OperationalError:
+        pass  # a role without access to 'postgres': the database must exist already (checked below)
+    engine = sa.create_engine(target)
+    try:
+        with engine.connect() as conn:
+            comment = conn.execute(sa.text(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
+            )).scalar()
+    except sa.exc.OperationalError as exc:
+        raise HubError(f"Airflow's metadata database {target.render_as_string()} cannot be reached: "
+                       f"{str(exc.orig).strip().splitlines()[0]}") from exc
+    finally:
+        engine.dispose()
+    if comment == mark:
+        return url
+    Path(settings.airflow_env(metadata=False)["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     log = settings.hub_home() / "logs" / "airflow-db-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        rc = subprocess.call([_airflow(), "db", "migrate"], env=env(extra_env), stdout=out, stderr=subprocess.STDOUT)
+        rc = subprocess.call([_airflow(), "db", "migrate"], env=env({**(extra_env or {}),
+                             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}), stdout=out, stderr=subprocess.STDOUT)
     if rc != 0:
         raise HubError(f"airflow db migrate failed (exit {rc}); see {log}")
+    engine = sa.create_engine(target, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            name = conn.execute(sa.text("SELECT quote_ident(current_database())")).scalar_one()
+            conn.execute(sa.text(f"COMMENT ON DATABASE {name} IS '{mark}'"))
+    finally:
+        engine.dispose()
+    return url
 
 
 def test_dag(dag_id: str, extra_env: dict[str, str] | None = None) -> Path:

@@ -3,6 +3,8 @@
 - ``HUB_HOME``: the state folder (default ``.hub/`` in the project).
 - ``HUB_DATABASE_URL``: a PostgreSQL 14+ server (SQLAlchemy URL). Without it the hub starts its
   embedded PostgreSQL under ``HUB_HOME/pg`` and reuses it on the next run.
+- ``HUB_AIRFLOW_DATABASE_URL``: Airflow's metadata database (default: ``<warehouse>_airflow`` on the
+  warehouse's server).
 """
 
 from __future__ import annotations
@@ -88,10 +90,21 @@ def gx_dir() -> Path:
     return hub_home() / "gx"
 
 
-def airflow_env() -> dict[str, str]:
-    """Environment for Airflow commands: the project's AIRFLOW_HOME and dags folder."""
+def airflow_database_url() -> str:
+    """Airflow's metadata database: ``HUB_AIRFLOW_DATABASE_URL``, or by default a second database
+    ``<warehouse>_airflow`` on the warehouse's server (the embedded one unless ``HUB_DATABASE_URL``)."""
+    url = os.environ.get("HUB_AIRFLOW_DATABASE_URL")
+    if url:
+        return normalize_url(url)
+    warehouse = sa.make_url(database_url())
+    return warehouse.set(database=f"{warehouse.database}_airflow").render_as_string(hide_password=False)
+
+
+def airflow_env(*, metadata: bool = True) -> dict[str, str]:
+    """Environment for Airflow's commands and components: the project's AIRFLOW_HOME and dags folder,
+    and (unless ``metadata`` is false) its PostgreSQL metadata database."""
     home = hub_home() / "airflow"
-    return {
+    env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -99,3 +112,6 @@ def airflow_env() -> dict[str, str]:
         # the hub's own packages must import inside Airflow's processes
         "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
+    if metadata:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_database_url()
+    return env

@@ -7,6 +7,7 @@ The database is a throwaway one per test session, on the server named by
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import uuid
@@ -25,11 +26,11 @@ os.environ.pop("HUB_DATABASE_URL", None)
 
 from hub import settings  # noqa: E402
 
-os.environ.update(settings.airflow_env())
-
 PROJECT_ROOT = settings.PROJECT_ROOT
+_SESSION_DB = f"hub_test_{uuid.uuid4().hex[:10]}"
 
 
+@functools.cache
 def _server_admin_url() -> tuple[str, bool]:
     url = os.environ.get("HUB_TEST_DATABASE_URL")
     if url:
@@ -39,6 +40,12 @@ def _server_admin_url() -> tuple[str, bool]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return start_embedded(PROJECT_ROOT / ".hub" / "test-pg", database="postgres", keep_running=False), True
+
+
+# Airflow's metadata: a throwaway PostgreSQL database of this session, beside the warehouse's
+os.environ["HUB_AIRFLOW_DATABASE_URL"] = make_url(_server_admin_url()[0]).set(
+    database=f"{_SESSION_DB}_airflow").render_as_string(hide_password=False)
+os.environ.update(settings.airflow_env())
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +59,7 @@ def database_url(server_admin_url):
     from warehouse.embedded import ensure_database
     from warehouse.migrate import upgrade
 
-    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    name = _SESSION_DB
     ensure_database(server_admin_url, name)
     url = make_url(server_admin_url).set(database=name).render_as_string(hide_password=False)
     os.environ["HUB_DATABASE_URL"] = url
@@ -64,7 +71,8 @@ def database_url(server_admin_url):
     settings._engine.cache_clear()
     admin = sa.create_engine(server_admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for db in (name, f"{name}_airflow"):
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
     admin.dispose()
 
 
@@ -117,9 +125,13 @@ def platforms(_served_platforms, county):
 
 
 @pytest.fixture(scope="session")
-def airflow_db():
-    """Airflow's metadata database in the session's AIRFLOW_HOME."""
+def airflow_db(database_url):
+    """Airflow's metadata database: the session's PostgreSQL database beside the warehouse's."""
     from hub.airflow_runner import ensure_metadata_db
 
     ensure_metadata_db()
-    return Path(os.environ["AIRFLOW_HOME"])
+    yield Path(os.environ["AIRFLOW_HOME"])
+    import sys
+
+    if "airflow.settings" in sys.modules:  # close Airflow's connections before its database is dropped
+        sys.modules["airflow.settings"].dispose_orm()
