@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from hub.cli_airflow import airflow_app
 from hub.cli_common import configure_logging, console, err, user_errors
 from hub.cli_publish import audit_app, grants_app, key_app, release_app
 
@@ -24,6 +25,7 @@ app.add_typer(release_app, name="release")
 app.add_typer(grants_app, name="grants")
 app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="api-key")
+app.add_typer(airflow_app, name="airflow")
 
 
 @app.command()
@@ -86,17 +88,6 @@ def db_stop() -> None:
 
     stopped = stop_embedded(settings.hub_home() / "pg")
     console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
-
-
-@app.command("airflow")
-def airflow_ui() -> None:
-    """Start 'airflow standalone' (scheduler, API server and UI) with the hub's DAGs."""
-    from hub import airflow_runner, settings
-
-    with user_errors():
-        url = settings.database_url()
-        console.print(f"AIRFLOW_HOME={settings.airflow_env()['AIRFLOW_HOME']}  dags: {settings.DAGS_FOLDER}")
-        raise typer.Exit(airflow_runner.standalone({"HUB_DATABASE_URL": url}))
 
 
 @app.command()
