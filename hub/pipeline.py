@@ -296,13 +296,16 @@ def standardize_sources(names: list[str] | None = None, *, full: bool = False) -
 
     Only new and changed raw records are standardized; records deleted at the source leave std.
     ``full`` rebuilds every source from raw (after a change of mappings or standardizers).
-    Provenance (raw record, load batch) stays with every std record.
+    Provenance (raw record, load batch) stays with every std record. A second run at the same time,
+    or one while matching, a gate or a publish runs, waits for it (:mod:`warehouse.locks`).
     """
     from schemas.resident import standardize_frame
+    from warehouse.locks import lock_index
     from warehouse.standardized import clear_source, drop_stale, insert_standardized, pending_raw
 
     result: dict[str, dict] = {}
     with settings.engine().begin() as conn:
+        lock_index(conn)  # one at a time, and never while matching, a gate or a publish reads std
         for name in names or source_names():
             source = get_source(name)
             removed = clear_source(conn, name) if full else drop_stale(conn, name)
@@ -345,13 +348,27 @@ def run_gate() -> dict:
     last gate run that passed) and the master-index suites, in one Great Expectations checkpoint on
     PostgreSQL. Records the run for auditors, rebuilds the Data Docs,
     and raises :class:`GateFailed` (recording why, keeping the current release) if any expectation
-    fails. The scorecards show the outcome once :func:`build_reports` runs."""
+    fails. The scorecards show the outcome once :func:`build_reports` runs.
+
+    One gate run at a time (a second waits); while it runs, no standardizing or matching commits, so it
+    validates one state of the index, whose digest it records: a publish of anything else is held. The run
+    records what it ran with (:mod:`hub.provenance`)."""
+    from warehouse.locks import INDEX_LOCK, held
+
+    with held(settings.engine(), "hub:gate", shared=(INDEX_LOCK,)):
+        return _run_gate_locked()
+
+
+def _run_gate_locked() -> dict:
     from expectations.gate import load_gate_rules, run_gate_suites
+    from hub.provenance import ran_with
     from warehouse.audit import last_passed_gate_at, last_passed_row_counts, record_gate_run
-    from warehouse.releases import current_release, record_blocked
+    from warehouse.releases import content_hash, current_release, record_blocked
     from warehouse.validation import deletions_since, source_row_counts, standardized_sources
 
+    context = ran_with()
     with settings.engine().connect() as conn:
+        validated = content_hash(conn, source_departments())
         # every registered source, so that one whose load came back empty is checked against its last count
         sources = sorted(set(load_registry()) | set(standardized_sources(conn)))
         previous_rows = last_passed_row_counts(conn)
@@ -371,11 +388,11 @@ def run_gate() -> dict:
     with settings.engine().begin() as conn:
         run_id = record_gate_run(conn, ({"suite": s.suite, "success": s.success, "row_count": s.row_count,
                                          "outcomes": [asdict(o) for o in s.outcomes]} for s in summaries),
-                                 docs_path=str(docs or ""))
+                                 docs_path=str(docs or ""), ran_with=context, content_hash=validated)
         reason = "; ".join(f"{suite}: {o.table or '-'}.{o.column or '*'} {o.expectation}: {o.observed}"
                            for suite, o in failing)
         if failing:
-            record_blocked(conn, run_id, f"gate failed: {reason}")
+            record_blocked(conn, run_id, f"gate failed: {reason}", ran_with=context)
     result = {"validation_run_id": run_id, "evaluated": evaluated, "successful": evaluated - len(failing),
               "failed": len(failing), "suites": len(summaries), "docs": str(docs or "")}
     if failing:
@@ -389,12 +406,15 @@ def run_gate() -> dict:
 
 
 def publish_release(validation_run_id: int) -> dict:
-    """Publish the master index as a new release (or keep the current one when nothing changed)."""
+    """Publish the master index as a new release (or keep the current one when nothing changed).
+
+    Publishes only what gate run ``validation_run_id`` validated; one publish at a time. The attempt and the
+    release record what they were made with (model, rules, code version, Airflow run)."""
+    from hub.provenance import ran_with
     from warehouse.releases import publish
 
     with settings.engine().begin() as conn:
-        outcome = publish(conn, validation_run_id,
-                          source_departments())
+        outcome = publish(conn, validation_run_id, source_departments(), ran_with=ran_with())
     log.info("release: %s %s (%s)", outcome.outcome, outcome.release_no, outcome.reason)
     return asdict(outcome)
 
@@ -414,7 +434,15 @@ def build_reports() -> dict:
     """Write what people read after a run, once: each department's findings workbook and the audit
     report (``HUB_HOME/audit``), and beside the Data Docs the data-quality scorecard ``scorecard.html``
     with one ``scorecard_<department>.html`` per department holding only its own sources.
-    Returns the paths and page counts (text and numbers only)."""
+    Returns the paths and page counts (text and numbers only). A second run at the same time waits for
+    the first (they write the same files)."""
+    from warehouse.locks import held
+
+    with held(settings.engine(), "hub:reports"):
+        return _build_reports_locked()
+
+
+def _build_reports_locked() -> dict:
     from expectations.sources import load_gate_rules
     from hub.audits import export_all
     from reports.department_scorecard import build_department_scorecards

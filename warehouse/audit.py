@@ -9,6 +9,7 @@ observed values and names of tables, columns and expectations: never personal da
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,8 +21,12 @@ GATE_SUITE = "publish_gate"
 SOURCE_SUITE_PREFIX = "source."
 
 
-def record_gate_run(conn: sa.Connection, suites: Iterable[Mapping[str, Any]], *, docs_path: str | None) -> int:
+def record_gate_run(conn: sa.Connection, suites: Iterable[Mapping[str, Any]], *, docs_path: str | None,
+                    ran_with: Mapping[str, Any] | None = None, content_hash: str | None = None) -> int:
     """Store one gate run; returns its run id.
+
+    ``ran_with``: the model, rules and code version and the Airflow run the gate ran with;
+    ``content_hash``: the digest of the index it validated (:func:`warehouse.releases.content_hash`).
 
     ``suites``: per suite its ``suite`` name, ``success``, ``row_count`` and ``outcomes`` (dicts with
     expectation, table, column, success, observed, unexpected_count, unexpected_percent).
@@ -30,11 +35,13 @@ def record_gate_run(conn: sa.Connection, suites: Iterable[Mapping[str, Any]], *,
     outcomes = [(s["suite"], o) for s in suites for o in s["outcomes"]]
     successful = sum(1 for _, o in outcomes if o["success"])
     run_id = conn.execute(sa.text(
-        "INSERT INTO audit.validation_run (suite, success, evaluated, successful, failed, docs_path)"
-        " VALUES (:suite, :success, :evaluated, :successful, :failed, :docs) RETURNING run_id"),
+        "INSERT INTO audit.validation_run (suite, success, evaluated, successful, failed, docs_path, ran_with,"
+        " content_hash) VALUES (:suite, :success, :evaluated, :successful, :failed, :docs, :ran_with, :hash)"
+        " RETURNING run_id"),
         {"suite": GATE_SUITE, "success": all(s["success"] for s in suites) and successful == len(outcomes),
          "evaluated": len(outcomes), "successful": successful, "failed": len(outcomes) - successful,
-         "docs": docs_path}).scalar_one()
+         "docs": docs_path, "ran_with": json.dumps(ran_with) if ran_with is not None else None,
+         "hash": content_hash}).scalar_one()
     if suites:
         conn.execute(sa.text(
             "INSERT INTO audit.validation_suite (run_id, suite, success, evaluated, successful, failed, row_count)"

@@ -15,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from warehouse.bulk import copy_frame, staging_table
+from warehouse.locks import lock_index
 
 FEATURE_COLUMNS = ("record_key", "source", "source_record_id", "name_key", "name_pinyin", "surname", "given_key",
                    "given_pinyin", "id_valid", "id_body", "id_claimed", "dob", "birth_year", "sex", "phone",
@@ -43,8 +44,9 @@ def _keys_table(conn: sa.Connection, name: str, keys: Iterable[str]) -> str:
 # -- model state and runs ---------------------------------------------------------------------
 
 def lock_matching(conn: sa.Connection) -> None:
-    """Hold the matching lock until the transaction ends: one run at a time."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('hub:matching'))"))
+    """Hold the matching lock (the index lock, :mod:`warehouse.locks`) until the transaction ends: one run at a
+    time, and no standardizing, gate or publish reading half of it."""
+    lock_index(conn)
 
 
 def analyze_index(conn: sa.Connection) -> None:
@@ -92,9 +94,11 @@ def last_run(conn: sa.Connection) -> dict | None:
     return dict(row) if row else None
 
 
-def start_run(conn: sa.Connection, mode: str, model_version: str) -> int:
-    return conn.execute(sa.text("INSERT INTO mpi.link_run (mode, model_version) VALUES (:m, :v) RETURNING run_id"),
-                        {"m": mode, "v": model_version}).scalar_one()
+def start_run(conn: sa.Connection, mode: str, model_version: str, ran_with: dict | None = None) -> int:
+    """Record the start of a matching run with what it runs with (model, rules, code, Airflow run)."""
+    return conn.execute(sa.text(
+        "INSERT INTO mpi.link_run (mode, model_version, ran_with) VALUES (:m, :v, :w) RETURNING run_id"),
+        {"m": mode, "v": model_version, "w": json.dumps(ran_with) if ran_with is not None else None}).scalar_one()
 
 
 def finish_run(conn: sa.Connection, run_id: int, records: int, affected: int, counts: dict) -> None:

@@ -13,11 +13,13 @@ equal to a withdrawn release is not published again until it changes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from warehouse.locks import lock_index
 from warehouse.tables import audit_publish_attempt
 
 PUBLISH_LOCK = 20261122
@@ -48,9 +50,10 @@ def _department_params(departments: Mapping[str, str] | None) -> dict:
     return {"s": list(departments or {}), "d": list((departments or {}).values())}
 
 
-def _content_hash(conn: sa.Connection, departments: Mapping[str, str] | None) -> str:
+def content_hash(conn: sa.Connection, departments: Mapping[str, str] | None) -> str:
     """What a release publishes, as one digest: the golden records and every enrolment with its status,
-    dates, address and fields (a status change at a source changes it)."""
+    dates, address and fields (a status change at a source changes it). The gate records the digest of
+    what it validated; a release publishes only that."""
     return conn.execute(sa.text(
         "SELECT md5((SELECT coalesce(string_agg(g::text, '|' ORDER BY g.master_id), '') FROM mpi.golden g)"
         " || '#' || (SELECT coalesce(string_agg(md5(e::text), '' ORDER BY e.source, e.source_record_id), '')"
@@ -67,16 +70,24 @@ PUBLISHED_COLUMNS = ("master_id", "name", "id_number", "id_number_status", "sex"
                      "status", "status_date", "record_count", "sources", "conflicts")
 
 
-def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[str, str] | None = None) -> PublishOutcome:
+def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[str, str] | None = None,
+            ran_with: Mapping | None = None) -> PublishOutcome:
     """Publish mpi.golden and the enrolments as a new release unless they equal the current one (caller's
     transaction).
 
     ``departments`` (source → department) fills ``publish.enrolment``: every source record's master id
     with its department, programme, status, status date, own address and fields as received. The
     release's content hash covers the golden records and the enrolments, so a status change at a
-    source publishes a new release."""
+    source publishes a new release.
+
+    The content must be what the gate run validated (its recorded digest), else nothing is published.
+    ``ran_with`` (what this publish runs with: model, rules, code, Airflow run) is kept with the attempt; the
+    release keeps it beside those of the matching run that built the index and of the gate run."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
-    digest = _content_hash(conn, departments)
+    lock_index(conn, shared=True)  # no standardizing or matching commits halfway through the release
+    digest = content_hash(conn, departments)
+    validated = conn.execute(sa.text("SELECT content_hash FROM audit.validation_run WHERE run_id = :v"),
+                             {"v": validation_run_id}).scalar()
     current = current_release(conn)
     withdrawn = conn.execute(sa.text(
         "SELECT release_no FROM publish.release WHERE content_hash = :h AND withdrawn_at IS NOT NULL"
@@ -84,6 +95,10 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     if current and current["content_hash"] == digest:
         outcome = PublishOutcome("unchanged", current["release_no"],
                                  f"content equals release {current['release_no']}; it stays current")
+    elif validated is not None and validated != digest:
+        outcome = PublishOutcome("blocked", current["release_no"] if current else None,
+                                 f"the index changed after gate run {validation_run_id} validated it (a standardizing"
+                                 " or matching run committed since); run the gate again")
     elif withdrawn is not None:
         outcome = PublishOutcome("blocked", current["release_no"] if current else None,
                                  f"content equals release {withdrawn}, which was withdrawn by a rollback;"
@@ -91,9 +106,10 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     else:
         release_no = conn.execute(sa.text("SELECT coalesce(max(release_no), 0) + 1 FROM publish.release")).scalar_one()
         conn.execute(sa.text(
-            "INSERT INTO publish.release (release_no, master_count, record_count, content_hash, validation_run_id)"
-            " SELECT :n, count(*), coalesce(sum(record_count), 0), :h, :v FROM mpi.golden"),
-            {"n": release_no, "h": digest, "v": validation_run_id})
+            "INSERT INTO publish.release (release_no, master_count, record_count, content_hash, validation_run_id,"
+            " ran_with) SELECT :n, count(*), coalesce(sum(record_count), 0), :h, :v, :w FROM mpi.golden"),
+            {"n": release_no, "h": digest, "v": validation_run_id,
+             "w": json.dumps(_release_ran_with(conn, validation_run_id, ran_with))})
         columns = ", ".join(PUBLISHED_COLUMNS)
         conn.execute(sa.text(
             f"INSERT INTO publish.master_person (release_no, {columns}) SELECT :n, {columns} FROM mpi.golden"),
@@ -108,31 +124,86 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
             " ON CONFLICT (singleton) DO UPDATE SET release_no = EXCLUDED.release_no, switched_at = now()"),
             {"n": release_no})
         outcome = PublishOutcome("published", release_no, "all gate expectations passed")
-    _record_attempt(conn, validation_run_id, outcome)
+    _record_attempt(conn, validation_run_id, outcome, ran_with=ran_with)
     return outcome
 
 
-def record_blocked(conn: sa.Connection, validation_run_id: int, reason: str) -> PublishOutcome:
+def _release_ran_with(conn: sa.Connection, validation_run_id: int, publish_ran_with: Mapping | None) -> dict:
+    """What a release was made with: the context of the matching run that built the index (the last one
+    that finished), of the gate run and of the publish."""
+    match = conn.execute(sa.text(
+        "SELECT run_id, ran_with FROM mpi.link_run WHERE finished_at IS NOT NULL ORDER BY run_id DESC LIMIT 1")).first()
+    gate = conn.execute(sa.text("SELECT ran_with FROM audit.validation_run WHERE run_id = :v"),
+                        {"v": validation_run_id}).scalar()
+    return {"match": {"run_id": match.run_id, **(match.ran_with or {})} if match else None,
+            "gate": {"run_id": validation_run_id, **(gate or {})},
+            "publish": dict(publish_ran_with) if publish_ran_with is not None else None}
+
+
+def ran_with_lines(ran_with: Mapping | None) -> list[str]:
+    """A release's ``ran_with`` as lines for people: the model and rules that made it (with a short
+    checksum), the code version and the Airflow run. Steps that ran with different files or code are
+    named with theirs."""
+    if not ran_with:
+        return ["not recorded (published before the hub recorded it)"]
+    steps = {name: step for name, step in ran_with.items() if isinstance(step, Mapping)}
+
+    def one(getter, show) -> str:
+        values: dict[str, list[str]] = {}
+        for name, step in steps.items():
+            value = getter(step)
+            if value is not None:
+                values.setdefault(show(value), []).append(name)
+        if len(values) == 1:
+            return next(iter(values))
+        return "; ".join(f"{text} ({', '.join(names)})" for text, names in values.items()) or "not recorded"
+
+    def short(digest) -> str:
+        return str(digest)[:12] if digest else "missing"
+
+    model = one(lambda s: s.get("model"),
+                lambda m: f"{m.get('version') or '?'} ({m.get('file') or 'model'} sha256 {short(m.get('sha256'))})")
+    # each rules file counts where it is read: survivorship by matching, gate rules by the gate, sharing by publish
+    rules = []
+    for name, step_name in (("survivorship", "match"), ("gate_rules", "gate"), ("sharing", "publish")):
+        step = steps.get(step_name) or {}
+        rules.append(f"{name} {short((step.get('rules') or {}).get(name))}")
+    code = one(lambda s: s.get("code"),
+               lambda c: f"{c.get('version') or '?'}" + (f" commit {str(c['commit'])[:12]}" if c.get("commit")
+                                                          else " (commit unknown)"))
+    runs = one(lambda s: s.get("airflow"), lambda a: f"{a.get('dag_id')} {a.get('run_id')}")
+    lines = [f"model {model}", "rules " + ", ".join(rules), f"code {code}"]
+    if any(step.get("airflow") for step in steps.values()):
+        lines.append(f"Airflow run {runs}")
+    if steps.get("match") and steps["match"].get("run_id") is not None:
+        lines.append(f"matching run {steps['match']['run_id']}")
+    return lines
+
+
+def record_blocked(conn: sa.Connection, validation_run_id: int, reason: str,
+                   ran_with: Mapping | None = None) -> PublishOutcome:
     """Record that the gate blocked a release; the current release stays in place."""
     current = current_release(conn)
     outcome = PublishOutcome("blocked", current["release_no"] if current else None, reason)
-    _record_attempt(conn, validation_run_id, outcome)
+    _record_attempt(conn, validation_run_id, outcome, ran_with=ran_with)
     return outcome
 
 
 def _record_attempt(conn: sa.Connection, validation_run_id: int | None, outcome: PublishOutcome,
-                    actor: str | None = None) -> None:
+                    actor: str | None = None, ran_with: Mapping | None = None) -> None:
     conn.execute(sa.text(
-        "INSERT INTO audit.publish_attempt (validation_run_id, outcome, release_no, reason, actor)"
-        " VALUES (:v, :o, :n, :r, :a)"),
-        {"v": validation_run_id, "o": outcome.outcome, "n": outcome.release_no, "r": outcome.reason, "a": actor})
+        "INSERT INTO audit.publish_attempt (validation_run_id, outcome, release_no, reason, actor, ran_with)"
+        " VALUES (:v, :o, :n, :r, :a, :w)"),
+        {"v": validation_run_id, "o": outcome.outcome, "n": outcome.release_no, "r": outcome.reason, "a": actor,
+         "w": json.dumps(dict(ran_with)) if ran_with is not None else None})
 
 
 def last_publish_attempt(conn: sa.Connection) -> dict | None:
-    """The latest attempt to publish or roll back: ``outcome``, ``release_no``, ``reason``, ``attempted_at``
-    (None before the first)."""
+    """The latest attempt to publish or roll back: ``outcome``, ``release_no``, ``reason``, ``attempted_at``,
+    ``ran_with`` (None before the first)."""
     attempt = audit_publish_attempt.c
-    row = conn.execute(sa.select(attempt.outcome, attempt.release_no, attempt.reason, attempt.attempted_at)
+    row = conn.execute(sa.select(attempt.outcome, attempt.release_no, attempt.reason, attempt.attempted_at,
+                                 attempt.ran_with)
                        .order_by(attempt.attempt_id.desc()).limit(1)).mappings().first()
     return dict(row) if row else None
 
@@ -159,12 +230,14 @@ def release_row(conn: sa.Connection, release_no: int) -> dict:
 
 
 def show_release(conn: sa.Connection, release_no: int) -> dict:
-    """One release: its figures, the gate run that let it through, and its changes against the release before
-    (``changes`` of masters, ``enrolment_changes`` of enrolments).
+    """One release: its figures, the gate run that let it through, its changes against the release before
+    (``changes`` of masters, ``enrolment_changes`` of enrolments), and what it was made with (``ran_with``,
+    and as lines for people ``ran_with_lines``: model, rules, code version, Airflow run).
 
     Raises ``LookupError`` for an unknown release number.
     """
     release = release_row(conn, release_no)
+    release["ran_with_lines"] = ran_with_lines(release.get("ran_with"))
     release["suites"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT suite, success, evaluated, successful, failed, row_count FROM audit.validation_suite"
         " WHERE run_id = :v ORDER BY suite"), {"v": release["validation_run_id"]}).mappings()]

@@ -20,6 +20,8 @@ audit_validation_run = sa.Table(
     sa.Column("successful", sa.Integer, nullable=False),
     sa.Column("failed", sa.Integer, nullable=False),
     sa.Column("docs_path", TEXT),
+    sa.Column("ran_with", JSONB),  # model, rules and code version, Airflow run (hub.provenance)
+    sa.Column("content_hash", TEXT),  # the digest of what the gate validated (warehouse.releases.content_hash)
     sa.Index("validation_run_started_at_idx", "started_at"),
     schema=SCHEMA,
 )
@@ -50,6 +52,7 @@ audit_publish_attempt = sa.Table(
     sa.Column("release_no", sa.Integer),
     sa.Column("reason", TEXT, nullable=False),
     sa.Column("actor", TEXT),
+    sa.Column("ran_with", JSONB),
     sa.CheckConstraint("outcome IN ('published', 'unchanged', 'blocked', 'rolled_back')",
                        name="publish_attempt_outcome_check"),
     schema=SCHEMA,

@@ -79,6 +79,7 @@ mpi_link_run = sa.Table(
     sa.Column("records", sa.Integer),
     sa.Column("affected", sa.Integer),
     sa.Column("counts", JSONB, nullable=False),
+    sa.Column("ran_with", JSONB),  # model, rules and code version, Airflow run (hub.provenance)
     sa.CheckConstraint("mode IN ('full', 'incremental')", name="link_run_mode_check"),
     schema=SCHEMA,
 )

@@ -20,6 +20,8 @@ publish_release = sa.Table(
     sa.Column("validation_run_id", sa.BigInteger, nullable=False),
     sa.Column("withdrawn_at", TIMESTAMP),
     sa.Column("withdrawn_reason", TEXT),
+    # what the matching run, the gate run and the publish ran with (model, rules, code, Airflow run)
+    sa.Column("ran_with", JSONB),
     schema=SCHEMA,
 )
 
