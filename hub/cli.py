@@ -12,11 +12,11 @@ import typer
 from rich.table import Table
 
 from hub.cli_airflow import airflow_app
-from hub.cli_common import configure_logging, console, err, user_errors
+from hub.cli_common import configure_logging, console, err, print_json, user_errors
 from hub.cli_publish import audit_app, grants_app, key_app, release_app
 
 app = typer.Typer(help="Resident data hub: one master person index from the departmental platforms.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True)
 db_app = typer.Typer(help="The warehouse database.", no_args_is_help=True)
 review_app = typer.Typer(help="The review queue: pairs a steward decides.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -26,6 +26,24 @@ app.add_typer(grants_app, name="grants")
 app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="api-key")
 app.add_typer(airflow_app, name="airflow")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from hub.status import version_text
+
+        print(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def hub_options(
+    version: Annotated[bool, typer.Option("--version", help="Print the hub's version (and git commit) and stop.",
+                                          callback=_print_version, is_eager=True)] = False,
+) -> None:
+    """Resident data hub: one master person index from the departmental platforms."""
 
 
 @app.command()
@@ -69,15 +87,18 @@ def db_upgrade() -> None:
 
 
 @db_app.command("url")
-def db_url() -> None:
-    """Print the warehouse URL (starting the embedded server if it is the one in use)."""
+def db_url(as_json: JsonOption = False) -> None:
+    """Print the warehouse URL, password hidden (starting the embedded server if it is the one in use)."""
     from hub import settings
 
     with user_errors():
         from sqlalchemy.engine import make_url
 
-        console.print(make_url(settings.database_url()).render_as_string(hide_password=True), highlight=False,
-                      soft_wrap=True)
+        url = make_url(settings.database_url()).render_as_string(hide_password=True)
+    if as_json:
+        print_json({"url": url, "embedded": not os.environ.get("HUB_DATABASE_URL")})
+        return
+    console.print(url, highlight=False, soft_wrap=True)
 
 
 @db_app.command("stop")
@@ -88,6 +109,16 @@ def db_stop() -> None:
 
     stopped = stop_embedded(settings.hub_home() / "pg")
     console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+def _source_names(incomplete: str) -> list[str]:
+    """Shell completion of a source name: the registered sources starting with what was typed."""
+    from connectors.registry import load_registry
+
+    try:
+        return [name for name in sorted(load_registry()) if name.startswith(incomplete)]
+    except Exception:  # a broken registry file must not break the user's shell
+        return []
 
 
 @app.command()
@@ -126,7 +157,8 @@ def simulate(
 
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Argument(help="Source name from the registry, e.g. mz_dibao.")],
+    source: Annotated[str, typer.Argument(help="Source name from the registry, e.g. mz_dibao.",
+                                          autocompletion=_source_names)],
     full: Annotated[bool, typer.Option("--full", help="Extract everything, not only what changed; finds deletions.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every page or file.")] = False,
 ) -> None:
@@ -156,7 +188,8 @@ def ingest(
 def standardize(
     input: Annotated[Path, typer.Argument(help="CSV (UTF-8, GBK, GB18030) or XLSX file of resident records.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the standardized CSV.")],
-    source: Annotated[str | None, typer.Option(help="Use this registered source's code maps and date formats.")] = None,
+    source: Annotated[str | None, typer.Option(help="Use this registered source's code maps and date formats.",
+                                               autocompletion=_source_names)] = None,
     default_county: Annotated[str | None, typer.Option(help="GB/T 2260 code assumed for addresses without a county.")]
     = None,
 ) -> None:
@@ -266,6 +299,7 @@ def review_list(
     status: Annotated[str, typer.Option(help="open, decided or all.")] = "open",
     limit: Annotated[int, typer.Option(min=1)] = 50,
     reason: Annotated[str | None, typer.Option(help="Only this reason, e.g. grey_zone or constraint.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List review pairs, strongest first."""
     from hub import settings
@@ -273,6 +307,9 @@ def review_list(
 
     with user_errors(), settings.engine().connect() as conn:
         rows = list_reviews(conn, status=status, limit=limit, reason=reason)
+    if as_json:
+        print_json({"status": status, "reason": reason, "limit": limit, "reviews": rows})
+        return
     table = Table("id", "left record", "right record", "masters", "probability", "reason", "decision")
     for r in rows:
         masters = r["master_l"] if r["master_l"] == r["master_r"] else f"{r['master_l']} / {r['master_r']}"
@@ -283,13 +320,17 @@ def review_list(
 
 
 @review_app.command("show")
-def review_show(review_id: Annotated[int, typer.Argument(help="The review pair's id.")]) -> None:
+def review_show(review_id: Annotated[int, typer.Argument(help="The review pair's id.")],
+                as_json: JsonOption = False) -> None:
     """Show a review pair: both records (masked) and the weight of each comparison."""
     from hub import settings
     from hub.stewardship import show_review
 
     with user_errors(), settings.engine().connect() as conn:
         r = show_review(conn, review_id)
+    if as_json:
+        print_json(r)
+        return
     console.print(f"review {r['review_id']}: {r['review_reason']}, match probability {r['match_probability']:.4f}"
                   + (f" — decided {r['decision']} by {r['reviewer']} at {r['decided_at']:%Y-%m-%d %H:%M}"
                      if r["decision"] else " — open"))
@@ -324,13 +365,17 @@ def review_decide(
 
 
 @app.command()
-def history(master_id: Annotated[str, typer.Argument(help="A master id (a retired one redirects).")]) -> None:
+def history(master_id: Annotated[str, typer.Argument(help="A master id (a retired one redirects).")],
+            as_json: JsonOption = False) -> None:
     """The timeline of a master id: its records, its events with their causes, its review decisions."""
     from hub import settings
     from hub.stewardship import history as master_history
 
     with user_errors(), settings.engine().connect() as conn:
         h = master_history(conn, master_id)
+    if as_json:
+        print_json(h)
+        return
     if h["redirected_from"]:
         console.print(f"{master_id} was retired: it redirects to {h['master_id']} "
                       f"(via {' → '.join(h['redirected_from'] + [h['master_id']])})")
@@ -439,6 +484,8 @@ def ledger(
     release: Annotated[int | None, typer.Option(help="Release to read (default: the current one).")] = None,
     as_of: Annotated[str | None, typer.Option(help="The ledger date ages are counted at, YYYY-MM-DD (default: today).")] = None,
     list_communities: Annotated[bool, typer.Option("--list", help="List the kinds and the communities, and stop.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: print the kinds and communities as JSON.")]
+    = False,
 ) -> None:
     """Write a community ledger (台账) as XLSX from the published master index: who is on the roll,
     with the base data from the index, so that nobody re-enters it."""
@@ -448,8 +495,17 @@ def ledger(
     from hub import settings
     from hub.errors import HubError
     from reports import ledgers
+    from warehouse.releases import current_release
 
     with user_errors():
+        if as_json and not list_communities:
+            raise HubError("--json goes with --list: a ledger is written as XLSX")
+        if list_communities and as_json:
+            with settings.engine().connect() as conn:
+                names = ledgers.communities(conn, release_no=release)
+                current = release or (current_release(conn) or {}).get("release_no")
+            print_json({"release": current, "kinds": ledgers.ledger_kinds(), "communities": names})
+            return
         if list_communities or kind is None:
             for name, title in ledgers.ledger_kinds().items():
                 console.print(f"{name:<10} {title}", highlight=False)
@@ -488,6 +544,87 @@ def serve(
                   " audit.access_log", highlight=False)
     with user_errors():
         run(host, port, rate_limit=RateLimit(per_second=rate, burst=burst), max_batch=max_batch)
+
+
+def _when(value, sep: str = " ") -> str:
+    return f"{value:%Y-%m-%d}{sep}{value:%H:%M:%S}" if value else ""
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """What ran and where things stand: per source the last load, its cursor and the last complete extract;
+    the current release and the last publish attempt; the last gate and master-index runs; the open review
+    pairs and audit findings; and where Airflow keeps its home and metadata (passwords hidden)."""
+    from hub.status import hub_status
+
+    with user_errors():
+        s = hub_status()
+    if as_json:
+        print_json(s)
+        return
+    w, a = s["warehouse"], s["airflow"]
+    console.print(f"warehouse:       {w['url']} (schema revision {w['revision']})", highlight=False, markup=False)
+    from rich import box
+
+    table = Table(title="Sources", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("source", no_wrap=True)
+    table.add_column("last load", min_width=10)
+    table.add_column("outcome", min_width=9)
+    for name in ("received", "landed", "quarantined", "duplicates"):
+        table.add_column(name, justify="right")
+    table.add_column("cursor / last file", overflow="fold", min_width=12)
+    table.add_column("last full extract", min_width=10)
+    failed = []
+    for name, src in s["sources"].items():
+        last = src["last_load"]
+        label = name if src["registered"] else f"{name} (not in the registry)"
+        position = src["cursor"] or src["last_file"] or ""
+        if last is None:
+            table.add_row(label, "never loaded", "", "", "", "", "", position, "")
+            continue
+        outcome = f"{last['status']}\n{last['mode']}"
+        if last["status"] == "failed":
+            failed.append((name, last["error"] or ""))
+            if src["failures_since_success"] > 1:
+                outcome += f"\n{src['failures_since_success']} in a row"
+        table.add_row(label, _when(last["finished_at"] or last["started_at"], "\n"), outcome, f"{last['received']:,}",
+                      f"{last['landed']:,}", f"{last['quarantined']:,}", f"{last['duplicates']:,}", position,
+                      _when(src["last_full_extract"], "\n") or "never")
+    console.print(table)
+    for name, error in failed:
+        err.print(f"{name}: last load failed: {error}", highlight=False, markup=False, soft_wrap=True)
+    current = s["release"]["current"]
+    if current:
+        console.print(f"release:         {current['release_no']} (current), published {_when(current['published_at'])},"
+                      f" {current['master_count']:,} masters, {current['record_count']:,} records"
+                      f" ({s['release']['count']} releases in all)", highlight=False)
+    else:
+        console.print("release:         none published yet", highlight=False)
+    attempt = s["last_publish_attempt"]
+    if attempt:
+        console.print(f"last attempt:    {_when(attempt['attempted_at'])} {attempt['outcome']} — {attempt['reason']}",
+                      highlight=False, markup=False, soft_wrap=True)
+    gate = s["last_gate_run"]
+    if gate:
+        console.print(f"last gate run:   run {gate['run_id']} at {_when(gate['started_at'])}: "
+                      f"{'passed' if gate['success'] else 'FAILED'}, {gate['successful']} expectations passed,"
+                      f" {gate['failed']} failed", highlight=False)
+    else:
+        console.print("last gate run:   never", highlight=False)
+    run = s["last_match_run"]
+    if run:
+        versions = ", ".join(f"{k.removesuffix('_version')} {v}" for k, v in run.items()
+                             if k.endswith("_version") and v is not None)
+        state = (f"finished {_when(run['finished_at'])}" if run["finished_at"]
+                 else f"started {_when(run['started_at'])}, not finished")
+        console.print(f"last match run:  run {run['run_id']} ({run['mode']}) {state}, {run['records'] or 0:,} records"
+                      + (f"; {versions}" if versions else ""), highlight=False, markup=False)
+    else:
+        console.print("last match run:  never", highlight=False)
+    console.print(f"open reviews:    {s['open_reviews']:,}  (hub review list)", highlight=False)
+    console.print(f"open findings:   {s['open_findings']:,}  (hub audit run)", highlight=False)
+    console.print(f"airflow:         AIRFLOW_HOME={a['home']}", highlight=False, markup=False)
+    console.print(f"                 metadata {a['metadata_database']}", highlight=False, markup=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -44,3 +44,48 @@ def user_errors():
 
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _jsonable(value):
+    """Plain JSON values for what the warehouse returns: ISO timestamps and dates, numbers for decimals,
+    lists for arrays and sets, dicts for rows."""
+    import dataclasses
+    import datetime as dt
+    import decimal
+    import math
+    import uuid
+    from collections.abc import Mapping
+    from pathlib import PurePath
+
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (PurePath, uuid.UUID)):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are not JSON
+        return None
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        return _jsonable(value.item())  # a NumPy scalar
+    return value
+
+
+def print_json(data) -> None:
+    """Print ``data`` as one JSON document on stdout, and nothing else (machine output for ``--json``):
+    timestamps and dates in ISO 8601, decimals as numbers, keys in the order given."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(_jsonable(data), ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+

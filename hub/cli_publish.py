@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hub.cli_common import console, user_errors
+from hub.cli_common import console, print_json, user_errors
 
 release_app = typer.Typer(help="Published releases of the master index.", no_args_is_help=True)
 grants_app = typer.Typer(help="Department roles, views and row-level security in the warehouse.",
@@ -17,9 +17,11 @@ grants_app = typer.Typer(help="Department roles, views and row-level security in
 audit_app = typer.Typer(help="Cross-department consistency audits of the published index.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys of the read API (one or more per department).", no_args_is_help=True)
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+
 
 @release_app.command("list")
-def release_list() -> None:
+def release_list(as_json: JsonOption = False) -> None:
     """List the published releases; the current one is marked. A last attempt that published nothing
     (the gate held it, or nothing changed) is shown below with its reason."""
     from hub import settings
@@ -28,6 +30,10 @@ def release_list() -> None:
     with user_errors(), settings.engine().connect() as conn:
         rows = list_releases(conn)
         attempt = last_publish_attempt(conn)
+    if as_json:
+        current = next((r["release_no"] for r in rows if r["is_current"]), None)
+        print_json({"current": current, "releases": rows, "last_attempt": attempt})
+        return
     table = Table("release", "published at", "masters", "records", "validation run", "current", "withdrawn")
     for r in rows:
         table.add_row(str(r["release_no"]), f"{r['published_at']:%Y-%m-%d %H:%M:%S}", str(r["master_count"]),
@@ -40,7 +46,8 @@ def release_list() -> None:
 
 
 @release_app.command("show")
-def release_show(release_no: Annotated[int, typer.Argument(help="The release number (see 'hub release list').")]) -> None:
+def release_show(release_no: Annotated[int, typer.Argument(help="The release number (see 'hub release list').")],
+                 as_json: JsonOption = False) -> None:
     """Show one release: figures, the gate run that let it through, and what changed since the one before."""
     from hub import settings
     from hub.errors import HubError
@@ -51,6 +58,9 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
             r = show_release(conn, release_no)
         except LookupError as exc:
             raise HubError(str(exc)) from None
+    if as_json:
+        print_json(r)
+        return
     state = "current" if r["is_current"] else (
         f"withdrawn {r['withdrawn_at']:%Y-%m-%d %H:%M} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
     console.print(f"release {r['release_no']} — {state}", highlight=False)
@@ -185,13 +195,17 @@ def api_key_create(
 
 
 @key_app.command("list")
-def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False) -> None:
+def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False,
+                 as_json: JsonOption = False) -> None:
     """List the keys (never their secrets)."""
     from hub import settings
     from hub.api_keys import list_keys
 
     with user_errors(), settings.engine().connect() as conn:
         rows = list_keys(conn, include_revoked=include_revoked)
+    if as_json:
+        print_json({"keys": rows})
+        return
     table = Table()
     table.add_column("key id", no_wrap=True)
     for name in ("department", "label", "scopes", "created", "revoked"):
