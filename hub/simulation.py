@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,7 +19,10 @@ def start_simulation(*, persons: int, seed: int, workdir: Path, days: int = 0):
     from simulators.population import CountySpec
 
     county = county_with_days(CountySpec(persons=persons, seed=seed), days)
-    return start_platforms(county, workdir)
+    platforms = start_platforms(county, workdir)
+    # 'hub airflow' serves the same county again from this hub home (hub.airflow_runner.simulation_spec)
+    (workdir / "county.json").write_text(json.dumps({"persons": persons, "seed": seed, "days": days}) + "\n")
+    return platforms
 
 
 def days_in_the_future(county) -> int:
