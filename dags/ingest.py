@@ -13,6 +13,13 @@ what it sends in `raw.record` as one load batch: incrementally from the stored c
 lost (received = landed + quarantined + duplicates), nothing doubled on reruns, deletions kept
 as tombstones. Updates the Asset `{asset}` that the `master_index` DAG is scheduled on. Counts per
 page or file are in the task log.
+
+**Failures.** A fault that may pass (connection refused, a server error or "retry later", a
+timeout, a page cut off) is retried `HUB_DAG_RETRIES` times with growing waits. A fault of the
+data or the configuration (a file set aside, a file or header that cannot be read, a refused
+login, an undefined connection, a load that does not reconcile) fails at once, without retry,
+with the reason as the last line of the task log. One run at a time: a second trigger waits
+(queued), and `hub ingest {name}` refuses to run while this DAG loads the source.
 """
 
 
@@ -31,17 +38,32 @@ def make_ingest_dag(src: dict) -> DAG:
 
         @task(task_id="extract_and_land", outlets=[asset])
         def extract_and_land(name: str, conn_id: str) -> dict:
+            import logging
+
             from airflow.sdk import Connection
-            from airflow.sdk.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-            from hub.pipeline import ConnectionParts, FilesHeld, ingest_source
+            from hub.dag_config import data_fault
+            from hub.pipeline import ConnectionParts, ingest_source
 
-            c = Connection.get(conn_id)
+            log = logging.getLogger("hub.dags")
+            try:
+                c = Connection.get(conn_id)
+            except AirflowNotFoundException as exc:
+                reason = (f"connection {conn_id!r} is not defined, not retried: set AIRFLOW_CONN_{conn_id.upper()} "
+                          "or add it to the secrets backend")
+                log.error(reason)
+                raise AirflowFailException(reason) from exc
             parts = ConnectionParts(conn_id, c.conn_type, c.host, c.port, c.login, c.password, c.schema, c.extra_dejson)
             try:
                 return ingest_source(name, parts)
-            except FilesHeld as exc:  # committed; the files are named and set aside: a retry would hide the failure
-                raise AirflowFailException(str(exc)) from exc
+            except Exception as exc:
+                reason = data_fault(exc)
+                if reason is None:  # transient (connection refused, 5xx, timeout …): the task's retries take it
+                    log.error("%s; Airflow retries the task if retries are left", exc)
+                    raise
+                log.error(reason)
+                raise AirflowFailException(reason) from exc
 
         extract_and_land(src["name"], src["conn_id"])
     return dag

@@ -9,6 +9,27 @@ RAW_ASSETS = [Asset(name=f"raw_{s['name']}", uri=raw_asset_uri(s["name"])) for s
 PUBLISHED = Asset(name="published_master_person", uri=PUBLISHED_ASSET_URI)
 
 
+def _step(name: str, *args):
+    """Call ``hub.pipeline.<name>``; a data fault (e.g. the gate failing) fails the task at once, without retry,
+    with the reason as the last line of the log; any other fault is left to the task's retries."""
+    import logging
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hub import pipeline
+    from hub.dag_config import data_fault
+
+    try:
+        return getattr(pipeline, name)(*args)
+    except Exception as exc:
+        reason = data_fault(exc)
+        if reason is None:
+            logging.getLogger("hub.dags").error("%s; Airflow retries the task if retries are left", exc)
+            raise
+        logging.getLogger("hub.dags").error(reason)
+        raise AirflowFailException(reason) from exc
+
+
 @dag(
     dag_id="master_index",
     schedule=AssetAny(*RAW_ASSETS),
@@ -28,57 +49,69 @@ Runs when any source has landed new raw records:
    master-index suites, thresholds in `expectations/gate_rules.yaml`; a failure stops here with the
    failing expectations in the task log, keeps the current release and records why
    (`audit.publish_attempt`);
-4. **publish** — a new numbered release in `publish.master_person`, switched atomically;
+4. **publish** — a new numbered release in `publish.master_person`, switched atomically, and an
+   event of the Asset `published_master_person` (what departments' DAGs can be scheduled on);
 5. **audit** — the cross-department consistency audits on the current release (`audit.finding`);
 6. **report** — everything people read, built once per run: the data-quality scorecard
    (`scorecard.html`, beside the Data Docs) and one page per department (`scorecard_<department>.html`),
-   each department's findings workbook and the audit report under `.hub/audit/`. It runs even when an
-   earlier step failed, so a blocked gate shows on the scorecard with its failing expectations; like
-   any clean-up step it does not decide the run's state: a failed gate still fails the run.
+   each department's findings workbook and the audit report under `.hub/audit/`. It is a teardown: it
+   runs even when an earlier step failed or was skipped, so a blocked gate shows on the scorecard with
+   its failing expectations; like any clean-up step it does not decide the run's state.
+
+**What the run's state means.**
+
+- *success*, publish **success**: a new release, one `published_master_person` event.
+- *success*, publish **skipped**: nothing new — the index equals the current release, which stays;
+  the reason is the last line of the publish log; no Asset event, audit skipped, nothing fires.
+- *failed*, gate **failed**: the gate blocked the release (the failing expectations are the last line
+  of the gate log, and `hub release list` gives the reason); publish and audit do not run
+  (upstream_failed), the current release stays, no Asset event.
+- *failed*, publish **failed**: the content equals a release that was withdrawn by a rollback; it is
+  not published again until it changes; no Asset event.
+
+Faults that may pass (the database unreachable, a timeout) are retried `HUB_DAG_RETRIES` times with
+growing waits; a blocked gate or publish, or a configuration error, fails at once. One run at a time:
+asset events that arrive during a run start the next one.
 """,
 )
 def master_index():
     @task
     def standardize() -> dict:
-        from hub.pipeline import standardize_sources
-
-        return standardize_sources()
+        return _step("standardize_sources")
 
     @task
     def match(_standardized: dict) -> dict:
-        from hub.pipeline import build_master_index
-
-        return build_master_index()
+        return _step("build_master_index")
 
     @task
     def gate(_matched: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from hub.errors import GateFailed
-        from hub.pipeline import run_gate
-
-        try:
-            return run_gate()
-        except GateFailed as exc:  # bad data is not retried
-            raise AirflowFailException(str(exc)) from exc
+        return _step("run_gate")
 
     @task(outlets=[PUBLISHED])
     def publish(gate_result: dict) -> dict:
-        from hub.pipeline import publish_release
+        import logging
 
-        return publish_release(gate_result["validation_run_id"])
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        log = logging.getLogger("hub.dags")
+        outcome = _step("publish_release", gate_result["validation_run_id"])
+        if outcome["outcome"] == "unchanged":  # skipped: no Asset event, nothing downstream runs
+            reason = f"nothing new to publish: {outcome['reason']}"
+            log.info(reason)
+            raise AirflowSkipException(reason)
+        if outcome["outcome"] != "published":  # blocked: the run fails, no Asset event
+            reason = f"publish blocked, not retried: {outcome['reason']}"
+            log.error(reason)
+            raise AirflowFailException(reason)
+        return outcome
 
     @task
     def audit(published: dict) -> dict:
-        from hub.pipeline import audit_release
-
-        return audit_release(published["release_no"])
+        return _step("audit_release", published["release_no"])
 
     @teardown
     def report() -> dict:
-        from hub.pipeline import build_reports
-
-        return build_reports()
+        return _step("build_reports")
 
     audit(publish(gate(match(standardize())))) >> report()
 
