@@ -597,7 +597,8 @@ def status(as_json: JsonOption = False) -> None:
     if current:
         console.print(f"release:         {current['release_no']} (current), published {_when(current['published_at'])},"
                       f" {current['master_count']:,} masters, {current['record_count']:,} records"
-                      f" ({s['release']['count']} releases in all)", highlight=False)
+                      f" ({s['release']['count']} {'release' if s['release']['count'] == 1 else 'releases'} in all)",
+                      highlight=False)
     else:
         console.print("release:         none published yet", highlight=False)
     attempt = s["last_publish_attempt"]
@@ -613,8 +614,13 @@ def status(as_json: JsonOption = False) -> None:
         console.print("last gate run:   never", highlight=False)
     run = s["last_match_run"]
     if run:
-        versions = ", ".join(f"{k.removesuffix('_version')} {v}" for k, v in run.items()
-                             if k.endswith("_version") and v is not None)
+        ran = run.get("ran_with") or {}
+        code = ran.get("code") or {}
+        versions = ", ".join(part for part in (
+            " ".join(filter(None, ("model", (ran.get("model") or {}).get("version"), f"({run['model_version']})"))),
+            f"code {code['version']}" if code.get("version") else "",
+            f"commit {code['commit'][:12]}" if code.get("commit") else "",
+            f"Airflow run {ran['airflow']['run_id']}" if ran.get("airflow") else "") if part)
         state = (f"finished {_when(run['finished_at'])}" if run["finished_at"]
                  else f"started {_when(run['started_at'])}, not finished")
         console.print(f"last match run:  run {run['run_id']} ({run['mode']}) {state}, {run['records'] or 0:,} records"

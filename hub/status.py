@@ -72,21 +72,10 @@ def hub_status(engine: sa.Engine | None = None) -> dict:
 
 
 def version_text() -> str:
-    """``resident-hub <version>``, with the git commit when the hub runs from a checkout (and nothing more
-    outside one, or without git)."""
-    import subprocess
-    from importlib.metadata import PackageNotFoundError, version
+    """``resident-hub <version>``, with the git commit when the hub runs from a checkout (or ``HUB_CODE_COMMIT``
+    is set, as in an image), and without it elsewhere."""
+    from hub.provenance import code_version
 
-    try:
-        text = f"resident-hub {version('resident-hub')}"
-    except PackageNotFoundError:
-        text = "resident-hub (version unknown: not installed as a package)"
-    if (settings.PROJECT_ROOT / ".git").exists():
-        try:
-            done = subprocess.run(["git", "-C", str(settings.PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
-                                  capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            done = None
-        if done is not None and done.returncode == 0 and done.stdout.strip():
-            text += f" (commit {done.stdout.strip()})"
-    return text
+    code = code_version()
+    text = f"resident-hub {code['version'] or '(version unknown: not installed as a package)'}"
+    return text + (f" (commit {code['commit'][:12]})" if code["commit"] else "")

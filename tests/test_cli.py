@@ -20,11 +20,52 @@ def _hub(*args, env=None, timeout=120):
 @pytest.mark.parametrize("args", [[], ["db"], ["release"], ["demo"], ["db", "upgrade"], ["airflow"], ["simulate"],
                                   ["ingest"], ["release", "list"], ["release", "show"], ["release", "rollback"],
                                   ["db", "stop"], ["db", "url"], ["serve"], ["api-key"], ["api-key", "create"], ["grants"],
-                                  ["grants", "apply"], ["audit"], ["audit", "run"], ["ledger"]])
+                                  ["grants", "apply"], ["audit"], ["audit", "run"], ["ledger"], ["status"],
+                                  ["review", "list"], ["history"]])
 def test_help_everywhere(args):
     result = _hub(*args, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage: hub" in result.stdout
+
+
+def test_version_names_the_package_and_the_commit(tmp_path):
+    from importlib.metadata import version
+
+    env = {k: v for k, v in os.environ.items() if k != "HUB_CODE_COMMIT"}
+    result = subprocess.run([HUB, "--version"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    found = re.fullmatch(rf"resident-hub {re.escape(version('resident-hub'))} \(commit ([0-9a-f]{{12}})\)\n",
+                         result.stdout)
+    assert found, result.stdout
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{found.group(1)}^{{commit}}"]).returncode == 0
+    # outside a checkout (an installed package, an image without .git): the version alone, no failure
+    outside = subprocess.run([sys.executable, "-c", "import pathlib, sys; from hub import settings;"
+                              " settings.PROJECT_ROOT = pathlib.Path(sys.argv[1]);"
+                              " from hub.status import version_text; print(version_text())", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert outside.returncode == 0, outside.stderr
+    assert outside.stdout == f"resident-hub {version('resident-hub')}\n"
+
+
+def _complete(words: str) -> list[str]:
+    """What bash completion offers for the command line ``words`` (the cursor at its end)."""
+    parts = words.split(" ")
+    env = {"_HUB_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1)}
+    result = _hub(env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_shell_completion_of_commands_options_and_sources():
+    from connectors.registry import load_registry
+
+    script = _hub("--show-completion", "bash")
+    assert script.returncode == 0 and "_HUB_COMPLETE=complete_bash" in script.stdout, script.stdout + script.stderr
+    assert "status" in _complete("hub sta")
+    assert _complete("hub release ") == ["list", "show", "rollback"]
+    assert "--json" in _complete("hub status --")
+    assert _complete("hub ingest mz_") == sorted(n for n in load_registry() if n.startswith("mz_"))
 
 
 def test_unknown_source_is_one_clear_line_and_exit_1(database_url):

@@ -71,12 +71,12 @@ def last_gate(conn: sa.Connection) -> dict | None:
 
 def last_link_run(conn: sa.Connection) -> dict | None:
     """The latest master-index run: ``run_id``, ``mode``, ``started_at``, ``finished_at`` (None while it runs
-    or when it stopped), ``records``, ``affected`` and every ``*_version`` it recorded (the model's, and the
-    rules' and code's where the warehouse records them). None before the first run."""
+    or when it stopped), ``records``, ``affected``, ``model_version`` and ``ran_with`` (the model, rules and
+    code it ran with, where recorded). None before the first run."""
     row = conn.execute(sa.text("SELECT * FROM mpi.link_run ORDER BY run_id DESC LIMIT 1")).mappings().first()
     if row is None:
         return None
-    keep = ("run_id", "mode", "started_at", "finished_at", "records", "affected")
+    keep = ("run_id", "mode", "started_at", "finished_at", "records", "affected", "ran_with")
     return {k: row[k] for k in row.keys() if k in keep or k.endswith("_version")}
 
 
