@@ -582,7 +582,8 @@ def status(as_json: JsonOption = False) -> None:
         if last is None:
             table.add_row(label, "never loaded", "", "", "", "", "", position, "")
             continue
-        outcome = f"{last['status']}\n{last['mode']}"
+        # a batch still running has no mode yet: it is set when the batch closes
+        outcome = "running" if last["status"] == "running" else f"{last['status']}\n{last['mode']}"
         if last["status"] == "failed":
             failed.append((name, last["error"] or ""))
             if src["failures_since_success"] > 1:

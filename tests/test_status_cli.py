@@ -83,6 +83,16 @@ def test_status_of_an_empty_warehouse(clean_warehouse):
     assert "none published yet" in shown.stdout and "last gate run:   never" in shown.stdout
     assert "s3cret-pw" not in shown.stdout + shown.stderr and "airflow:***@" in shown.stdout
 
+    # a load that has begun and not finished
+    from warehouse.landing import open_batch
+
+    with clean_warehouse.begin() as conn:
+        batch = open_batch(conn, "mz_dibao")
+    running = _json("status")["sources"]["mz_dibao"]
+    assert running["last_load"]["batch_id"] == batch and running["last_load"]["status"] == "running"
+    assert running["last_load"]["mode"] is None and running["last_success"] is None and running["batches"] == 1
+    assert re.search(r"^\s*mz_dibao\s+\S+\s+running\s+0\s+0\s+0\s+0\s", _hub("status").stdout, re.MULTILINE)
+
 
 def test_status_of_a_warehouse_not_set_up(server_admin_url):
     from warehouse.embedded import ensure_database

@@ -15,11 +15,11 @@ _LOAD_COLUMNS = ("batch_id", "started_at", "finished_at", "status", "mode", "rec
 
 
 def source_loads(conn: sa.Connection, sources: Iterable[str]) -> dict[str, dict]:
-    """Per source: its ``last_load`` (the newest batch; None when never loaded), ``last_success`` (when the
-    newest succeeded batch finished), ``failures_since_success`` (failed batches after it), ``batches``,
-    ``cursor`` and ``cursor_updated_at`` (the stored incremental cursor), ``last_full_extract`` (when the
-    last succeeded complete extract finished) and ``last_file`` (the newest drop file taken whole).
-    Sources the warehouse knows but ``sources`` does not name are included too."""
+    """Per source: its ``last_load`` (the newest batch, ``mode`` None while it runs; None when never loaded),
+    ``last_success`` (when the newest succeeded batch finished), ``failures_since_success`` (failed batches
+    after it), ``batches``, ``cursor`` and ``cursor_updated_at`` (the stored incremental cursor),
+    ``last_full_extract`` (when the last succeeded complete extract finished) and ``last_file`` (the newest
+    drop file taken whole). Sources the warehouse knows but ``sources`` does not name are included too."""
     names = list(sources)
     columns = ", ".join(f"b.{c}" for c in _LOAD_COLUMNS)
     rows = conn.execute(sa.text(
@@ -42,6 +42,8 @@ def source_loads(conn: sa.Connection, sources: Iterable[str]) -> dict[str, dict]
     out = {}
     for r in rows:
         last = {c: r[c] for c in _LOAD_COLUMNS} if r["batch_id"] is not None else None
+        if last is not None and last["status"] == "running":
+            last["mode"] = None  # set when the batch closes; the column's default says nothing yet
         out[r["source"]] = {
             "registered": r["source"] in names,
             "last_load": last,
