@@ -352,7 +352,8 @@ def test_hub_services_are_built_from_the_dockerfile_and_run_as_a_user(compose):
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
     uid = re.search(r"useradd[^\n]*--uid (\d+)", dockerfile)[1]
-    assert all(str(svc["user"]).split(":")[0] == uid for svc in hub_services(compose).values())
+    gid = re.search(r"groupadd[^\n]*--gid (\d+)", dockerfile)[1]
+    assert all(str(svc["user"]) == f"{uid}:{gid}" for svc in hub_services(compose).values())
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
     assert "uv sync --frozen --no-dev" in dockerfile
     assert re.search(r'^ENTRYPOINT \["hub"\]$', dockerfile, re.M)
