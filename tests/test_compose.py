@@ -185,6 +185,8 @@ def test_every_service_runs_a_real_hub_command(compose):
     assert commands["hub-api"][0] == "serve"
     from hub import airflow_runner
 
+    # every component a deployment on one machine starts (`hub airflow`), each in its own service
+    assert set(AIRFLOW_COMPONENTS.values()) == set(airflow_runner.COMPONENTS)
     for name, args in commands.items():
         assert all(isinstance(a, str) for a in args), name
         ctx = _resolve_hub_command(args)
