@@ -406,6 +406,7 @@ def explain(
     = None,
     pair: Annotated[list[str] | None, typer.Option("--pair", help="SOURCE/RECORD_ID; give it twice.")] = None,
     html: Annotated[Path | None, typer.Option(help="Also write Splink's waterfall chart (shows personal data).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Why records matched: the weight of each comparison, for a pair of records or a master id."""
 
@@ -434,17 +435,27 @@ def explain(
                     raise HubError(f"no standardized record {source}/{record_id}")
                 rows[(source, record_id)] = dict(row)
         first = keys[0]
-        if len(keys) == 1:
+        if as_json:
+            def _side(key):
+                return {"record": f"{key[0]}/{key[1]}", "name": mask_name(rows[key]["name"])}
+
+            print_json({"master_id": master_id, "first": _side(first), "pairs": [
+                {"other": _side(other), "comparisons": [
+                    {"comparison": r.comparison, "level": r.level, "match_weight": float(r.match_weight)}
+                    for r in explain_pair(rows[first], rows[other]).itertuples(index=False)]}
+                for other in keys[1:]]})
+        elif len(keys) == 1:
             console.print(f"master {master_id} holds a single record: {first[0]}/{first[1]}")
             return
-        for other in keys[1:]:
-            table = Table("comparison", "level", "match weight",
-                          title=f"{first[0]}/{first[1]} ({mask_name(rows[first]['name'])}) vs "
-                                f"{other[0]}/{other[1]} ({mask_name(rows[other]['name'])})")
-            for r in explain_pair(rows[first], rows[other]).itertuples(index=False):
-                table.add_row(r.comparison, str(r.level), f"{r.match_weight:+.2f}")
-            console.print(table)
-        if html:
+        else:
+            for other in keys[1:]:
+                table = Table("comparison", "level", "match weight",
+                              title=f"{first[0]}/{first[1]} ({mask_name(rows[first]['name'])}) vs "
+                                    f"{other[0]}/{other[1]} ({mask_name(rows[other]['name'])})")
+                for r in explain_pair(rows[first], rows[other]).itertuples(index=False):
+                    table.add_row(r.comparison, str(r.level), f"{r.match_weight:+.2f}")
+                console.print(table)
+        if html and len(keys) > 1:
             chart = waterfall_html(rows[first], rows[keys[1]])
             if chart is None:
                 raise HubError("the waterfall chart needs altair, which is not installed")
