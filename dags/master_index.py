@@ -9,6 +9,14 @@ RAW_ASSETS = [Asset(name=f"raw_{s['name']}", uri=raw_asset_uri(s["name"])) for s
 PUBLISHED = Asset(name="published_master_person", uri=PUBLISHED_ASSET_URI)
 
 
+def _tell_the_run(reason: str) -> None:
+    """Keep the reason where 'hub airflow' finds it and writes it into the run's note (a task cannot set the
+    note of its own run in Airflow 3.3)."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()["ti"].xcom_push(key="hub_reason", value=reason[:1000])
+
+
 def _step(name: str, *args):
     """Call ``hub.pipeline.<name>``; a data fault (e.g. the gate failing) fails the task at once, without retry,
     with the reason as the last line of the log; any other fault is left to the task's retries."""
@@ -26,6 +34,7 @@ def _step(name: str, *args):
         if reason is None:
             logging.getLogger("hub.dags").error("%s; Airflow retries the task if retries are left", exc)
             raise
+        _tell_the_run(reason)
         logging.getLogger("hub.dags").error(reason)
         raise AirflowFailException(reason) from exc
 
@@ -97,10 +106,12 @@ def master_index():
         outcome = _step("publish_release", gate_result["validation_run_id"])
         if outcome["outcome"] == "unchanged":  # skipped: no Asset event, nothing downstream runs
             reason = f"nothing new to publish: {outcome['reason']}"
+            _tell_the_run(reason)
             log.info(reason)
             raise AirflowSkipException(reason)
         if outcome["outcome"] != "published":  # blocked: the run fails, no Asset event
             reason = f"publish blocked, not retried: {outcome['reason']}"
+            _tell_the_run(reason)
             log.error(reason)
             raise AirflowFailException(reason)
         return outcome

@@ -279,7 +279,8 @@ class ApiClient:
         return self.request("POST", f"dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
     def runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"dags/{dag_id}/dagRuns", limit=100, order_by="run_after")["dag_runs"]
+        """The latest 100 runs, newest first."""
+        return self.get(f"dags/{dag_id}/dagRuns", limit=100, order_by="-run_after")["dag_runs"]
 
     def run(self, dag_id: str, run_id: str) -> dict:
         return self.get(f"dags/{dag_id}/dagRuns/{run_id}")
@@ -302,6 +303,29 @@ class ApiClient:
 
     def asset_events(self, **params) -> list[dict]:
         return self.get("assets/events", limit=1000, **params)["asset_events"]
+
+
+NOTE_TASKS = ("gate", "publish", "standardize", "match", "audit")
+
+
+def annotate_runs(client: ApiClient, done: set[str]) -> list[str]:
+    """Write into the note of each finished ``master_index`` run why it published nothing (the reason its tasks
+    kept as the XCom ``hub_reason``); ``done`` holds the runs already looked at. Returns the runs annotated."""
+    annotated = []
+    for run in client.runs("master_index")[:20]:
+        run_id = run["dag_run_id"]
+        if run["state"] not in ("success", "failed") or run_id in done:
+            continue
+        done.add(run_id)
+        if run.get("note"):
+            continue
+        for task_id in NOTE_TASKS:
+            reason = client.xcom("master_index", run_id, task_id, "hub_reason")
+            if reason:
+                client.set_note("master_index", run_id, str(reason))
+                annotated.append(run_id)
+                break
+    return annotated
 
 
 def hub_dag_ids() -> list[str]:
@@ -536,8 +560,20 @@ def up(port_: int | None = None, *, simulation: bool = True, unpause: bool = Tru
         if user_paused:
             echo(f"  left paused as you set them: {', '.join(sorted(user_paused))}")
         echo("press Ctrl-C to stop")
+        looked_at: set[str] = set()
+        last_look = 0.0
         while True:
             deployment.check_alive()
+            if time.monotonic() - last_look > 5:  # the reason a run published nothing, in its note
+                last_look = time.monotonic()
+                try:
+                    annotate_runs(deployment.client, looked_at)
+                except Exception as exc:  # noqa: BLE001 - the API server may be busy; the next look retries
+                    looked_at.clear()
+                    if not isinstance(exc, OSError | ValueError):
+                        import logging
+
+                        logging.getLogger("hub.airflow").debug("run notes: %s", exc)
             time.sleep(1)
     except Stop as why:
         echo(f"stopping Airflow ({why})")
