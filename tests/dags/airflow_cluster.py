@@ -93,8 +93,7 @@ class AirflowCluster:
             busy = [f"{d} {r['dag_run_id']} {r['state']}" for d in dag_ids for r in self.runs(d)
                     if r["state"] in ACTIVE]
             if "master_index" in dag_ids:
-                queued = self.client.get("dags/master_index/assets/queuedEvents").get("queued_events", [])
-                busy += [f"master_index waits on {e.get('asset_id')}" for e in queued]
+                busy += [f"master_index waits on {e.get('asset_id')}" for e in self.queued_asset_events()]
             if busy:
                 calm_since = None
             elif calm_since is None:
@@ -102,8 +101,29 @@ class AirflowCluster:
             elif time.monotonic() - calm_since >= quiet:
                 return
             if time.monotonic() > deadline:
-                pytest.fail(f"Airflow still busy after {timeout:g} s: {busy}")
+                pytest.fail(f"Airflow still busy after {timeout:g} s: {busy}; task durations: {self.durations()}")
             time.sleep(2)
+
+    def durations(self, dag_ids: list[str] | None = None) -> list[str]:
+        """'dag run_id task state seconds' for every task instance that started, for failure messages."""
+        return [f"{d} {r['dag_run_id']} {ti['task_id']} {ti['state']} {ti.get('duration') or 0:.0f}s"
+                for d in (dag_ids or self.dag_ids) for r in self.runs(d)
+                for ti in self.task_instances(d, r["dag_run_id"]) if ti.get("start_date")]
+
+    def queued_asset_events(self, dag_id: str = "master_index") -> list[dict]:
+        """Asset events waiting to start a run of ``dag_id``."""
+        import requests
+
+        try:
+            return self.client.get(f"dags/{dag_id}/assets/queuedEvents").get("queued_events", [])
+        except requests.HTTPError as exc:
+            if exc.response is not None and exc.response.status_code == 404:  # none queued
+                return []
+            raise
+
+    def clear_queued_asset_events(self, dag_id: str = "master_index") -> None:
+        if self.queued_asset_events(dag_id):
+            self.client.request("DELETE", f"dags/{dag_id}/assets/queuedEvents")
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.client.task_instances(dag_id, run_id)
