@@ -373,6 +373,14 @@ def test_the_celery_profile(compose):
     assert services["celery-worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
+def test_only_the_api_server_and_the_read_api_are_published_beyond_this_machine(compose):
+    published = {name: svc["ports"] for name, svc in compose["services"].items() if svc.get("ports")}
+    assert set(published) == {"postgres", "redis", "api-server", "hub-api"}
+    for name in ("postgres", "redis"):  # reachable from other machines only when the operator says so
+        assert all(p.startswith("127.0.0.1:") for p in published[name]), name
+    assert published["api-server"] == ["8080:8080"] and published["hub-api"] == ["8000:8000"]
+
+
 # ------------------------------------------------------------------------ the PostgreSQL init script
 
 @pytest.fixture(scope="module")
