@@ -71,6 +71,12 @@ def demo(
     scorecard = Path(s.validation_report).parent / "scorecard.html" if s.validation_report else None
     if scorecard is not None and scorecard.is_file():
         console.print(f"quality scorecard:     {scorecard}")
+    times = Table(title="Time per step", show_header=True)
+    times.add_column("step")
+    times.add_column("seconds", justify="right")
+    for step in s.steps:
+        times.add_row(f"  {step.name}" if step.part else step.name, f"{step.seconds:.1f}")
+    console.print(times)
     console.print(f"finished in {time.monotonic() - started:.0f} s")
     if s.expectations_failed or s.release_no is None:
         raise typer.Exit(1)
