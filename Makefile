@@ -19,6 +19,12 @@ bootstrap: $(UV)
 
 demo: bootstrap
 	$(UV) run --frozen hub demo
+	@if command -v uv >/dev/null; then \
+	  echo "run the hub's commands with: uv run hub --help   (or .venv/bin/hub --help), e.g. uv run hub status"; \
+	else \
+	  echo "run the hub's commands with: .venv/bin/hub --help, e.g. .venv/bin/hub status"; \
+	  echo "  (uv is at $(UV) but not on your PATH: add $(dir $(UV)) to PATH to use uv run hub)"; \
+	fi
 
 # Headless Chromium and CJK fonts, for the tests that render the Data Docs and the scorecard.
 # Installed from Debian's packages when run as root; otherwise those tests are skipped with a note.

@@ -1,5 +1,6 @@
 """The ``hub`` command as a user runs it."""
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -144,6 +145,7 @@ def test_ingest_from_the_cli_lands_the_source(clean_warehouse, platforms, county
 def test_demo_runs_the_dags(clean_warehouse, tmp_path):
     """One demo run through Airflow; a rerun's idempotency is covered in test_pipeline without Airflow's overhead."""
     env = {"HUB_HOME": str(tmp_path / "hub"), "HUB_DATABASE_URL": os.environ["HUB_DATABASE_URL"]}
+    began = dt.datetime.now(dt.UTC)
     result = _hub("demo", "--persons", "1500", env=env, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -164,6 +166,26 @@ def test_demo_runs_the_dags(clean_warehouse, tmp_path):
     with clean_warehouse.connect() as conn:
         sources = conn.execute(sa.text("SELECT count(DISTINCT source) FROM raw.record")).scalar_one()
     assert sources == len(settings_sources())
+    # the time per step: every ingestion DAG and every task of the master-index DAG
+    times = out[out.index("Time per step"):]
+    for step in [*(f"ingest_{s}" for s in settings_sources()), "master_index DAG", "standardize", "match", "gate",
+                 "publish", "audit", "report"]:
+        assert re.search(rf"│\s+{step}\s+│\s+\d+\.\d │", times), step
+    # real Airflow runs, the ingestion DAGs side by side, and no asset event left queued for master_index
+    airflow = sa.create_engine(os.environ["HUB_AIRFLOW_DATABASE_URL"])
+    try:
+        with airflow.connect() as conn:
+            runs = conn.execute(sa.text("SELECT dag_id, state, start_date, end_date FROM dag_run"
+                                        " WHERE start_date >= :began"), {"began": began}).all()
+            queued = conn.execute(sa.text("SELECT count(*) FROM asset_dag_run_queue WHERE created_at >= :began"),
+                                  {"began": began}).scalar_one()
+    finally:
+        airflow.dispose()
+    ingest = [r for r in runs if r.dag_id.startswith("ingest_")]
+    assert sorted(r.dag_id for r in runs) == sorted([*(f"ingest_{s}" for s in settings_sources()), "master_index"])
+    assert all(r.state == "success" for r in runs)
+    assert max(r.start_date for r in ingest) < min(r.end_date for r in ingest)
+    assert queued == 0
 
 
 def _ledger_from_the_cli(env, tmp_path):
