@@ -203,6 +203,58 @@ def test_every_service_runs_a_real_hub_command(compose):
         assert proc.returncode == 0, f"hub {shlex.join(distinct[key])} --help\n{out}"
 
 
+GUIDES = (ROOT / "docs" / "operations.md", DOCKER / "README.md")
+PLACEHOLDERS = {"N": "1", "SOURCE": "mz_dibao", "COMPONENT": "scheduler", "ak_…": "ak_0123456789ab",
+                "[--full]": "--full"}
+
+
+def guide_commands() -> set[str]:
+    """The `hub …` commands the operations guide and docker/README.md tell people to type."""
+    found: set[str] = set()
+    for path in GUIDES:
+        text = path.read_text(encoding="utf-8")
+        found |= {m.strip() for m in re.findall(r"`(hub [^`]+)`", text)}
+        for block in re.findall(r"```\w*\n(.*?)```", text, re.S):
+            for line in block.splitlines():
+                found |= {m.strip() for m in re.findall(r"(?:^|exec \S+ |&& )(hub [^#&|;]+)", line.strip())}
+    return found
+
+
+def _hub_command_at(words: list[str]):
+    """The command or group that the leading words name; fails on a word that names none."""
+    import typer.main
+
+    from hub.cli import app
+
+    node = typer.main.get_command(app)
+    for word in words:
+        if not hasattr(node, "commands") or word.startswith("-"):
+            break
+        assert word in node.commands, f"no command hub … {word}"
+        node = node.commands[word]
+    return node
+
+
+def test_the_operations_guide_names_only_real_hub_commands():
+    commands = guide_commands()
+    assert {"hub ingest mz_dibao --full", "hub db upgrade", "hub release list", "hub status"} <= commands
+    for command in sorted(commands):
+        words = [PLACEHOLDERS.get(w, w) for w in shlex.split(command)[1:]]
+        cut = next((i for i, w in enumerate(words) if "…" in w), None)
+        if cut is None:
+            try:
+                _resolve_hub_command(words)  # the whole line parses: command, arguments, options
+                continue
+            except AssertionError:  # a group on its own: fine when it runs by itself (`hub airflow`)
+                assert _hub_command_at(words).invoke_without_command, command
+                continue
+            except Exception as exc:  # noqa: BLE001 - the CLI's usage error
+                if not str(exc).startswith(("Missing argument", "Missing parameter")):
+                    raise AssertionError(f"{command}: {exc}") from exc
+        # a command named without its arguments (`hub ingest`, `hub review decide …`)
+        _hub_command_at(words[:cut])
+
+
 def test_a_bad_command_is_refused():
     """The checks above can fail: an unknown command or option is refused when parsing, an Airflow component
     that does not exist when the command starts (before it touches anything)."""
