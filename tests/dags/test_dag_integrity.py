@@ -22,6 +22,8 @@ PROBE = textwrap.dedent("""
            "stats": [{"file": s.file, "seconds": s.duration.total_seconds()} for s in bag.dagbag_stats],
            "dags": {d.dag_id: {"owner": d.owner, "tags": sorted(d.tags), "doc": bool(d.doc_md),
                                "retries": [t.retries for t in d.tasks],
+                               "backoff": sorted({(t.retry_exponential_backoff, t.max_retry_delay.total_seconds(),
+                                                   t.retry_delay.total_seconds()) for t in d.tasks}),
                                "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids),
                                                      "teardown": t.is_teardown,
                                                      "fails_run": t.on_failure_fail_dagrun} for t in d.tasks}}
@@ -36,6 +38,8 @@ def _probe(tmp_path):
            "AIRFLOW_HOME": str(tmp_path / "airflow"),
            # any attempt to reach a warehouse would fail loudly
            "HUB_DATABASE_URL": "postgresql+psycopg2://nobody@/nowhere?host=/nonexistent"}
+    for name in ("HUB_DAG_RETRIES", "HUB_DAG_RETRY_DELAY", "HUB_DAG_MAX_RETRY_DELAY"):  # the defaults
+        env.pop(name, None)
     out = subprocess.run([sys.executable, "-c", PROBE, str(settings.DAGS_FOLDER)], env=env, capture_output=True,
                          text=True, timeout=180, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("PROBE"))
@@ -76,3 +80,38 @@ def test_master_index_builds_the_reports_once_after_the_audit(probed):
     assert tasks["report"] == {"upstream": ["audit"], "teardown": True, "fails_run": False}
     assert not any(t["teardown"] for name, t in tasks.items() if name != "report")
     assert not any("report" in t["upstream"] for t in tasks.values()), "the report task is the last step"
+
+
+def test_tasks_retry_twice_with_growing_waits_by_default(probed):
+    result, _ = probed
+    for dag_id, d in result["dags"].items():
+        assert set(d["retries"]) == {2}, dag_id
+        assert d["backoff"] == [[2.0, 1800.0, 60.0]], dag_id
+
+
+def test_transient_faults_are_retried_and_data_faults_are_not(clean_warehouse, tmp_path, monkeypatch):
+    """Real faults from the real extractors: a platform that refuses the connection may come back (retried);
+    a drop folder that does not exist, a gate that failed or files set aside will not (failed at once)."""
+    import socket
+
+    from connectors.connections import ConnectionParts
+    from hub.dag_config import data_fault
+    from hub.errors import GateFailed
+    from hub.pipeline import FilesHeld, ingest_source
+
+    monkeypatch.setenv("HUB_HTTP_TIMEOUT", "2")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(Exception) as refused:
+        ingest_source("mz_dibao", ConnectionParts("mz_platform", "http", "127.0.0.1", closed, "u", "p", "http"))
+    assert "connection refused" in str(refused.value)
+    assert data_fault(refused.value) is None
+
+    with pytest.raises(Exception) as missing:
+        ingest_source("mz_canji", ConnectionParts("drops", "fs", extra={"path": str(tmp_path / "absent")}))
+    assert "does not exist" in (data_fault(missing.value) or "")
+
+    assert "not retried" in data_fault(GateFailed("the publish gate failed 1 of 9 expectations"))
+    assert "not retried" in data_fault(FilesHeld("mz_canji: a.csv set aside"))
+    assert data_fault(ConnectionResetError("reset by peer")) is None
