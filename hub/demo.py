@@ -113,8 +113,7 @@ def run_demo(persons: int = 5000, seed: int = 20261121, echo=print, workers: int
     if not os.environ.get("HUB_DATABASE_URL"):
         where = f"embedded PostgreSQL under {settings.hub_home() / 'pg'}"
     echo(f"warehouse: {where}")
-    prepare_warehouse()
-    steps.append(Step("warehouse: PostgreSQL up, layers migrated", _since(started)))
+    steps.append(Step("PostgreSQL up", _since(started)))
     extra = {"HUB_DATABASE_URL": url, "HUB_DAG_RETRIES": os.environ.get("HUB_DAG_RETRIES", "0")}
     ingest = [f"ingest_{name}" for name in source_names()]
 
@@ -122,19 +121,22 @@ def run_demo(persons: int = 5000, seed: int = 20261121, echo=print, workers: int
     airflow = _AirflowProcess(settings.hub_home() / "logs", airflow_runner.env(extra))
     ok = False
     try:
-        # the simulated county is generated here while Airflow starts in its own process
+        # while Airflow starts in its own process: the warehouse layers, then the simulated county
+        prepare_warehouse()
+        layers = _since(step)
+        county = time.monotonic()
         platforms = start_simulation(persons=persons, seed=seed, workdir=settings.hub_home() / "sim")
-        simulated = _since(step)
+        simulated = _since(county)
         try:
             echo(f"simulated county of {persons} persons: {len(platforms.where())} departmental subsystems served"
                  " on loopback")
             ready = airflow.expect("ready")["ready"]
             steps += [Step("start-up, side by side", _since(step)),
-                      Step("Airflow: imported once for every DAG run", ready["airflow"], part=True),
-                      Step("Airflow metadata database (migrated on first use)", ready["metadata"], part=True),
+                      Step("warehouse layers migrated", layers, part=True),
                       Step(f"simulated county: {persons} persons, {len(platforms.where())} subsystems", simulated,
-                           part=True)]
-            step = time.monotonic()
+                           part=True),
+                      Step("Airflow: imported once for every DAG run", ready["airflow"], part=True),
+                      Step("Airflow metadata database (migrated on first use)", ready["metadata"], part=True)]
             airflow.send(env=connection_env(platforms), ingest=ingest, final=FINAL_DAG,
                          workers=workers or len(ingest))
             loaded = airflow.expect("loaded")
@@ -145,7 +147,7 @@ def run_demo(persons: int = 5000, seed: int = 20261121, echo=print, workers: int
             steps.append(Step(f"ingestion DAGs: {len(ingest)} side by side", took["side_by_side"]))
             steps += [Step(r["dag"], r.get("seconds", 0.0), part=True) for r in sorted(runs, key=lambda r: r["dag"])]
             if "warmed" in took:
-                steps.append(Step("meanwhile: the master-index DAG's libraries loaded", took["warmed"], part=True))
+                steps.append(Step("meanwhile: libraries of the master-index DAG loaded", took["warmed"], part=True))
             failed = [r for r in runs if r.get("state") != "success"]
             if failed:
                 raise _failure(failed[0]) if len(failed) == 1 else HubError(
@@ -178,7 +180,7 @@ def _runs(airflow: _AirflowProcess, echo, width: int = 0) -> tuple[list[dict], d
             runs.append(event)
             if echo:
                 echo(f"  {event['dag']:<{width}}  {event.get('state', 'failed'):<8} {event.get('seconds', 0.0):5.1f} s")
-        took.update({k: v for k, v in event.items() if k in ("side_by_side", "warmed")})
+        took.update({k: v for k, v in event.items() if k in ("side_by_side", "warmed", "modules")})
     return runs, took
 
 

@@ -35,9 +35,10 @@ import time
 from pathlib import Path
 
 # Imported while the ingestion DAGs run, so that the master-index DAG (forked afterwards) finds them loaded.
-MASTER_INDEX_MODULES = ("great_expectations", "expectations.custom", "expectations.gate", "hub.matching",
-                        "splink", "hub.audits", "reports.scorecard", "reports.department_scorecard",
-                        "matplotlib.pyplot", "openpyxl")
+# (the heaviest first; those not loaded by the time the ingestion runs end load where they are used)
+MASTER_INDEX_MODULES = ("great_expectations", "expectations.custom", "expectations.gate", "schemas.resident",
+                        "hub.matching", "splink", "matplotlib.pyplot", "hub.audits", "reports.scorecard",
+                        "reports.department_scorecard", "openpyxl")
 
 
 class _Events:
@@ -208,11 +209,15 @@ def run_side_by_side(dags: dict, dag_ids: list[str], logs: Path, workers: int, e
             fill()
 
     fill()
+    warmed = 0
     for module in warm:
+        if not running:  # the runs have ended: what is left loads where it is used
+            break
         importlib.import_module(module)
+        warmed += 1
         reap(block=False)
-    if warm:
-        events.send(warmed=_seconds(started))
+    if warmed:
+        events.send(warmed=_seconds(started), modules=warmed)
     while running:
         reap(block=True)
     # the CLOCK_MONOTONIC of the forked runs is this process's: when the last of them ended
