@@ -81,6 +81,8 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     source publishes a new release.
 
     The content must be what the gate run validated (its recorded digest), else nothing is published.
+    Publishing the same gate run again (a retry after a crash that came after the commit) reports the release
+    that attempt published.
     ``ran_with`` (what this publish runs with: model, rules, code, Airflow run) is kept with the attempt; the
     release keeps it beside those of the matching run that built the index and of the gate run."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
@@ -92,7 +94,13 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     withdrawn = conn.execute(sa.text(
         "SELECT release_no FROM publish.release WHERE content_hash = :h AND withdrawn_at IS NOT NULL"
         " ORDER BY release_no DESC LIMIT 1"), {"h": digest}).scalar()
-    if current and current["content_hash"] == digest:
+    if current and current["content_hash"] == digest and current["validation_run_id"] == validation_run_id:
+        # a repeated attempt (a task retried after its process died once the release was committed): the same
+        # release, reported as published, so that what follows a publish runs for it
+        outcome = PublishOutcome("published", current["release_no"],
+                                 f"release {current['release_no']} was already published from gate run"
+                                 f" {validation_run_id} by an earlier attempt; it stays current")
+    elif current and current["content_hash"] == digest:
         outcome = PublishOutcome("unchanged", current["release_no"],
                                  f"content equals release {current['release_no']}; it stays current")
     elif validated is not None and validated != digest:

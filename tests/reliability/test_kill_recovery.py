@@ -228,6 +228,12 @@ def test_publish_killed_before_the_switch_leaves_the_current_release_and_the_rer
     # exactly what the gate validated: its digest, every golden record, every enrolment
     assert after["release"].content_hash == validated and after["release"].validation_run_id == gate["validation_run_id"]
     assert after["masters"] == golden and after["enrolments"] == crosswalk
+    # killed after its commit, before it could report: the retry reports the same release, publishes nothing new
+    retry = pipeline.publish_release(gate["validation_run_id"])
+    assert (retry["outcome"], retry["release_no"]) == ("published", 2)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM publish.release")).scalar_one() == 2
+        assert _release_state(conn, 2) == after
 
 
 def teardown_module(module):

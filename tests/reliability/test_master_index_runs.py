@@ -244,9 +244,13 @@ def test_two_matching_runs_two_gates_and_two_publishes_at_once_take_turns(clean_
     for step in publishes:
         step.join(120)
         assert step.error is None, step.error
-    assert sorted(s.result["outcome"] for s in publishes) == ["published", "unchanged"]
+    # one release; the attempt that waited reports it as published from the same gate run (idempotent)
+    assert [(s.result["outcome"], s.result["release_no"]) for s in publishes] == [("published", 1)] * 2
+    assert any("already published from gate run" in s.result["reason"] for s in publishes)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM publish.release")).scalar_one() == 1
+    # a new gate run of the same index has nothing new to publish
+    assert pipeline.publish_release(pipeline.run_gate()["validation_run_id"])["outcome"] == "unchanged"
 
     reports = [_Step(pipeline.build_reports) for _ in range(2)]
     for step in reports:
