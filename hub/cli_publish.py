@@ -67,6 +67,8 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
     console.print(f"published at:   {r['published_at']:%Y-%m-%d %H:%M:%S}")
     console.print(f"masters:        {r['master_count']:,}  (records {r['record_count']:,})")
     console.print(f"content hash:   {r['content_hash']}")
+    if r.get("ran_with_lines"):
+        console.print("made with:      " + "\n                ".join(r["ran_with_lines"]), highlight=False, markup=False)
     if r["previous"] is not None:
         c = r["changes"]
         console.print(f"since release {r['previous']}: {c['added']:,} masters added, {c['removed']:,} removed,"

@@ -209,6 +209,9 @@ def test_json_of_release_and_db_commands(published):
     assert set(shown["by_source"]) == set(load_registry())
     text = _hub("release", "show", "1").stdout
     assert f"masters:        {shown['master_count']:,}" in text and shown["content_hash"] in text
+    # what the release was made with: the model, the rules and the code, as recorded
+    assert shown["ran_with_lines"] and all(line in text for line in shown["ran_with_lines"]), text
+    assert re.search(r"made with: +model \S+", text) and shown["ran_with"]["publish"]["code"]["version"] in text
     missing = _hub("release", "show", "9", "--json")
     assert missing.returncode == 1 and missing.stdout == "" and "there is no release 9" in missing.stderr
 
