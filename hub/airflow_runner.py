@@ -212,6 +212,8 @@ def component_command(component: str) -> list[str]:
 def exec_component(component: str, extra_env: dict[str, str] | None = None) -> None:
     """Replace this process by one Airflow component (signals reach it directly)."""
     cmd = component_command(component)
+    if component == "api-server":  # its logins, in this machine's (or container's) AIRFLOW_HOME
+        ensure_logins()
     os.execve(cmd[0], cmd, component_env(extra=extra_env))
 
 
