@@ -340,10 +340,11 @@ def test_every_hub_setting_is_in_env_example_and_reaches_the_containers(raw_comp
     settings = code_settings()
     assert {"HUB_DATABASE_URL", "HUB_AIRFLOW_DATABASE_URL", "HUB_HOME", "HUB_DAG_RETRIES"} <= settings
     assert not sorted(settings - documented), f".env.example lacks {sorted(settings - documented)}"
-    # a setting .env.example sets is passed to every hub container (the admin password to the init only);
+    # a setting .env.example sets is passed to every hub container (the admin password only to the two that
+    # write the logins file);
     # the ones it only mentions are fixed by the image or the compose file, or concern a single machine
-    init_only = {"HUB_AIRFLOW_ADMIN_PASSWORD"}
-    passed = {k for k in settings & set(values)} - init_only
+    logins_only = {"HUB_AIRFLOW_ADMIN_PASSWORD"}
+    passed = {k for k in settings & set(values)} - logins_only
     fixed = raw_compose["x-hub-env"]
     assert {"HUB_AIRFLOW_HOST", "HUB_AIRFLOW_PORT"} <= set(fixed)
     for name, svc in hub_services(compose).items():
@@ -351,7 +352,7 @@ def test_every_hub_setting_is_in_env_example_and_reaches_the_containers(raw_comp
         missing = sorted(passed - set(env))
         assert not missing, f"{name} is not given {missing}"
         assert f"hub-home:{HUB_STATE}" in svc["volumes"], f"{name} does not share the hub's state volume"
-        assert (name == "hub-init") == bool(init_only & set(env)), name
+        assert (name in ("hub-init", "api-server")) == bool(logins_only & set(env)), name
     dockerfile = DOCKERFILE.read_text()
     assert re.search(rf"HUB_HOME={HUB_STATE}\b", dockerfile)
     assert re.search(r"HUB_CODE_COMMIT=\$\{HUB_CODE_COMMIT\}", dockerfile)
