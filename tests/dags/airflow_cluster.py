@@ -60,6 +60,14 @@ class AirflowCluster:
         for dag_id in dag_ids or self.dag_ids:
             self.client.set_paused(dag_id, True)
 
+    def start_runs(self, dag_ids: list[str]) -> None:
+        """One new run of each DAG, started together: unpausing starts the run of a scheduled DAG's last
+        interval; a DAG whose last interval ran already (in an earlier test) is triggered first."""
+        for dag_id in dag_ids:
+            if any(r["run_type"] == "scheduled" for r in self.runs(dag_id)):
+                self.trigger(dag_id)
+        self.unpause(dag_ids)
+
     def trigger(self, dag_id: str) -> str:
         """Trigger a run now (REST API v2); returns its run id."""
         return self.client.trigger(dag_id)
@@ -218,8 +226,19 @@ def start_cluster(*, paused: bool = True, env: dict[str, str] | None = None, tim
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def airflow_cluster(database_url, airflow_db, _served_platforms):
-    """Airflow's four components for the tests of one module; the hub's DAGs paused until a test unpauses them."""
-    with start_cluster(paused=True) as cluster:
+@pytest.fixture(scope="session")
+def _airflow_deployment(database_url, airflow_db, _served_platforms):
+    """One deployment for every test module that needs the scheduler (starting one costs about a minute):
+    one retry, one second later, so that a task that fails for good shows as failed within a test's time."""
+    with start_cluster(paused=True, env={"HUB_DAG_RETRIES": "1", "HUB_DAG_RETRY_DELAY": "1"}) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module")
+def airflow_cluster(_airflow_deployment):
+    """Airflow's four components, the hub's DAGs paused until a test unpauses them; paused again, with
+    nothing running or queued, when the module's tests are done."""
+    yield _airflow_deployment
+    _airflow_deployment.pause()
+    _airflow_deployment.wait_settled(timeout=300)
+    _airflow_deployment.clear_queued_asset_events()

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 from hub import pipeline
 from simulators.rest_server import FaultPlan
-from tests.dags.airflow_cluster import start_cluster
 from tests.reliability.test_kill_recovery import clean_load, raw_state, reference_url  # noqa: F401
 from warehouse.releases import PUBLISHED_COLUMNS
 
@@ -27,9 +26,8 @@ SOURCE = "rs_yanglao"
 
 
 @pytest.fixture(scope="module")
-def cluster(database_url, airflow_db, _served_platforms):
-    with start_cluster(paused=True, env={"HUB_DAG_RETRIES": "1", "HUB_DAG_RETRY_DELAY": "1"}) as c:
-        yield c
+def cluster(airflow_cluster):
+    return airflow_cluster
 
 
 def _until(condition, timeout: float, what: str, cluster=None):
@@ -74,7 +72,7 @@ def test_ingestion_task_killed_mid_extract_is_retried_and_raw_equals_a_clean_loa
     faults = FaultPlan(slow=1.0, slow_seconds=1.0)  # every page answers after a second: five pages, five seconds
     platforms.set_faults(faults)
     try:
-        cluster.unpause([dag_id])  # its scheduled run starts at once
+        cluster.start_runs([dag_id])
         run_id, ti = _until(lambda: _running_task(cluster, dag_id, "extract_and_land"), 180,
                             "the extract to start", cluster)
         _until(lambda: faults.counts.get("slow", 0) >= 3, 60, "two pages landed and the third asked for", cluster)
