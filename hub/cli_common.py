@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +12,8 @@ from rich.markup import escape
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hub.cli_common import console, print_json, user_errors
+from hub.cli_common import JsonOption, console, print_json, user_errors
 
 release_app = typer.Typer(help="Published releases of the master index.", no_args_is_help=True)
 grants_app = typer.Typer(help="Department roles, views and row-level security in the warehouse.",
@@ -17,7 +17,6 @@ grants_app = typer.Typer(help="Department roles, views and row-level security in
 audit_app = typer.Typer(help="Cross-department consistency audits of the published index.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys of the read API (one or more per department).", no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 
 
 @release_app.command("list")

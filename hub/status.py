@@ -37,7 +37,7 @@ def hub_status(engine: sa.Engine | None = None) -> dict:
     with engine.connect() as conn:
         loads = stored.source_loads(conn, registry)
         release = current_release(conn)
-        releases = conn.execute(sa.text("SELECT count(*) FROM publish.release")).scalar_one()
+        releases = stored.release_count(conn)
         attempt = last_publish_attempt(conn)
         gate = stored.last_gate(conn)
         match = stored.last_link_run(conn)

@@ -87,6 +87,11 @@ def open_review_count(conn: sa.Connection) -> int:
     return conn.execute(sa.text("SELECT count(*) FROM mpi.review_pair WHERE decided_at IS NULL")).scalar_one()
 
 
+def release_count(conn: sa.Connection) -> int:
+    """Releases published so far (withdrawn ones included)."""
+    return conn.execute(sa.text("SELECT count(*) FROM publish.release")).scalar_one()
+
+
 def open_finding_count(conn: sa.Connection) -> int:
     """Audit findings still open."""
     return conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = 'open'")).scalar_one()
