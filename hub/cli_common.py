@@ -39,6 +39,12 @@ def user_errors():
         err.print(f"[bold red]error:[/] cannot reach the warehouse database: {first}", highlight=False)
         raise typer.Exit(1) from None
     except ProgrammingError as exc:
+        if "permission denied" in str(exc.orig):
+            first = str(exc.orig).strip().splitlines()[0]
+            err.print(f"[bold red]error:[/] the warehouse refused this role: {escape(first)} (the objects belong to"
+                      " another role: restore with --no-owner as the warehouse's role, or connect as the owner)",
+                      highlight=False)
+            raise typer.Exit(1) from None
         if "does not exist" in str(exc.orig):
             err.print("[bold red]error:[/] the warehouse is not set up: run 'hub db upgrade' first", highlight=False)
             raise typer.Exit(1) from None

@@ -47,11 +47,12 @@ def status(as_json: JsonOption = False) -> None:
         if last["status"] == "failed":
             failed.append((name, last["error"] or ""))
             if src["failures_since_success"] > 1:
-                outcome += f"\n{src['failures_since_success']} in a row"
+                outcome += f"\n{src['failures_since_success']} failed loads in a row"
         table.add_row(label, _when(last["finished_at"] or last["started_at"], "\n"), outcome, f"{last['received']:,}",
                       f"{last['landed']:,}", f"{last['quarantined']:,}", f"{last['duplicates']:,}", position,
                       _when(src["last_full_extract"], "\n") or "never")
-    console.print(table)
+    # piped into a file or another program, the table keeps its columns whole
+    console.print(table, width=None if console.is_terminal else max(console.width, 160))
     for name, error in failed:
         err.print(f"{name}: last load failed: {error}", highlight=False, markup=False, soft_wrap=True)
     current = s["release"]["current"]

@@ -89,6 +89,27 @@ def test_unreachable_warehouse_is_a_clear_error():
     assert "cannot reach the warehouse database" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_role_without_rights_on_the_warehouse_is_one_clear_line(database_url, server_admin_url):
+    """A warehouse restored with its objects owned by another role: one line naming the refusal."""
+    from sqlalchemy.engine import make_url
+
+    role = f"hub_norights_{os.getpid()}"
+    admin = sa.create_engine(server_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        url = make_url(database_url).set(username=role, password=None).render_as_string(hide_password=False)
+        result = _hub("db", "upgrade", env={"HUB_DATABASE_URL": url})
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "the warehouse refused this role: permission denied" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+
+
 def test_release_show_and_rollback_from_the_cli(clean_warehouse):
     from warehouse.audit import record_gate_run
     from warehouse.releases import publish
