@@ -43,7 +43,7 @@ def make_ingest_dag(src: dict) -> DAG:
             from airflow.sdk import Connection
             from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-            from hub.dag_config import data_fault
+            from hub.dag_config import data_fault, transient_note
             from hub.pipeline import ConnectionParts, ingest_source
 
             log = logging.getLogger("hub.dags")
@@ -60,7 +60,7 @@ def make_ingest_dag(src: dict) -> DAG:
             except Exception as exc:
                 reason = data_fault(exc)
                 if reason is None:  # transient (connection refused, 5xx, timeout …): the task's retries take it
-                    log.error("%s; Airflow retries the task if retries are left", exc)
+                    log.error(transient_note(exc))
                     raise
                 log.error(reason)
                 raise AirflowFailException(reason) from exc

@@ -25,14 +25,14 @@ def _step(name: str, *args):
     from airflow.sdk.exceptions import AirflowFailException
 
     from hub import pipeline
-    from hub.dag_config import data_fault
+    from hub.dag_config import data_fault, transient_note
 
     try:
         return getattr(pipeline, name)(*args)
     except Exception as exc:
         reason = data_fault(exc)
         if reason is None:
-            logging.getLogger("hub.dags").error("%s; Airflow retries the task if retries are left", exc)
+            logging.getLogger("hub.dags").error(transient_note(exc))
             raise
         _tell_the_run(reason)
         logging.getLogger("hub.dags").error(reason)

@@ -55,6 +55,21 @@ def data_fault(exc: BaseException) -> str | None:
     return None
 
 
+def transient_note(exc: BaseException) -> str:
+    """The log line of a fault that may pass, inside a running task: which try this was and whether Airflow
+    tries again."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+        tries, last = int(ti.try_number), int(ti.max_tries) + 1
+    except Exception:  # outside a task run (a test calling the step directly)
+        return f"{exc}; Airflow retries the task if tries are left"
+    if tries < last:
+        return f"{exc}; a fault that may pass: try {tries} of {last}, Airflow tries again after the retry delay"
+    return f"{exc}; a fault that may pass, but this was the last of {last} tries: the task fails"
+
+
 def raw_asset_uri(source: str) -> str:
     return f"x-hub://warehouse/raw/{source}"
 
