@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from hub import settings
+from hub.airflow_processes import die_with_parent, error_lines, port_free, take_lock
 from hub.errors import HubError
 
 
@@ -217,18 +218,6 @@ def exec_component(component: str, extra_env: dict[str, str] | None = None) -> N
     os.execve(cmd[0], cmd, component_env(extra=extra_env))
 
 
-def port_free(host_: str, port_: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host_ else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host_, port_))
-        except OSError:
-            return False
-    return True
-
-
 class ApiClient:
     """The API server's public REST API (v2), logged in as one of its users."""
 
@@ -403,19 +392,22 @@ class Deployment:
         return self.logs / f"{component}.log"
 
     def start(self) -> None:
+        """Start the components from the calling thread (the main one: on Linux they get SIGTERM when the
+        thread that started them ends, so they do not outlive a killed ``hub airflow``)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         e = component_env(self.port, self.extra)
         for component in COMPONENTS:
             with self.log_of(component).open("ab") as out:
                 self.procs[component] = subprocess.Popen(component_command(component), env=e, stdout=out,
-                                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                         preexec_fn=die_with_parent())
 
     def tail(self, component: str, lines: int = 15) -> str:
         try:
             text = self.log_of(component).read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        return "\n".join("    " + line for line in text[-lines:])
+        return "\n".join("    " + line for line in error_lines(text, lines))
 
     def check_alive(self) -> None:
         for component, proc in self.procs.items():
@@ -502,11 +494,20 @@ class Deployment:
 def up(port_: int | None = None, *, simulation: bool = True, unpause: bool = True, echo=print,
        timeout: float | None = None) -> int:
     """``hub airflow``: init, start the four components, wait until they are healthy and every hub DAG is
-    parsed, then unpause the hub's DAGs; supervise until SIGTERM or Ctrl-C, then stop them all."""
+    parsed, then unpause the hub's DAGs; supervise until SIGTERM or Ctrl-C, then stop them all.
+    One per hub home (see :func:`take_lock`)."""
+    p = port_ or port()
+    lock = take_lock(p)  # before anything else: a second 'hub airflow' on this hub home stops here
+    try:
+        return _up_locked(p, simulation=simulation, unpause=unpause, echo=echo, timeout=timeout)
+    finally:
+        lock.close()
+
+
+def _up_locked(p: int, *, simulation: bool, unpause: bool, echo, timeout: float | None) -> int:
     import signal
     import time
 
-    p = port_ or port()
     if not port_free(host(), p):
         raise HubError(f"port {p} on {host()} is taken (another Airflow, or another program): stop it or choose "
                        "another port with --port or HUB_AIRFLOW_PORT")
