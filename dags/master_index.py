@@ -50,7 +50,8 @@ def _step(name: str, *args):
     doc_md="""
 ### Master person index
 
-Runs when any source has landed new raw records:
+Runs on every raw-data Asset event (each successful load sends one, even when it landed nothing new;
+then the publish is skipped with "nothing new"):
 
 1. **standardize** — rebuild `std.resident` from raw (ID numbers, names; raw kept beside clean);
 2. **match** — link records on valid ID numbers into stable master ids (`mpi.crosswalk`, `mpi.golden`);
