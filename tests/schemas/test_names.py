@@ -2,7 +2,7 @@ import re
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.masking import mask_id_number, mask_name
@@ -98,7 +98,13 @@ surnames = st.sampled_from(["张", "王", "曾", "单", "解", "欧阳", "司马
 
 @settings(deadline=None)  # the first example loads the code tables
 @given(surnames, st.text(han, min_size=1, max_size=3))
+@example("单", "于一")  # set aside by the assumption below
+@example("单", "于")  # no given name after 于: the surname is 单
 def test_han_names_are_valid_with_their_surname_and_ascii_pinyin(surname, given_name):
+    from schemas.names import COMPOUND_SURNAMES
+
+    # 单 + 于一 is read as the compound surname 单于 + 一, as the rule says: not this property's case
+    assume(not (len(surname) == 1 and len(given_name) > 1 and surname + given_name[0] in COMPOUND_SURNAMES))
     out = standardize_names(pd.Series([surname + given_name])).iloc[0]
     assert out["name_status"] == "valid"
     assert out["name_surname"] == {"長孫": "长孙", "區": "区"}.get(surname, surname)
