@@ -91,6 +91,13 @@ def score(left: pd.DataFrame, right: pd.DataFrame | None = None, *, frequencies:
         parts.append(table.select(cols).to_pandas())
         pred.drop_table_from_database_and_remove_from_cache()
     edges = pd.concat(parts, ignore_index=True) if parts else empty
+    if backend == "duckdb" and "connection" not in (backend_options or {}):
+        # the connection was made for this call: close it, so that DuckDB's buffers (up to its memory
+        # limit) are returned now rather than held through clustering until garbage collection
+        del linker, registered, preds
+        con = getattr(api, "_con", None)
+        if con is not None:
+            con.close()
     swap = edges["unique_id_l"] > edges["unique_id_r"]
     edges.loc[swap, ["unique_id_l", "unique_id_r"]] = edges.loc[swap, ["unique_id_r", "unique_id_l"]].to_numpy()
     return edges
