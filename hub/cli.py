@@ -242,6 +242,10 @@ def link(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the crosswalk CSV.")],
     previous: Annotated[Path | None, typer.Option(help="A crosswalk written earlier: its master ids are kept.")]
     = None,
+    review_out: Annotated[Path | None, typer.Option(
+        "--review-out", help="Where to write the pairs left for review (CSV): grey-zone links and links a "
+                             "constraint refused, with both records' keys, master ids, probability and reason.")]
+    = None,
 ) -> None:
     """Link resident records into master ids (the master-index DAG's matching) and write a crosswalk.
 
@@ -249,6 +253,8 @@ def link(
     its header row only (exit 0). The crosswalk's id_number_status says why an ID number was not used
     (precision_lost: typed into a numeric cell, its last digits are lost). Text starting with
     = + - @ is written with a leading ' so that a spreadsheet does not run it as a formula.
+    --review-out writes the pairs a person should decide: reason grey_zone (probable, not certain)
+    or constraint:different_id / twins / parent_child (a hard rule kept them apart).
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -261,10 +267,13 @@ def link(
         def on_progress(stage, info):
             progress.update(task, description=f"{stage}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
 
-        result = link_files(inputs, out, on_progress=on_progress, previous=previous)
+        result = link_files(inputs, out, on_progress=on_progress, previous=previous, review_out=review_out)
     kept = f", {result['masters_kept']} kept from {previous}" if previous else ""
-    console.print(f"{result['records']} records → {result['masters']} master ids{kept}; "
-                  f"{result['reviews']} pairs for review → {out}")
+    pairs = result["reviews"]
+    where = (f" → {review_out}" if review_out else
+             " (write them with --review-out FILE)" if pairs else "")
+    console.print(f"{result['records']} records → {result['masters']} master ids{kept} → {out}; "
+                  f"{pairs} pair{'' if pairs == 1 else 's'} for review{where}", highlight=False)
     if result["precision_lost"]:
         err.print(f"[yellow]{result['precision_lost']} ID number(s) were stored as numbers and lost digits "
                   "(id_number_status precision_lost): not used for linking; ask for the file with the ID "

@@ -8,6 +8,10 @@ ids the way the warehouse does.
 Files with a header row and no records are accepted: with no records at all the crosswalk has
 its header row only. Text cells a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``,
 tab, carriage return at the start) are written with a leading ``'``; ``--previous`` reads them back.
+
+With ``review_out`` the pairs the matcher left for a person to decide are written too: links in
+the grey zone (probable, not certain) and links a hard constraint refused (two different valid ID
+numbers, twins, parent and child), one row per pair with both records' keys and master ids.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from hub.errors import HubError
 from schemas.text import formula_safe_frame, formula_unsafe
 
 OUTPUT_COLUMNS = ("source", "source_record_id", "master_id", "match_probability", "reason", "id_number_status")
+REVIEW_COLUMNS = ("source_l", "source_record_id_l", "master_id_l", "source_r", "source_record_id_r", "master_id_r",
+                  "match_probability", "match_weight", "reason")
 
 
 def _read(paths: list[Path]) -> pd.DataFrame:
@@ -66,15 +72,33 @@ def _previous(path: Path) -> pd.DataFrame:
                          "master_id": frame["master_id"].str.strip()}).drop_duplicates("record_key")
 
 
+def review_rows(reviews: pd.DataFrame, crosswalk: pd.DataFrame, record_keys) -> pd.DataFrame:
+    """The review pairs as :data:`REVIEW_COLUMNS`: each side's source, source_record_id and master id
+    (from ``crosswalk``, whose rows are the records of ``record_keys`` in order), probability, match
+    weight and reason (``grey_zone`` or ``constraint:<which>``), most probable first."""
+    side = crosswalk[["source", "source_record_id", "master_id"]].set_axis(pd.Index(record_keys, dtype=object))
+    out = {}
+    for s in ("l", "r"):
+        found = side.reindex(reviews[f"record_key_{s}"].astype(object).to_numpy())
+        for col in ("source", "source_record_id", "master_id"):
+            out[f"{col}_{s}"] = found[col].to_numpy()
+    out["match_probability"] = reviews["match_probability"].to_numpy()
+    out["match_weight"] = reviews["match_weight"].to_numpy()
+    out["reason"] = reviews["review_reason"].astype(str).to_numpy()
+    return pd.DataFrame(out, columns=list(REVIEW_COLUMNS))
+
+
 def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dict], None] | None = None,
-               previous: Path | None = None) -> dict:
+               previous: Path | None = None, review_out: Path | None = None) -> dict:
     """Link the records of ``inputs`` (CSV or XLSX with the canonical columns) and write the crosswalk to ``out``.
 
     Every input row appears in the crosswalk: ``source, source_record_id, master_id,
     match_probability, reason, id_number_status`` (the status tells why an ID number was not used:
     ``precision_lost`` for a number typed into a numeric cell, ``checksum_error``, …). With
     ``previous`` (a crosswalk written earlier), its master ids are kept: merged, split and new
-    clusters are handled as in the warehouse. Returns counts.
+    clusters are handled as in the warehouse. With ``review_out`` the pairs left for review are
+    written there (:data:`REVIEW_COLUMNS`, see :func:`review_rows`). Returns counts; ``reviews`` is
+    the number of pairs (the review file's rows).
     """
     import re
 
@@ -85,8 +109,12 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     old = _previous(previous) if previous else pd.DataFrame(columns=["record_key", "master_id"])
     raw = _read(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if review_out:
+        review_out.parent.mkdir(parents=True, exist_ok=True)
     if raw.empty:  # header-only files: nothing to link, an empty crosswalk
         pd.DataFrame(columns=list(OUTPUT_COLUMNS)).to_csv(out, index=False, encoding="utf-8-sig")
+        if review_out:
+            pd.DataFrame(columns=list(REVIEW_COLUMNS)).to_csv(review_out, index=False, encoding="utf-8-sig")
         return {"records": 0, "masters": 0, "masters_kept": 0, "reviews": 0, "precision_lost": 0}
     std = standardize_frame(raw)
     if on_progress:
@@ -106,6 +134,9 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     status = std.set_index(["source", "source_record_id"])["id_number_status"].astype(str)
     crosswalk["id_number_status"] = pd.MultiIndex.from_frame(crosswalk[["source", "source_record_id"]]).map(status)
     formula_safe_frame(crosswalk[list(OUTPUT_COLUMNS)]).to_csv(out, index=False, encoding="utf-8-sig")
+    if review_out:
+        reviews = review_rows(linked.reviews, crosswalk, record_key)
+        formula_safe_frame(reviews).to_csv(review_out, index=False, encoding="utf-8-sig")
     kept = int(crosswalk["master_id"].isin(set(old["master_id"])).groupby(crosswalk["master_id"]).any().sum())
     return {"records": len(crosswalk), "masters": int(crosswalk["master_id"].nunique()), "masters_kept": kept,
             "reviews": len(linked.reviews), **crosswalk["reason"].value_counts().to_dict(),
