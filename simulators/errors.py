@@ -6,6 +6,7 @@ mask of the rows it changed, so the ground truth can say which error hit which r
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,23 @@ class ErrorProfile:
     stale_phone: float = 0.05         # an old phone number
     duplicate: float = 0.01           # the same person entered twice in one system
     date_serial: float = 0.0          # of dates: an Excel serial number instead of the system's format
+    # Birth dates typed wrong while the ID number (from the household register) stays right. The
+    # register and the ID number must carry the Gregorian date, but older rural registrations were
+    # often taken down as the family gave them — by the lunar calendar — and clerks outside the
+    # public-security system copy dates by hand. China's censuses show little age heaping (Jowett & Li
+    # 1982 census; Gu & Feng, IJPS 2019), so year-only placeholders are rare and confined to the very
+    # old; lunar birthdays are mostly an older rural habit (the young celebrate the Gregorian date).
+    # Rates are of eligible records, as estimated from those sources and county trials:
+    dob_lunar: float = 0.06           # of rural records of persons 60+ (x0.4 at 40-59, x0.1 younger):
+    #                                   the lunar birthday written as a Gregorian date (weeks early;
+    #                                   for a January/February birth often in the previous year)
+    dob_swap: float = 0.002           # of dates whose day is 1-12: day and month swapped
+    dob_digit: float = 0.002          # one digit of the year's last two, the month or the day mistyped
+    dob_registration: float = 0.05    # of infants (0-2): the registration date, 1958 Regulations art. 7
+    #                                   give a month to register a birth (late ones take longer)
+    dob_year_only: float = 0.02       # of persons 80+ (x0.25 at 65-79): only the year known, written as
+    #                                   1 January or 1 July of it
+    dob_near: float = 0.002           # a date a few days off (1-7), e.g. the day the family recalled
 
 
 def _rng_mask(rng: np.random.Generator, n: int, rate: float, eligible: np.ndarray | None = None) -> np.ndarray:
@@ -129,6 +147,80 @@ def mess_sex(sex: pd.Series, p: ErrorProfile, rng: np.random.Generator) -> tuple
     out = sex.copy()
     out[wrong] = 3 - out[wrong]
     return out, {"wrong_sex": wrong}
+
+
+_PLACEHOLDER_DAYS = ((1, 1), (7, 1))
+
+
+def _replace_ymd(d: dt.date, y: int, m: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(y, m, day)
+    except ValueError:
+        return None
+
+
+def lunar_as_gregorian(d: dt.date) -> dt.date | None:
+    """The lunar (农历) birthday of Gregorian date ``d`` written as if it were a Gregorian date (None when
+    the lunar day, e.g. the 30th of the 2nd month, has no Gregorian twin)."""
+    from lunardate import LunarDate
+
+    lunar = LunarDate.from_solar_date(d.year, d.month, d.day)
+    return _replace_ymd(d, lunar.year, lunar.month, lunar.day)
+
+
+def _digit_typo(d: dt.date, pos: int, shift: int) -> dt.date | None:
+    """``d`` with one digit of YYYYMMDD (positions 2-7: the year's last two, month, day) changed."""
+    s = d.strftime("%Y%m%d")
+    for k in range(9):
+        t = s[:pos] + str((int(s[pos]) + shift + k) % 10) + s[pos + 1:]
+        if t == s:
+            continue
+        out = _replace_ymd(d, int(t[:4]), int(t[4:6]), int(t[6:]))
+        if out is not None:
+            return out
+    return None
+
+
+def mess_birth_dates(birth: pd.Series, age: np.ndarray, rural: np.ndarray, today: dt.date, p: ErrorProfile,
+                     rng: np.random.Generator) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    """Birth dates as typed (``birth``: the true Gregorian dates); at most one date error per record."""
+    dates = pd.to_datetime(pd.Series(birth)).dt.date.to_numpy(dtype=object)
+    n = len(dates)
+    has = pd.notna(pd.Series(dates)).to_numpy()
+    out = dates.copy()
+    hits: dict[str, np.ndarray] = {}
+    free = has.copy()
+
+    def take(kind: str, rate, eligible: np.ndarray, change) -> None:
+        nonlocal free
+        mask = (rng.random(n) < rate) & eligible & free
+        for i in np.flatnonzero(mask):
+            new = change(i)
+            if new is None or new == dates[i] or new > today:
+                mask[i] = False
+            else:
+                out[i] = new
+        hits[kind] = mask
+        free = free & ~mask
+
+    weight = np.where(age >= 60, 1.0, np.where(age >= 40, 0.4, 0.1))
+    take("dob_lunar", p.dob_lunar * weight, rural, lambda i: lunar_as_gregorian(dates[i]))
+    infant = age <= 2
+    late = rng.integers(7, 61, n)
+    take("dob_registration", p.dob_registration, infant, lambda i: dates[i] + dt.timedelta(days=int(late[i])))
+    which = rng.integers(0, len(_PLACEHOLDER_DAYS), n)
+    take("dob_year_only", p.dob_year_only * np.where(age >= 80, 1.0, 0.25), age >= 65,
+         lambda i: dt.date(dates[i].year, *_PLACEHOLDER_DAYS[which[i]]))
+    day = np.array([d.day if d is not None else 0 for d in dates])
+    month = np.array([d.month if d is not None else 0 for d in dates])
+    take("dob_swap", p.dob_swap, (day <= 12) & (day != month),
+         lambda i: _replace_ymd(dates[i], dates[i].year, dates[i].day, dates[i].month))
+    pos = rng.integers(2, 8, n)
+    shift = rng.integers(1, 10, n)
+    take("dob_digit", p.dob_digit, has, lambda i: _digit_typo(dates[i], int(pos[i]), int(shift[i])))
+    near = rng.integers(1, 8, n) * rng.choice([-1, 1], n)
+    take("dob_near", p.dob_near, has, lambda i: dates[i] + dt.timedelta(days=int(near[i])))
+    return pd.Series(out, index=birth.index), hits
 
 
 def excel_serial(dates: pd.Series) -> pd.Series:

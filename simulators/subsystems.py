@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from simulators.errors import ErrorProfile, format_dates, mess_ids, mess_names, mess_sex, stale_phones
+from simulators.errors import ErrorProfile, format_dates, mess_birth_dates, mess_ids, mess_names, mess_sex, stale_phones
 from simulators.population import TODAY
 
 CANONICAL = ("record_id", "name", "id_number", "sex", "birth_date", "phone", "address", "status", "status_date")
@@ -169,7 +169,9 @@ SUBSYSTEMS: dict[str, Subsystem] = {s.name: s for s in [
               {"record_id": "CSDJ_ID", "name": "XSE_XM", "id_number": "XSE_SFZH", "sex": "XB", "birth_date": "CSRQ",
                "mother_name": "MQ_XM", "mother_id_number": "MQ_SFZH", "address": "JTZZ", "phone": "LXDH",
                "_updated": "GXSJ", "_deleted": "SCBZ"},
-              {1: "1", 2: "2"}, "%Y-%m-%d", ErrorProfile(id_family_member=0.0, duplicate=0.005),
+              {1: "1", 2: "2"}, "%Y-%m-%d",
+              # the hospital's birth certificate: the true date, never a lunar or registration date
+              ErrorProfile(id_family_member=0.0, duplicate=0.005, dob_lunar=0.0, dob_registration=0.0),
               enrol_chusheng, "CS", extra_fields=("mother_name", "mother_id_number")),
     Subsystem("rs_yanglao", "social_security", "城乡居民基本养老保险", "rest", "social_security", "/si/api/v2/pension/insured",
               {"record_id": "aac001", "name": "aac003", "id_number": "aac002", "sex": "aac004", "birth_date": "aac006",
@@ -206,7 +208,11 @@ def build_roll(sub: Subsystem, pop: pd.DataFrame, seed: int) -> pd.DataFrame:
     ids, id_hits = mess_ids(persons["id_number"], persons["birth_date"], _family_ids(pop, persons, rng), p, rng)
     names, name_hits = mess_names(persons["name"], persons["minority"], p, rng)
     sex, sex_hits = mess_sex(persons["sex"], p, rng)
-    births, date_hits = format_dates(persons["birth_date"], sub.date_format, p, rng)
+    # birth-date errors draw from their own stream: switching them on or off leaves the other errors as they were
+    dob_rng = np.random.default_rng([seed, sum(map(ord, sub.name)), 1])
+    rural = persons["address"].astype(str).str.contains("村").to_numpy() & ~persons["migrant"].to_numpy(dtype=bool)
+    typed, dob_hits = mess_birth_dates(persons["birth_date"], _age(persons), rural, TODAY, p, dob_rng)
+    births, date_hits = format_dates(typed, sub.date_format, p, rng)
     phone_true = persons["mobile"].where(persons["mobile"].notna(), persons["phone"])
     phones, phone_hits = stale_phones(phone_true, p, rng)
 
@@ -226,7 +232,7 @@ def build_roll(sub: Subsystem, pop: pd.DataFrame, seed: int) -> pd.DataFrame:
         roll[extra] = persons[extra].to_numpy()
     if "mother_id_number" in roll:
         roll["mother_id_number"] = roll["mother_id_number"].where(roll["mother_id_number"].notna(), None)
-    hits = {**id_hits, **name_hits, **sex_hits, **date_hits, **phone_hits, "duplicate": persons["_dup"].to_numpy()}
+    hits = {**id_hits, **name_hits, **sex_hits, **dob_hits, **date_hits, **phone_hits, "duplicate": persons["_dup"].to_numpy()}
     errors = pd.Series("", index=roll.index)
     for kind, mask in hits.items():
         errors = errors + np.where(mask, kind + ";", "")

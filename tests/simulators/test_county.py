@@ -141,7 +141,8 @@ def test_next_day_changes_and_keeps_record_ids():
 def test_error_profile_rates_are_configurable():
     quiet = ErrorProfile(id_typo=0, id_transposition=0, id_lower_x=0, id_full_width=0, id_placeholder=0,
                          id_family_member=0, name_homophone=0, name_traditional=0, name_space=0,
-                         minority_separator=0, wrong_sex=0, stale_phone=0, duplicate=0)
+                         minority_separator=0, wrong_sex=0, stale_phone=0, duplicate=0, dob_lunar=0, dob_swap=0,
+                         dob_digit=0, dob_registration=0, dob_year_only=0, dob_near=0)
     from dataclasses import replace
 
     from simulators.subsystems import build_roll
