@@ -30,6 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_simulators import PeakRss  # noqa: E402
 
 CACHE = Path(os.environ.get("BENCH_CACHE", "/tmp/bench-matching"))
+SIMULATORS = Path(__file__).resolve().parents[1] / "simulators"
+
+
+def simulator_digest() -> str:
+    """A digest of the simulator's code (error profiles included): a cached county is reused only
+    when the simulator that made it is the one checked out."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(SIMULATORS.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def build_std(persons: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -40,7 +52,8 @@ def build_std(persons: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     from simulators.population import CountySpec
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    std_path, truth_path = CACHE / f"std-{persons}-{seed}.parquet", CACHE / f"truth-{persons}-{seed}.parquet"
+    tag = f"{persons}-{seed}-{simulator_digest()}"
+    std_path, truth_path = CACHE / f"std-{tag}.parquet", CACHE / f"truth-{tag}.parquet"
     if std_path.exists() and truth_path.exists():
         return pd.read_parquet(std_path), pd.read_parquet(truth_path)
     county = SimulatedCounty.create(CountySpec(persons=persons, seed=seed))
