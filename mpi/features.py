@@ -6,8 +6,13 @@ per input row, in the same order, with a surrogate ``unique_id`` (0..n-1) and ``
 
 ID numbers give two features:
 
-* ``id_valid`` — the clean number when it is valid *and trusted*: the record's own birth date and
-  sex (where present) agree with the ones the number encodes. A valid number that disagrees is
+* ``id_valid`` — the clean number when it is valid *and trusted*: the record's own sex (where
+  present) agrees with the one the number encodes, and so does its birth date — or the birth date
+  differs from the number's the way typed birth dates really go wrong (:func:`date_error_kind`:
+  a lunar birthday written as a Gregorian date, day and month swapped, one digit mistyped, a date a
+  few days off or a newborn's registration date, a year-only placeholder such as 1 January). The
+  number comes from the household register and is the authority for the date: such a record's
+  ``dob`` is the number's. A valid number that disagrees otherwise (years off, or the other sex) is
   most often a family member's number typed in; it is kept out of matching (``id_conflict``).
 * ``id_body`` — the 17-digit body of the raw number after NFKC / upper-casing / 15→18 upgrade,
   present even when the checksum fails, so one-digit typos and transpositions can be compared.
@@ -15,9 +20,12 @@ ID numbers give two features:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
+from mpi.clustering import PARENT_CHILD_DAYS
 from schemas.id_number import USABLE, normalize_text
 
 # a newborn registered before it was named: 张某某之子 / 李某某之女 carries only a surname
@@ -51,6 +59,61 @@ def id_bodies(raw: pd.Series, status: pd.Series) -> pd.Series:
     # all-same-digit bodies are placeholders whatever the status says
     same = body.str.fullmatch(r"0+|1+|2+|3+|4+|5+|6+|7+|8+|9+").fillna(False)
     return body.where(keep & ~same)
+
+
+# how far a typed birth date may lie from the true one and still read as a slip: a few days before
+# (a date misremembered), up to three months after (a newborn's registration date: the 1958
+# Regulations give a month to register a birth, and late registrations are common)
+NEAR_BEFORE_DAYS = 7
+REGISTRATION_DAYS = 92
+PLACEHOLDER_MONTH_DAYS = ("01-01", "07-01")  # what a clerk writes when only the year is known
+DATE_ERROR_KINDS = ("lunar", "swapped", "one_digit", "near", "placeholder")
+
+
+@lru_cache(maxsize=65536)
+def lunar_to_gregorian(iso: str) -> tuple[str, ...]:
+    """The Gregorian dates ``iso`` (YYYY-MM-DD) stands for if it is really a lunar (农历) date written as a
+    Gregorian one: the ordinary month's, and the leap month's when that year has one of that number."""
+    from lunardate import LunarDate
+
+    y, m, d = int(iso[:4]), int(iso[5:7]), int(iso[8:10])
+    out = []
+    for leap in (False, True):
+        try:
+            out.append(LunarDate(y, m, d, leap).to_solar_date().isoformat())
+        except ValueError:  # no such lunar day (a 30th in a short month), no such leap month, out of range
+            pass
+    return tuple(out)
+
+
+def date_error_kind(written: pd.Series, true: pd.Series) -> pd.Series:
+    """How a written birth date differs from the true one (both ISO strings), as typed dates really
+    do (:data:`DATE_ERROR_KINDS`); null where they are equal, either is missing, or nothing explains it.
+
+    A family member's date does not read as one of these: a spouse or parent is years away (a digit
+    typo that puts a generation between the dates is not a slip), and a sibling is not born within a
+    few weeks (twins share the date)."""
+    kind = pd.Series(pd.NA, index=written.index, dtype="string")
+    both = (written.notna() & true.notna() & (written != true)).fillna(False).to_numpy()
+    if not both.any():
+        return kind
+    w, t = written[both].astype(str), true[both].astype(str)
+    wd, td = w.str.replace("-", "", regex=False), t.str.replace("-", "", regex=False)
+    diff = (pd.to_datetime(w, errors="coerce") - pd.to_datetime(t, errors="coerce")).dt.days
+    one_digit = pd.Series(
+        [sum(a != b for a, b in zip(x, y)) == 1 for x, y in zip(wd.tolist(), td.tolist())], index=w.index)
+    lunar_of = pd.Series({v: lunar_to_gregorian(v) for v in w.unique()})
+    lunar = pd.Series([tv in lunar_of[wv] for wv, tv in zip(w.tolist(), t.tolist())], index=w.index)
+    swapped = (w.str.slice(0, 4) == t.str.slice(0, 4)) & (w.str.slice(5, 7) == t.str.slice(8, 10)) \
+        & (w.str.slice(8, 10) == t.str.slice(5, 7))
+    near = diff.between(-NEAR_BEFORE_DAYS, REGISTRATION_DAYS).fillna(False)
+    placeholder = (w.str.slice(0, 4) == t.str.slice(0, 4)) & w.str.slice(5, 10).isin(PLACEHOLDER_MONTH_DAYS)
+    # a year typed a decade off still reads as a slip; a generation off is a parent's or child's number
+    family = (diff.abs() >= PARENT_CHILD_DAYS).fillna(True)
+    found = np.select([lunar, swapped, one_digit, near, placeholder], list(DATE_ERROR_KINDS), default="")
+    found[family.to_numpy()] = ""
+    kind[both] = pd.Series(found, index=w.index).replace("", pd.NA).astype("string").to_numpy()
+    return kind
 
 
 def _iso(dates: pd.Series) -> pd.Series:
@@ -87,16 +150,18 @@ def build_features(std: pd.DataFrame) -> pd.DataFrame:
     sex = pd.to_numeric(std["sex"], errors="coerce").astype("Int16")
     sex = sex.where(sex.isin([1, 2]))
     id_sex = pd.to_numeric(std["id_sex"], errors="coerce").astype("Int16")
-    dob_conflict = (dob.notna() & id_dob.notna() & (dob != id_dob)).fillna(False)
+    dob_differs = (dob.notna() & id_dob.notna() & (dob != id_dob)).fillna(False)
+    slip = date_error_kind(dob.where(valid.notna() & dob_differs), id_dob).notna()
     sex_conflict = (sex.notna() & id_sex.notna() & (sex != id_sex)).fillna(False)
-    conflict = valid.notna() & (dob_conflict | sex_conflict)
+    conflict = valid.notna() & ((dob_differs & ~slip) | sex_conflict)
     out["id_valid"] = valid.where(~conflict)
     body = id_bodies(std["id_number_raw"], status)
     out["id_body"] = body.where(~conflict)
     out["id_conflict"] = conflict.astype(bool)
     out["id_claimed"] = valid  # checksum-valid, trusted or not: the clustering constraint looks at both
-    # the record's own birth date; the trusted ID's when the record has none
-    out["dob"] = dob.fillna(id_dob.where(out["id_valid"].notna()))
+    # the record's own birth date; the trusted ID's when the record has none or its date is a slip
+    trusted = out["id_valid"].notna()
+    out["dob"] = dob.where(~(slip & trusted), id_dob).fillna(id_dob.where(trusted))
     out["birth_year"] = out["dob"].str.slice(0, 4)
     out["sex"] = sex.fillna(id_sex.where(out["id_valid"].notna()))
     out["phone"] = _text(std["phone"])
