@@ -18,8 +18,9 @@ A refused link is never merged; it goes to the review list with the constraint t
 Because links are taken strongest first, the links a constraint refuses are the weakest ones.
 
 A steward's decisions come first: "match" pairs (``must``) are merged before any scored link and
-override the constraints above; "not a match" pairs (``cannot``) are never put in one cluster,
-by a scored link or by a "match" (``constraint = 'steward'``).
+override the constraints above, but never put two different valid ID numbers together; "not a
+match" pairs (``cannot``) are never put in one cluster, by a scored link or by a "match"
+(``constraint = 'steward'``).
 
 Ties between equally strong links are broken by the records' keys, never by their position, so
 the clusters of a group of records do not depend on which other records are loaded with them.
@@ -178,9 +179,9 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
         a.people.extend(b.people)
         del comps[rb]
 
-    for i, j in sorted(must):  # a steward's "match" overrides the automatic constraints
+    for i, j in sorted(must):  # a steward's "match" overrides the automatic constraints, but never two valid IDs
         ra, rb = find(int(group_codes[i])), find(int(group_codes[j]))
-        if ra != rb and not _kept_apart(comps[ra], comps[rb], partners):
+        if ra != rb and not _kept_apart(comps[ra], comps[rb], partners) and violated(comps[ra], comps[rb]) != "different_id":
             union(ra, rb)
 
     decisions = {}

@@ -6,8 +6,10 @@ term-frequency snapshot and the clusters of the last run. A delta run
 
 1. builds the features of the records that are new or re-standardized, and keeps only those whose
    matching values changed (the others just get their new time stamp);
-2. takes in the stored records that share an ID number (old or new) with them, since their
-   deterministic anchors may change, and anchors the lot again;
+2. takes in the stored records that share an ID number (old or new) with them or with a record a
+   steward decided on since the last run, since their deterministic anchors may change, and anchors
+   the lot again (a record whose ID number a steward detached arrives as re-standardized: its
+   features are built again);
 3. scores them among themselves and against the stored records their blocking keys reach, and
    stores their features and links in place of the old ones;
 4. re-clusters the region of the index those links, ids, anchors and previous clusters reach
@@ -116,12 +118,14 @@ def _changed(fresh: pd.DataFrame | None, old: pd.DataFrame, restandardized: set[
 def _affected(delta: Delta, fresh: pd.DataFrame | None, old: pd.DataFrame, changed: set[str],
               stored: StoredIndex, cannot: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The records to score again, anchored (and the stored rows among them, as they were stored)."""
-    known = set(stored.features(delta.decided)["record_key"]) if delta.decided else set()
+    decided = stored.features(delta.decided) if delta.decided else None
+    known = set(decided["record_key"]) if decided is not None else set()
     seeds = set(delta.new) | changed | (delta.decided & known)
     fresh_rows = fresh[fresh["record_key"].isin(seeds)] if fresh is not None else None
-    # records sharing an ID number (old or new) with a changed record: their anchors may change
+    # records sharing an ID number (old or new) with a changed record, or with a record a steward
+    # decided on (a split or move-out takes it out of its anchor): their anchors may change
     old_changed = old[old["record_key"].isin(changed | delta.removed)]
-    ids = set(old_changed["id_valid"].dropna())
+    ids = set(old_changed["id_valid"].dropna()) | (set(decided["id_valid"].dropna()) if decided is not None else set())
     if fresh_rows is not None:
         ids |= set(fresh_rows["id_valid"].dropna())
     kept = stored.features(seeds - set(delta.new), ids=ids)

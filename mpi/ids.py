@@ -14,7 +14,8 @@ Rules:
 * A cluster that claims one id keeps it. A cluster that claims several is a **merge**: it keeps
   the id carrying most of its records (ties: the older id) and the others retire with a redirect.
 * A cluster that claims none gets a new id (**created**). When its records came from an id kept
-  by another cluster, that id was **split**: the larger part kept it.
+  by another cluster, that id was **split**: the larger part kept it — except for records a steward
+  took out of an id (``leaving``): they never claim the id they left, so the rest keeps it.
 * Records moving between ids are ``record_moved``; new records joining an existing id are
   ``record_added``; records gone from the sources are ``record_removed``; an id left with no
   records at all is ``retired`` without a redirect.
@@ -72,12 +73,14 @@ class Assignment:
 
 
 def assign_master_ids(clusters: pd.DataFrame, previous: pd.DataFrame, *, mint: Callable[[int], list[str]],
-                      age: Callable[[str], object] | None = None, causes: Causes | None = None) -> Assignment:
+                      age: Callable[[str], object] | None = None, causes: Causes | None = None,
+                      leaving: dict[str, str] | None = None) -> Assignment:
     """Master ids for ``clusters`` (record_key, cluster_key), carried over from ``previous`` (record_key, master_id).
 
     ``previous`` holds the earlier assignment of every record that may be concerned (records now gone
     included); ``mint(n)`` returns ``n`` fresh ids in order; ``age(master_id)`` sorts older ids first
-    (default: the id itself).
+    (default: the id itself); ``leaving`` maps records a steward took out of a master id (a split or
+    a move-out) to that id: while they are still under it, they do not count in claiming it.
     """
     causes = causes or Causes()
     age = age or (lambda m: m)
@@ -86,6 +89,8 @@ def assign_master_ids(clusters: pd.DataFrame, previous: pd.DataFrame, *, mint: C
     members = clusters.groupby("cluster_key", sort=True)["record_key"].apply(list).to_dict()
 
     both = clusters.merge(previous, on="record_key", how="inner")
+    if leaving:
+        both = both[both["record_key"].map(leaving).astype(object).to_numpy() != both["master_id"].to_numpy()]
     overlap = both.groupby(["master_id", "cluster_key"]).size().rename("n").reset_index()
     # each previous id is claimed by the cluster holding most of its records (ties: smallest key)
     claims = overlap.sort_values(["master_id", "n", "cluster_key"], ascending=[True, False, True]) \

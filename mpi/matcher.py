@@ -108,13 +108,31 @@ class MatchOutcome:
         return cluster_anchors(self.clusters["cluster_key"], trusted)
 
 
+def detach_ids(feats: pd.DataFrame, std: pd.DataFrame, detached: Iterable[str]) -> pd.DataFrame:
+    """``feats`` (of ``std``, same order) with the ID numbers of the ``detached`` records treated as
+    contradicted by their record: neither anchoring nor compared (no ``id_valid``, no ``id_body``), the
+    birth date and sex only the record's own; the number stays ``id_claimed``."""
+    from mpi.features import build_features
+
+    hit = feats["record_key"].isin(set(detached)).to_numpy()
+    if not hit.any():
+        return feats
+    own = build_features(std[hit].assign(id_number_status="detached"))
+    feats = feats.copy()
+    for col in ("id_valid", "id_body", "dob", "birth_year", "sex"):
+        feats.loc[hit, col] = own[col].to_numpy()
+    feats.loc[hit, "id_conflict"] = feats.loc[hit, "id_claimed"].notna().to_numpy()
+    return feats
+
+
 @dataclass(frozen=True)
 class Matcher:
     """The model file, the thresholds and the term-frequency snapshot matching runs with.
 
     ``frequencies``: the snapshot to score with (default: taken from the records of
     :meth:`match_all`, or from the stored index for :meth:`match_delta`); ``backend_options`` go to
-    the Splink database API (``memory_limit=`` for DuckDB, ``spark_session=`` for ``backend="spark"``)."""
+    the Splink database API (``memory_limit=`` for DuckDB, ``spark_session=`` for ``backend="spark"``);
+    ``detached``: record keys whose ID number a steward said belongs to someone else (:func:`detach_ids`)."""
 
     model_path: Path = DEFAULT_MODEL
     threshold: float = THRESHOLD
@@ -122,6 +140,7 @@ class Matcher:
     frequencies: Frequencies | None = None
     backend: str = "duckdb"
     backend_options: dict | None = None
+    detached: frozenset = frozenset()
 
     def __post_init__(self):
         if not 0 < self.review_threshold <= self.threshold <= 1:
@@ -150,7 +169,7 @@ class Matcher:
         feats["source"] = std["source"].astype(str).to_numpy()
         feats["source_record_id"] = std["source_record_id"].astype(str).to_numpy()
         feats["standardized_at"] = std["standardized_at"].to_numpy() if "standardized_at" in std else pd.NaT
-        return feats
+        return detach_ids(feats, std, self.detached) if self.detached else feats
 
     def score(self, left: pd.DataFrame, right: pd.DataFrame | None = None, *,
               frequencies: Frequencies) -> pd.DataFrame:
