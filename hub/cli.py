@@ -370,20 +370,84 @@ def review_decide(
     reviewer: Annotated[str, typer.Option(help="Who decides (kept with the decision).")],
     comment: Annotated[str, typer.Option(help="Why.")] = "",
 ) -> None:
-    """Decide a review pair; every later matching run honours the decision."""
+    """Decide a review pair; every later matching run honours the decision.
+
+    A new decision on the same pair supersedes the earlier one, which stays in the history (hub history).
+    A "match" that would put two people in one master (two different valid ID numbers, a parent and
+    child, twins) is refused with what to do instead."""
     from hub import settings
     from hub.stewardship import decide
 
     with user_errors(), settings.engine().begin() as conn:
         r = decide(conn, review_id, decision.replace("-", "_"), reviewer=reviewer, comment=comment)
-    console.print(f"review {r['review_id']}: {r['decision']} ({r['record_key_l']} / {r['record_key_r']}); "
+    replaced = f"; supersedes decision {', '.join(map(str, r['supersedes']))}" if r["supersedes"] else ""
+    console.print(f"review {r['review_id']}: {r['decision']} ({r['record_key_l']} / {r['record_key_r']}), "
+                  f"decision {r['decision_id']}{replaced}; the next matching run applies it")
+
+
+def _decided(r: dict) -> None:
+    replaced = f"; supersedes decision {', '.join(map(str, r['supersedes']))}" if r["supersedes"] else ""
+    apart = f" apart from {len(r['other_keys'])} other record(s)" if r["other_keys"] else ""
+    console.print(f"decision {r['decision_id']}: {r['kind']} {', '.join(r['record_keys'])}"
+                  f"{' of ' + r['master_id'] if r['master_id'] else ''}{apart}{replaced}; "
                   "the next matching run applies it")
+
+
+ReasonOption = Annotated[str, typer.Option(help="Why (kept in the master's history).")]
+ReviewerOption = Annotated[str, typer.Option(help="Who decides (kept with the decision).")]
+
+
+@review_app.command("split")
+def review_split(
+    master_id: Annotated[str, typer.Argument(help="The master id to split.")],
+    records: Annotated[str, typer.Option(help="The records that become a master apart: SOURCE/RECORD[,SOURCE/RECORD…].")],
+    reviewer: ReviewerOption,
+    reason: ReasonOption,
+) -> None:
+    """Split a master: the listed records become a master apart from the rest, which keeps the id."""
+    from hub import settings
+    from hub.stewardship import split
+
+    with user_errors(), settings.engine().begin() as conn:
+        r = split(conn, master_id, records.split(","), reviewer=reviewer, reason=reason)
+    _decided(r)
+
+
+@review_app.command("move-out")
+def review_move_out(
+    record: Annotated[str, typer.Argument(help="SOURCE/RECORD, as hub history lists it.")],
+    reviewer: ReviewerOption,
+    reason: ReasonOption,
+) -> None:
+    """Move one record out of its master, on its own."""
+    from hub import settings
+    from hub.stewardship import move_out
+
+    with user_errors(), settings.engine().begin() as conn:
+        r = move_out(conn, record, reviewer=reviewer, reason=reason)
+    _decided(r)
+
+
+@review_app.command("detach-id")
+def review_detach_id(
+    record: Annotated[str, typer.Argument(help="SOURCE/RECORD, as hub history lists it.")],
+    reviewer: ReviewerOption,
+    reason: ReasonOption,
+) -> None:
+    """Detach a record's ID number: it belongs to someone else (matching then uses the record's other fields)."""
+    from hub import settings
+    from hub.stewardship import detach_id
+
+    with user_errors(), settings.engine().begin() as conn:
+        r = detach_id(conn, record, reviewer=reviewer, reason=reason)
+    _decided(r)
 
 
 @app.command()
 def history(master_id: Annotated[str, typer.Argument(help="A master id (a retired one redirects).")],
             as_json: JsonOption = False) -> None:
-    """The timeline of a master id: its records, its events with their causes, its review decisions."""
+    """The timeline of a master id: its records, its events with their causes, its review pairs and every
+    steward decision touching it (superseded ones marked)."""
     from hub import settings
     from hub.stewardship import history as master_history
 
@@ -414,6 +478,15 @@ def history(master_id: Annotated[str, typer.Argument(help="A master id (a retire
             reviews.add_row(str(r["review_id"]), f"{r['record_key_l']} / {r['record_key_r']}", r["review_reason"],
                             r["decision"] or "open", r["reviewer"] or "", r["comment"] or "")
         console.print(reviews)
+    if h["decisions"]:
+        decisions = Table("decision", "when", "kind", "records", "reviewer", "comment", "in force",
+                          title="steward decisions")
+        for d in h["decisions"]:
+            apart = f" (apart from {', '.join(d['other_keys'])})" if d["other_keys"] else ""
+            decisions.add_row(str(d["decision_id"]), f"{d['decided_at']:%Y-%m-%d %H:%M}", d["kind"],
+                              " / ".join(d["record_keys"]) + apart, d["reviewer"], d["comment"] or "",
+                              f"superseded by {d['superseded_by']}" if d["superseded_by"] else "yes")
+        console.print(decisions)
 
 
 @app.command()

@@ -10,12 +10,15 @@ same data they give the same index:
   since the last run, against the stored state (:class:`warehouse.matching_state.MatchingStore`).
 
 This module does the I/O around the matcher: reading std and the stored state, writing the
-crosswalk, master ids, review pairs, events and golden records. Steward decisions (decided review
-pairs) are must-link / cannot-link pairs in every run.
+crosswalk, master ids, review pairs, events and golden records. Steward decisions
+(:func:`warehouse.matching_state.decisions`, the latest per pair of records and per record) are honoured by
+every run: must-link / cannot-link pairs, ID numbers detached from their record (the record's features
+are built again), and records a split or move-out took out of a master, which never claim its id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -81,7 +84,9 @@ def _full(conn: sa.Connection, matcher: Matcher, snapshot_records: int | None, m
 
 def _incremental(conn: sa.Connection, matcher: Matcher, new: set[str], restd: set[str], gone: set[str],
                  steward: set[str], must, cannot, on_progress, step: StepTimer) -> MatchOutcome:
-    """Match what changed since the last run against the stored state."""
+    """Match what changed since the last run against the stored state. Records whose ID number a
+    steward detached since then are read again, as if re-standardized: their features change."""
+    restd = restd | ((steward & matcher.detached) - new - gone)
     records = ms.read_std(conn, INPUT_COLUMNS, new | restd) if new | restd else None
     step("read")
     delta = Delta(records=records, new=new, restandardized=restd, removed=gone, decided=steward)
@@ -104,7 +109,9 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
     ms.lock_matching(conn)  # before planning: a run that waited for another plans on what that one stored
     mode, model_changed, state, last = _plan(conn, matcher, mode, refresh_frequencies)
     run_id = ms.start_run(conn, mode, matcher.version, ran_with(matcher.model_path))
-    must, cannot, steward = ms.decisions(conn, since=last["started_at"] if last else None)
+    decided = ms.decisions(conn, since=last["started_at"] if last else None)
+    must, cannot, steward = decided.must, decided.cannot, decided.recent
+    matcher = dataclasses.replace(matcher, detached=frozenset(decided.detached))
     t0 = time.perf_counter()
     step = StepTimer()
     new, restd, gone = ms.delta(conn)
@@ -118,7 +125,7 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
         outcome = _incremental(conn, matcher, new, restd, gone, steward, must, cannot, on_progress, step)
         changed = outcome.changed
     causes = Causes(new=new, changed=changed, deleted=gone, steward=steward, model_changed=model_changed)
-    counts = _store_index(conn, run_id, mode, outcome, causes, restd, golden, step)
+    counts = _store_index(conn, run_id, mode, outcome, causes, restd, golden, step, decided.leaving)
     counts.update({k: outcome.stats[k] for k in ("rescored", "candidates") if k in outcome.stats})
     counts.update({"mode": mode, "records": int(outcome.stats["records"]), "affected": int(len(outcome.region)),
                    "new": len(new), "changed": len(changed), "removed": len(gone), "run_id": run_id,
@@ -134,7 +141,7 @@ def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | P
 
 
 def _store_index(conn: sa.Connection, run_id: int, mode: str, outcome: MatchOutcome, causes: Causes,
-                 restd: set[str], golden: Golden | None, step: StepTimer) -> dict:
+                 restd: set[str], golden: Golden | None, step: StepTimer, leaving: dict[str, str]) -> dict:
     """Carry master ids over to the outcome's clusters and write the crosswalk, masters, events,
     review pairs and the golden records the run touched."""
     full = mode == "full"
@@ -143,7 +150,7 @@ def _store_index(conn: sa.Connection, run_id: int, mode: str, outcome: MatchOutc
     previous = ms.read_previous(conn, None if full else region | gone)
     step("read_previous")
     assignment = assign_master_ids(clusters[["record_key", "cluster_key"]], previous,
-                                   mint=lambda n: mint_master_ids(conn, n), causes=causes)
+                                   mint=lambda n: mint_master_ids(conn, n), causes=causes, leaving=leaving)
     step("assign_ids")
     crosswalk = assignment.crosswalk.assign(match_rule=clusters["reason"].to_numpy())
     anchors = pd.DataFrame({"master_id": crosswalk["master_id"].to_numpy(), "anchor": outcome.anchors().to_numpy()}) \

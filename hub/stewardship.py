@@ -2,12 +2,21 @@
 
 One code path for ``hub review …`` / ``hub history`` and the read API. Names and ID numbers
 leave this module masked.
+
+Decisions are an append-only history (``mpi.decision``): a new one supersedes, never erases. Every
+matching run honours the decisions in force (:mod:`warehouse.stewardship`). A "match" that would put
+two ID numbers valid for their records, or a parent and child, or twins, in one master is refused
+(:class:`DecisionRefused`) with what the steward can do instead — the same constraints the clustering
+keeps (:func:`mpi.clustering.violated`), checked on the two records' current masters.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from hub.errors import HubError
@@ -15,6 +24,10 @@ from schemas.masking import mask_id_number, mask_name
 from warehouse import stewardship as stored
 
 DECISIONS = ("match", "not_a_match")
+
+
+class DecisionRefused(HubError):
+    """A decision that would corrupt the index (two people in one master); the message says what to do instead."""
 
 
 def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, reason: str | None = None) -> list[dict]:
@@ -47,16 +60,187 @@ def show_review(conn: sa.Connection, review_id: int) -> dict:
     return out
 
 
-def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str, comment: str = "") -> dict:
-    """Record a steward's decision; every later matching run honours it (must-link / cannot-link)."""
-    if decision not in DECISIONS:
-        raise HubError(f"unknown decision {decision!r}: expected one of {', '.join(DECISIONS)}")
+def _who(reviewer: str, reason: str | None = None, *, reason_needed: bool = False) -> tuple[str, str | None]:
     if not reviewer or not reviewer.strip():
         raise HubError("a decision needs the reviewer's name (--reviewer)")
-    row = stored.record_decision(conn, review_id, decision, reviewer=reviewer.strip(), comment=comment or None)
-    if row is None:
+    if reason_needed and (not reason or not reason.strip()):
+        raise HubError("this decision needs a reason (--reason), kept in the master's history")
+    return reviewer.strip(), (reason or "").strip() or None
+
+
+def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str, comment: str = "") -> dict:
+    """Record a steward's decision on a review pair; every later matching run honours it (must-link /
+    cannot-link). A "match" that would put two people in one master raises :class:`DecisionRefused`."""
+    if decision not in DECISIONS:
+        raise HubError(f"unknown decision {decision!r}: expected one of {', '.join(DECISIONS)}")
+    reviewer, comment = _who(reviewer, comment)
+    pair = stored.review_pair(conn, review_id)
+    if pair is None:
         raise HubError(f"no review pair {review_id}")
-    return row
+    left, right = pair["record_key_l"], pair["record_key_r"]
+    if decision == "match":
+        check_match(conn, left, right)
+    row = stored.append_decision(conn, decision, [left, right], reviewer=reviewer, comment=comment,
+                                 review_id=review_id)
+    stored.mark_review(conn, review_id, decision, reviewer=reviewer, comment=comment, decided_at=row["decided_at"])
+    return {"review_id": review_id, "record_key_l": left, "record_key_r": right, "decision": decision,
+            "decided_at": row["decided_at"], "decision_id": row["decision_id"], "supersedes": row["replaces"]}
+
+
+def _features(conn: sa.Connection, keys: set[str], detached: set[str]) -> pd.DataFrame:
+    """Matching features of ``keys``: stored ones, built again from std.resident for records never
+    matched or whose ID number a steward detached."""
+    from mpi.features import INPUT_COLUMNS
+    from mpi.matcher import Matcher
+    from warehouse import matching_state as ms
+
+    have = ms.read_features(conn, keys)
+    again = (keys - set(have["record_key"].astype(str))) | (keys & detached)
+    have = have[~have["record_key"].isin(again)]
+    if again:
+        std = ms.read_std(conn, INPUT_COLUMNS, again)
+        if len(std):
+            built = Matcher(detached=frozenset(detached)).features(std)
+            have = pd.concat([have, built[[c for c in have.columns if c in built.columns]]], ignore_index=True)
+    return have.sort_values("record_key").reset_index(drop=True)
+
+
+def check_match(conn: sa.Connection, key_a: str, key_b: str) -> None:
+    """Refuse (:class:`DecisionRefused`) a "match" of two records whose current masters (all their
+    records) hold two different ID numbers valid for their records, a parent and child, or twins —
+    or that another decision in force keeps apart."""
+    from mpi.clustering import _components, violated
+
+    masters = stored.masters_of(conn, [key_a, key_b])
+    ma, mb = masters.get(key_a), masters.get(key_b)
+    if ma is not None and ma == mb:
+        return  # already one master
+    side_a = {r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, ma)} if ma else set()
+    side_b = {r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, mb)} if mb else set()
+    side_a.add(key_a)
+    side_b.add(key_b)
+    side_b -= side_a
+    force = stored.in_force(stored.all_decisions(conn, side_a | side_b))
+    force.add({"decision_id": math.inf, "kind": "match", "subject": stored.subject_of("match", [key_a, key_b]),
+               "record_keys": [key_a, key_b], "other_keys": []})
+    feats = _features(conn, side_a | side_b, force.detached())
+    keys = feats["record_key"].astype(str).to_numpy()
+    group = np.where(np.isin(keys, sorted(side_a)), 0, 1)
+    partners: dict[str, set] = {}
+    for a, b in force.pairs()[1]:
+        if ({a, b} <= side_a | side_b) and ((a in side_a) != (b in side_a)):
+            partners.setdefault(a, set()).add(b)
+            partners.setdefault(b, set()).add(a)
+    comps = _components(feats, group, np.array([0, 1]), keys, partners)
+    if 0 not in comps or 1 not in comps:
+        return
+    why = violated(comps[0], comps[1], partners)
+    if why is None:
+        return
+    where = f"{key_a} ({ma or 'no master yet'}) and {key_b} ({mb or 'no master yet'})"
+    if why == "different_id":
+        a_ids, b_ids = comps[0].ids or comps[0].claimed, comps[1].ids or comps[1].claimed
+        holders = [k for k, i in zip(keys, feats["id_valid"].astype(object)) if isinstance(i, str)
+                   and (i in a_ids) != (i in b_ids)]
+        numbers = " and ".join(sorted({mask_id_number(i) for i in (a_ids ^ b_ids)}))
+        raise DecisionRefused(
+            f"refused: a match of {where} would put two different ID numbers valid for their records ({numbers}) in"
+            f" one master — two people. If one of these records carries someone else's number, mark it: hub review"
+            f" detach-id {holders[0] if holders else key_b} --reviewer … --reason … (it detaches the number, and"
+            f" matching then compares the record on its other fields); otherwise decide not_a_match")
+    if why == "parent_child":
+        years = (max(comps[0].max_dob, comps[1].max_dob) - min(comps[0].min_dob, comps[1].min_dob)) // 365
+        raise DecisionRefused(
+            f"refused: a match of {where} would put birth dates {years} years apart in one master — most likely a"
+            f" parent and child. Decide not_a_match; if a birth date is wrong, correct it in the source system,"
+            f" or take the wrong record out of its master: hub review move-out SOURCE/RECORD --reviewer … --reason …")
+    if why == "twins":
+        raise DecisionRefused(
+            f"refused: a match of {where} would put two records with the same birth date and the same house or phone"
+            f" but names that differ in writing and in sound in one master — most likely twins or siblings. Decide"
+            f" not_a_match; if a name is wrong, correct it in the source system")
+    apart = sorted((a, b) for a in partners for b in partners[a] if a < b)
+    raise DecisionRefused(
+        f"refused: a match of {where} goes against a steward decision in force that keeps"
+        f" {apart[0][0]} and {apart[0][1]} apart; read it with hub history {ma or mb} and decide that pair"
+        f" first if it was wrong")
+
+
+def _current_master(conn: sa.Connection, master_id: str) -> tuple[str, list[str]]:
+    current, chain = resolve(conn, master_id)
+    if chain:
+        raise HubError(f"master id {master_id} was retired into {current}: decide on {current}")
+    keys = [r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, current)]
+    return current, keys
+
+
+def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: str, reason: str) -> dict:
+    """The ``records`` of ``master_id`` become a master apart from the rest: cannot-links between the two
+    parts (and must-links among ``records``) in every later run. The rest keeps the master id."""
+    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    current, keys = _current_master(conn, master_id)
+    taken = sorted({r.strip() for r in records if r.strip()})
+    if not taken:
+        raise HubError("name the records to split off: --records SOURCE/RECORD[,SOURCE/RECORD…]")
+    strangers = [k for k in taken if k not in keys]
+    if strangers:
+        raise HubError(f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'} not a record of {current};"
+                       f" its records are listed by hub history {current}")
+    rest = sorted(set(keys) - set(taken))
+    if not rest:
+        raise HubError(f"these are all the records of {current}: name the records to take out, not all of them")
+    kind = "move_out" if len(taken) == 1 else "split"
+    row = stored.append_decision(conn, kind, taken, other_keys=rest, master_id=current, reviewer=reviewer,
+                                 comment=reason)
+    return _decided(row)
+
+
+def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str) -> dict:
+    """One record out of its master, on its own (a master of its own in every later run)."""
+    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    master = stored.masters_of(conn, [record_key]).get(record_key)
+    if master is None:
+        raise HubError(f"no record {record_key} in the index: give SOURCE/RECORD as hub history lists it")
+    current, keys = _current_master(conn, master)
+    rest = sorted(set(keys) - {record_key})
+    if not rest:
+        raise HubError(f"{record_key} is already alone under {current}: there is nothing to move it out of")
+    row = stored.append_decision(conn, "move_out", [record_key], other_keys=rest, master_id=current,
+                                 reviewer=reviewer, comment=reason)
+    return _decided(row)
+
+
+def detach_id(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str) -> dict:
+    """This record's ID number belongs to someone else: matching treats it as contradicted by its
+    record (neither anchoring nor compared) and matches the record on its other fields."""
+    from schemas.id_number import USABLE
+
+    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    source, _, record_id = record_key.partition("/")
+    record = stored.standardized_record(conn, source, record_id)
+    if record is None:
+        raise HubError(f"no standardized record {record_key}: give SOURCE/RECORD as hub history lists it")
+    if not record["id_number"] or record["id_number_status"] not in USABLE:
+        raise HubError(f"{record_key} carries no valid ID number (status {record['id_number_status']}):"
+                       " there is none to detach")
+    row = stored.append_decision(conn, "detach_id", [record_key], master_id=record["master_id"], reviewer=reviewer,
+                                 comment=reason)
+    return _decided(row)
+
+
+def _decided(row: dict) -> dict:
+    return {"decision_id": row["decision_id"], "kind": row["kind"], "record_keys": row["record_keys"],
+            "other_keys": row["other_keys"], "master_id": row["master_id"], "reviewer": row["reviewer"],
+            "comment": row["comment"], "decided_at": row["decided_at"], "supersedes": row["replaces"]}
+
+
+def master_decisions(conn: sa.Connection, master_id: str) -> dict:
+    """Every decision touching a master id (its records, or made on it or on an id retired into it),
+    oldest first, superseded ones with ``superseded_by``."""
+    current, chain = resolve(conn, master_id)
+    keys = [r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, current)]
+    return {"asked": master_id, "master_id": current,
+            "decisions": stored.decisions_touching(conn, keys, [current, *chain])}
 
 
 def resolve(conn: sa.Connection, master_id: str) -> tuple[str, list[str]]:
@@ -79,8 +263,10 @@ def history(conn: sa.Connection, master_id: str) -> dict:
     master = stored.master_row(conn, current)
     records = stored.master_records(conn, current)
     events = stored.master_events(conn, [current, *chain])
-    reviews = stored.reviews_touching(conn, [f"{r['source']}/{r['source_record_id']}" for r in records])
+    keys = [f"{r['source']}/{r['source_record_id']}" for r in records]
+    reviews = stored.reviews_touching(conn, keys)
     anchor = master["anchor"] or ""
     master = dict(master, anchor=("id:" + mask_id_number(anchor[3:])) if anchor.startswith("id:") else anchor)
     return {"asked": master_id, "master_id": current, "redirected_from": chain, "master": master,
-            "records": records, "events": events, "reviews": reviews}
+            "records": records, "events": events, "reviews": reviews,
+            "decisions": stored.decisions_touching(conn, keys, [current, *chain])}

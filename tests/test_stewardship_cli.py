@@ -28,15 +28,34 @@ def test_review_decide_match_and_history_of_the_retired_id(clean_warehouse, plat
 
     listed = _hub("review", "list", "--limit", "500")
     assert listed.returncode == 0, listed.stderr
+    from hub.stewardship import DecisionRefused, check_match, detach_id
+
     with clean_warehouse.connect() as conn:
-        pair = conn.execute(sa.text(
-            "SELECT p.review_id, cl.master_id AS ml, cr.master_id AS mr FROM mpi.review_pair p"
+        pairs = conn.execute(sa.text(
+            "SELECT p.review_id, p.record_key_l, p.record_key_r, cl.master_id AS ml, cr.master_id AS mr"
+            " FROM mpi.review_pair p"
             " JOIN mpi.crosswalk cl ON cl.source || '/' || cl.source_record_id = p.record_key_l"
             " JOIN mpi.crosswalk cr ON cr.source || '/' || cr.source_record_id = p.record_key_r"
-            # one of the two records alone under its master id: a "match" merges that id away
-            " WHERE (SELECT count(*) FROM mpi.crosswalk x WHERE x.master_id = cr.master_id) = 1"
-            "    OR (SELECT count(*) FROM mpi.crosswalk x WHERE x.master_id = cl.master_id) = 1"
-            " ORDER BY p.match_probability DESC LIMIT 1")).one()
+            # two master ids: a "match" merges one of them away
+            " WHERE cl.master_id <> cr.master_id ORDER BY p.match_probability DESC")).all()
+
+        def allowed(p, detach: str | None) -> bool:
+            """Whether a "match" of the pair is allowed (after detaching ``detach``'s ID number); tried in a
+            savepoint rolled back."""
+            tx = conn.begin_nested()
+            try:
+                if detach:
+                    detach_id(conn, detach, reviewer="trial", reason="trial")
+                check_match(conn, p.record_key_l, p.record_key_r)
+                return True
+            except DecisionRefused:
+                return False
+            finally:
+                tx.rollback()
+
+        # the strongest pair a match is refused for (two valid ID numbers), that detaching one number allows
+        pair, detach = next((p, k) for p in pairs if not allowed(p, None)
+                            for k in (p.record_key_l, p.record_key_r) if allowed(p, k))
         ids = set(conn.execute(sa.text("SELECT id_number FROM std.resident WHERE id_number IS NOT NULL")).scalars())
     assert str(pair.review_id) in listed.stdout
 
@@ -47,6 +66,11 @@ def test_review_decide_match_and_history_of_the_retired_id(clean_warehouse, plat
 
     bad = _hub("review", "decide", str(pair.review_id), "maybe", "--reviewer", "li")
     assert bad.returncode == 1 and "unknown decision" in bad.stderr
+    refused = _hub("review", "decide", str(pair.review_id), "match", "--reviewer", "steward li")
+    assert refused.returncode == 1 and "refused" in refused.stderr and "detach-id" in refused.stderr
+    assert not any(i in refused.stderr for i in ids), "a full ID number was printed"
+    detached = _hub("review", "detach-id", detach, "--reviewer", "steward li", "--reason", "a relative's number")
+    assert detached.returncode == 0, detached.stderr
     decided = _hub("review", "decide", str(pair.review_id), "match", "--reviewer", "steward li",
                    "--comment", "same person: household register")
     assert decided.returncode == 0, decided.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
@@ -107,20 +108,32 @@ def finish_run(conn: sa.Connection, run_id: int, records: int, affected: int, co
         " WHERE run_id = :id"), {"id": run_id, "r": records, "a": affected, "c": json.dumps(counts, default=str)})
 
 
-def decisions(conn: sa.Connection, since=None) -> tuple[list[tuple[str, str]], list[tuple[str, str]], set[str]]:
-    """Steward decisions as (must-link pairs, cannot-link pairs, records decided since ``since``).
+@dataclass
+class StewardDecisions:
+    """What the decisions in force ask of a run (:func:`warehouse.stewardship.in_force`).
 
-    The latest decision on a pair wins."""
-    rows = conn.execute(sa.text(
-        "SELECT DISTINCT ON (least(record_key_l, record_key_r), greatest(record_key_l, record_key_r))"
-        " least(record_key_l, record_key_r) AS a, greatest(record_key_l, record_key_r) AS b, decision, decided_at"
-        " FROM mpi.review_pair WHERE decided_at IS NOT NULL"
-        " ORDER BY least(record_key_l, record_key_r), greatest(record_key_l, record_key_r), decided_at DESC,"
-        " review_id DESC")).all()
-    must = [(r.a, r.b) for r in rows if r.decision == "match"]
-    cannot = [(r.a, r.b) for r in rows if r.decision == "not_a_match"]
-    recent = {k for r in rows if since is None or r.decided_at > since for k in (r.a, r.b)}
-    return must, cannot, recent
+    ``must`` / ``cannot``: record-key pairs (a cannot-link from a split or move-out is (kept, taken out));
+    ``recent``: records named by a decision made since the last run; ``detached``: records whose ID number
+    belongs to someone else; ``leaving``: records a split or move-out took out, with the master id they left."""
+
+    must: list[tuple[str, str]]
+    cannot: list[tuple[str, str]]
+    recent: set[str]
+    detached: set[str]
+    leaving: dict[str, str]
+
+
+def decisions(conn: sa.Connection, since=None) -> StewardDecisions:
+    """The steward decisions every run honours (the latest per pair of records and per record), from
+    the append-only history ``mpi.decision``."""
+    from warehouse.stewardship import all_decisions, in_force
+
+    rows = all_decisions(conn)
+    force = in_force(rows)
+    must, cannot = force.pairs()
+    recent = {k for r in rows if since is None or r["decided_at"] > since for k in (*r["record_keys"], *r["other_keys"])}
+    leaving = {k: m for k, m in force.leaving().items() if k in recent}
+    return StewardDecisions(must, cannot, recent, force.detached(), leaving)
 
 
 # -- standardized records and features ----------------------------------------------------------

@@ -37,7 +37,7 @@ UNAUTHORIZED = {"detail": "missing, unknown or revoked API key"}
 # what the access log keeps of a path: the routes' own words, master ids and review ids; the rest
 # (a mistyped ID number or name in a URL, say) is masked
 _ROUTE_WORDS = frozenset({"v1", "persons", "search", "check", "reviews", "decision", "healthz", "openapi.json",
-                          "docs", "redoc"})
+                          "docs", "redoc", "masters", "decisions", "split", "move-out", "detach-id"})
 _SAFE_ID = re.compile(r"^(M\d{9,12}|\d{1,10})$")
 
 #: the refusals every /v1 route may answer, for the OpenAPI description

@@ -101,4 +101,19 @@ class DecisionRequest(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
+class SplitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[str] = Field(min_length=1, max_length=500,
+                               description="the records (`source/record id`) that become a master apart from the rest")
+    reviewer: str = Field(min_length=1, max_length=100, description="who decides (kept with the decision)")
+    reason: str = Field(min_length=1, max_length=2000, description="why (kept in the master's history)")
+
+
+class RecordDecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    record: str = Field(min_length=3, max_length=200, description="the record (`source/record id`) of this master")
+    reviewer: str = Field(min_length=1, max_length=100, description="who decides (kept with the decision)")
+    reason: str = Field(min_length=1, max_length=2000, description="why (kept in the master's history)")
+
+
 Person.model_rebuild()

@@ -1,4 +1,7 @@
-"""Routes of the review queue, for keys with the steward scope: the queue, one pair, a decision."""
+"""Routes for keys with the steward scope: the review queue, one pair, a decision; the decisions touching a
+master (superseded ones marked) and the decisions on a master: split, move a record out, detach an ID number.
+
+A decision that would put two people in one master is refused with 409 and the reason (what to do instead)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from hub.api.deps import ERRORS, StewardDep, Warehouse, not_found
-from hub.api.models import DecisionRequest
+from hub.api.models import DecisionRequest, RecordDecisionRequest, SplitRequest
 from hub.errors import HubError
-from hub.stewardship import decide, list_reviews, show_review
+from hub.stewardship import (
+    DecisionRefused,
+    decide,
+    detach_id,
+    list_reviews,
+    master_decisions,
+    move_out,
+    resolve,
+    show_review,
+    split,
+)
 
 router = APIRouter(tags=["reviews"], responses=ERRORS)
 
@@ -68,7 +81,88 @@ def decide_review(request: Request, c: StewardDep, engine: Warehouse, review_id:
         try:
             out = decide(conn, review_id, body.decision, reviewer=f"{reviewer} (api key {c.key.key_id})",
                          comment=body.comment or "")
+        except DecisionRefused as exc:
+            raise HTTPException(409, str(exc)) from None
         except HubError:
             raise not_found() from None
     request.state.access.results = 1
     return _json_safe(out)
+
+
+REFUSED = {409: {"description": "refused: the decision would put two people in one master, or does not fit the"
+                                " master (the reason says what to do instead)"}}
+
+
+@router.get("/v1/masters/{master_id}/decisions",
+            summary="Every steward decision touching a master, superseded ones marked (steward keys)",
+            description="Decisions naming the master's records or made on it, oldest first, with reviewer, time"
+                        " and comment; `superseded_by` is the decision that replaced one (null while in force).")
+def decisions(request: Request, c: StewardDep, engine: Warehouse, master_id: str):
+    request.state.access.requested = 1
+    with engine.connect() as conn:
+        try:
+            out = master_decisions(conn, master_id)
+        except HubError:
+            raise not_found() from None
+    request.state.access.results = len(out["decisions"])
+    return _json_safe(out)
+
+
+def _on_master(request: Request, engine: Warehouse, master_id: str, act) -> dict:
+    request.state.access.requested = 1
+    with engine.begin() as conn:
+        try:
+            current, chain = resolve(conn, master_id)
+        except HubError:
+            raise not_found() from None
+        try:
+            out = act(conn)
+        except HubError as exc:
+            raise HTTPException(409, str(exc)) from None
+    request.state.access.results = 1
+    return _json_safe(out)
+
+
+def _reviewer(c, reviewer: str) -> str:
+    if not reviewer.strip():
+        raise HTTPException(422, "reviewer: the reviewer's name is needed")
+    return f"{reviewer.strip()} (api key {c.key.key_id})"
+
+
+@router.post("/v1/masters/{master_id}/split", responses=REFUSED,
+             summary="Split a master: the listed records become a master apart from the rest (steward keys)")
+def split_master(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: SplitRequest):
+    who = _reviewer(c, body.reviewer)
+    return _on_master(request, engine, master_id,
+                      lambda conn: split(conn, master_id, body.records, reviewer=who, reason=body.reason))
+
+
+def _of_master(conn, master_id: str, record: str) -> None:
+    from warehouse.stewardship import masters_of
+
+    current, _ = resolve(conn, master_id)
+    if masters_of(conn, [record]).get(record) != current:
+        raise HubError(f"{record} is not a record of {current}")
+
+
+@router.post("/v1/masters/{master_id}/move-out", responses=REFUSED,
+             summary="Move one record out of a master, on its own (steward keys)")
+def move_record_out(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: RecordDecisionRequest):
+    who = _reviewer(c, body.reviewer)
+
+    def act(conn):
+        _of_master(conn, master_id, body.record)
+        return move_out(conn, body.record, reviewer=who, reason=body.reason)
+    return _on_master(request, engine, master_id, act)
+
+
+@router.post("/v1/masters/{master_id}/detach-id", responses=REFUSED,
+             summary="A record's ID number belongs to someone else: matching no longer anchors or compares it"
+                     " (steward keys)")
+def detach_record_id(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: RecordDecisionRequest):
+    who = _reviewer(c, body.reviewer)
+
+    def act(conn):
+        _of_master(conn, master_id, body.record)
+        return detach_id(conn, body.record, reviewer=who, reason=body.reason)
+    return _on_master(request, engine, master_id, act)

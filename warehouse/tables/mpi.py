@@ -68,6 +68,31 @@ mpi_review_pair = sa.Table(
     schema=SCHEMA,
 )
 
+#: Every steward decision, append-only (a trigger refuses UPDATE and DELETE): a pair decided ``match`` or
+#: ``not_a_match``, a ``split`` of a master or a ``move_out`` of one record (``record_keys`` kept apart from
+#: ``other_keys``, the rest of ``master_id`` when decided), a ``detach_id`` (the record's ID number belongs to
+#: someone else). A later decision on the same ``subject`` supersedes the earlier one (``supersedes``).
+mpi_decision = sa.Table(
+    "decision", metadata,
+    sa.Column("decision_id", sa.BigInteger, primary_key=True),
+    sa.Column("kind", TEXT, nullable=False),
+    sa.Column("subject", TEXT, nullable=False),
+    sa.Column("record_keys", TEXT_ARRAY, nullable=False),
+    sa.Column("other_keys", TEXT_ARRAY, nullable=False),
+    sa.Column("master_id", TEXT),
+    sa.Column("review_id", sa.BigInteger),
+    sa.Column("reviewer", TEXT, nullable=False),
+    sa.Column("comment", TEXT),
+    sa.Column("decided_at", TIMESTAMP, nullable=False),
+    sa.Column("supersedes", sa.BigInteger, sa.ForeignKey("mpi.decision.decision_id")),
+    sa.CheckConstraint("kind IN ('match', 'not_a_match', 'split', 'move_out', 'detach_id')",
+                       name="decision_kind_check"),
+    sa.Index("decision_subject_idx", "subject"),
+    sa.Index("decision_master_id_idx", "master_id"),
+    sa.Index("decision_decided_at_idx", "decided_at"),
+    schema=SCHEMA,
+)
+
 #: Every matching run, full or incremental, with its figures.
 mpi_link_run = sa.Table(
     "link_run", metadata,
@@ -194,6 +219,6 @@ mpi_golden_conflict = sa.Table(
     schema=SCHEMA,
 )
 
-TABLES = (mpi_master, mpi_crosswalk, mpi_golden, mpi_review_pair, mpi_link_run, mpi_master_event,
+TABLES = (mpi_master, mpi_crosswalk, mpi_golden, mpi_review_pair, mpi_decision, mpi_link_run, mpi_master_event,
           mpi_match_feature, mpi_match_edge, mpi_term_frequency, mpi_model_state, mpi_golden_value,
           mpi_golden_conflict)
