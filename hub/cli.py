@@ -355,11 +355,19 @@ def review_show(review_id: Annotated[int, typer.Argument(help="The review pair's
                   "address_village", "address_house_no", "status_raw"):
         table.add_row(field, *(str(side.get(field) if side.get("present") else "(gone)") for side in (r["left"], r["right"])))
     console.print(table)
-    weights = Table("comparison", "level", "match weight")
-    for name, value in sorted(r["evidence"].items()):
-        if name.startswith("mw_") and not name.startswith("mw_tf"):
-            comp = name[3:]
-            weights.add_row(comp, str(int(r["evidence"].get(f"gamma_{comp}", -1))), f"{value:+.2f}")
+    if r["explanation"] is None:
+        console.print("no per-comparison evidence is stored for this pair; hub explain --pair "
+                      f"{r['record_key_l']} --pair {r['record_key_r']} scores it again")
+        return
+    from hub.explanation import TABLE_HEADER, table_rows
+    from mpi.explain import ComparisonRow, Explanation
+
+    e = r["explanation"]
+    explained = Explanation(e["match_probability"], e["match_weight"], e["prior"]["weight"],
+                            [ComparisonRow(**c) for c in e["comparisons"]])
+    weights = Table(*TABLE_HEADER)
+    for row in table_rows(explained):
+        weights.add_row(*row)
     console.print(weights)
 
 
@@ -497,59 +505,55 @@ def explain(
     html: Annotated[Path | None, typer.Option(help="Also write Splink's waterfall chart (shows personal data).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Why records matched: the weight of each comparison, for a pair of records or a master id."""
+    """Why records matched: the level and weight of each comparison, for a pair of records or a master id.
+
+    Scored as the last matching run scored them (its term-frequency snapshot), so the numbers equal
+    those of hub review show and the crosswalk."""
 
     from hub import settings
     from hub.errors import HubError
-    from mpi.explain import explain_pair, waterfall_html
-    from schemas.masking import mask_name
-    from warehouse.stewardship import master_records, resident_record
+    from hub.explanation import TABLE_HEADER, model_note, score_records, table_rows
+    from mpi.explain import waterfall_page
+    from warehouse.stewardship import master_records
 
     with user_errors():
         with settings.engine().connect() as conn:
             if pair:
                 if len(pair) != 2 or not all("/" in p for p in pair):
                     raise HubError("give --pair twice, as SOURCE/RECORD_ID")
-                keys = [tuple(p.split("/", 1)) for p in pair]
+                keys = list(pair)
             elif master_id:
-                keys = [(r["source"], r["source_record_id"]) for r in master_records(conn, master_id)]
+                keys = [f"{r['source']}/{r['source_record_id']}" for r in master_records(conn, master_id)]
                 if not keys:
                     raise HubError(f"no records under master id {master_id!r}")
             else:
                 raise HubError("give a master id or --pair SOURCE/RECORD_ID --pair SOURCE/RECORD_ID")
-            rows = {}
-            for source, record_id in keys:
-                row = resident_record(conn, source, record_id)
-                if row is None:
-                    raise HubError(f"no standardized record {source}/{record_id}")
-                rows[(source, record_id)] = dict(row)
+            note = model_note(conn)
+            scored = [(keys[0], other, score_records(conn, keys[0], other)) for other in keys[1:]]
         first = keys[0]
         if as_json:
-            def _side(key):
-                return {"record": f"{key[0]}/{key[1]}", "name": mask_name(rows[key]["name"])}
-
-            print_json({"master_id": master_id, "first": _side(first), "pairs": [
-                {"other": _side(other), "comparisons": [
-                    {"comparison": r.comparison, "level": r.level, "match_weight": float(r.match_weight)}
-                    for r in explain_pair(rows[first], rows[other]).itertuples(index=False)]}
-                for other in keys[1:]]})
-        elif len(keys) == 1:
-            console.print(f"master {master_id} holds a single record: {first[0]}/{first[1]}")
+            print_json({"master_id": master_id, "first": first, "note": note, "pairs": [
+                {"left": left, "right": right, **s.explain().to_dict()} for left, right, s in scored]})
+        elif not scored:
+            console.print(f"master {master_id} holds a single record: {first}")
             return
         else:
-            for other in keys[1:]:
-                table = Table("comparison", "level", "match weight",
-                              title=f"{first[0]}/{first[1]} ({mask_name(rows[first]['name'])}) vs "
-                                    f"{other[0]}/{other[1]} ({mask_name(rows[other]['name'])})")
-                for r in explain_pair(rows[first], rows[other]).itertuples(index=False):
-                    table.add_row(r.comparison, str(r.level), f"{r.match_weight:+.2f}")
+            if note:
+                err.print(note)
+            for left, right, s in scored:
+                table = Table(*TABLE_HEADER, title=f"{left} vs {right}")
+                for row in table_rows(s.explain()):
+                    table.add_row(*row)
                 console.print(table)
-        if html and len(keys) > 1:
-            chart = waterfall_html(rows[first], rows[keys[1]])
-            if chart is None:
-                raise HubError("the waterfall chart needs altair, which is not installed")
-            html.write_text(chart, encoding="utf-8")
-            err.print(f"waterfall chart written to {html} — it shows names and ID numbers: keep it where they may be seen")
+        if html and scored:
+            left, right, s = scored[0]
+            html.write_text(waterfall_page(s, title=f"{left} vs {right}: why they match / 两条记录为何匹配",
+                                           note="Names, ID numbers, phones and house numbers are masked; birth dates"
+                                                " and villages are not. 姓名、身份证号、电话、门牌已遮蔽，"
+                                                "出生日期和村（社区）未遮蔽。"),
+                            encoding="utf-8")
+            err.print(f"waterfall chart written to {html} — it shows birth dates and villages: "
+                      "keep it where personal data may be seen")
 
 
 @app.command()

@@ -49,7 +49,8 @@ def _record(conn: sa.Connection, record_key: str) -> dict:
 
 
 def show_review(conn: sa.Connection, review_id: int) -> dict:
-    """One review pair: both records (masked), their master ids, and the evidence per comparison."""
+    """One review pair: both records (masked), their master ids, the evidence per comparison (as
+    stored) and its ``explanation`` (:meth:`mpi.explain.Explanation.to_dict`; None without evidence)."""
     out = stored.review_pair(conn, review_id)
     if out is None:
         raise HubError(f"no review pair {review_id}")
@@ -57,6 +58,13 @@ def show_review(conn: sa.Connection, review_id: int) -> dict:
     out["evidence"] = evidence if isinstance(evidence, dict) else json.loads(evidence or "{}")
     out["left"] = _record(conn, out["record_key_l"])
     out["right"] = _record(conn, out["record_key_r"])
+    # the evidence explained as hub explain --pair explains it: labelled levels, weights adding up
+    out["explanation"] = None
+    if any(k.startswith(("gamma_", "mw_")) for k in out["evidence"]) and out.get("match_weight") is not None:
+        from hub.explanation import stored_explanation
+
+        out["explanation"] = stored_explanation(conn, out["evidence"], match_weight=out["match_weight"],
+                                                match_probability=out["match_probability"]).to_dict()
     return out
 
 
