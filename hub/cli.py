@@ -502,7 +502,9 @@ def explain(
     master_id: Annotated[str | None, typer.Argument(help="A master id: explain each of its records against the first.")]
     = None,
     pair: Annotated[list[str] | None, typer.Option("--pair", help="SOURCE/RECORD_ID; give it twice.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Also write Splink's waterfall chart (shows personal data).")] = None,
+    html: Annotated[Path | None, typer.Option(
+        help="Also write the waterfall chart of the (first) pair: a page that loads nothing; names and ID numbers"
+             " masked, birth dates shown.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Why records matched: the level and weight of each comparison, for a pair of records or a master id.
