@@ -560,23 +560,122 @@ def explain(
 
 @app.command()
 def train(
-    out: Annotated[Path | None, typer.Option(help="Where to save the model (default: the repository's model file).")]
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where to write the candidate model (default: HUB_HOME/training/candidate_model.json).")]
     = None,
+    model: Annotated[Path | None, typer.Option(
+        help="The model in use, the one hub match runs with (default: the repository's).")] = None,
+    accept: Annotated[bool, typer.Option(
+        "--accept", help="Replace the model in use with the candidate, after the summary.")] = False,
+    charts: Annotated[Path | None, typer.Option(
+        help="Folder for model_charts.html, the m/u and match-weight charts (default: beside the candidate).")]
+    = None,
+    threshold: Annotated[float, typer.Option(
+        min=0.0, help="List the levels whose match weight moved by more than this many bits.")] = 0.5,
+    examples: Annotated[int, typer.Option(min=0, help="Examples of each change to show.")] = 3,
+    max_u_pairs: Annotated[float, typer.Option(
+        "--max-u-pairs", min=1e4, hidden=True, help="Random pairs sampled to estimate u.")] = 5e6,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print what Splink noted while training.")]
+    = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Retrain the matching model on the warehouse's standardized records (reproducible: fixed seeds)."""
-    from hub import settings
-    from mpi.model import DEFAULT_MODEL, train_model
-    from warehouse.standardized import read_for_matching
+    """Retrain the matching model into a candidate and judge it: the parameters that moved, a shadow
+    run against the current index (masters that would merge, split or lose records, per department),
+    and the charts as offline HTML. The model in use is replaced only with --accept (reproducible:
+    fixed seeds)."""
+    from hub.training import retrain
 
     with user_errors():
-        with settings.engine().connect() as conn:
-            std = read_for_matching(conn)
-        if len(std) < 1000:
-            from hub.errors import HubError
+        if as_json:
+            report = retrain(model=model, candidate=out, charts=charts, accept=accept, threshold=threshold,
+                             max_u_pairs=max_u_pairs, examples=examples)
+        else:
+            with err.status("training …") as status:
+                report = retrain(model=model, candidate=out, charts=charts, accept=accept, threshold=threshold,
+                                 max_u_pairs=max_u_pairs, examples=examples, on_progress=status.update)
+    if as_json:
+        print_json(report)
+        return
+    _print_training(report, verbose)
 
-            raise HubError(f"only {len(std)} standardized records: ingest and standardize more before training")
-        path = train_model(std, out or DEFAULT_MODEL)
-    console.print(f"model trained on {len(std)} records → {path}")
+
+def _num(value, spec: str = ".3g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _print_training(report: dict, verbose: bool) -> None:
+    params, shadow = report["parameters"], report["shadow"]
+    console.print(f"candidate trained on {report['records']} records → {report['candidate']}", highlight=False)
+    notes = report["splink_notes"]
+    if notes["not_estimated"]:
+        by_comparison: dict[str, list[str]] = {}
+        for n in notes["not_estimated"]:
+            by_comparison.setdefault(n["comparison"], []).append(f"{n['level']} ({n['parameter']})")
+        console.print(f"{len(notes['not_estimated'])} level(s) had no example among the training pairs, so Splink "
+                      "left their parameter to the model's expert floors"
+                      + (": " + "; ".join(f"{c}: {', '.join(v)}" for c, v in by_comparison.items()) if verbose
+                         else " (--verbose lists them)"), highlight=False, markup=False)
+    for note in notes["other"] if verbose else []:
+        console.print(f"Splink: {note}", highlight=False, markup=False)
+    if notes["other"] and not verbose:
+        console.print(f"Splink noted {len(notes['other'])} other thing(s) (--verbose shows them)", highlight=False)
+    console.print(f"prior (two random records match, at the warehouse's {report['records']} records): "
+                  f"{_num(params['prior_old'])} → {_num(params['prior_new'])}", highlight=False)
+    if params["moved"]:
+        table = Table(title=f"levels whose match weight moved more than {params['threshold_bits']} bits "
+                            f"({len(params['moved'])} of {params['levels_compared']})")
+        for col in ("comparison", "level", "m", "u", "match weight", "change"):
+            table.add_column(col, justify="right" if col in ("m", "u", "match weight", "change") else "left")
+        for row in params["moved"]:
+            table.add_row(row["comparison"], str(row["level"]), f"{_num(row['m_old'])} → {_num(row['m_new'])}",
+                          f"{_num(row['u_old'])} → {_num(row['u_new'])}",
+                          f"{_num(row['weight_old'], '.2f')} → {_num(row['weight_new'], '.2f')}",
+                          _num(row["change"], "+.2f") if row["change"] is not None else row["status"])
+        console.print(table)
+    else:
+        console.print(f"no level's match weight moved more than {params['threshold_bits']} bits "
+                      f"({params['levels_compared']} levels compared)", highlight=False)
+    if "skipped" in shadow:
+        console.print(f"shadow run skipped: {shadow['skipped']}", highlight=False)
+    else:
+        console.print(f"shadow run against the current index ({shadow['records_in_index']} records, "
+                      f"{shadow['masters_now']} masters → {shadow['masters_after']}): "
+                      f"{shadow['masters_merging']} masters would merge ({shadow['masters_retired_by_merge']} retired), "
+                      f"{shadow['masters_split']} would split ({shadow['records_split_off']} records to new masters), "
+                      f"{shadow['masters_losing_records']} would lose records to another master "
+                      f"({shadow['records_moved']} records); {shadow['records_not_in_index']} records not in the "
+                      f"index yet; {shadow['reviews']} pairs for review", highlight=False)
+        table = Table(title="per department (current masters with a record of the department)")
+        table.add_column("department", no_wrap=True)
+        for col in ("records", "masters", "merge", "split", "lose records", "records changing"):
+            table.add_column(col, justify="right")
+        for dept, c in shadow["per_department"].items():
+            table.add_row(dept, str(c["records"]), str(c["masters"]), str(c["masters_merging"]),
+                          str(c["masters_split"]), str(c["masters_losing_records"]), str(c["records_changing_master"]))
+        console.print(table)
+        ex = shadow["examples"]
+        for e in ex["merge"]:
+            console.print(f"  merge: {' + '.join(e['masters'])} → {e['into']}  records "
+                          + "; ".join(f"{m}: {', '.join(keys)}" for m, keys in e["records"].items()), highlight=False)
+        for e in ex["split"]:
+            console.print(f"  split: {e['master']} keeps {', '.join(e['records_staying']) or '—'}; a new master "
+                          f"takes {', '.join(e['records_leaving'])}", highlight=False)
+        for e in ex["move"]:
+            console.print(f"  move: {e['record']} {e['from']} → {e['to']}", highlight=False)
+    console.print(f"charts (offline HTML): {report['charts']}", highlight=False)
+    if report["accepted"]:
+        if report["identical"]:
+            console.print(f"the candidate is identical to the model in use {report['model']}: nothing replaced",
+                          highlight=False)
+        else:
+            rebuild = ("the next hub match will be a full rebuild (the model version changes "
+                       f"{report['version_in_use']} → {report['version_candidate']})"
+                       if report["next_match_full_rebuild"] else "the next hub match will run with it")
+            console.print(f"[green]accepted[/]: {report['model']} replaced by the candidate; {rebuild}",
+                          highlight=False)
+    else:
+        console.print(f"the model in use {report['model']} is unchanged; hub train --accept puts the candidate "
+                      "in use (training is reproducible: the same records give the same candidate)", highlight=False)
 
 
 @app.command()
