@@ -106,6 +106,8 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     from mpi.matcher import Matcher
     from schemas.resident import standardize_frame
 
+    if review_out is not None and review_out.resolve() == out.resolve():
+        raise HubError(f"--review-out {review_out} is the crosswalk's file too: give the review pairs a file of their own")
     old = _previous(previous) if previous else pd.DataFrame(columns=["record_key", "master_id"])
     raw = _read(inputs)
     out.parent.mkdir(parents=True, exist_ok=True)

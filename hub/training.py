@@ -326,8 +326,15 @@ def write_charts(candidate: Path, in_use: Path | None, out: Path) -> Path:
 def _replace(target: Path, source: Path) -> None:
     """Write ``source``'s bytes over ``target`` atomically (a reader sees the old file or the new one)."""
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(source.read_bytes())
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(source.read_bytes())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise HubError(f"cannot replace the model in use {target}: {exc.strerror or exc}; the candidate stays at "
+                       f"{source} (in a container the project's files are read-only: retrain in a checkout, "
+                       "or give hub match and hub train --model a writable file)") from None
 
 
 def retrain(*, model: Path | None = None, candidate: Path | None = None, charts: Path | None = None,

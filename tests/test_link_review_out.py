@@ -71,6 +71,8 @@ def test_review_out_writes_grey_zone_and_twins_pairs_with_both_keys(tmp_path):
 def test_review_out_of_header_only_file_has_its_header(tmp_path):
     src = tmp_path / "empty.csv"
     src.write_text(",".join(HEADER) + "\n", encoding="utf-8")
+    same = _hub("link", str(src), "--out", str(tmp_path / "xw.csv"), "--review-out", str(tmp_path / "xw.csv"))
+    assert same.returncode == 1 and "a file of their own" in same.stderr and not (tmp_path / "xw.csv").exists()
     result = _hub("link", str(src), "--out", str(tmp_path / "xw.csv"), "--review-out", str(tmp_path / "rv.csv"))
     assert result.returncode == 0, result.stderr
     assert "0 pairs for review" in result.stdout

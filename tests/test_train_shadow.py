@@ -147,3 +147,15 @@ def test_shadow_comparison_counts_merges_splits_and_moves_per_department():
     assert result["examples"]["split"][0]["master"] == "M000000004"
     assert result["examples"]["split"][0]["records_leaving"] == ["rs_yibao/5"]
     assert result["examples"]["move"] == [{"record": "mz_dibao/7", "from": "M000000007", "to": "M000000006"}]
+
+
+def test_accept_into_a_place_it_cannot_write_says_where_the_candidate_is(tmp_path):
+    from hub.errors import HubError
+    from hub.training import _replace
+
+    candidate = tmp_path / "candidate.json"
+    candidate.write_text("{}", encoding="utf-8")
+    (tmp_path / "not-a-folder").write_text("", encoding="utf-8")
+    with pytest.raises(HubError, match="cannot replace the model in use .*the candidate stays at"):
+        _replace(tmp_path / "not-a-folder" / "model.json", candidate)
+    assert candidate.read_text(encoding="utf-8") == "{}"
