@@ -162,12 +162,16 @@ def test_a_match_of_two_people_is_refused_and_a_new_decision_supersedes_the_old(
     assert f"GET /v1/masters/{master}/decisions" in logged
 
 
-def test_a_split_and_a_move_out_are_honoured_by_incremental_runs_and_a_full_rebuild(county):
+def test_a_split_and_a_move_out_are_honoured_by_incremental_runs_and_a_full_rebuild(county, api_for):
     engine = county
     before = _crosswalk(engine)
     family = before["mz_dibao/F1"]
     assert before["rs_yanglao/F1"] == before["rs_yiliao/F1"] == family
     assert before["mz_dibao/G1"] == before["rs_yiliao/G1"]
+    api, steward = api_for
+    everything = api.post(f"/v1/masters/{family}/split", headers=steward, json={
+        "records": ["mz_dibao/F1", "rs_yanglao/F1", "rs_yiliao/F1"], "reviewer": "刘科长", "reason": "x"})
+    assert everything.status_code == 409 and "all the records" in everything.json()["detail"]
 
     split = _hub("review", "split", family, "--records", "rs_yanglao/F1,rs_yiliao/F1", "--reviewer", "steward li",
                  "--reason", "two people: the pension records are the father's")
@@ -200,16 +204,25 @@ def test_a_split_and_a_move_out_are_honoured_by_incremental_runs_and_a_full_rebu
     assert day1["wj_liudong/F1"] == family and {k: day1[k] for k in after} == after
 
 
-def test_a_detached_id_number_lets_two_records_part(county):
+def test_a_detached_id_number_lets_two_records_part(county, api_for):
     engine = county
     before = _crosswalk(engine)
-    assert before["mz_dibao/D1"] == before["rs_yanglao/D2"]
+    master = before["mz_dibao/D1"]
+    assert before["rs_yanglao/D2"] == master
     refused = _hub("review", "detach-id", "mz_gaoling/nobody", "--reviewer", "li", "--reason", "x")
     assert refused.returncode == 1 and "no standardized record" in refused.stderr
 
-    detached = _hub("review", "detach-id", "rs_yanglao/D2", "--reviewer", "steward li",
-                    "--reason", "the number is the other 李明's")
-    assert detached.returncode == 0, detached.stderr
+    api, steward = api_for
+    body = {"record": "rs_yanglao/D2", "reviewer": "刘科长", "reason": "the number is the other 李明's"}
+    assert api.post("/v1/masters/M999999999/detach-id", headers=steward, json=body).status_code == 404
+    stranger = api.post(f"/v1/masters/{master}/detach-id", headers=steward, json={**body, "record": "mz_dibao/G1"})
+    assert stranger.status_code == 409 and "not a record of" in stranger.json()["detail"]
+    detached = api.post(f"/v1/masters/{master}/detach-id", headers=steward, json=body)
+    assert detached.status_code == 200, detached.text
+    assert detached.json()["kind"] == "detach_id" and detached.json()["record_keys"] == ["rs_yanglao/D2"]
+    with engine.connect() as conn:
+        logged = conn.execute(sa.text("SELECT endpoint, status FROM audit.access_log")).all()
+    assert (f"POST /v1/masters/{master}/detach-id", 200) in [tuple(r) for r in logged]
     assert _match().startswith("incremental run")
     after = _crosswalk(engine)
     assert after["mz_dibao/D1"] == before["mz_dibao/D1"] != after["rs_yanglao/D2"]
