@@ -59,6 +59,10 @@ class ErrorProfile:
     dob_year_only: float = 0.02       # of persons 80+ (x0.25 at 65-79): only the year known, written as
     #                                   1 January or 1 July of it
     dob_near: float = 0.002           # a date a few days off (1-7), e.g. the day the family recalled
+    dob_archive_year: float = 0.0     # of persons 40+: the personnel-file (档案) year, 1-3 years off the
+    #                                   ID's with the same month and day — ages altered for enlistment,
+    #                                   school or work; retirement goes by the earliest file date
+    #                                   (MOHRSS 1999 No. 8), so pension rolls keep it
 
 
 def _rng_mask(rng: np.random.Generator, n: int, rate: float, eligible: np.ndarray | None = None) -> np.ndarray:
@@ -220,6 +224,9 @@ def mess_birth_dates(birth: pd.Series, age: np.ndarray, rural: np.ndarray, today
     take("dob_digit", p.dob_digit, has, lambda i: _digit_typo(dates[i], int(pos[i]), int(shift[i])))
     near = rng.integers(1, 8, n) * rng.choice([-1, 1], n)
     take("dob_near", p.dob_near, has, lambda i: dates[i] + dt.timedelta(days=int(near[i])))
+    years = rng.integers(1, 4, n) * rng.choice([-1, 1], n)
+    take("dob_archive_year", p.dob_archive_year, age >= 40,
+         lambda i: _replace_ymd(dates[i], dates[i].year + int(years[i]), dates[i].month, dates[i].day))
     return pd.Series(out, index=birth.index), hits
 
 

@@ -5,6 +5,7 @@ really in the served values."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,9 @@ from simulators.errors import ErrorProfile, lunar_as_gregorian, mess_birth_dates
 from simulators.population import TODAY, CountySpec
 
 N = 200_000
-KINDS = ("dob_lunar", "dob_swap", "dob_digit", "dob_registration", "dob_year_only", "dob_near")
+KINDS = ("dob_lunar", "dob_swap", "dob_digit", "dob_registration", "dob_year_only", "dob_near", "dob_archive_year")
+# the default profile, with the personnel-file year the pension roll has switched on
+PROFILE = replace(ErrorProfile(), dob_archive_year=0.004)
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +28,13 @@ def messed():
     age = rng.integers(0, 100, N)
     birth = pd.Series(pd.to_datetime(TODAY) - pd.to_timedelta(age * 365 + rng.integers(0, 365, N), unit="D"))
     rural = rng.random(N) < 0.6
-    typed, hits = mess_birth_dates(birth, age, rural, TODAY, ErrorProfile(), np.random.default_rng(12))
+    typed, hits = mess_birth_dates(birth, age, rural, TODAY, PROFILE, np.random.default_rng(12))
     return birth.dt.date, typed, hits, age, rural
 
 
 def test_each_kind_at_about_its_rate_among_the_eligible(messed):
     birth, typed, hits, age, rural = messed
-    p = ErrorProfile()
+    p = PROFILE
     day = np.array([d.day for d in birth])
     month = np.array([d.month for d in birth])
     expected = {  # share of eligible records, eligible
@@ -41,6 +44,7 @@ def test_each_kind_at_about_its_rate_among_the_eligible(messed):
         "dob_swap": (p.dob_swap, (day <= 12) & (day != month)),
         "dob_digit": (p.dob_digit, np.ones(N, dtype=bool)),
         "dob_near": (p.dob_near, np.ones(N, dtype=bool)),
+        "dob_archive_year": (p.dob_archive_year, age >= 40),
     }
     for kind, (rate, eligible) in expected.items():
         observed = hits[kind][eligible].mean()
@@ -71,6 +75,9 @@ def test_each_kind_looks_like_itself(messed):
         assert typed[i].year == birth[i].year and (typed[i].month, typed[i].day) in {(1, 1), (7, 1)}
     for i in np.flatnonzero(hits["dob_near"]):
         assert 1 <= abs((typed[i] - birth[i]).days) <= 7
+    for i in np.flatnonzero(hits["dob_archive_year"]):
+        assert (typed[i].month, typed[i].day) == (birth[i].month, birth[i].day)
+        assert 1 <= abs(typed[i].year - birth[i].year) <= 3
     changed = np.any([hits[k] for k in KINDS], axis=0)
     assert (typed[~changed] == birth[~changed]).all() and (typed[changed] != birth[changed]).all()
     assert (typed <= TODAY).all()
@@ -89,6 +96,7 @@ def test_the_served_birth_dates_carry_the_errors_and_the_id_numbers_do_not():
     true = pd.to_datetime(roll["_person_id"].map(pop["birth_date"])).dt.strftime("%Y%m%d")
     hit = roll["_errors"].str.contains("dob_")
     assert hit.sum() > 50 and roll["_errors"].str.contains("dob_lunar").sum() > 20
+    assert roll["_errors"].str.contains("dob_archive_year").sum() > 5
     assert (served.loc[hit, "aac006"] != true[hit]).all()
     clean = roll["_errors"] == ""
     assert (served.loc[clean, "aac006"] == true[clean]).all()
