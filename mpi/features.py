@@ -10,7 +10,8 @@ ID numbers give two features:
   present) agrees with the one the number encodes, and so does its birth date — or the birth date
   differs from the number's the way typed birth dates really go wrong (:func:`date_error_kind`:
   a lunar birthday written as a Gregorian date, day and month swapped, one digit mistyped, a date a
-  few days off or a newborn's registration date, a year-only placeholder such as 1 January). The
+  few days off or a newborn's registration date, a year-only placeholder such as 1 January, a
+  personnel file's year a year or three off with the same month and day). The
   number comes from the household register and is the authority for the date: such a record's
   ``dob`` is the number's. A valid number that disagrees otherwise (years off, or the other sex) is
   most often a family member's number typed in; it is kept out of matching (``id_conflict``).
@@ -67,7 +68,8 @@ def id_bodies(raw: pd.Series, status: pd.Series) -> pd.Series:
 NEAR_BEFORE_DAYS = 7
 REGISTRATION_DAYS = 92
 PLACEHOLDER_MONTH_DAYS = ("01-01", "07-01")  # what a clerk writes when only the year is known
-DATE_ERROR_KINDS = ("lunar", "swapped", "one_digit", "near", "placeholder")
+ARCHIVE_YEARS = 3  # a personnel file's (档案) birth year: an age altered by a year or three, same month and day
+DATE_ERROR_KINDS = ("lunar", "swapped", "one_digit", "near", "placeholder", "archive_year")
 
 
 @lru_cache(maxsize=65536)
@@ -92,7 +94,7 @@ def date_error_kind(written: pd.Series, true: pd.Series) -> pd.Series:
 
     A family member's date does not read as one of these: a spouse or parent is years away (a digit
     typo that puts a generation between the dates is not a slip), and a sibling is not born within a
-    few weeks (twins share the date)."""
+    few weeks (twins share the date), nor often on the same day and month a year or three apart."""
     kind = pd.Series(pd.NA, index=written.index, dtype="string")
     both = (written.notna() & true.notna() & (written != true)).fillna(False).to_numpy()
     if not both.any():
@@ -110,7 +112,9 @@ def date_error_kind(written: pd.Series, true: pd.Series) -> pd.Series:
     placeholder = (w.str.slice(0, 4) == t.str.slice(0, 4)) & w.str.slice(5, 10).isin(PLACEHOLDER_MONTH_DAYS)
     # a year typed a decade off still reads as a slip; a generation off is a parent's or child's number
     family = (diff.abs() >= PARENT_CHILD_DAYS).fillna(True)
-    found = np.select([lunar, swapped, one_digit, near, placeholder], list(DATE_ERROR_KINDS), default="")
+    years = pd.to_numeric(w.str.slice(0, 4), errors="coerce") - pd.to_numeric(t.str.slice(0, 4), errors="coerce")
+    archive = (w.str.slice(5, 10) == t.str.slice(5, 10)) & years.abs().between(1, ARCHIVE_YEARS).fillna(False)
+    found = np.select([lunar, swapped, one_digit, near, placeholder, archive], list(DATE_ERROR_KINDS), default="")
     found[family.to_numpy()] = ""
     kind[both] = pd.Series(found, index=w.index).replace("", pd.NA).astype("string").to_numpy()
     return kind

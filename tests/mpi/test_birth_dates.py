@@ -40,6 +40,7 @@ SLIPS = {
     "registration date": ("2025-10-01", "2025-10-29"),
     "year-only placeholder": ("1935-05-17", "1935-01-01"),
     "a few days off": ("1966-12-30", "1967-01-02"),
+    "personnel-file year": ("1959-08-28", "1961-08-28"),
 }
 
 
@@ -53,14 +54,15 @@ def test_a_slipped_birth_date_links_on_the_persons_own_id_and_name(slip, path):
 
 
 def test_the_slip_is_named_and_the_record_carries_the_id_numbers_date():
-    written = pd.Series(["1950-02-03", "1985-09-04", "1972-06-13", "2025-10-29", "1935-01-01", "1960-05-05",
-                         "1982-02-14", None])
-    true = pd.Series(["1950-03-20", "1985-04-09", "1972-06-18", "2025-10-01", "1935-05-17", "1957-11-23",
-                      "1962-02-14", "1970-01-01"])
+    written = pd.Series(["1950-02-03", "1985-09-04", "1972-06-13", "2025-10-29", "1935-01-01", "1961-08-28",
+                         "1960-05-05", "1982-02-14", "1955-08-28", None])
+    true = pd.Series(["1950-03-20", "1985-04-09", "1972-06-18", "2025-10-01", "1935-05-17", "1959-08-28",
+                      "1957-11-23", "1962-02-14", "1963-08-28", "1970-01-01"])
     kinds = date_error_kind(written, true).tolist()
-    assert kinds[:5] == ["lunar", "swapped", "one_digit", "near", "placeholder"]
-    # years apart: a family member's date; one digit apart but a generation apart: a parent's number
-    assert pd.isna(kinds[5]) and pd.isna(kinds[6]) and pd.isna(kinds[7])
+    assert kinds[:6] == ["lunar", "swapped", "one_digit", "near", "placeholder", "archive_year"]
+    # years apart: a family member's date; one digit apart but a generation apart: a parent's number;
+    # the same day and month eight years apart: a sibling's number
+    assert all(pd.isna(k) for k in kinds[6:])
     assert "1950-03-20" in lunar_to_gregorian("1950-02-03")
     assert lunar_to_gregorian("1950-01-31") == ()  # no lunar month has a 31st day
 
