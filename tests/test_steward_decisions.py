@@ -49,6 +49,11 @@ ROWS = [
     *({"source": s, "source_record_id": "G1", "name": "周丽", "id_number": GONE, "sex": "女",
        "birth_date": "1988-09-09", "address": "临水镇北岗村2组5号", "phone": "13700000004"}
       for s in ("mz_dibao", "rs_yiliao")),
+    # a father and his son of the same name, one house
+    {"source": "mz_gaoling", "source_record_id": "P1", "name": "陈国强", "id_number": make_id("1958-05-05", "019"),
+     "sex": "男", "birth_date": "1958-05-05", "address": "石店镇东岗村2组8号", "phone": "13700000008"},
+    {"source": "wj_liudong", "source_record_id": "P2", "name": "陈国强", "id_number": None, "sex": "男",
+     "birth_date": "1986-05-05", "address": "石店镇东岗村2组8号", "phone": "13700000008"},
     # 李明, and a record of another 李明 (no birth date, another village) carrying the first one's number
     {"source": "mz_dibao", "source_record_id": "D1", "name": "李明", "id_number": LI_MING, "sex": "男",
      "birth_date": "1980-03-05", "address": "城关镇张庄村5组1号", "phone": "13800000011"},
@@ -125,6 +130,11 @@ def test_a_match_of_two_people_is_refused_and_a_new_decision_supersedes_the_old(
     answer = api.post(f"/v1/reviews/{review_id}/decision", headers=steward,
                       json={"decision": "match", "reviewer": "刘科长"})
     assert answer.status_code == 409 and answer.json()["detail"].startswith("refused: a match of")
+    from hub.stewardship import DecisionRefused, check_match
+
+    with engine.connect() as conn, pytest.raises(DecisionRefused, match="years apart in one master — most likely a"
+                                                 " parent and child"):
+        check_match(conn, "mz_gaoling/P1", "wj_liudong/P2")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM mpi.decision")).scalar_one() == 0
 
@@ -198,7 +208,7 @@ def test_a_split_and_a_move_out_are_honoured_by_incremental_runs_and_a_full_rebu
     assert _crosswalk(engine) == after
 
     # the next day: a new record of the same person arrives; the decisions still hold
-    _write_std(engine, [{**ROWS[-5], "source": "wj_liudong"}])
+    _write_std(engine, [{**ROWS[-7], "source": "wj_liudong"}])
     assert _match().startswith("incremental run")
     day1 = _crosswalk(engine)
     assert day1["wj_liudong/F1"] == family and {k: day1[k] for k in after} == after
