@@ -154,15 +154,21 @@ class InForce:
 
     active: dict[int, dict] = field(default_factory=dict)
     superseded_by: dict[int, int] = field(default_factory=dict)
+    # indexes of the active decisions: by subject, and by record key (every key a decision names)
+    _by_subject: dict[str, int] = field(default_factory=dict, repr=False)
+    _by_key: dict[str, set] = field(default_factory=dict, repr=False)
 
     def replaced_by(self, decision: dict) -> set[int]:
         """The decisions in force that ``decision`` supersedes."""
         out = set()
+        same = self._by_subject.get(decision["subject"])
+        if same is not None:
+            out.add(same)
         keys, others = set(decision["record_keys"]), set(decision["other_keys"])
-        for i, d in self.active.items():
-            if d["subject"] == decision["subject"]:
-                out.add(i)
-            elif decision["kind"] == "match" and d["kind"] in OUT_KINDS:
+        near = set().union(*(self._by_key.get(k, set()) for k in keys | others))
+        for i in near - out:
+            d = self.active[i]
+            if decision["kind"] == "match" and d["kind"] in OUT_KINDS:
                 a, b = decision["record_keys"]
                 taken, rest = set(d["record_keys"]), set(d["other_keys"])
                 if (a in taken and b in rest) or (b in taken and a in rest):
@@ -176,8 +182,15 @@ class InForce:
     def add(self, decision: dict) -> None:
         for i in self.replaced_by(decision):
             self.superseded_by[i] = decision["decision_id"]
-            del self.active[i]
-        self.active[decision["decision_id"]] = decision
+            old = self.active.pop(i)
+            self._by_subject.pop(old["subject"], None)
+            for k in (*old["record_keys"], *old["other_keys"]):
+                self._by_key[k].discard(i)
+        i = decision["decision_id"]
+        self.active[i] = decision
+        self._by_subject[decision["subject"]] = i
+        for k in (*decision["record_keys"], *decision["other_keys"]):
+            self._by_key.setdefault(k, set()).add(i)
 
     def pairs(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(must-link pairs, cannot-link pairs): the latest decision per pair of records wins. A
