@@ -18,6 +18,9 @@ from simulators.errors import format_dates
 from simulators.population import CountySpec, generate_county
 from simulators.subsystems import SNAPSHOT_TIME, SUBSYSTEMS, build_roll, served
 
+# the birth-date error kinds (simulators.errors.mess_birth_dates)
+DOB_ERRORS = r"dob_(?:lunar|registration|year_only|swap|digit|near|archive_year)"
+
 
 @dataclass(frozen=True)
 class DeltaSpec:
@@ -80,10 +83,16 @@ class SimulatedCounty:
             if active is not None:
                 for rid, pid in live.loc[dead & active, ["record_id", "_person_id"]].itertuples(index=False):
                     rows.append(("deceased_active", pid, name, rid))
-            for kind in ("wrong_sex", "id_family_member"):
-                hit = live["_errors"].str.contains(kind)
+            errors = live["_errors"]
+            # a birth date a generation off its own ID number's reads as a parent's or child's number:
+            # the hub keeps the records apart and flags the number as shared
+            generation = errors.str.contains("dob_generation") & ~errors.str.contains(r"id_(?:typo|transposition|placeholder)")
+            planted = {"sex_conflict": errors.str.contains("wrong_sex"),
+                       "shared_id_number": errors.str.contains("id_family_member") | generation,
+                       "birth_date_conflict": errors.str.contains(DOB_ERRORS) & ~generation}
+            for kind, hit in planted.items():
                 for rid, pid in live.loc[hit, ["record_id", "_person_id"]].itertuples(index=False):
-                    rows.append(({"wrong_sex": "sex_conflict", "id_family_member": "shared_id_number"}[kind], pid, name, rid))
+                    rows.append((kind, pid, name, rid))
         yiliao = self.rolls["rs_yiliao"]
         yiliao = yiliao[~yiliao["_deleted"]]
         both = yiliao.groupby("_person_id")["scheme"].nunique()

@@ -185,6 +185,9 @@ def _digit_typo(d: dt.date, pos: int, shift: int) -> dt.date | None:
     return None
 
 
+GENERATION_DAYS = 15 * 365  # dates this far apart are a parent's and a child's, not one person's
+
+
 def mess_birth_dates(birth: pd.Series, age: np.ndarray, rural: np.ndarray, today: dt.date, p: ErrorProfile,
                      rng: np.random.Generator) -> tuple[pd.Series, dict[str, np.ndarray]]:
     """Birth dates as typed (``birth``: the true Gregorian dates); at most one date error per record."""
@@ -227,6 +230,12 @@ def mess_birth_dates(birth: pd.Series, age: np.ndarray, rural: np.ndarray, today
     years = rng.integers(1, 4, n) * rng.choice([-1, 1], n)
     take("dob_archive_year", p.dob_archive_year, age >= 40,
          lambda i: _replace_ymd(dates[i], dates[i].year + int(years[i]), dates[i].month, dates[i].day))
+    # a slip that puts a generation between the typed date and the true one (a decade digit): no one can
+    # tell it from a parent's or child's ID number typed on the record, so it reads as a shared number
+    generation = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(has & ~free):
+        generation[i] = abs((out[i] - dates[i]).days) >= GENERATION_DAYS
+    hits["dob_generation"] = generation
     return pd.Series(out, index=birth.index), hits
 
 

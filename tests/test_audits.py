@@ -30,7 +30,7 @@ from tests.helpers import empty_warehouse, publish_served_county
 from warehouse.findings import BIRTH_DATE_CONFLICT, KINDS, list_findings
 from warehouse.sharing import department_titles
 
-PLANTED_KINDS = ("deceased_active", "exclusive_programs", "sex_conflict", "shared_id_number")
+PLANTED_KINDS = ("deceased_active", "exclusive_programs", "sex_conflict", "shared_id_number", "birth_date_conflict")
 MIN_PRECISION = MIN_RECALL = 0.95
 
 
@@ -144,11 +144,16 @@ def test_only_deaths_civil_affairs_registered_are_planted(audited):
     assert dead.sum() > planted["person_id"].nunique()  # deaths aged 70–79 are on no served roll
 
 
-def test_no_birth_date_conflicts_where_none_are_planted(audited):
-    """The simulator plants no birth-date errors (dates are only written in other formats or as Excel
-    serials, which standardize back to the same day): a finding here would be a wrong merge."""
-    for detected in audited["detected"]:
-        assert (detected["kind"] == BIRTH_DATE_CONFLICT).sum() == 0
+def test_every_birth_date_conflict_is_a_typed_date_not_a_wrong_merge(audited):
+    """Dates written in other formats or as Excel serials standardize back to the same day, so a birth-date
+    finding must sit on a record whose date was planted wrong (lunar, swapped, a digit …): one on a
+    correctly typed record would be a wrong merge."""
+    for county, detected in zip((audited["county"], audited["day1"]), audited["detected"]):
+        truth = county.truth().set_index(["source", "source_record_id"])["errors"]
+        found = detected[detected["kind"] == BIRTH_DATE_CONFLICT]
+        assert len(found) > 0
+        typed = [truth[(s, r)] for s, r in zip(found["source"], found["source_record_id"])]
+        assert [e for e in typed if "dob_" not in e] == []
 
 
 def test_finding_ids_are_stable_and_gone_findings_are_resolved(audited):
