@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from warehouse.tables import audit, mpi, publish, raw, std
 from warehouse.tables.audit import (
+    audit_access_alert,
     audit_access_log,
     audit_api_key,
+    audit_api_quota,
+    audit_export_log,
     audit_finding,
     audit_finding_count,
     audit_publish_attempt,
@@ -67,8 +70,11 @@ SCHEMAS = tuple(LAYERS)
 __all__ = [
     "LAYERS",
     "SCHEMAS",
+    "audit_access_alert",
     "audit_access_log",
     "audit_api_key",
+    "audit_api_quota",
+    "audit_export_log",
     "audit_finding",
     "audit_finding_count",
     "audit_publish_attempt",

@@ -111,11 +111,15 @@ audit_api_key = sa.Table(
     sa.Column("scopes", TEXT_ARRAY, nullable=False),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("revoked_at", TIMESTAMP),
+    sa.Column("blocked_at", TIMESTAMP),  # stopped by sweep detection (audit.access_alert says why)
+    sa.Column("blocked_reason", TEXT),
     sa.Index("api_key_key_hash_idx", "key_hash", unique=True),
     schema=SCHEMA,
 )
 
-#: One row per access of the read API: who, what, declared purpose, when, how many results.
+#: One row per access of the read API: who, what, purpose code, when, how many results and which masters;
+#: append-only (a trigger refuses UPDATE and DELETE), each row's ``row_hash`` covers its content and the
+#: previous row's hash (``prev_hash``).
 audit_access_log = sa.Table(
     "access_log", metadata,
     sa.Column("access_id", sa.BigInteger, primary_key=True),
@@ -128,9 +132,57 @@ audit_access_log = sa.Table(
     sa.Column("results", sa.Integer, nullable=False),
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("client", TEXT),
+    sa.Column("master_ids", TEXT_ARRAY, nullable=False, server_default="{}"),
+    sa.Column("prev_hash", TEXT),
+    sa.Column("row_hash", TEXT),
     sa.Index("access_log_department_accessed_at_idx", "department", "accessed_at"),
+    sa.Index("access_log_key_id_accessed_at_idx", "key_id", "accessed_at"),
+    schema=SCHEMA,
+)
+
+#: Requests and persons served per scope (``key``, ``department``, ``client``), subject and day: the
+#: quotas every API process counts against.
+audit_api_quota = sa.Table(
+    "api_quota", metadata,
+    sa.Column("scope", TEXT, primary_key=True),
+    sa.Column("subject", TEXT, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("persons", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint("scope IN ('key', 'department', 'client')", name="api_quota_scope_check"),
+    schema=SCHEMA,
+)
+
+#: What the read API noticed and acted on: a sweep of master ids (the key is blocked), a quota exhausted.
+audit_access_alert = sa.Table(
+    "access_alert", metadata,
+    sa.Column("alert_id", sa.BigInteger, primary_key=True),
+    sa.Column("raised_at", TIMESTAMP, nullable=False),
+    sa.Column("kind", TEXT, nullable=False),
+    sa.Column("key_id", TEXT),
+    sa.Column("department", TEXT),
+    sa.Column("client", TEXT),
+    sa.Column("detail", TEXT, nullable=False),
+    sa.Index("access_alert_raised_at_idx", "raised_at"),
+    schema=SCHEMA,
+)
+
+#: Every file the hub wrote with personal data (ledgers, findings workbooks, explanation pages).
+audit_export_log = sa.Table(
+    "export_log", metadata,
+    sa.Column("export_id", sa.BigInteger, primary_key=True),
+    sa.Column("exported_at", TIMESTAMP, nullable=False),
+    sa.Column("actor", TEXT, nullable=False),
+    sa.Column("department", TEXT),
+    sa.Column("kind", TEXT, nullable=False),
+    sa.Column("what", TEXT, nullable=False),
+    sa.Column("purpose", TEXT),
+    sa.Column("path", TEXT),
+    sa.Column("rows", sa.Integer),
+    sa.Index("export_log_exported_at_idx", "exported_at"),
     schema=SCHEMA,
 )
 
 TABLES = (audit_validation_run, audit_validation_result, audit_publish_attempt, audit_validation_suite,
-          audit_finding, audit_finding_count, audit_api_key, audit_access_log)
+          audit_finding, audit_finding_count, audit_api_key, audit_access_log, audit_api_quota, audit_access_alert,
+          audit_export_log)
