@@ -376,11 +376,12 @@ def serve(
     """Serve the read API (OpenAPI at /openapi.json): lookups, batch checks and the review queue."""
     from hub.api import RateLimit
     from hub.api import serve as run
+    from hub.api_db import api_engine
 
     console.print(f"read API on http://{host}:{port} (OpenAPI: /openapi.json); every access is logged in"
                   " audit.access_log", highlight=False)
     with user_errors():
-        run(host, port, rate_limit=RateLimit(per_second=rate, burst=burst), max_batch=max_batch)
+        run(host, port, engine=api_engine(), rate_limit=RateLimit(per_second=rate, burst=burst), max_batch=max_batch)
 
 
 app.command()(history)

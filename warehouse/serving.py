@@ -1,4 +1,4 @@
-"""What the read API reads and writes: the published index of the current release and the access log.
+"""What the read API reads: the published index of the current release.
 
 Only the columns asked for are read: what a department may not see never leaves the database.
 """
@@ -6,23 +6,10 @@ Only the columns asked for are read: what a department may not see never leaves 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from warehouse import tables
-
-
-@dataclass
-class Access:
-    """One row of ``audit.access_log``: who asked what, for which purpose, and how it was answered."""
-    endpoint: str
-    client: str | None
-    key_id: str | None = None
-    department: str | None = None
-    purpose: str | None = None
-    requested: int = 0
-    results: int = 0
 
 
 def ping(conn: sa.Connection) -> None:
@@ -43,13 +30,17 @@ def _persons(conn: sa.Connection, fields: Iterable[str], where: sa.ColumnElement
     return [dict(r) for r in rows]
 
 
-def persons_by_master_id(conn: sa.Connection, master_id: str, fields: Sequence[str]) -> list[dict]:
-    """The current release's person with this master id (at most one), cut to ``fields`` and master_id."""
+def persons_by_master_id(conn: sa.Connection, master_id: str, fields: Sequence[str], *,
+                         department: str | None = None) -> list[dict]:
+    """The current release's person with this master id (at most one), cut to ``fields`` and master_id,
+    as ``department`` may see it."""
     return _persons(conn, fields, tables.publish_master_person_current.c.master_id == master_id)
 
 
-def persons_by_id_numbers(conn: sa.Connection, id_numbers: Sequence[str], fields: Sequence[str]) -> list[dict]:
-    """The current release's persons holding any of these (standardized) ID numbers, by master id."""
+def persons_by_id_numbers(conn: sa.Connection, id_numbers: Sequence[str], fields: Sequence[str], *,
+                          department: str | None = None) -> list[dict]:
+    """The current release's persons holding any of these (standardized) ID numbers, by master id, as
+    ``department`` may see them."""
     return _persons(conn, fields, tables.publish_master_person_current.c.id_number.in_(list(id_numbers)))
 
 
@@ -68,10 +59,3 @@ def enrolments(conn: sa.Connection, master_ids: Sequence[str], *,
         r = dict(r)
         out.setdefault(r.pop("master_id"), []).append(r)
     return out
-
-
-def log_access(conn: sa.Connection, access: Access, status: int) -> None:
-    """Append one access to the access log (caller's transaction)."""
-    conn.execute(sa.insert(tables.audit_access_log).values(
-        key_id=access.key_id, department=access.department, endpoint=access.endpoint, purpose=access.purpose,
-        requested=access.requested, results=access.results, status=status, client=access.client))

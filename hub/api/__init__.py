@@ -17,7 +17,8 @@ make answer alike (404 ``{"detail": "not found"}``); a missing, unknown or revok
 alike (401). Each key has a token bucket (:class:`RateLimit`); an empty bucket answers 429 with
 ``Retry-After``.
 
-The parts: :mod:`hub.api.deps` (key, caller, purpose, rate limit, access log), :mod:`hub.api.models`
+The parts: :mod:`hub.api.guard` (key, rate limit, access log), :mod:`hub.api.deps` (caller, purpose),
+:mod:`hub.api.models`
 (requests and answers), and one router per concern (:mod:`hub.api.persons`, :mod:`hub.api.reviews`).
 """
 
@@ -33,7 +34,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api import persons, reviews
-from hub.api.deps import NOT_FOUND, RateLimit, TokenBuckets, guard_and_log
+from hub.api.deps import NOT_FOUND
+from hub.api.guard import RateLimit, TokenBuckets, guard_and_log
 from hub.api.models import DEFAULT_MAX_BATCH
 from warehouse.sharing import DepartmentSharing, load_sharing
 

@@ -10,7 +10,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from hub.api.deps import ERRORS, CallerDep, Warehouse, charge, declare_purpose, not_found, purpose_header
+from hub.api.deps import ERRORS, CallerDep, Warehouse, declare_purpose, not_found, purpose_header
+from hub.api.guard import charge
 from hub.api.models import DEFAULT_MAX_BATCH, CheckAnswer, CheckRequest, PersonAnswer, SearchAnswer, SearchRequest
 from hub.errors import HubError
 from hub.stewardship import resolve
