@@ -1,16 +1,20 @@
 """Which published fields each consuming department may see (``warehouse/sharing.yaml``).
 
 Classes follow the 2025 Regulation on Government Data Sharing: ``无条件`` (unconditional),
-``有条件`` (conditional: released for a declared purpose) and ``不予共享`` (not shared).
+``有条件`` (conditional: released for an approved purpose) and ``不予共享`` (not shared).
+
+A 有条件 field is released only for a purpose of the department's catalogue (``purposes.yaml`` beside
+the sharing file, :mod:`warehouse.purposes`) that is in force and lists the field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from schemas.policy import read_policy
+from warehouse.purposes import Purpose, PurposeError, load_purposes, purposes_file_for
 from warehouse.releases import PUBLISHED_COLUMNS
 
 SHARING_FILE = Path(__file__).with_name("sharing.yaml")
@@ -30,6 +34,7 @@ class DepartmentSharing:
     title: str
     classes: Mapping[str, str]  # field -> class, for every published field
     own_enrolments_only: bool
+    purposes: Mapping[str, Purpose] = field(default_factory=dict)  # code -> the department's approved purpose
 
     def visible(self) -> tuple[str, ...]:
         """Fields the department may see (unconditional or conditional), in published order."""
@@ -39,9 +44,22 @@ class DepartmentSharing:
         """Fields released only for a declared purpose."""
         return tuple(f for f in PUBLISHED_FIELDS if self.classes[f] == CONDITIONAL)
 
+    def purpose(self, code: str | None) -> Purpose | None:
+        """The department's approved purpose with exactly this code (in force or not), else None."""
+        return self.purposes.get(code) if code else None
+
+    def unlocked(self, code: str | None, today=None) -> tuple[str, ...]:
+        """The 有条件 fields the purpose ``code`` releases: its fields when it is an approved purpose of the
+        department in force today, else none (an unknown, expired or other department's code, free text)."""
+        purpose = self.purpose(code)
+        if purpose is None or not purpose.in_force(today):
+            return ()
+        return tuple(f for f in self.conditional() if f in purpose.fields)
+
 
 def load_sharing(path: str | Path | None = None) -> dict[str, DepartmentSharing]:
-    """Read the sharing configuration; raises :class:`SharingError` naming what is wrong."""
+    """Read the sharing configuration and the purpose catalogue beside it (``purposes.yaml``; none when that
+    file is absent); raises :class:`SharingError` naming what is wrong in either."""
     path = Path(path) if path else SHARING_FILE
     data = read_policy(path, SharingError, "sharing configuration", allow_empty=True)
     problems: list[str] = []
@@ -67,6 +85,13 @@ def load_sharing(path: str | Path | None = None) -> dict[str, DepartmentSharing]
         out[name] = DepartmentSharing(name, str(conf.get("title") or name), classes, enrolments == "own")
     if problems:
         raise SharingError("; ".join(problems))
+    catalogue = purposes_file_for(path)
+    if catalogue.exists():
+        try:
+            purposes = load_purposes(catalogue, {name: d.conditional() for name, d in out.items()})
+        except PurposeError as exc:
+            raise SharingError(str(exc)) from None
+        out = {name: replace(d, purposes=purposes.get(name, {})) for name, d in out.items()}
     return out
 
 
