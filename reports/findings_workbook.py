@@ -55,10 +55,17 @@ def _finding_row(finding: dict) -> list:
 
 def export_findings_xlsx(conn: sa.Connection | sa.Engine, department: str, path: str | Path, *,
                          status: str | None = "open") -> Path:
+    """Write ``department``'s findings workbook (:func:`write_findings_workbook`); returns the path."""
+    return write_findings_workbook(conn, department, path, status=status)[0]
+
+
+def write_findings_workbook(conn: sa.Connection | sa.Engine, department: str, path: str | Path, *,
+                            status: str | None = "open") -> tuple[Path, int]:
     """Write ``department``'s findings (open ones by default; ``None`` for all) to an XLSX workbook.
 
     Sheet ``findings``: one row per finding (columns :data:`XLSX_COLUMNS`, bilingual header); sheet
-    ``about``: what each kind means. Returns the path.
+    ``about``: what each kind means. The file is readable by its owner only. Returns the path and
+    the number of findings written.
     """
     with transaction(conn) as c:
         rows = list_findings(c, department=department, status=status)
@@ -74,4 +81,4 @@ def export_findings_xlsx(conn: sa.Connection | sa.Engine, department: str, path:
                None]]
     write_table(book.create_sheet("about"),
                 [Column("类型 Kind", 22), Column("中文", 40, wrap=True), Column("English", 60, wrap=True)], about)
-    return save_workbook(book, path)
+    return save_workbook(book, path, private=True), len(rows)  # record references of persons: the owner only

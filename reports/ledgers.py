@@ -350,6 +350,7 @@ class LedgerResult:
     release_no: int
     release_date: dt.date
     as_of: dt.date
+    departments: tuple[str, ...] = ()  # the departments whose sources the ledger lists
 
     def summary(self) -> str:
         households = f" in {self.households} households" if self.households is not None else ""
@@ -478,18 +479,19 @@ def _workbook(ledger: _Ledger, main: pd.DataFrame, gone: pd.DataFrame, labels: M
     return book
 
 
-def generate_ledger(conn: sa.Connection, kind: str, community: str, out_path: Path | str | None = None, *,
+def generate_ledger(conn: sa.Connection, kind: str, community: str, out_path: Path | str, *,
                     sources: Mapping[str, DeclaredSource], release_no: int | None = None,
                     as_of: dt.date | None = None, ledgers: LedgersFile | None = None) -> LedgerResult:
     """Write the ``kind`` ledger of ``community`` as XLSX to ``out_path`` from a release (the current one).
 
     ``sources`` is the source registry (name → declared source): the ledger's sources and ``raw:``
     fields are checked against it, and 数据来源 names sources by its titles and departments.
-    ``out_path`` may be a folder or None (the working folder): the file is then named
-    :func:`default_filename`. ``as_of`` is the ledger date ages are counted at (default: today,
-    in the ledgers file's time zone). A community without members gets an empty ledger with a
-    note. Raises :class:`LedgerError` for an unknown kind, community or release (listing the
-    known ones) and :class:`LedgerConfigError` for an invalid ledgers file.
+    ``out_path`` is the file, or a folder to write it in as :func:`default_filename` (the hub passes
+    its export folder: a ledger never lands wherever the command happened to run). ``as_of`` is the
+    ledger date ages are counted at (default: today, in the ledgers file's time zone). A community
+    without members gets an empty ledger with a note. Raises :class:`LedgerError` for an unknown
+    kind, community or release (listing the known ones) and :class:`LedgerConfigError` for an
+    invalid ledgers file.
     """
     config = ledgers or shipped_ledgers()
     spec = _spec(config, kind)
@@ -504,12 +506,14 @@ def generate_ledger(conn: sa.Connection, kind: str, community: str, out_path: Pa
     main, gone = _members(conn, spec, release.release_no, target, _leads(places, target), ledger.as_of)
     households = int(main["household_no"].max()) if spec.households and len(main) else (0 if spec.households else None)
     book = _workbook(ledger, main, gone, _source_labels(config.departments, sources), households)
-    out = Path(out_path) if out_path is not None else Path.cwd()
+    out = Path(out_path)
     if out.is_dir():
         out = out / default_filename(kind, target.name, release.release_no, title=spec.title)
     xlsx.save_workbook(book, out, private=True)  # names and ID numbers: the owner only
     result = LedgerResult(kind=kind, title=spec.title, community=target.name, level=target.level, path=out,
                           rows=len(main), households=households, deceased=len(gone), release_no=release.release_no,
+                          departments=tuple(sorted({sources[s].department for s in spec.members.sources
+                                                    if s in sources})),
                           release_date=ledger.release_date, as_of=ledger.as_of)
     log.info("ledger %s for %s: %d rows, %d deceased listed apart, release %d", kind, target.name, result.rows,
              result.deceased, result.release_no)

@@ -160,9 +160,11 @@ def _print_setup(ws, header_row: int, page_header: str | None) -> None:
 
 def save_workbook(book, path: str | Path, *, private: bool = False) -> Path:
     """Save ``book`` to ``path`` atomically: written beside it, then moved in place, so that a reader
-    never sees half a file. ``private`` (personal data): readable by the owner only. Returns the path."""
+    never sees half a file. ``private`` (personal data): readable by the owner only — the file is
+    created 0600 and never widened, and folders made for it are 0700. Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}-", suffix=".xlsx", dir=path.parent)
     os.close(fd)
     try:
