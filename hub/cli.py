@@ -317,7 +317,10 @@ def ledger(
     )] = None,
     community: Annotated[str | None, typer.Option(
         help="A town (城关镇) or a village named with its town (城关镇东湖村).")] = None,
-    out: Annotated[Path | None, typer.Option(help="The XLSX file or a folder to write it in (default: this folder).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="The XLSX file or a folder to write it in (default: the hub's export folder, HUB_EXPORT_DIR).")] = None,
+    purpose: Annotated[str | None, typer.Option(
+        help="Why the ledger is made (kept in the export log, audit.export_log).")] = None,
     release: Annotated[int | None, typer.Option(help="Release to read (default: the current one).")] = None,
     as_of: Annotated[str | None, typer.Option(help="The ledger date ages are counted at, YYYY-MM-DD (default: today).")] = None,
     list_communities: Annotated[bool, typer.Option("--list", help="List the kinds and the communities, and stop.")] = False,
@@ -325,11 +328,13 @@ def ledger(
     = False,
 ) -> None:
     """Write a community ledger (台账) as XLSX from the published master index: who is on the roll,
-    with the base data from the index, so that nobody re-enters it."""
+    with the base data from the index, so that nobody re-enters it. The file holds names and ID
+    numbers: it is written readable by its owner only, into the hub's export folder unless --out
+    says otherwise, and recorded in the export log (who, what, why, where, how many rows)."""
     import datetime as dt
 
     from connectors.registry import load_registry
-    from hub import settings
+    from hub import exports, settings
     from hub.errors import HubError
     from reports import ledgers
     from warehouse.releases import current_release
@@ -359,9 +364,13 @@ def ledger(
             day = dt.date.fromisoformat(as_of) if as_of else None
         except ValueError:
             raise HubError(f"--as-of {as_of!r} is not a date: write YYYY-MM-DD") from None
-        with settings.engine().connect() as conn:
-            result = ledgers.generate_ledger(conn, kind, community, out, sources=load_registry(), release_no=release,
-                                             as_of=day)
+        with exports.recorded(purpose=purpose) as export:
+            result = ledgers.generate_ledger(export.conn, kind, community, out or exports.private_dir(),
+                                             sources=load_registry(), release_no=release, as_of=day)
+            export.record("ledger", result.path, rows=result.rows,
+                          department=",".join(result.departments) or None,
+                          arguments={"kind": kind, "community": community, "release": result.release_no,
+                                     "as_of": result.as_of.isoformat()})
     console.print(result.summary(), highlight=False)
 
 

@@ -137,6 +137,36 @@ def audit_run(release: Annotated[int | None, typer.Option(help="Release to audit
     console.print(f"report: {built['audit_report']}", highlight=False)
 
 
+@audit_app.command("export")
+def audit_export(
+    department: Annotated[str, typer.Argument(help="The department whose findings to export (see warehouse/sharing.yaml).")],
+    out: Annotated[Path | None, typer.Option(
+        help="The XLSX file or a folder to write it in (default: the hub's export folder, HUB_EXPORT_DIR).")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Why (kept in the export log, audit.export_log).")] = None,
+    all_findings: Annotated[bool, typer.Option("--all", help="Resolved findings too (default: open ones).")] = False,
+) -> None:
+    """Write one department's findings workbook (record references and masked values) for handing
+    over: readable by its owner only, into the hub's export folder unless --out says otherwise, and
+    recorded in the export log (who, what, why, where, how many findings)."""
+    from hub import exports
+    from hub.errors import HubError
+    from reports.audit import workbook_name
+    from reports.findings_workbook import write_findings_workbook
+    from warehouse.sharing import department_titles
+
+    with user_errors():
+        known = department_titles()
+        if department not in known:
+            raise HubError(f"unknown department {department!r}; the departments are: {', '.join(sorted(known))}")
+        status = None if all_findings else "open"
+        with exports.recorded(purpose=purpose) as export:
+            path = exports.target(out, workbook_name(department))
+            path, rows = write_findings_workbook(export.conn, department, path, status=status)
+            export.record("findings", path, rows=rows, department=department,
+                          arguments={"department": department, "status": status or "all"})
+    console.print(f"{rows} {'' if all_findings else 'open '}findings of {department} -> {path}", highlight=False)
+
+
 @grants_app.command("apply")
 def grants_apply(
     sharing: Annotated[Path | None, typer.Option(help="Sharing configuration (default warehouse/sharing.yaml).")] = None,
