@@ -22,6 +22,11 @@ What the hub does with a file that is not a clean snapshot:
 
 Incomplete and rejected files are moved into ``rejected/`` beside a ``<file>.reason.txt`` once the
 load has committed; the files after them are read in the same run.
+
+Drop files hold personal data. ``processed/`` and ``rejected/`` are readable by the hub's user only
+(folders 0700, files 0600, whatever mode the file arrived with). A processed file is kept for
+``HUB_DROP_RETENTION_DAYS`` (default 30) days from when the hub took it, then deleted by the next
+ingest of its source (the log says how many); rejected files stay until someone deals with them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ import datetime as dt
 import hashlib
 import itertools
 import logging
+import math
+import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -53,6 +61,8 @@ FIELD_LIMIT = 16 << 20
 #: a quoted field may span at most this many lines; a quote still open after them is a stray quote
 RECORD_LINES = 100
 csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
+#: days a processed drop file is kept (``HUB_DROP_RETENTION_DAYS``)
+DROP_RETENTION_DAYS = 30.0
 
 
 def detect_encoding(path: Path, *, cut_tail: bool = False) -> str:
@@ -418,15 +428,63 @@ def _settled(files: list[Path], seconds: float, name: str) -> list[Path]:
     return ready
 
 
-def fetch(source: FileSource, folder: Path, *, already: Collection[str], last_file: str | None = None
-          ) -> Iterator[Chunk]:
+def drop_retention_days() -> float:
+    """Days a processed drop file is kept: ``HUB_DROP_RETENTION_DAYS`` (default 30; 0 deletes them at
+    the next ingest)."""
+    raw = os.environ.get("HUB_DROP_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DROP_RETENTION_DAYS
+    try:
+        days = float(raw)
+    except ValueError:
+        days = math.nan
+    if not (0 <= days < math.inf):
+        raise ConnectionConfigError(f"HUB_DROP_RETENTION_DAYS={raw!r} is not a number of days: set it to e.g. 30"
+                                    " (how long processed drop files are kept; 0 deletes them at the next ingest)")
+    return days
+
+
+def expire_processed(source: FileSource, folder: Path, days: float, *, now: float | None = None) -> int:
+    """Delete the source's files (and their completion markers) in ``folder/processed`` that were taken
+    more than ``days`` days ago (by modification time, which the move into ``processed/`` sets).
+    Returns how many files were deleted; a file that cannot be deleted is logged and left."""
+    processed = folder / "processed"
+    if not processed.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - days * 86400
+    files = [p for p in sorted(processed.glob(source.resource)) if p.is_file()]
+    if source.completion_marker:
+        markers = {marker_of(p, source) for p in files}
+        files = [p for p in files if p not in markers]
+    deleted = 0
+    for path in files:
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+            path.unlink()
+            deleted += 1
+            marker = marker_of(path, source)
+            if marker is not None:
+                marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: processed/%s is past its retention but could not be deleted (%s); delete it by hand",
+                        source.name, path.name, exc.strerror or type(exc).__name__)
+    if deleted:
+        log.info("%s: %d processed file(s) older than %g days deleted from %s", source.name, deleted, days, processed)
+    return deleted
+
+
+def fetch(source: FileSource, folder: Path, *, already: Collection[str], last_file: str | None = None,
+          retention_days: float | None = None) -> Iterator[Chunk]:
     """The chunks of every new file matching the source's glob that is written completely, oldest name first.
 
     A new file whose name sorts before ``last_file`` (the newest file already taken as a snapshot) is an
     older export arriving late: taken as a snapshot it would bring back records deleted or changed since,
-    so it is rejected, unread."""
+    so it is rejected, unread. First, the source's processed files past ``retention_days`` (default
+    :func:`drop_retention_days`) are deleted."""
     if not folder.is_dir():
         raise ExtractError(f"{source.name}: the drop folder {folder} does not exist")
+    expire_processed(source, folder, drop_retention_days() if retention_days is None else retention_days)
     for path in ready_files(source, folder):
         marker = marker_of(path, source)
         try:
@@ -493,15 +551,37 @@ def _aside(path: Path, into: str, marker: Path | None):
     def move(reason: str | None = None) -> None:
         target = path.parent / into
         try:
-            target.mkdir(exist_ok=True)
+            target.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(target, 0o700)
             if path.exists():
-                path.replace(target / path.name)
+                _move_private(path, target / path.name)
             if marker is not None and marker.exists():
-                marker.replace(target / marker.name)
+                _move_private(marker, target / marker.name)
             if reason is not None:
-                (target / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+                _write_private(target / f"{path.name}.reason.txt", (reason + "\n").encode("utf-8"))
         except OSError as exc:
             raise ExtractError(f"{path.name}: could not be moved into {into}/ "
                                f"({exc.strerror or type(exc).__name__})") from None
 
     return move
+
+
+def _move_private(path: Path, to: Path) -> None:
+    """Move ``path`` to ``to`` readable by the hub's user only (0600), its modification time set to now
+    (the retention counts from when the hub took the file). A file the hub's user does not own (so
+    cannot chmod) is copied into a new 0600 file and the original removed."""
+    try:
+        os.chmod(path, 0o600)
+    except PermissionError:
+        with path.open("rb") as src, os.fdopen(os.open(to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        path.unlink()
+    else:
+        path.replace(to)
+    os.utime(to)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)  # an older file of that name keeps its mode on O_TRUNC
