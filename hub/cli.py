@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from hub.cli_access import access_app
 from hub.cli_airflow import airflow_app
 from hub.cli_common import JsonOption, configure_logging, console, err, print_json, user_errors
 from hub.cli_publish import audit_app, grants_app, key_app, release_app
@@ -27,6 +28,7 @@ app.add_typer(grants_app, name="grants")
 app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="api-key")
 app.add_typer(airflow_app, name="airflow")
+app.add_typer(access_app, name="access")
 
 app.command()(status)
 

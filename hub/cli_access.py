@@ -1,0 +1,95 @@
+"""``hub access``: the read API's access log for the departments that own their use of it (谁使用谁负责).
+
+``hub access report`` shows a department's month: per key and purpose the requests, the refused ones and
+the persons returned. ``hub access verify`` checks the log's hash chain.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hub.cli_common import JsonOption, console, err, print_json, user_errors
+
+access_app = typer.Typer(help="The read API's access log: a department's monthly report, the chain check.",
+                         no_args_is_help=True)
+
+
+def _purpose_label(purpose: str | None, titles: dict[str, str]) -> str:
+    if purpose is None:
+        return "(no purpose)"
+    return f"{purpose} {titles[purpose]}" if purpose in titles else purpose
+
+
+@access_app.command("report")
+def report(department: Annotated[str, typer.Option("--department", "-d", help="The department (e.g. civil_affairs).")],
+           month: Annotated[str, typer.Option("--month", "-m", help="The month, YYYY-MM (China Standard Time).")],
+           as_json: JsonOption = False) -> None:
+    """What a department's keys read through the read API in a month: per key and purpose the requests, the
+    refused ones, the answers that held persons and the distinct persons returned. The department answers
+    for every use of its keys (谁使用谁负责): check that each purpose was the real reason."""
+    from hub import settings
+    from hub.errors import HubError
+    from warehouse.access_log import access_report, month_bounds
+    from warehouse.sharing import load_sharing
+
+    with user_errors():
+        sharing = load_sharing()
+        if department not in sharing:
+            raise HubError(f"department {department!r} is not in the sharing configuration"
+                           f" (departments: {', '.join(sorted(sharing))})")
+        try:
+            month_bounds(month)
+        except ValueError as exc:
+            raise HubError(str(exc)) from None
+        with settings.engine().connect() as conn:
+            figures = access_report(conn, department, month)
+    if as_json:
+        print_json(figures)
+        return
+    titles = {code: p.title for code, p in sharing[department].purposes.items()}
+    title = f"{sharing[department].title}: read API use in {month} (China Standard Time)"
+    rows = figures["by_key_and_purpose"]
+    if not rows:
+        console.print(f"{title}: no request with a key of this department.", highlight=False, markup=False)
+        return
+    table = Table(title=title, title_justify="left")
+    table.add_column("key")
+    table.add_column("purpose", overflow="fold")
+    for name in ("requests", "refused", "answers with persons", "persons"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        key = f"{r['key_id']} ({r['label']})" if r["label"] else str(r["key_id"])
+        table.add_row(key, _purpose_label(r["purpose"], titles), f"{r['requests']:,}", f"{r['refused']:,}",
+                      f"{r['answers_with_persons']:,}", f"{r['persons']:,}")
+    console.print(table, width=None if console.is_terminal else max(console.width, 140))
+    t = figures["totals"]
+    console.print(f"total: {t['requests']:,} requests, {t['refused']:,} refused, {t['persons']:,} distinct persons"
+                  " returned.", highlight=False, markup=False)
+    console.print("Each request was made with a key of this department, which answers for it (谁使用谁负责):"
+                  " check that every purpose was the real reason, and revoke keys no longer in use"
+                  " ('hub api-key revoke').", highlight=False, markup=False)
+
+
+@access_app.command("verify")
+def verify(as_json: JsonOption = False) -> None:
+    """Check the access log's hash chain: every row must hold the hash of its content and of the row before.
+    Exit code 1 names the first row that was changed, removed or inserted behind the log's back."""
+    from hub import settings
+    from warehouse.access_log import verify_chain
+
+    with user_errors(), settings.engine().connect() as conn:
+        ok, first_bad, checked = verify_chain(conn)
+    if as_json:
+        print_json({"ok": ok, "first_bad_access_id": first_bad, "rows_checked": checked})
+    elif ok:
+        console.print(f"access log: the hash chain holds ({checked:,} rows checked).", highlight=False)
+    if not ok:
+        if not as_json:
+            err.print(f"access log: the hash chain breaks at access {first_bad}: that row (or the one before it)"
+                      " was changed, removed or inserted outside the read API. Keep the database as it is and"
+                      " tell the data office's security officer; compare with a backup to see what changed.",
+                      highlight=False, markup=False)
+        raise typer.Exit(1)
