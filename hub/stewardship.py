@@ -8,6 +8,15 @@ matching run honours the decisions in force (:mod:`warehouse.stewardship`). A "m
 two ID numbers valid for their records, or a parent and child, or twins, in one master is refused
 (:class:`DecisionRefused`) with what the steward can do instead — the same constraints the clustering
 keeps (:func:`mpi.clustering.violated`), checked on the two records' current masters.
+
+Who sees what: the hub's own users (``hub review``, ``hub history``: data engineers, auditors) see every
+department's records, masked. A department's steward (``viewer``, the read API) sees only the pairs
+and masters with at least one record of its own department's sources (the source registry says which
+department owns a source), and of those records only the fields its department may see under
+``warehouse/sharing.yaml`` — masked as well. A record of another department's source is named
+(``source/record``, its master id) but its fields are withheld: the department was never given them,
+and the stored evidence (each comparison's level and weight, no values) is what the steward weighs.
+Anything outside a steward's scope answers as if it did not exist.
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.registry import source_departments
 from hub.errors import HubError
-from schemas.masking import mask_id_number, mask_name
+from schemas.masking import mask_house_no, mask_id_number, mask_name, mask_phone
 from warehouse import stewardship as stored
+from warehouse.sharing import NOT_SHARED, DepartmentSharing
 
 DECISIONS = ("match", "not_a_match")
 
@@ -30,34 +41,70 @@ class DecisionRefused(HubError):
     """A decision that would corrupt the index (two people in one master); the message says what to do instead."""
 
 
-def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, reason: str | None = None) -> list[dict]:
-    """Review pairs, strongest first: ``status`` open | decided | all."""
+#: a review record's field → the published field whose sharing class decides whether a department sees it
+RECORD_SHARING = {"master_id": "master_id", "name": "name", "id_number": "id_number",
+                  "id_number_status": "id_number_status", "sex": "sex", "birth_date": "birth_date", "phone": "phone",
+                  "address_village": "address", "address_house_no": "address", "status_raw": "status"}
+
+
+def own_sources(viewer: DepartmentSharing) -> list[str]:
+    """The sources (registry names) of the viewer's department."""
+    return sorted(s for s, d in source_departments().items() if d == viewer.department)
+
+
+def in_scope(viewer: DepartmentSharing | None, record_keys: list[str]) -> bool:
+    """Whether a steward of ``viewer``'s department may see something about these records: one of them
+    is of its own sources (always, for the hub's own user, ``viewer`` None)."""
+    if viewer is None:
+        return True
+    mine = set(own_sources(viewer))
+    return any(k.partition("/")[0] in mine for k in record_keys)
+
+
+def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, reason: str | None = None,
+                 viewer: DepartmentSharing | None = None) -> list[dict]:
+    """Review pairs, strongest first: ``status`` open | decided | all; with a ``viewer``, only the pairs
+    with a record of its department's sources."""
     if status not in stored.REVIEW_STATUSES:
         raise HubError(f"unknown review status {status!r}: expected open, decided or all")
-    return stored.review_pairs(conn, status=status, limit=limit, reason=reason)
+    return stored.review_pairs(conn, status=status, limit=limit, reason=reason,
+                               sources=own_sources(viewer) if viewer is not None else None)
 
 
-def _record(conn: sa.Connection, record_key: str) -> dict:
+def _record(conn: sa.Connection, record_key: str, viewer: DepartmentSharing | None = None) -> dict:
     source, _, record_id = record_key.partition("/")
+    if viewer is not None and source not in own_sources(viewer):
+        department = source_departments().get(source, "no department")
+        master = stored.masters_of(conn, [record_key]).get(record_key)
+        return {"record_key": record_key, "master_id": master if viewer.classes["master_id"] != NOT_SHARED else None,
+                "department": department, "withheld": sorted(RECORD_SHARING),
+                "note": f"a record of {department}: its fields are not shared with {viewer.department}"}
     out = stored.standardized_record(conn, source, record_id)
     if out is None:
         return {"record_key": record_key, "present": False}
     out.update(record_key=record_key, present=True, name=mask_name(out["name"]),
                id_number=mask_id_number(out["id_number"]) if out["id_number"] else None,
-               phone=(out["phone"][:3] + "****" + out["phone"][-4:]) if out.get("phone") else None)
+               phone=mask_phone(out.get("phone")), address_house_no=mask_house_no(out.get("address_house_no")))
+    if viewer is not None:
+        visible = set(viewer.visible())
+        withheld = sorted(f for f, shared in RECORD_SHARING.items() if shared not in visible)
+        out = {k: v for k, v in out.items() if k not in withheld}
+        out["withheld"] = withheld
     return out
 
 
-def show_review(conn: sa.Connection, review_id: int) -> dict:
+def show_review(conn: sa.Connection, review_id: int, *, viewer: DepartmentSharing | None = None) -> dict:
     """One review pair: both records (masked), their master ids, the evidence per comparison (as
-    stored) and its ``explanation`` (:meth:`mpi.explain.Explanation.to_dict`; None without evidence)."""
+    stored) and its ``explanation`` (:meth:`mpi.explain.Explanation.to_dict`; None without evidence).
+    With a ``viewer``: only a pair with a record of its department's sources, each record cut to the
+    fields the department may see (``withheld`` lists the others)."""
     out = stored.review_pair(conn, review_id)
-    if out is None:
+    if out is None or not in_scope(viewer, [out["record_key_l"], out["record_key_r"]]):
         raise HubError(f"no review pair {review_id}")
     evidence = out.pop("evidence")
     out["evidence"] = evidence if isinstance(evidence, dict) else json.loads(evidence or "{}")
-    out["left"] = _record(conn, out["record_key_l"])
-    out["right"] = _record(conn, out["record_key_r"])
+    out["left"] = _record(conn, out["record_key_l"], viewer)
+    out["right"] = _record(conn, out["record_key_r"], viewer)
     # the evidence explained as hub explain --pair explains it: labelled levels, weights adding up
     out["explanation"] = None
     if any(k.startswith(("gamma_", "mw_")) for k in out["evidence"]) and out.get("match_weight") is not None:
@@ -76,14 +123,16 @@ def _who(reviewer: str, reason: str | None = None, *, reason_needed: bool = Fals
     return reviewer.strip(), (reason or "").strip() or None
 
 
-def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str, comment: str = "") -> dict:
+def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str, comment: str = "",
+           viewer: DepartmentSharing | None = None) -> dict:
     """Record a steward's decision on a review pair; every later matching run honours it (must-link /
-    cannot-link). A "match" that would put two people in one master raises :class:`DecisionRefused`."""
+    cannot-link). A "match" that would put two people in one master raises :class:`DecisionRefused`.
+    A ``viewer`` decides only the pairs it may see (:func:`show_review`)."""
     if decision not in DECISIONS:
         raise HubError(f"unknown decision {decision!r}: expected one of {', '.join(DECISIONS)}")
     reviewer, comment = _who(reviewer, comment)
     pair = stored.review_pair(conn, review_id)
-    if pair is None:
+    if pair is None or not in_scope(viewer, [pair["record_key_l"], pair["record_key_r"]]):
         raise HubError(f"no review pair {review_id}")
     left, right = pair["record_key_l"], pair["record_key_r"]
     if decision == "match":
@@ -150,9 +199,9 @@ def check_match(conn: sa.Connection, key_a: str, key_b: str) -> None:
         a_ids, b_ids = comps[0].ids or comps[0].claimed, comps[1].ids or comps[1].claimed
         holders = [k for k, i in zip(keys, feats["id_valid"].astype(object)) if isinstance(i, str)
                    and (i in a_ids) != (i in b_ids)]
-        numbers = " and ".join(sorted({mask_id_number(i) for i in (a_ids ^ b_ids)}))
+        held = f" (held by {', '.join(sorted(holders)[:4])}{' …' if len(holders) > 4 else ''})" if holders else ""
         raise DecisionRefused(
-            f"refused: a match of {where} would put two different ID numbers valid for their records ({numbers}) in"
+            f"refused: a match of {where} would put two different ID numbers valid for their records{held} in"
             f" one master — two people. If one of these records carries someone else's number, mark it: hub review"
             f" detach-id {holders[0] if holders else key_b} --reviewer … --reason … (it detaches the number, and"
             f" matching then compares the record on its other fields); otherwise decide not_a_match")
@@ -242,11 +291,24 @@ def _decided(row: dict) -> dict:
             "comment": row["comment"], "decided_at": row["decided_at"], "supersedes": row["replaces"]}
 
 
-def master_decisions(conn: sa.Connection, master_id: str) -> dict:
+def master_in_scope(conn: sa.Connection, master_id: str, viewer: DepartmentSharing | None) -> str:
+    """The id in force of ``master_id`` when a steward of ``viewer``'s department may see and decide on it
+    (it holds a record of the department's sources); raises :class:`HubError` (no such master) otherwise."""
+    current, _ = resolve(conn, master_id)
+    keys = [r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, current)]
+    if not in_scope(viewer, keys):
+        raise HubError(f"no master id {master_id!r}")
+    return current
+
+
+def master_decisions(conn: sa.Connection, master_id: str, *, viewer: DepartmentSharing | None = None) -> dict:
     """Every decision touching a master id (its records, or made on it or on an id retired into it),
-    oldest first, superseded ones with ``superseded_by``."""
+    oldest first, superseded ones with ``superseded_by``; with a ``viewer``, only for a master it may
+    see (:func:`master_in_scope`)."""
     current, chain = resolve(conn, master_id)
     keys = [r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, current)]
+    if not in_scope(viewer, keys):
+        raise HubError(f"no master id {master_id!r}")
     return {"asked": master_id, "master_id": current,
             "decisions": stored.decisions_touching(conn, keys, [current, *chain])}
 

@@ -40,9 +40,11 @@ def _is_record(crosswalk: sa.FromClause, record_key: sa.ColumnElement[str]) -> s
                    crosswalk.c.source_record_id == sa.func.substr(record_key, sa.func.length(source) + 2))
 
 
-def review_pairs(conn: sa.Connection, *, status: str, limit: int, reason: str | None = None) -> list[dict]:
+def review_pairs(conn: sa.Connection, *, status: str, limit: int, reason: str | None = None,
+                 sources: Sequence[str] | None = None) -> list[dict]:
     """Review pairs with the master ids of both records, strongest first; ``status`` is one of
-    :data:`REVIEW_STATUSES`, ``reason`` a prefix of the review reason."""
+    :data:`REVIEW_STATUSES`, ``reason`` a prefix of the review reason; with ``sources``, only pairs
+    with at least one record of one of them."""
     p = mpi_review_pair
     cl, cr = mpi_crosswalk.alias("cl"), mpi_crosswalk.alias("cr")
     query = (sa.select(p.c.review_id, p.c.record_key_l, p.c.record_key_r, p.c.match_probability, p.c.match_weight,
@@ -57,6 +59,10 @@ def review_pairs(conn: sa.Connection, *, status: str, limit: int, reason: str | 
         query = query.where(p.c.decided_at.is_not(None))
     if reason:
         query = query.where(p.c.review_reason.like(f"{reason}%"))
+    if sources is not None:
+        mine = sorted(set(sources))
+        query = query.where(sa.or_(sa.func.split_part(p.c.record_key_l, "/", 1).in_(mine),
+                                   sa.func.split_part(p.c.record_key_r, "/", 1).in_(mine)))
     return [dict(r) for r in conn.execute(query).mappings()]
 
 

@@ -1,7 +1,14 @@
 """Routes for keys with the steward scope: the review queue, one pair, a decision; the decisions touching a
 master (superseded ones marked) and the decisions on a master: split, move a record out, detach an ID number.
 
-A decision that would put two people in one master is refused with 409 and the reason (what to do instead)."""
+A steward key sees and decides only what touches its own department: the pairs and masters with a record of
+one of its department's sources, each record cut to the fields its department may see under the sharing
+configuration (a record of another department's source is named, its fields withheld); anything else is
+404, as if it did not exist (:mod:`hub.stewardship`).
+
+A decision that would put two people in one master is refused with 409 and the reason (what to do instead).
+A route that records a decision writes its access-log row in the same transaction, after the change
+(:func:`hub.api.deps.log_in`): when the row cannot be written, the decision is rolled back with it."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from hub.api.deps import ERRORS, StewardDep, Warehouse, not_found
+from hub.api.deps import ERRORS, Caller, StewardDep, Warehouse, log_in, not_found
 from hub.api.models import DecisionRequest, RecordDecisionRequest, SplitRequest
 from hub.errors import HubError
 from hub.stewardship import (
@@ -20,6 +27,7 @@ from hub.stewardship import (
     detach_id,
     list_reviews,
     master_decisions,
+    master_in_scope,
     move_out,
     resolve,
     show_review,
@@ -27,6 +35,14 @@ from hub.stewardship import (
 )
 
 router = APIRouter(tags=["reviews"], responses=ERRORS)
+
+
+def _viewer(c: Caller):
+    """What the steward's department may see; a key of a department the sharing configuration does not
+    name sees nothing."""
+    if c.sharing is None:
+        raise not_found()
+    return c.sharing
 
 
 def _json_safe(value: Any) -> Any:
@@ -43,7 +59,8 @@ def _json_safe(value: Any) -> Any:
 
 @router.get("/v1/reviews", summary="The review queue, strongest pairs first (steward keys)",
             description="Pairs of source records the matcher could not decide, with their master ids."
-                        " Records are named by `source/record id`; no names or ID numbers.")
+                        " Records are named by `source/record id`; no names or ID numbers. Only pairs with a record"
+                        " of one of the steward's own department's sources.")
 def reviews(request: Request, c: StewardDep, engine: Warehouse,
             status: Annotated[Literal["open", "decided", "all"], Query()] = "open",
             limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -51,18 +68,21 @@ def reviews(request: Request, c: StewardDep, engine: Warehouse,
                                                 description="review reason prefix, e.g. grey_zone")] = None):
     request.state.access.requested = limit
     with engine.connect() as conn:
-        rows = list_reviews(conn, status=status, limit=limit, reason=reason)
+        rows = list_reviews(conn, status=status, limit=limit, reason=reason, viewer=_viewer(c))
     request.state.access.results = len(rows)
     return {"reviews": _json_safe(rows)}
 
 
 @router.get("/v1/reviews/{review_id}",
-            summary="One review pair: both records (masked) and the evidence per comparison (steward keys)")
+            summary="One review pair: both records (masked) and the evidence per comparison (steward keys)",
+            description="Only a pair with a record of the steward's own department's sources. Of such a record,"
+                        " the fields the department may see, masked (`withheld` lists the others); of a record of"
+                        " another department's source, its `source/record id` and master id only.")
 def review(request: Request, c: StewardDep, engine: Warehouse, review_id: int):
     request.state.access.requested = 1
     with engine.connect() as conn:
         try:
-            out = show_review(conn, review_id)
+            out = show_review(conn, review_id, viewer=_viewer(c))
         except HubError:
             raise not_found() from None
     request.state.access.results = 1
@@ -80,12 +100,13 @@ def decide_review(request: Request, c: StewardDep, engine: Warehouse, review_id:
     with engine.begin() as conn:
         try:
             out = decide(conn, review_id, body.decision, reviewer=f"{reviewer} (api key {c.key.key_id})",
-                         comment=body.comment or "")
+                         comment=body.comment or "", viewer=_viewer(c))
         except DecisionRefused as exc:
             raise HTTPException(409, str(exc)) from None
         except HubError:
             raise not_found() from None
-    request.state.access.results = 1
+        request.state.access.results = 1
+        log_in(conn, request)  # the decision and its access-log row commit together, or neither does
     return _json_safe(out)
 
 
@@ -101,25 +122,27 @@ def decisions(request: Request, c: StewardDep, engine: Warehouse, master_id: str
     request.state.access.requested = 1
     with engine.connect() as conn:
         try:
-            out = master_decisions(conn, master_id)
+            out = master_decisions(conn, master_id, viewer=_viewer(c))
         except HubError:
             raise not_found() from None
     request.state.access.results = len(out["decisions"])
     return _json_safe(out)
 
 
-def _on_master(request: Request, engine: Warehouse, master_id: str, act) -> dict:
+def _on_master(request: Request, c: Caller, engine: Warehouse, master_id: str, act) -> dict:
+    """Run a decision on a master the steward may see, and log the request in the same transaction."""
     request.state.access.requested = 1
     with engine.begin() as conn:
         try:
-            current, chain = resolve(conn, master_id)
+            master_in_scope(conn, master_id, _viewer(c))
         except HubError:
             raise not_found() from None
         try:
             out = act(conn)
         except HubError as exc:
             raise HTTPException(409, str(exc)) from None
-    request.state.access.results = 1
+        request.state.access.results = 1
+        log_in(conn, request)  # the decision and its access-log row commit together, or neither does
     return _json_safe(out)
 
 
@@ -133,7 +156,7 @@ def _reviewer(c, reviewer: str) -> str:
              summary="Split a master: the listed records become a master apart from the rest (steward keys)")
 def split_master(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: SplitRequest):
     who = _reviewer(c, body.reviewer)
-    return _on_master(request, engine, master_id,
+    return _on_master(request, c, engine, master_id,
                       lambda conn: split(conn, master_id, body.records, reviewer=who, reason=body.reason))
 
 
@@ -153,7 +176,7 @@ def move_record_out(request: Request, c: StewardDep, engine: Warehouse, master_i
     def act(conn):
         _of_master(conn, master_id, body.record)
         return move_out(conn, body.record, reviewer=who, reason=body.reason)
-    return _on_master(request, engine, master_id, act)
+    return _on_master(request, c, engine, master_id, act)
 
 
 @router.post("/v1/masters/{master_id}/detach-id", responses=REFUSED,
@@ -165,4 +188,4 @@ def detach_record_id(request: Request, c: StewardDep, engine: Warehouse, master_
     def act(conn):
         _of_master(conn, master_id, body.record)
         return detach_id(conn, body.record, reviewer=who, reason=body.reason)
-    return _on_master(request, engine, master_id, act)
+    return _on_master(request, c, engine, master_id, act)
