@@ -5,6 +5,10 @@ list`` show), the secret is 256 random bits shown once, when the key is created.
 ``sha256:<hex>`` of the whole key: with that much entropy an unsalted hash is as strong as a salted
 one, and it lets a request be looked up by the hash of the key it presents.
 
+A key that swept master ids is **blocked** (``audit.api_key.blocked_at``, by :mod:`hub.api.guard`):
+:func:`verify_key` refuses it with :class:`KeyBlocked`, which says why and who can lift the block
+(``hub api-key unblock KEY_ID``, :func:`unblock_key`).
+
 Scopes are extra rights beyond reading the department's published data (``steward``: may read and
 decide the review queue).
 """
@@ -22,6 +26,7 @@ import sqlalchemy as sa
 
 from hub.errors import HubError
 from warehouse import api_keys as stored
+from warehouse import quotas
 from warehouse.sharing import load_sharing
 
 SCOPES = ("steward",)
@@ -35,6 +40,16 @@ class ApiKey:
     department: str
     label: str
     scopes: frozenset[str]
+
+
+class KeyBlocked(HubError):
+    """A valid key that is blocked (a sweep of master ids was detected): refused until unblocked."""
+
+    def __init__(self, key_id: str, department: str, blocked_at, reason: str | None):
+        self.key_id, self.department, self.blocked_at, self.reason = key_id, department, blocked_at, reason
+        super().__init__(f"API key {key_id} was blocked at {blocked_at:%Y-%m-%d %H:%M %Z}"
+                         f" ({reason or 'no reason recorded'}). A data steward of the hub can lift the block with"
+                         f" `hub api-key unblock {key_id}` once the cause is understood.")
 
 
 def hash_key(key: str) -> str:
@@ -75,13 +90,17 @@ def key_id_of(key: str) -> str:
 
 
 def verify_key(conn: sa.Connection, key: str | None) -> ApiKey | None:
-    """The key presented, if it exists and is not revoked; ``None`` for any other reason alike."""
+    """The key presented, if it exists and is not revoked; ``None`` for any other reason alike.
+
+    Raises :class:`KeyBlocked` for a valid key that is blocked."""
     if not key or len(key) > 200 or not _KEY_ID.match(key_id_of(key)):
         return None
     digest = hash_key(key)
     row = stored.active_key_by_hash(conn, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.key_id != key_id_of(key):
         return None
+    if row.blocked_at is not None:
+        raise KeyBlocked(row.key_id, row.department, row.blocked_at, row.blocked_reason)
     return ApiKey(row.key_id, row.department, row.label or "", frozenset(row.scopes or ()))
 
 
@@ -95,11 +114,24 @@ def revoke_key(conn: sa.Connection, key_id: str) -> dict:
     return row
 
 
+def unblock_key(conn: sa.Connection, key_id: str) -> dict:
+    """Lift a key's block (a sweep was detected); raises :class:`HubError` for a key that is not blocked.
+    Returns the key id, department and the block lifted (blocked_at, blocked_reason)."""
+    row = quotas.unblock_key(conn, key_id)
+    if row is None:
+        known = stored.key_revocation(conn, key_id)
+        raise HubError(f"no API key {key_id!r}" if known is None else f"API key {key_id} is not blocked")
+    return row
+
+
 def rotate_key(conn: sa.Connection, key_id: str) -> str:
     """Replace a key: a new key with the same department, label and scopes; the old one is revoked."""
     row = stored.active_key(conn, key_id)
     if row is None:
         raise HubError(f"no active API key {key_id!r} to rotate")
+    if row.blocked_at is not None:
+        raise HubError(f"API key {key_id} is blocked: a new key would lift the block. Look into why it was"
+                       f" blocked (audit.access_alert), then `hub api-key unblock {key_id}` or revoke it")
     new = create_key(conn, row.department, row.label, scopes=row.scopes or (), departments=[row.department])
     revoke_key(conn, key_id)
     return new

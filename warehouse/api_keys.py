@@ -17,16 +17,18 @@ def insert_key(conn: sa.Connection, *, key_id: str, department: str, key_hash: s
 
 
 def active_key_by_hash(conn: sa.Connection, key_hash: str) -> sa.Row | None:
-    """The unrevoked key with this hash: key_id, department, key_hash, label, scopes."""
+    """The unrevoked key with this hash: key_id, department, key_hash, label, scopes, blocked_at,
+    blocked_reason."""
     c = api_key.c
-    return conn.execute(sa.select(c.key_id, c.department, c.key_hash, c.label, c.scopes)
+    return conn.execute(sa.select(c.key_id, c.department, c.key_hash, c.label, c.scopes, c.blocked_at,
+                                  c.blocked_reason)
                         .where(c.key_hash == key_hash, c.revoked_at.is_(None))).first()
 
 
 def active_key(conn: sa.Connection, key_id: str) -> sa.Row | None:
-    """The unrevoked key with this id: department, label, scopes."""
+    """The unrevoked key with this id: department, label, scopes, blocked_at."""
     c = api_key.c
-    return conn.execute(sa.select(c.department, c.label, c.scopes)
+    return conn.execute(sa.select(c.department, c.label, c.scopes, c.blocked_at)
                         .where(c.key_id == key_id, c.revoked_at.is_(None))).first()
 
 
@@ -47,7 +49,8 @@ def key_revocation(conn: sa.Connection, key_id: str) -> sa.Row | None:
 def key_rows(conn: sa.Connection, *, include_revoked: bool = False) -> list[dict]:
     """Keys with department, label, scopes and dates (never a hash), by department and age."""
     c = api_key.c
-    query = (sa.select(c.key_id, c.department, c.label, c.scopes, c.created_at, c.revoked_at)
+    query = (sa.select(c.key_id, c.department, c.label, c.scopes, c.created_at, c.revoked_at, c.blocked_at,
+                       c.blocked_reason)
              .order_by(c.department, c.created_at, c.key_id))
     if not include_revoked:
         query = query.where(c.revoked_at.is_(None))

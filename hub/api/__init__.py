@@ -14,8 +14,9 @@ department at all, and a batch check compares names only when ``name`` is releas
 
 No enumeration: an unknown master id, an unknown ID number and a look-up the department may not
 make answer alike (404 ``{"detail": "not found"}``); a missing, unknown or revoked key answers
-alike (401). Each key has a token bucket (:class:`RateLimit`); an empty bucket answers 429 with
-``Retry-After``.
+alike (401); a key blocked for sweeping master ids answers 403 saying so. Each key has a token bucket
+per process (:class:`RateLimit`; an empty bucket answers 429 with ``Retry-After``) and daily quotas
+shared by every process (:class:`Quotas`, :mod:`hub.api.limits`).
 
 The parts: :mod:`hub.api.guard` (key, rate limit, access log), :mod:`hub.api.deps` (caller, purpose),
 :mod:`hub.api.models`
@@ -36,10 +37,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hub.api import persons, reviews
 from hub.api.deps import NOT_FOUND
 from hub.api.guard import RateLimit, TokenBuckets, guard_and_log
+from hub.api.limits import Quotas
 from hub.api.models import DEFAULT_MAX_BATCH
 from warehouse.sharing import DepartmentSharing, load_sharing
 
 DEFAULT_RATE_LIMIT = RateLimit()
+DEFAULT_QUOTAS = Quotas()
 
 _DESCRIPTION = """\
 Read access to the published master person index (一人一档) of the resident data hub.
@@ -52,8 +55,10 @@ Read access to the published master person index (一人一档) of the resident 
 * **ID numbers** travel only in request bodies, never in a URL.
 * **Not found**: an unknown master id, an unknown ID number and a look-up the department may not
   make all answer 404 `{"detail": "not found"}`.
-* **Limits**: a token bucket per key (429 with `Retry-After`); a batch check holds at most a
-  configured number of items (413 beyond).
+* **Limits**: a token bucket per key (429 with `Retry-After`); daily quotas of persons per key and
+  per department (429 with `Retry-After` until midnight, Asia/Shanghai); a batch check holds at most a
+  configured number of items (413 beyond). Many distinct master ids looked up one by one in a short
+  time block the key (403) until a steward unblocks it. A NUL character anywhere answers 400.
 * **Audit**: every request, refused ones too, is logged in `audit.access_log` (key, department,
   path, purpose, counts, status) — never an ID number or a name.
 """
@@ -74,12 +79,13 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
 def create_app(engine: sa.Engine | None = None, *,
                sharing: Mapping[str, DepartmentSharing] | str | Path | None = None,
                rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
-               max_batch: int = DEFAULT_MAX_BATCH) -> FastAPI:
+               max_batch: int = DEFAULT_MAX_BATCH, quotas: Quotas | None = DEFAULT_QUOTAS) -> FastAPI:
     """The read API over ``engine`` (default: the hub's warehouse).
 
     ``sharing``: the per-department field classes (default ``warehouse/sharing.yaml``, or a path to
     another file); ``rate_limit``: a token bucket per key (None: no limit); ``max_batch``: the most
-    items a batch check may hold.
+    items a batch check may hold; ``quotas``: the daily quotas, sweep detection and bad-key throttling
+    shared by every API process (:class:`Quotas`; None: none of them).
     """
     if engine is None:
         from hub import settings
@@ -97,6 +103,7 @@ def create_app(engine: sa.Engine | None = None, *,
                       {"name": "health", "description": "liveness (no key, no data)"}])
     app.state.engine, app.state.sharing, app.state.max_batch = engine, dict(sharing), max_batch
     app.state.buckets = TokenBuckets(rate_limit) if rate_limit else None
+    app.state.quotas = quotas
     app.state.max_body = 8192 + 512 * max_batch
     # errors keep the same shapes and never echo the input
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -119,4 +126,4 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, engine: sa.Engine | None
     uvicorn.run(create_app(engine, **options), host=host, port=port, access_log=False, log_level="info")
 
 
-__all__ = ["DEFAULT_MAX_BATCH", "RateLimit", "TokenBuckets", "create_app", "serve"]
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_QUOTAS", "Quotas", "RateLimit", "TokenBuckets", "create_app", "serve"]

@@ -1,8 +1,11 @@
-"""The guard every ``/v1`` request goes through (:func:`guard_and_log`, a middleware): the key, the rate
-limit, the body's size, and the access-log row written once the answer is known.
+"""The guard every ``/v1`` request goes through (:func:`guard_and_log`, a middleware): the key (a blocked
+key answers 403), the daily quotas, sweep detection and the throttling of bad keys shared by every API
+process (:mod:`hub.api.limits`), the rate limit of this process, hostile input (a NUL character
+answers 400, a value the warehouse refuses 422), the body's size, and the access-log row written once
+the answer is known, with the persons it served counted against the quotas.
 
-The app's state (``app.state``) holds the engine, the sharing configuration, the token buckets and
-the batch limit, set by :func:`hub.api.create_app`. A route that changes something writes its access-log
+The app's state (``app.state``) holds the engine, the sharing configuration, the quotas, the token
+buckets and the batch limit, set by :func:`hub.api.create_app`. A route that changes something writes its access-log
 row itself, in the transaction of the change (:func:`hub.api.deps.log_in`), and the guard then writes
 none: a change that cannot be logged is not made.
 """
@@ -15,15 +18,18 @@ import re
 import threading
 import time
 import traceback
+import urllib.parse
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from hub.api import limits
 from hub.api.deps import UNAUTHORIZED, Caller, declare_purpose
-from hub.api_keys import ApiKey, verify_key
+from hub.api.limits import Admission, Quotas
+from hub.api_keys import KeyBlocked, verify_key
 from warehouse.access_log import Access, log_access
 
 log = logging.getLogger("hub.api")
@@ -33,6 +39,12 @@ log = logging.getLogger("hub.api")
 _ROUTE_WORDS = frozenset({"v1", "persons", "search", "check", "reviews", "decision", "healthz", "openapi.json",
                           "docs", "redoc", "masters", "decisions", "split", "move-out", "detach-id"})
 _SAFE_ID = re.compile(r"^(M\d{9,12}|\d{1,10})$")
+# a NUL character in a JSON body: raw, or escaped as \u0000 (an odd number of backslashes before u0000)
+_NUL_IN_JSON = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
+NUL_REFUSED = ("{where} holds a NUL character (\\u0000), which no field of the hub accepts;"
+               " remove it and send the request again")
+VALUE_REFUSED = ("a value of the request cannot be used (a number out of range, or characters the warehouse"
+                 " does not accept); nothing was read or changed: check the values and send the request again")
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -87,62 +99,114 @@ def _retry_after(wait: float) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- the guard
 
-
-def _verify(engine: sa.Engine, key: str | None) -> ApiKey | None:
-    with engine.connect() as conn:
-        return verify_key(conn, key)
-
-
-def _write_log(engine: sa.Engine, access: Access, status: int) -> None:
+def _admit(engine: sa.Engine, header: str | None, access: Access, quotas: Quotas | None,
+           person_id: str | None) -> Admission:
+    """The key, the daily quotas and sweep detection, in one transaction (see :mod:`hub.api.quotas`)."""
     with engine.begin() as conn:
-        log_access(conn, access, status)
+        try:
+            key = verify_key(conn, header)
+        except KeyBlocked as blocked:
+            access.key_id, access.department = blocked.key_id, blocked.department
+            return Admission(status=403, detail=str(blocked))
+        if key is None:
+            return limits.refuse_unknown_key(conn, access.client, quotas)
+        access.key_id, access.department = key.key_id, key.department
+        if quotas is None:
+            return Admission(key)
+        refusal = limits.over_quota(conn, key, quotas)
+        if refusal is None and person_id is not None:
+            refusal = limits.sweep(conn, key, person_id, quotas)
+        return refusal or Admission(key)
 
 
-async def _guarded(request: Request, call_next, access: Access):
+def _finish(engine: sa.Engine, access: Access, status: int, counted: bool) -> None:
+    """The access-log row (unless the route wrote it) and the persons served, in one transaction."""
+    ids = getattr(access, "master_ids", None)
+    persons = len(set(ids)) if ids else access.results
+    with engine.begin() as conn:
+        if not access.logged:
+            log_access(conn, access, status)
+        if counted and persons and access.key_id:
+            limits.count_persons(conn, access, persons)
+
+
+def _person_id(request: Request) -> str | None:
+    """The master id of a look-up by master id (``GET /v1/persons/<id>``), else None."""
+    parts = request.url.path.split("/")
+    if request.method == "GET" and len(parts) == 4 and parts[2] == "persons" and parts[3] not in ("search", "check"):
+        return parts[3][:64]
+    return None
+
+
+async def _guarded(request: Request, call_next, access: Access, hostile: str | None) -> tuple[Response, bool]:
+    """The answer, and whether the guard must write (and count) it."""
     state = request.app.state
     try:
-        key = await run_in_threadpool(_verify, state.engine, request.headers.get("x-api-key"))
+        admission = await run_in_threadpool(_admit, state.engine, request.headers.get("x-api-key"), access,
+                                            state.quotas, _person_id(request))
     except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
         log.error("read API: key lookup failed: %s", type(exc).__name__)
-        return JSONResponse({"detail": "service unavailable"}, 503)
-    if key is None:
-        return JSONResponse(UNAUTHORIZED, 401, headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
-    access.key_id, access.department = key.key_id, key.department
+        return JSONResponse({"detail": "service unavailable"}, 503), True
+    if admission.key is None:
+        if admission.status == 401:
+            return JSONResponse(UNAUTHORIZED, 401, headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'}), True
+        return JSONResponse({"detail": admission.detail}, admission.status, headers=admission.headers), admission.log
+    key = admission.key
     request.state.caller = Caller(key, state.sharing.get(key.department))
+    if hostile:
+        return JSONResponse({"detail": hostile}, 400), True
     if state.buckets is not None:
         wait = state.buckets.take(key.key_id)
         if wait:
-            return JSONResponse({"detail": "rate limit exceeded"}, 429, headers=_retry_after(wait))
+            return JSONResponse({"detail": "rate limit exceeded"}, 429, headers=_retry_after(wait)), True
     if request.method in ("POST", "PUT", "PATCH"):
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
-            return JSONResponse({"detail": "a request body needs a Content-Length"}, 411)
+            return JSONResponse({"detail": "a request body needs a Content-Length"}, 411), True
         if int(length) > state.max_body:
             return JSONResponse({"detail": f"the request body is larger than {state.max_body} bytes"
-                                           f" (a batch check holds at most {state.max_batch} items)"}, 413)
+                                           f" (a batch check holds at most {state.max_batch} items)"}, 413), True
+        if _NUL_IN_JSON.search(await request.body()):
+            return JSONResponse({"detail": NUL_REFUSED.format(where="the request body")}, 400), True
     try:
-        return await call_next(request)
+        return await call_next(request), True
+    except sa.exc.DataError:  # the warehouse refused a value of the request (a number out of range, …)
+        return JSONResponse({"detail": VALUE_REFUSED}, 422), True
     except Exception as exc:  # noqa: BLE001 — no exception text: it may quote parameters (ID numbers)
         log.error("read API: %s failed: %s\n%s", access.endpoint, type(exc).__name__,
                   "".join(traceback.format_tb(exc.__traceback__)))
-        return JSONResponse({"detail": "internal error"}, 500)
+        return JSONResponse({"detail": "internal error"}, 500), True
+
+
+def _hostile(request: Request) -> str | None:
+    """Why the request's path, query or headers cannot be used (a NUL character), else None."""
+    if "\x00" in request.url.path or "\x00" in urllib.parse.unquote(request.scope.get("path", "")):
+        return NUL_REFUSED.format(where="the path")
+    if "\x00" in urllib.parse.unquote(request.scope.get("query_string", b"").decode("latin-1")):
+        return NUL_REFUSED.format(where="the query")
+    for name, value in request.headers.items():
+        if "\x00" in urllib.parse.unquote(value):
+            return NUL_REFUSED.format(where=f"the header {name}")
+    return None
 
 
 async def guard_and_log(request: Request, call_next):
-    """Middleware: a ``/v1`` request needs a valid key and a token, and is logged with its status
-    before its answer leaves; nothing is served that is not logged."""
+    """Middleware: a ``/v1`` request needs a valid, unblocked key within its quotas and a token, and is
+    logged with its status before its answer leaves; nothing is served that is not logged."""
     path = request.url.path
     if not (path == "/v1" or path.startswith("/v1/")):
         return await call_next(request)
     access = Access(endpoint=f"{request.method} {safe_path(path)}",
                     client=request.client.host if request.client else None)
     request.state.access = access
-    declare_purpose(request, None, request.headers.get("x-purpose"))
-    response = await _guarded(request, call_next, access)
-    if access.logged:  # a route that changes something logged it in the transaction of the change
+    hostile = _hostile(request)
+    declare_purpose(request, None, None if hostile else request.headers.get("x-purpose"))
+    response, write = await _guarded(request, call_next, access, hostile)
+    if not write:  # a throttled address: counted in audit.api_quota and alerted once, not one row each
         return response
     try:
-        await run_in_threadpool(_write_log, request.app.state.engine, access, response.status_code)
+        await run_in_threadpool(_finish, request.app.state.engine, access, response.status_code,
+                                request.app.state.quotas is not None)
     except Exception as exc:  # noqa: BLE001 — nothing is served that is not logged
         log.error("read API: access log write failed: %s", type(exc).__name__)
         return JSONResponse({"detail": "service unavailable: the access could not be logged"}, 503)
