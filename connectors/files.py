@@ -445,14 +445,13 @@ def drop_retention_days() -> float:
 
 
 def expire_processed(source: FileSource, folder: Path, days: float, *, now: float | None = None) -> int:
-    """Delete the source's files (and their completion markers) in ``folder/processed`` that were taken
-    more than ``days`` days ago (by modification time, which the move into ``processed/`` sets).
-    Returns how many files were deleted; a file that cannot be deleted is logged and left."""
-    processed = folder / "processed"
-    if not processed.is_dir():
-        return 0
+    """Delete the source's files (and their completion markers) in ``processed/`` beside its drops
+    (``wj_liudong/LDRK_*.csv`` → ``wj_liudong/processed/LDRK_*.csv``) that were taken more than ``days``
+    days ago (by modification time, which the move into ``processed/`` sets). Returns how many files
+    were deleted; a file that cannot be deleted is logged and left."""
+    resource = Path(source.resource)
     cutoff = (time.time() if now is None else now) - days * 86400
-    files = [p for p in sorted(processed.glob(source.resource)) if p.is_file()]
+    files = [p for p in sorted(folder.glob(str(resource.parent / "processed" / resource.name))) if p.is_file()]
     if source.completion_marker:
         markers = {marker_of(p, source) for p in files}
         files = [p for p in files if p not in markers]
@@ -470,7 +469,7 @@ def expire_processed(source: FileSource, folder: Path, days: float, *, now: floa
             log.warning("%s: processed/%s is past its retention but could not be deleted (%s); delete it by hand",
                         source.name, path.name, exc.strerror or type(exc).__name__)
     if deleted:
-        log.info("%s: %d processed file(s) older than %g days deleted from %s", source.name, deleted, days, processed)
+        log.info("%s: %d processed file(s) older than %g days deleted", source.name, deleted, days)
     return deleted
 
 
