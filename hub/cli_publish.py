@@ -239,11 +239,12 @@ def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoke
         return
     table = Table()
     table.add_column("key id", no_wrap=True)
-    for name in ("department", "label", "scopes", "created", "revoked"):
+    for name in ("department", "label", "scopes", "created", "revoked", "blocked"):
         table.add_column(name)
     for r in rows:
         table.add_row(r["key_id"], r["department"], r["label"], ", ".join(r["scopes"]),
-                      f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "")
+                      f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "",
+                      f"{r['blocked_at']:%Y-%m-%d %H:%M}" if r.get("blocked_at") else "")
     console.print(table if rows else "no API keys")
 
 
@@ -268,3 +269,15 @@ def api_key_rotate(key_id: Annotated[str, typer.Argument(help="The key id (ak_â€
         key = rotate_key(conn, key_id)
     console.print(f"{key_id} revoked; the new key (shown only now):", highlight=False)
     print(key)
+
+
+@key_app.command("unblock")
+def api_key_unblock(key_id: Annotated[str, typer.Argument(help="The key id (ak_â€¦).")]) -> None:
+    """Lift the block of a key stopped for sweeping master ids (see audit.access_alert, kind sweep)."""
+    from hub import settings
+    from hub.api_keys import unblock_key
+
+    with user_errors(), settings.engine().begin() as conn:
+        row = unblock_key(conn, key_id)
+    console.print(f"unblocked {key_id} ({row['department']}); it was blocked at {row['blocked_at']:%Y-%m-%d %H:%M}:"
+                  f" {row['blocked_reason'] or 'no reason recorded'}", highlight=False)
