@@ -1,5 +1,10 @@
 """What the routes reach through dependencies: the caller (its key and what its department may see),
-the declared purpose, the warehouse, and :func:`log_in` for a route that changes something.
+the purpose it names, the warehouse, and :func:`log_in` for a route that changes something.
+
+A purpose is a code of the department's catalogue (``warehouse/purposes.yaml``). It releases exactly the
+有条件 fields it lists while it is in force; anything else sent as a purpose (free text, ``-``, an
+unknown, expired or other department's code) releases none, and the answer is the one without a purpose.
+The access log keeps the code, or a fixed marker — never the text sent.
 
 The guard every ``/v1`` request goes through first (key, limits, access log) is :mod:`hub.api.guard`.
 """
@@ -17,6 +22,7 @@ from fastapi.security import APIKeyHeader
 from hub.api.models import PURPOSE_MAX
 from hub.api_keys import ApiKey
 from warehouse.access_log import log_access
+from warehouse.purposes import EXPIRED_MARK, NOT_A_PURPOSE_CODE
 from warehouse.sharing import CONDITIONAL, DepartmentSharing
 
 NOT_FOUND = {"detail": "not found"}
@@ -37,14 +43,20 @@ class Caller:
     sharing: DepartmentSharing | None
 
     def released(self, purpose: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(fields released for this request, 有条件 fields withheld for want of a purpose)."""
+        """(fields released for this request, 有条件 fields withheld): the 无条件 fields and the 有条件 fields
+        the purpose code ``purpose`` unlocks — none unless it is an approved purpose of the caller's
+        department in force today."""
         if self.sharing is None:
             return (), ()
+        unlocked = set(self.sharing.unlocked(purpose))
         visible = self.sharing.visible()
-        if purpose:
-            return visible, ()
-        return (tuple(f for f in visible if self.sharing.classes[f] != CONDITIONAL),
-                tuple(f for f in visible if self.sharing.classes[f] == CONDITIONAL))
+        return (tuple(f for f in visible if self.sharing.classes[f] != CONDITIONAL or f in unlocked),
+                tuple(f for f in visible if self.sharing.classes[f] == CONDITIONAL and f not in unlocked))
+
+    def purpose_for_log(self, purpose: str | None) -> str | None:
+        """What the access log keeps of a declared purpose: the code of an approved purpose of the caller's
+        department (``(expired) <code>`` once expired), else a fixed marker; None when none was sent."""
+        return logged_purpose(self.sharing, purpose)
 
     def may_use(self, field: str) -> bool:
         return self.sharing is not None and field in self.sharing.visible()
@@ -63,10 +75,23 @@ def _header_text(value: str | None) -> str | None:
     return urllib.parse.unquote(value)
 
 
+def logged_purpose(sharing: DepartmentSharing | None, purpose: str | None) -> str | None:
+    """The access log's purpose for ``purpose`` sent by a caller of ``sharing``'s department (None: not known
+    yet): an approved code as it is, ``(expired) <code>``, or :data:`NOT_A_PURPOSE_CODE` for anything else."""
+    if purpose is None:
+        return None
+    found = sharing.purpose(purpose) if sharing is not None else None
+    if found is None:
+        return NOT_A_PURPOSE_CODE
+    return found.code if found.in_force() else EXPIRED_MARK + found.code
+
+
 def declare_purpose(request: Request, body_purpose: str | None, header: str | None) -> str | None:
-    """The request's declared purpose (body first, then header), noted for the access log."""
-    purpose = (body_purpose or _header_text(header) or "").strip()[:PURPOSE_MAX] or None
-    request.state.access.purpose = purpose
+    """The purpose the request names (body first, then header), as sent but trimmed; the access log notes
+    only its code or a marker (:func:`logged_purpose`)."""
+    purpose = ((body_purpose or "").strip() or (_header_text(header) or "").strip())[:PURPOSE_MAX] or None
+    c = getattr(request.state, "caller", None)
+    request.state.access.purpose = logged_purpose(c.sharing if c is not None else None, purpose)
     return purpose
 
 
@@ -76,7 +101,9 @@ def not_found() -> HTTPException:
 
 def purpose_header():
     """The optional ``X-Purpose`` header parameter of a route."""
-    return Header(alias="X-Purpose", description="declared purpose (UTF-8, percent-encoded); needed for 有条件 fields")
+    return Header(alias="X-Purpose", description="the code of an approved purpose of the department (see"
+                  " `GET /v1/purposes`), e.g. `mz-dibao-review`; releases the 有条件 fields that purpose lists."
+                  " Anything else releases no 有条件 field")
 
 
 # ---------------------------------------------------------------------------------------------- dependencies
@@ -86,8 +113,12 @@ _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
 
 
 def caller(request: Request, _key: Annotated[str | None, Security(_API_KEY)] = None) -> Caller:
-    """The caller the guard verified (the security parameter puts the key in the OpenAPI description)."""
-    return request.state.caller
+    """The caller the guard verified (the security parameter puts the key in the OpenAPI description); the
+    access log's purpose is settled now that the department is known."""
+    c = request.state.caller
+    header = request.headers.get("x-purpose")
+    request.state.access.purpose = c.purpose_for_log((_header_text(header) or "").strip()[:PURPOSE_MAX] or None)
+    return c
 
 
 def steward(c: Annotated[Caller, Depends(caller)]) -> Caller:

@@ -7,6 +7,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MAX_BATCH = 1000
 PURPOSE_MAX = 200
+_PURPOSE = ("the code of an approved purpose of the department (`GET /v1/purposes`), e.g. `mz-dibao-review`:"
+            " releases the 有条件 fields that purpose lists. Anything else (free text, an unknown, expired or"
+            " other department's code) releases no 有条件 field. The access log keeps only the code")
+_WITHHELD = ("有条件 fields left out: no purpose named, or the purpose named is not an approved one of the"
+             " department in force, or it does not list them")
 
 
 class Person(BaseModel):
@@ -21,9 +26,12 @@ class Person(BaseModel):
     address: str | None = None
     status: str | None = Field(None, description="vital status, e.g. alive / deceased")
     status_date: date | None = None
-    record_count: int | None = Field(None, description="source records linked to this person")
-    sources: list[str] | None = Field(None, description="source systems holding a record of this person")
-    conflicts: int | None = Field(None, description="fields on which the sources disagree")
+    record_count: int | None = Field(None, description="source records linked to this person (for a department that"
+                                                       " sees only its own programmes: its own records)")
+    sources: list[str] | None = Field(None, description="source systems holding a record of this person (for a"
+                                                        " department that sees only its own programmes: its own)")
+    conflicts: int | None = Field(None, description="fields on which the sources disagree (left out for a"
+                                                    " department that sees only its own programmes)")
     enrolments: list["Enrolment"] = Field(
         default_factory=list,
         description="the person's enrolments the department may see (its own programmes', or all)")
@@ -43,21 +51,20 @@ class PersonAnswer(BaseModel):
     redirected_from: list[str] = Field(
         description="retired master ids followed to reach this person (empty when the id asked for is in force)")
     person: Person
-    withheld: list[str] = Field(description="有条件 fields left out because no purpose was declared")
+    withheld: list[str] = Field(description=_WITHHELD)
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id_number: str = Field(min_length=1, max_length=40,
                            description="citizen ID number (18 characters, or 15 for a first-generation one)")
-    purpose: str | None = Field(None, max_length=PURPOSE_MAX,
-                                description="declared purpose; needed for 有条件 fields (kept in the access log)")
+    purpose: str | None = Field(None, max_length=PURPOSE_MAX, description=_PURPOSE)
 
 
 class SearchAnswer(BaseModel):
     release_no: int
     results: list[Person]
-    withheld: list[str] = Field(description="有条件 fields left out because no purpose was declared")
+    withheld: list[str] = Field(description=_WITHHELD)
 
 
 class CheckItem(BaseModel):
@@ -70,7 +77,7 @@ class CheckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[CheckItem] = Field(description="residents to check, in the department's order")
     purpose: str | None = Field(None, max_length=PURPOSE_MAX,
-                                description="declared purpose; needed when names are 有条件 for the department")
+                                description=_PURPOSE + " (names are compared only when the purpose releases `name`)")
 
 
 class CheckResult(BaseModel):
@@ -91,7 +98,22 @@ class CheckAnswer(BaseModel):
     results: list[CheckResult]
     counts: dict[str, int]
     name_checked: bool = Field(description="whether names were compared (name released to the department)")
-    withheld: list[str]
+    withheld: list[str] = Field(description=_WITHHELD)
+
+
+class PurposeInfo(BaseModel):
+    code: str = Field(description="what a request names in `X-Purpose` or `purpose`")
+    title: str = Field(description="the purpose, in Chinese and English")
+    legal_basis: str = Field(description="the law or regulation the purpose rests on")
+    fields: list[str] = Field(description="the 有条件 fields the purpose releases")
+    expires: date = Field(description="the last day the purpose is in force")
+    in_force: bool = Field(description="false once expired: the purpose then releases nothing")
+
+
+class PurposesAnswer(BaseModel):
+    department: str
+    conditional_fields: list[str] = Field(description="the department's 有条件 fields (released only for a purpose)")
+    purposes: list[PurposeInfo]
 
 
 class DecisionRequest(BaseModel):

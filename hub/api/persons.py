@@ -1,8 +1,15 @@
 """Routes of the published master person index: a person by master id, a search by ID number, a batch
-check (比对), and the liveness probe."""
+check (比对), the department's purpose catalogue, and the liveness probe.
+
+Every route that returns persons notes their master ids for the access log. A department that sees only
+its own programmes' enrolments (``enrolments: own``) sees the derived fields the same way: ``sources``
+holds only its own sources, ``record_count`` counts only its own records, and ``conflicts`` (which counts
+disagreements with other departments' records) is left out.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -12,7 +19,15 @@ from fastapi.routing import APIRoute
 
 from hub.api.deps import ERRORS, CallerDep, Warehouse, declare_purpose, not_found, purpose_header
 from hub.api.guard import charge
-from hub.api.models import DEFAULT_MAX_BATCH, CheckAnswer, CheckRequest, PersonAnswer, SearchAnswer, SearchRequest
+from hub.api.models import (
+    DEFAULT_MAX_BATCH,
+    CheckAnswer,
+    CheckRequest,
+    PersonAnswer,
+    PurposesAnswer,
+    SearchAnswer,
+    SearchRequest,
+)
 from hub.errors import HubError
 from hub.stewardship import resolve
 from warehouse import serving
@@ -72,8 +87,24 @@ def _enrolments(conn, master_ids: list[str], c) -> dict[str, list[dict]]:
     return serving.enrolments(conn, master_ids, department=c.key.department if own else None)
 
 
-def _person_out(row: dict, fields: tuple[str, ...], enrolments: list[dict]) -> dict:
+@functools.cache
+def _source_departments() -> dict[str, str]:
+    """source → the department that owns it (the source registry, as publishing derives enrolments)."""
+    from connectors.registry import source_departments
+
+    return source_departments()
+
+
+def _person_out(row: dict, fields: tuple[str, ...], enrolments: list[dict], c) -> dict:
     out = {f: row[f] for f in fields}
+    if c.sharing is not None and c.sharing.own_enrolments_only:
+        # derived fields must not tell the department who is in other departments' programmes
+        if "sources" in out:
+            owners = _source_departments()
+            out["sources"] = [s for s in out["sources"] or [] if owners.get(s) == c.key.department]
+        if "record_count" in out:
+            out["record_count"] = len(enrolments)
+        out.pop("conflicts", None)
     out["enrolments"] = enrolments
     return out
 
@@ -137,19 +168,21 @@ def get_person(request: Request, c: CallerDep, engine: Warehouse,
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for the answer
         release = serving.current_release_no(conn)
-        rows = serving.persons_by_master_id(conn, master_id, fields) if release else []
+        department = c.key.department
+        rows = serving.persons_by_master_id(conn, master_id, fields, department=department) if release else []
         chain: list[str] = []
         if release and not rows:
             followed = _follow_redirects(conn, master_id)
             if followed and followed[1]:
-                rows = serving.persons_by_master_id(conn, followed[0], fields)
+                rows = serving.persons_by_master_id(conn, followed[0], fields, department=department)
                 chain = followed[1]
         if not rows:
             raise not_found()
         enrolments = _enrolments(conn, [rows[0]["master_id"]], c)
     request.state.access.results = 1
+    request.state.access.master_ids = [rows[0]["master_id"]]
     return {"release_no": release, "requested_master_id": master_id, "redirected_from": chain,
-            "person": _person_out(rows[0], fields, enrolments.get(rows[0]["master_id"], [])),
+            "person": _person_out(rows[0], fields, enrolments.get(rows[0]["master_id"], []), c),
             "withheld": list(withheld)}
 
 
@@ -173,13 +206,14 @@ def search(request: Request, body: SearchRequest, c: CallerDep, engine: Warehous
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         release = serving.current_release_no(conn)
-        rows = serving.persons_by_id_numbers(conn, [clean], fields) if release else []
+        rows = serving.persons_by_id_numbers(conn, [clean], fields, department=c.key.department) if release else []
         if not rows:
             raise not_found()
         enrolments = _enrolments(conn, [r["master_id"] for r in rows], c)
     request.state.access.results = len(rows)
+    request.state.access.master_ids = [r["master_id"] for r in rows]
     return {"release_no": release, "withheld": list(withheld),
-            "results": [_person_out(r, fields, enrolments.get(r["master_id"], [])) for r in rows]}
+            "results": [_person_out(r, fields, enrolments.get(r["master_id"], []), c) for r in rows]}
 
 
 @router.post("/v1/persons/check", tags=["persons"], response_model=CheckAnswer, responses={
@@ -207,7 +241,8 @@ def check(request: Request, body: CheckRequest, c: CallerDep, engine: Warehouse,
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         release = serving.current_release_no(conn)
-        rows = serving.persons_by_id_numbers(conn, wanted, read) if release and wanted else []
+        rows = (serving.persons_by_id_numbers(conn, wanted, read, department=c.key.department)
+                if release and wanted else [])
     for r in rows:
         found.setdefault(r["id_number"], []).append(r)
     given_keys = _name_keys([i.name for i in body.items]) if compare_names and n else [None] * n
@@ -220,5 +255,22 @@ def check(request: Request, body: CheckRequest, c: CallerDep, engine: Warehouse,
     for r in results:
         counts[r["match"]] = counts.get(r["match"], 0) + 1
     request.state.access.results = sum(1 for r in results if r.get("master_id") or r.get("candidates"))
+    request.state.access.master_ids = [m for r in results for m in ([r["master_id"]] if r.get("master_id")
+                                                                     else r.get("candidates") or [])]
     return {"release_no": release, "results": results, "counts": counts, "name_checked": compare_names,
             "withheld": list(withheld)}
+
+
+@router.get("/v1/purposes", tags=["purposes"], response_model=PurposesAnswer, responses=ERRORS,
+            summary="The approved purposes of the caller's department",
+            description="The purposes a request of this department may name (header `X-Purpose` or body"
+                        " `purpose`): code, title, legal basis, the 有条件 fields each releases and the last day"
+                        " it is in force. An expired purpose is listed with `in_force: false` and releases"
+                        " nothing; the department renews it with the data office.")
+def purposes(c: CallerDep):
+    sharing = c.sharing
+    listed = sorted(sharing.purposes.values(), key=lambda p: p.code) if sharing is not None else []
+    return {"department": c.key.department,
+            "conditional_fields": list(sharing.conditional()) if sharing is not None else [],
+            "purposes": [{"code": p.code, "title": p.title, "legal_basis": p.legal_basis, "fields": list(p.fields),
+                          "expires": p.expires, "in_force": p.in_force()} for p in listed]}
