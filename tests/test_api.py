@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from hub.api_keys import create_key, key_id_of, list_keys, revoke_key, rotate_ke
 from hub.errors import HubError
 from schemas.id_number import check_character
 from tests.helpers import empty_warehouse
+from warehouse.grants import apply_grants, drop_grants
 from warehouse.sharing import NOT_SHARED, PUBLISHED_FIELDS, DepartmentSharing, load_sharing
 
 MAX_BATCH = 5
@@ -91,7 +93,21 @@ def warehouse(engine):
         conn.execute(sa.text(
             "INSERT INTO mpi.review_pair (record_key_l, record_key_r, match_probability, match_weight, review_reason,"
             " evidence) VALUES ('mz_dibao/D-1', 'mz_dibao/D-2', 0.6, 0.5, 'grey_zone', '{\"mw_name\": -1.5}')"))
-    return engine
+    yield from _with_department_views(engine)
+
+
+def _with_department_views(engine):
+    """Apply the department roles and views (the API reads persons through them), under a role prefix of
+    this test module's own; dropped again afterwards."""
+    prefix = f"hub_t{secrets.token_hex(4)}_"
+    with engine.begin() as conn:
+        apply_grants(conn, _sharing(), role_prefix=prefix)
+    try:
+        yield engine
+    finally:
+        with engine.begin() as conn:
+            drop_grants(conn, role_prefix=prefix)
+            conn.exec_driver_sql("ALTER TABLE publish.enrolment DISABLE ROW LEVEL SECURITY")
 
 
 @pytest.fixture(scope="module")
