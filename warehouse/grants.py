@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from warehouse.api_role import drop_api_role, ensure_api_role
 from warehouse.sharing import CONDITIONAL, UNCONDITIONAL, DepartmentSharing
 
 ROLE_PREFIX = "hub_"
@@ -106,6 +107,7 @@ class GrantsReport:
     statements: list[str] = field(default_factory=list)  # what was executed, in order (no personal data)
     removed_departments: list[str] = field(default_factory=list)
     kept_roles: list[str] = field(default_factory=list)  # stale roles still used in another database
+    api_role: str = ""  # the read API's login role
 
     @property
     def changed(self) -> bool:
@@ -117,6 +119,7 @@ class GrantsReport:
                  f" {len(d.fields)} fields, {len(d.conditional)} of them 有条件;"
                  f" enrolments {'own' if d.own_enrolments_only else 'all'}" for d in self.departments]
         lines.append(f"auditors: users join {self.auditor}; read publish.* and audit.*")
+        lines.append(f"read API: connects as {self.api_role} (not a superuser), reads as the caller's department")
         lines += [f"removed department {d}" for d in self.removed_departments]
         lines += [f"kept role {r}: another database still depends on it" for r in self.kept_roles]
         return lines
@@ -188,6 +191,8 @@ def apply_grants(conn: sa.Connection, sharing: Mapping[str, DepartmentSharing], 
     g.sync_privileges(wanted)
     g.sync_owner_members([d.owner for d in departments])
     g.verify(wanted)
+    g.harden_database()
+    report.api_role = ensure_api_role(conn, role_prefix, current_db, [d.role for d in departments], g.run)
     return report
 
 
@@ -201,6 +206,7 @@ def drop_grants(conn: sa.Connection, *, role_prefix: str = ROLE_PREFIX) -> list[
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": GRANTS_LOCK})
     g = _Grants(conn, role_prefix, current_db)
     g.out = []
+    drop_api_role(conn, role_prefix, g.run, g.out)
     if conn.execute(sa.text("SELECT to_regclass('publish.enrolment')")).scalar() is not None:
         g.sync_policies((), auditor=False)
     g.drop_roles(g.stale_roles(set()))
@@ -248,8 +254,17 @@ def _lit(value: str) -> str:
 
 
 def _master_person_sql(g: _Grants, d: DepartmentAccess) -> str:
-    cols = ", ".join(g.q(c) for c in ("release_no", *d.fields))
-    return f"SELECT {cols} FROM publish.master_person_current"
+    cols = ", ".join(f"p.{g.q(c)}" if c != "sources" or not d.own_enrolments_only else _own_sources(d)
+                     for c in ("release_no", *d.fields))
+    return f"SELECT {cols} FROM publish.master_person_current p"
+
+
+def _own_sources(d: DepartmentAccess) -> str:
+    """``sources`` cut to the department's own sources (a source is the department's when the release's
+    enrolments name it so): the other departments' programmes stay hidden with ``enrolments: own``."""
+    return ("ARRAY(SELECT u.s FROM unnest(p.sources) WITH ORDINALITY u(s, i) WHERE EXISTS (SELECT FROM"
+            " publish.enrolment e WHERE e.release_no = p.release_no AND e.source = u.s"
+            f" AND e.department = {_lit(d.department)}) ORDER BY u.i) AS sources")
 
 
 def _enrolment_sql(g: _Grants, d: DepartmentAccess) -> str:
@@ -389,10 +404,12 @@ class _Grants:
         and a field that stopped being shared must disappear. The transaction makes the switch atomic.
         """
         fingerprint = hashlib.sha256("\n".join(
-            [sql, d.owner, *(f"{c}={n}" for c, n in column_notes.items()), title]).encode()).hexdigest()[:16]
+            [sql, d.owner, *(f"{c}={n}" for c, n in column_notes.items()), title, "security_barrier"]
+        ).encode()).hexdigest()[:16]
         comment = f"{MARKER}: {title} [definition {fingerprint}]"
         row = self.conn.execute(sa.text(
             "SELECT c.relkind, pg_get_userbyid(c.relowner) AS owner, obj_description(c.oid, 'pg_class') AS comment,"
+            " coalesce('security_barrier=true' = ANY(c.reloptions), false) AS barrier,"
             " ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0"
             "       AND NOT attisdropped ORDER BY attnum) AS columns"
             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relname = :v"),
@@ -401,14 +418,42 @@ class _Grants:
         if row is not None:
             if row.relkind != "v":
                 raise GrantsError(f"{d.schema}.{view} exists and is not a view; remove it and apply again")
-            if row.owner == d.owner and row.comment == comment:
+            if row.owner == d.owner and row.comment == comment and row.barrier:
                 return
             self.run(f"DROP VIEW {name}")
-        self.run(f"CREATE VIEW {name} AS {sql}")
+        # security_barrier: the view's conditions (and the owner's row security) are applied before any
+        # function of the caller's query, so a leaky function cannot see rows the view filters out
+        self.run(f"CREATE VIEW {name} WITH (security_barrier) AS {sql}")
         self.run(f"ALTER VIEW {name} OWNER TO {self.q(d.owner)}")
         self.run(f"COMMENT ON VIEW {name} IS {_lit(comment)}")
         for column, note in column_notes.items():
             self.run(f"COMMENT ON COLUMN {name}.{self.q(column)} IS {_lit(note)}")
+
+    def harden_database(self) -> None:
+        """No one by default: PUBLIC loses CONNECT and TEMPORARY on the database (no temporary functions
+        for leaking rows) and CREATE on schema public; the views the department views read are security
+        barriers. The user applying the grants keeps CONNECT and TEMPORARY when it is neither a superuser
+        nor the database's owner."""
+        public = set(self.conn.execute(sa.text(
+            "SELECT a.privilege_type FROM pg_database d"
+            " CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+            " WHERE d.datname = current_database() AND a.grantee = 0")).scalars())
+        if not self.superuser and not self.conn.execute(sa.text(
+                "SELECT datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user) FROM pg_database"
+                " WHERE datname = current_database()")).scalar_one():
+            for priv in sorted({"CONNECT", "TEMPORARY"} & public):
+                self.run(f"GRANT {priv} ON DATABASE {self.q(self.database)} TO CURRENT_USER")
+        for priv in sorted({"CONNECT", "TEMPORARY"} & public):
+            self.run(f"REVOKE {priv} ON DATABASE {self.q(self.database)} FROM PUBLIC")
+        if self.conn.execute(sa.text(
+                "SELECT has_schema_privilege('public', 'public', 'CREATE')"
+                " FROM pg_namespace WHERE nspname = 'public'")).scalar():
+            self.run("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        for view in ("publish.master_person_current", "publish.enrolment_current"):
+            if self.conn.execute(sa.text(
+                    "SELECT NOT coalesce('security_barrier=true' = ANY(reloptions), false) FROM pg_class"
+                    " WHERE oid = to_regclass(:v) AND relkind = 'v'"), {"v": view}).scalar():
+                self.run(f"ALTER VIEW {view} SET (security_barrier = true)")
 
     # row-level security ----------------------------------------------------------------------------
 
