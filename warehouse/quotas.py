@@ -26,6 +26,7 @@ from warehouse.tables import audit_api_quota as quota
 #: the hub's users keep Beijing time (no daylight saving): quotas start anew at their midnight
 LOCAL_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 PERSON_PATH = "GET /v1/persons/"
+UNBLOCKED = "unblocked"  # the kind of alert that records a lifted block
 
 
 def local_now(now: dt.datetime | None = None) -> dt.datetime:
@@ -82,10 +83,14 @@ def alerts(conn: sa.Connection, *, kind: str | None = None, since_id: int = 0) -
 
 
 def swept_master_ids(conn: sa.Connection, key_id: str, window_seconds: float) -> set[str]:
-    """The distinct master ids ``key_id`` looked up one by one in the last ``window_seconds``."""
+    """The distinct master ids ``key_id`` looked up one by one in the last ``window_seconds`` (since it
+    was last unblocked, if that is later: an unblocked key starts afresh)."""
     c = access_log.c
     path_id = sa.func.substr(c.endpoint, len(PERSON_PATH) + 1)
-    since = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, float(window_seconds))
+    unblocked = (sa.select(sa.func.max(alert.c.raised_at))
+                 .where(alert.c.kind == UNBLOCKED, alert.c.key_id == key_id).scalar_subquery())
+    since = sa.func.greatest(sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, float(window_seconds)),
+                             sa.func.coalesce(unblocked, sa.literal("-infinity", type_=sa.DateTime(timezone=True))))
     rows = conn.execute(sa.select(path_id).distinct()
                         .where(c.key_id == key_id, c.accessed_at > since, c.endpoint.like(PERSON_PATH + "M%")))
     return {r[0] for r in rows}
@@ -100,12 +105,16 @@ def block_key(conn: sa.Connection, key_id: str, reason: str) -> bool:
 
 
 def unblock_key(conn: sa.Connection, key_id: str) -> dict | None:
-    """Lift a key's block: its key_id, department, blocked_at and blocked_reason as they were, or None
-    when the key is not blocked (or does not exist)."""
+    """Lift a key's block and record it (an alert of kind ``unblocked``, from which sweep detection counts
+    anew): its key_id, department, blocked_at and blocked_reason as they were, or None when the key is
+    not blocked (or does not exist)."""
     c = api_key.c
     before = conn.execute(sa.select(c.key_id, c.department, c.blocked_at, c.blocked_reason)
                           .where(c.key_id == key_id, c.blocked_at.is_not(None)).with_for_update()).mappings().first()
     if before is None:
         return None
     conn.execute(sa.update(api_key).where(c.key_id == key_id).values(blocked_at=None, blocked_reason=None))
+    raise_alert(conn, UNBLOCKED, f"key {key_id}: unblocked; it had been blocked at"
+                f" {local_now(before['blocked_at']):%Y-%m-%d %H:%M} (Asia/Shanghai): {before['blocked_reason']}",
+                key_id=key_id, department=before["department"])
     return dict(before)
