@@ -37,8 +37,8 @@ def test_hostile_names_never_raise(values):
     assert out["name_status"].notna().all()
 
 
-def test_masks_hide_the_middle_of_id_numbers_and_given_names():
-    assert mask_id_number("34152219800101123X") == "341522********123X"
+def test_masks_keep_only_the_region_of_id_numbers_and_hide_given_names():
+    assert mask_id_number("34152219800101123X") == "341522************"
     assert mask_id_number("12345") == "*****"
     assert mask_id_number(None) == "<empty>"
     assert mask_name("欧阳娜娜") == "欧***"
