@@ -303,6 +303,91 @@ def test_views_follow_the_current_release(env):
     assert _enrolments_seen(env, "civil_affairs") == {"civil_affairs": 2}
 
 
+def _notices_of(engine: sa.Engine, sql: str, *, rollback: bool = False) -> list[str]:
+    """The NOTICE messages ``sql`` raised (read from the driver's connection)."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute(sql)
+            cur.fetchall()
+        if rollback:
+            raw.driver_connection.rollback()
+        return [n.strip() for n in raw.driver_connection.notices]
+    finally:
+        raw.close()
+
+
+def test_department_roles_cannot_create_functions(env):
+    user = env.users["civil_affairs"]
+    leak = "RETURNS boolean LANGUAGE sql AS 'SELECT true'"
+    assert _try(user, f"CREATE FUNCTION pg_temp.leak(text) {leak}") == "42501"  # no TEMPORARY on the database
+    assert _try(user, f"CREATE FUNCTION public.leak(text) {leak}") == "42501"  # no CREATE on schema public
+    assert _try(user, f"CREATE FUNCTION dept_civil_affairs.leak(text) {leak}") == "42501"
+    assert _try(user, "CREATE TEMPORARY TABLE t (x int)") == "42501"
+    with env.admin.connect() as conn:
+        public = conn.execute(sa.text(
+            "SELECT a.privilege_type FROM pg_database d CROSS JOIN LATERAL"
+            " aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
+            " WHERE d.datname = current_database() AND a.grantee = 0")).scalars().all()
+        assert public == []
+        barriers = conn.execute(sa.text(
+            "SELECT c.oid::regclass::text FROM pg_class c WHERE 'security_barrier=true' = ANY(c.reloptions)"
+            " AND c.oid::regclass::text = ANY(:v) ORDER BY 1"),
+            {"v": ["publish.master_person_current", "publish.enrolment_current",
+                   *(f"dept_{d}.{v}" for d in DEPARTMENTS for v in ("master_person", "enrolment"))]}).scalars().all()
+        assert len(barriers) == 2 + 2 * len(DEPARTMENTS)
+
+
+def test_a_leaky_function_reads_nothing_of_a_withdrawn_release_or_other_departments(env):
+    """The attack: a cheap function that prints its arguments, in the WHERE of a query on the views. A
+    superuser plants it where the department may call it (schema public), as a department could have
+    with TEMPORARY; the security barrier applies the views' conditions (current release, row security)
+    first, so it only ever sees rows the department may see anyway."""
+    leak = f"public.{PREFIX}leak"
+    with env.admin.begin() as conn:
+        if not conn.execute(sa.text("SELECT count(*) FROM publish.release WHERE release_no = 2")).scalar():
+            _publish_release(conn, 2, RELEASE_2)
+        _make_current(conn, 1)  # release 2 is withdrawn: its rows stay in the tables
+        conn.execution_options(no_parameters=True).exec_driver_sql(
+            f"CREATE FUNCTION {leak}(text, integer) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS"
+            " $$ BEGIN RAISE NOTICE 'leak % %', $1, $2; RETURN true; END $$")
+    try:
+        persons = _notices_of(env.users["civil_affairs"],
+                              f"SELECT * FROM dept_civil_affairs.master_person WHERE {leak}(master_id, release_no)")
+        enrolments = _notices_of(env.users["civil_affairs"],
+                                 f"SELECT * FROM dept_civil_affairs.enrolment WHERE {leak}(source, release_no)")
+        # the attack is real: without the barriers (in a transaction rolled back) the same query leaks
+        unguarded = _notices_of(env.admin, (
+            "BEGIN; ALTER VIEW dept_civil_affairs.master_person RESET (security_barrier);"
+            " ALTER VIEW publish.master_person_current RESET (security_barrier);"
+            f' SET LOCAL ROLE "{PREFIX}dept_civil_affairs";'
+            f" SELECT * FROM dept_civil_affairs.master_person WHERE {leak}(master_id, release_no)"), rollback=True)
+    finally:
+        with env.admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP FUNCTION {leak}(text, integer)")
+    assert f"NOTICE:  leak M{RELEASE_2['masters']:08d} 2" in unguarded
+    assert sorted(persons) == sorted(f"NOTICE:  leak M{i:08d} 1" for i in range(1, RELEASE_1["masters"] + 1))
+    assert sorted(enrolments) == [f"NOTICE:  leak {SOURCES['civil_affairs']} 1"] * RELEASE_1["enrolments"]["civil_affairs"]
+
+
+def test_sources_show_only_the_departments_own_with_enrolments_own(env):
+    everything = sorted(SOURCES.values())
+    with env.admin.begin() as conn:
+        conn.execute(sa.text("UPDATE publish.master_person SET sources = :s WHERE release_no = 1 AND master_id = 'M00000001'"),
+                     {"s": everything})
+    try:
+        seen = {d: _rows(env.users[d], f"SELECT sources FROM dept_{d}.master_person WHERE master_id = 'M00000001'")[0][0]
+                for d in DEPARTMENTS}
+    finally:
+        with env.admin.begin() as conn:
+            conn.execute(sa.text("UPDATE publish.master_person SET sources = ARRAY['mz_dibao']"
+                                 " WHERE release_no = 1 AND master_id = 'M00000001'"))
+    assert seen == {"social_security": ["rs_yanglao"], "civil_affairs": ["mz_dibao"],
+                    "health": everything}  # health is configured `enrolments: all` here
+    # the others' persons: civil affairs' source is not social security's
+    assert _rows(env.users["social_security"], "SELECT DISTINCT sources FROM dept_social_security.master_person") == [([],)]
+
+
 def test_reapplying_the_same_configuration_changes_nothing(env):
     report = _apply(env, env.sharing)
     assert report.statements == [] and not report.changed
