@@ -36,8 +36,8 @@ KINDS = ("ledger", "findings", "explain", "report")
 MAX_TEXT = 200  # characters of an argument or purpose kept in the log
 
 # An ID number (15 or 18 characters, last maybe X) or a mobile phone number, anywhere in a text.
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])|(?<![0-9A-Za-z])[0-9]{15}(?![0-9A-Za-z])")
-_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+_ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXxＸｘ](?!\d)|(?<!\d)\d{15}(?!\d)")
+_PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 
 
 def export_dir() -> Path:
