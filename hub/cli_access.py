@@ -17,12 +17,6 @@ access_app = typer.Typer(help="The read API's access log: a department's monthly
                          no_args_is_help=True)
 
 
-def _purpose_label(purpose: str | None, titles: dict[str, str]) -> str:
-    if purpose is None:
-        return "(no purpose)"
-    return f"{purpose} {titles[purpose]}" if purpose in titles else purpose
-
-
 @access_app.command("report")
 def report(department: Annotated[str, typer.Option("--department", "-d", help="The department (e.g. civil_affairs).")],
            month: Annotated[str, typer.Option("--month", "-m", help="The month, YYYY-MM (China Standard Time).")],
@@ -56,15 +50,17 @@ def report(department: Annotated[str, typer.Option("--department", "-d", help="T
         console.print(f"{title}: no request with a key of this department.", highlight=False, markup=False)
         return
     table = Table(title=title, title_justify="left")
-    table.add_column("key")
-    table.add_column("purpose", overflow="fold")
+    table.add_column("key", no_wrap=True)
+    table.add_column("key label")
+    table.add_column("purpose", no_wrap=True)
     for name in ("requests", "refused", "answers with persons", "persons"):
         table.add_column(name, justify="right")
     for r in rows:
-        key = f"{r['key_id']} ({r['label']})" if r["label"] else str(r["key_id"])
-        table.add_row(key, _purpose_label(r["purpose"], titles), f"{r['requests']:,}", f"{r['refused']:,}",
-                      f"{r['answers_with_persons']:,}", f"{r['persons']:,}")
+        table.add_row(str(r["key_id"]), r["label"] or "", r["purpose"] or "(no purpose)", f"{r['requests']:,}",
+                      f"{r['refused']:,}", f"{r['answers_with_persons']:,}", f"{r['persons']:,}")
     console.print(table, width=None if console.is_terminal else max(console.width, 140))
+    for code in sorted({r["purpose"] for r in rows if r["purpose"] in titles}):
+        console.print(f"{code}: {titles[code]}", highlight=False, markup=False)
     t = figures["totals"]
     console.print(f"total: {t['requests']:,} requests, {t['refused']:,} refused, {t['persons']:,} distinct persons"
                   " returned.", highlight=False, markup=False)
