@@ -52,8 +52,8 @@ def department_role(conn: sa.Connection, department: str) -> str:
         " WHERE n.nspname = :schema AND a.privilege_type = 'USAGE' AND right(r.rolname, length(:suffix)) = :suffix"
         " AND left(shobj_description(r.oid, 'pg_authid'), length(:marker)) = :marker"
         " AND pg_has_role(current_user, r.oid, 'MEMBER')"
-        " AND to_regclass(quote_ident(:schema) || '.master_person') IS NOT NULL"
-        " AND to_regclass(quote_ident(:schema) || '.enrolment') IS NOT NULL ORDER BY 1"),
+        " AND (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'v'"
+        "      AND c.relname IN ('master_person', 'enrolment')) = 2 ORDER BY 1"),
         {"schema": schema, "suffix": f"dept_{department}", "marker": ROLE_MARKER}).scalars().all()
     if len(roles) != 1:
         problem = ("no department role the API's database user may act as" if not roles
@@ -80,8 +80,9 @@ def _view(conn: sa.Connection, department: str, name: str, wanted: Iterable[str]
     sharing configuration: a field the configuration gives but the view lacks means they are stale)."""
     schema = SCHEMA_PREFIX + department
     have = set(conn.execute(sa.text(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(:s) || '.' || :v)"
-        " AND attnum > 0 AND NOT attisdropped"), {"s": schema, "v": name}).scalars())
+        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relname = :v"
+        " AND a.attnum > 0 AND NOT a.attisdropped"), {"s": schema, "v": name}).scalars())
     missing = [c for c in wanted if c not in have]
     if missing:
         message = (f"department {department!r}: the view {schema}.{name} does not show {', '.join(missing)},"
