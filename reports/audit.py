@@ -29,9 +29,12 @@ def export_all(conn_or_engine: sa.Engine | sa.Connection, out_dir: str | Path,
 
     ``departments`` (source → department, the registry's) names the departments that get a workbook
     even without findings; every department owning a stored finding gets one too.
-    Returns {department or "report": path}.
+    The folder is made readable by its owner only (0700): the workbooks (0600) and the report name
+    records of persons. Returns {department or "report": path}.
     """
     out = Path(out_dir)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out.chmod(0o700)
     with transaction(conn_or_engine) as conn:
         names = sorted(set((departments or {}).values()) | set(finding_departments(conn)))
         paths = {d: export_findings_xlsx(conn, d, out / workbook_name(d)) for d in names}
