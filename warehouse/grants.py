@@ -25,10 +25,20 @@ Per department (schema ``dept_<department>``, per database):
   ``publish.master_person_current``, so it follows the current release. A 不予共享 field is not in the
   view, and the owner role has no privilege on that column of ``publish.master_person_current``
   either: changing the view alone could not reveal it. Column comments name each field's class.
+  With ``enrolments: own``, ``sources`` lists only the department's own sources (those the release's
+  enrolments file under the department): the others would tell which programmes a person is in.
 * view ``enrolment``: ``publish.enrolment`` joined with ``publish.current_release`` (the definition
   of ``publish.enrolment_current``, which cannot be used here: it belongs to the table owner, and
   row-level security is skipped for a table's owner, so it would show every row). ``master_id`` is
   in it only when the department may see ``master_id``.
+
+Every view is ``security_barrier`` (so are ``publish.master_person_current`` and
+``publish.enrolment_current``): a function in a query's ``WHERE``, however cheap, runs only on rows the
+view lets through, never on a withdrawn release's or another department's. PUBLIC loses ``CONNECT``
+and ``TEMPORARY`` on the database and ``CREATE`` on schema ``public``, so no department user can create
+a function at all; the hub's roles get ``CONNECT`` explicitly (the user applying the grants keeps
+``CONNECT`` and ``TEMPORARY`` unless it owns the database; other login users need them granted).
+The read API's login role ``<prefix>api`` is created and refreshed here too (:mod:`warehouse.api_role`).
 
 Row-level security is enabled on ``publish.enrolment`` (not forced: the hub's own user, which owns
 the table, and superusers are not subject to it). Roles without a policy see no rows there. The
@@ -260,8 +270,7 @@ def _master_person_sql(g: _Grants, d: DepartmentAccess) -> str:
 
 
 def _own_sources(d: DepartmentAccess) -> str:
-    """``sources`` cut to the department's own sources (a source is the department's when the release's
-    enrolments name it so): the other departments' programmes stay hidden with ``enrolments: own``."""
+    """``sources`` cut to the department's own (a source is its when the release's enrolments say so)."""
     return ("ARRAY(SELECT u.s FROM unnest(p.sources) WITH ORDINALITY u(s, i) WHERE EXISTS (SELECT FROM"
             " publish.enrolment e WHERE e.release_no = p.release_no AND e.source = u.s"
             f" AND e.department = {_lit(d.department)}) ORDER BY u.i) AS sources")
@@ -430,10 +439,8 @@ class _Grants:
             self.run(f"COMMENT ON COLUMN {name}.{self.q(column)} IS {_lit(note)}")
 
     def harden_database(self) -> None:
-        """No one by default: PUBLIC loses CONNECT and TEMPORARY on the database (no temporary functions
-        for leaking rows) and CREATE on schema public; the views the department views read are security
-        barriers. The user applying the grants keeps CONNECT and TEMPORARY when it is neither a superuser
-        nor the database's owner."""
+        """PUBLIC loses CONNECT, TEMPORARY and CREATE on schema public (the user applying keeps the first
+        two); the publish views are security barriers (see the module's docstring)."""
         public = set(self.conn.execute(sa.text(
             "SELECT a.privilege_type FROM pg_database d"
             " CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
@@ -445,9 +452,8 @@ class _Grants:
                 self.run(f"GRANT {priv} ON DATABASE {self.q(self.database)} TO CURRENT_USER")
         for priv in sorted({"CONNECT", "TEMPORARY"} & public):
             self.run(f"REVOKE {priv} ON DATABASE {self.q(self.database)} FROM PUBLIC")
-        if self.conn.execute(sa.text(
-                "SELECT has_schema_privilege('public', 'public', 'CREATE')"
-                " FROM pg_namespace WHERE nspname = 'public'")).scalar():
+        if self.conn.execute(sa.text("SELECT has_schema_privilege('public', oid, 'CREATE') FROM pg_namespace"
+                                     " WHERE nspname = 'public'")).scalar():
             self.run("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         for view in ("publish.master_person_current", "publish.enrolment_current"):
             if self.conn.execute(sa.text(
