@@ -115,6 +115,29 @@ def test_a_missing_role_or_a_superuser_is_refused_by_name(warehouse, database_ur
             api_engine(database_url, role_prefix=PREFIX)
 
 
+def test_with_a_password_in_the_warehouse_url_the_session_switches_to_the_api_role(warehouse, database_url):
+    """A warehouse URL with a password (the compose file's): log in as that user, then SET ROLE."""
+    from sqlalchemy.engine import make_url
+
+    login, password = f"{PREFIX}warehouse_user", secrets.token_hex(12)
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE \"{login}\" LOGIN PASSWORD '{password}' IN ROLE \"{API_ROLE}\"")
+    try:
+        url = make_url(database_url).set(username=login, password=password).render_as_string(hide_password=False)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("HUB_API_DATABASE_URL", raising=False)
+            engine = api_engine(url, role_prefix=PREFIX)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT session_user, current_user")).one() == (login, API_ROLE)
+            [person] = serving.persons_by_master_id(conn, "M000000002", ("status",), department="health")
+            assert person["master_id"] == "M000000002"
+            assert conn.execute(sa.text("SELECT current_user")).scalar() == API_ROLE
+        engine.dispose()
+    finally:
+        with warehouse.begin() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{login}"')
+
+
 def test_serving_reads_as_the_callers_department(api_db):
     with api_db.connect() as conn:
         [person] = serving.persons_by_master_id(conn, "M000000001", ("sex", "sources"), department="social_security")
