@@ -32,7 +32,12 @@ def _mid(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def warehouse(engine):
-    """A published release of 30 synthetic persons M000000001 … M000000030 (invented names and numbers)."""
+    yield from published_persons(engine)
+
+
+def published_persons(engine):
+    """A published release of 30 synthetic persons M000000001 … M000000030 (invented names and numbers),
+    read through the department views."""
     empty_warehouse(engine)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO publish.release (release_no, master_count, record_count, content_hash,"
