@@ -118,10 +118,19 @@ def test_the_errors_are_really_in_the_served_values(big):
 
 def test_planted_inconsistencies(big):
     found = big.planted_inconsistencies()
-    assert set(found["kind"]) == {"deceased_active", "exclusive_programs", "shared_id_number", "sex_conflict"}
+    assert set(found["kind"]) == {"deceased_active", "exclusive_programs", "shared_id_number", "sex_conflict",
+                                  "birth_date_conflict"}
     pop = big.population.set_index("person_id")
     dead = found[found["kind"] == "deceased_active"]
     assert pop.loc[dead["person_id"], "deceased_on"].notna().all()
+    # a birth-date conflict is a record whose birth date was typed wrong; one a generation off its own
+    # ID number's is a shared number instead
+    errors = big.truth().set_index(["source", "source_record_id"])["errors"]
+    for kind in ("birth_date_conflict", "shared_id_number"):
+        keys = found.loc[found["kind"] == kind, ["source", "source_record_id"]].itertuples(index=False)
+        typed = [errors[tuple(k)] for k in keys]
+        assert all("dob_" in e and "dob_generation" not in e for e in typed) if kind == "birth_date_conflict" \
+            else all("id_family_member" in e or "dob_generation" in e for e in typed)
 
 
 def test_next_day_changes_and_keeps_record_ids():
