@@ -74,6 +74,20 @@ def raise_alert(conn: sa.Connection, kind: str, detail: str, *, key_id: str | No
                                          detail=detail))
 
 
+def raise_alert_once_a_day(conn: sa.Connection, kind: str, subject: str, detail: str, *, key_id: str | None = None,
+                           department: str | None = None) -> bool:
+    """An alert ``<subject>: <detail>`` of ``kind`` unless one was raised for ``subject`` today (Asia/Shanghai)
+    already; race-free across processes (a transaction-scoped advisory lock). True when raised."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"alert {kind} {subject}"))))
+    day_start = dt.datetime.combine(local_now().date(), dt.time(), LOCAL_TZ)
+    seen = conn.execute(sa.select(alert.c.alert_id).where(
+        alert.c.kind == kind, alert.c.raised_at >= day_start,
+        sa.func.starts_with(alert.c.detail, f"{subject}:")).limit(1)).first()
+    if seen is None:
+        raise_alert(conn, kind, f"{subject}: {detail}", key_id=key_id, department=department)
+    return seen is None
+
+
 def alerts(conn: sa.Connection, *, kind: str | None = None, since_id: int = 0) -> list[dict]:
     """Alerts after ``since_id``, oldest first (optionally of one kind)."""
     query = sa.select(alert).where(alert.c.alert_id > since_id).order_by(alert.c.alert_id)

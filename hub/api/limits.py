@@ -17,7 +17,6 @@ requests with bad keys per client address.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -57,17 +56,6 @@ class Admission:
     log: bool = True
 
 
-def _once_per_day(conn: sa.Connection, kind: str, subject: str, detail: str, key: ApiKey) -> None:
-    """An alert of ``kind`` for ``subject`` unless one was raised today already (race-free across processes)."""
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"alert {kind} {subject}"})
-    day_start = dt.datetime.combine(stored.local_now().date(), dt.time(), stored.LOCAL_TZ)
-    seen = conn.execute(sa.text(
-        "SELECT 1 FROM audit.access_alert WHERE kind = :k AND raised_at >= :d AND detail LIKE :s LIMIT 1"),
-        {"k": kind, "d": day_start, "s": f"{subject}:%"}).first()
-    if seen is None:
-        stored.raise_alert(conn, kind, f"{subject}: {detail}", key_id=key.key_id, department=key.department)
-
-
 def over_quota(conn: sa.Connection, key: ApiKey, quotas: Quotas) -> Admission | None:
     """Count the request against the key's and the department's day; a 429 when a quota is used up."""
     day = stored.local_now().date()
@@ -88,7 +76,7 @@ def over_quota(conn: sa.Connection, key: ApiKey, quotas: Quotas) -> Admission | 
         why = f"API key {key.key_id} has made {quotas.requests_per_key} requests today, its daily quota"
     if why is None:
         return None
-    _once_per_day(conn, "quota", subject, why, key)
+    stored.raise_alert_once_a_day(conn, "quota", subject, why, key_id=key.key_id, department=key.department)
     wait = stored.seconds_to_midnight()
     return Admission(status=429, headers={"Retry-After": str(wait)},
                      detail=f"daily quota used up: {why}. The quota starts anew at midnight (Asia/Shanghai),"
