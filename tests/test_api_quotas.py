@@ -236,3 +236,18 @@ def test_hostile_input_answers_4xx_and_is_logged_without_it(servers, warehouse):
     rows = _rows(warehouse, "SELECT * FROM audit.access_log WHERE access_id > :b ORDER BY access_id", b=before)
     assert len(rows) == len(answers) + 1
     assert not any("\x00" in str(v) for r in rows for v in r.values())
+
+
+def test_a_blocked_key_that_keeps_asking_is_throttled_like_a_bad_one(servers, warehouse):
+    base = servers(quotas=Quotas(bad_keys_per_minute=5)).base_url
+    key = _key(warehouse, "health", "blocked and insistent")
+    with warehouse.begin() as conn:
+        assert quotas.block_key(conn, key_id_of(key), "blocked by hand for the test")
+        assert not quotas.block_key(conn, key_id_of(key), "twice")
+    with httpx.Client(base_url=base, timeout=10, transport=httpx.HTTPTransport(local_address="127.0.0.3")) as client:
+        answers = [client.get(f"/v1/persons/{_mid(1)}", headers={"X-API-Key": key}) for _ in range(30)]
+    assert [a.status_code for a in answers[:5]] == [403] * 5
+    assert "blocked by hand for the test" in answers[0].json()["detail"]
+    assert sum(a.status_code == 429 for a in answers) >= 20
+    rows = _rows(warehouse, "SELECT status, key_id FROM audit.access_log WHERE client = '127.0.0.3'")
+    assert 5 <= len(rows) <= 10 and {(r["status"], r["key_id"]) for r in rows} == {(403, key_id_of(key))}

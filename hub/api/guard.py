@@ -107,7 +107,8 @@ def _admit(engine: sa.Engine, header: str | None, access: Access, quotas: Quotas
             key = verify_key(conn, header)
         except KeyBlocked as blocked:
             access.key_id, access.department = blocked.key_id, blocked.department
-            return Admission(status=403, detail=str(blocked))
+            refused = limits.refuse_unknown_key(conn, access.client, quotas)  # a blocked key counts as a bad one
+            return refused if refused.status == 429 else Admission(status=403, detail=str(blocked))
         if key is None:
             return limits.refuse_unknown_key(conn, access.client, quotas)
         access.key_id, access.department = key.key_id, key.department
@@ -184,8 +185,8 @@ def _hostile(request: Request) -> str | None:
         return NUL_REFUSED.format(where="the path")
     if "\x00" in urllib.parse.unquote(request.scope.get("query_string", b"").decode("latin-1")):
         return NUL_REFUSED.format(where="the query")
-    for name, value in request.headers.items():
-        if "\x00" in urllib.parse.unquote(value):
+    for name in ("x-api-key", "x-purpose"):  # the headers the hub reads (percent-encoded text)
+        if "\x00" in urllib.parse.unquote(request.headers.get(name, "")):
             return NUL_REFUSED.format(where=f"the header {name}")
     return None
 

@@ -9,8 +9,8 @@ requests with bad keys per client address.
   /v1/persons/<id>``) by one key within ``sweep_window`` seconds blocks the key
   (``audit.api_key.blocked_at``), writes an alert (kind ``sweep``) and answers 403; the key stays
   refused until ``hub api-key unblock KEY_ID``.
-* **Bad keys**: after ``bad_keys_per_minute`` requests with a missing, unknown or revoked key from one
-  address within a minute, further ones answer 429 without an access-log row each; one alert (kind
+* **Bad keys**: after ``bad_keys_per_minute`` requests with a missing, unknown, revoked or blocked key
+  from one address within a minute, further ones answer 429 without an access-log row each; one alert (kind
   ``bad_keys``) per address and minute, and ``audit.api_quota`` (scope ``client``, subject
   ``<address> <HH:MM>``) holds how many came.
 """
@@ -105,7 +105,7 @@ def sweep(conn: sa.Connection, key: ApiKey, master_id: str, quotas: Quotas) -> A
 
 def refuse_unknown_key(conn: sa.Connection, client: str | None, quotas: Quotas | None) -> Admission:
     """A request with a missing, unknown or revoked key: 401, or 429 without a log row once the address
-    sent more than ``bad_keys_per_minute`` of them within the minute."""
+    sent more than ``bad_keys_per_minute`` of them (or of a blocked key) within the minute."""
     if quotas is None or quotas.bad_keys_per_minute is None:
         return Admission(status=401)
     now = stored.local_now()
@@ -117,12 +117,12 @@ def refuse_unknown_key(conn: sa.Connection, client: str | None, quotas: Quotas |
         return Admission(status=401)
     if requests == limit + 1:
         stored.raise_alert(conn, "bad_keys", client=client, detail=(
-            f"address {address}: more than {limit} requests with a missing, unknown or revoked key in the minute"
-            f" {now:%Y-%m-%d %H:%M} (Asia/Shanghai); further ones that minute answer 429 without an access-log"
+            f"address {address}: more than {limit} requests with a missing, unknown, revoked or blocked key in the"
+            f" minute {now:%Y-%m-%d %H:%M} (Asia/Shanghai); further ones that minute answer 429 without an access-log"
             f" row each: audit.api_quota (scope client, subject '{subject}') counts them all"))
     return Admission(status=429, log=False, headers={"Retry-After": str(max(1, 60 - now.second))},
-                     detail=f"too many requests with a missing, unknown or revoked API key from {address} this"
-                            " minute; check the key (X-API-Key) and try again in a minute")
+                     detail=f"too many requests with a missing, unknown, revoked or blocked API key from {address}"
+                            " this minute; check the key (X-API-Key) and try again in a minute")
 
 
 def count_persons(conn: sa.Connection, access: Access, persons: int) -> None:
