@@ -121,10 +121,14 @@ def render(template: str, **context: object) -> str:
 
 
 def write_page(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a reader sees the old page or the new one, never half of one)."""
+    """Write ``text`` to ``path`` atomically (a reader sees the old page or the new one, never half of one),
+    readable by the hub's own user only (0600, from its creation: pages hold masked personal data)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)  # an existing temporary file keeps its mode through O_CREAT
     tmp.replace(path)
     return path
