@@ -69,8 +69,14 @@ def ensure_api_role(conn: sa.Connection, prefix: str, database: str, department_
         " shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
     if row is None:
         run(f"CREATE ROLE {q(role)} {' '.join(ATTRIBUTES)}")
-    elif (tuple(row)[:7] != (True, False, False, False, False, False, False)):
-        run(f"ALTER ROLE {q(role)} {' '.join(ATTRIBUTES)}")
+    else:
+        # only the attributes that differ: from PostgreSQL 16, naming REPLICATION or BYPASSRLS at all
+        # needs that attribute, which the warehouse's role (CREATEROLE, not a superuser) lacks
+        wrong = [a for a, ok in zip(ATTRIBUTES, (row.rolcanlogin, not row.rolsuper, not row.rolcreaterole,
+                                                 not row.rolcreatedb, not row.rolreplication, not row.rolbypassrls,
+                                                 not row.rolinherit)) if not ok]
+        if wrong:
+            run(f"ALTER ROLE {q(role)} {' '.join(wrong)}")
     if row is None or row.comment != _comment(prefix):
         run(f"COMMENT ON ROLE {q(role)} IS '{_comment(prefix)}'")
     _sync_members(conn, role, set(department_roles), prefix, run)
