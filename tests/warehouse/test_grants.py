@@ -404,6 +404,27 @@ def _narrowed(data: dict) -> None:
     data["fields"]["name"] = "不予共享"
 
 
+def test_the_api_role_is_a_login_member_of_the_departments_and_nothing_more(env):
+    api = f"{PREFIX}api"
+    with env.admin.begin() as conn:  # as a restore's roles file leaves it: NOLOGIN, INHERIT
+        conn.exec_driver_sql(f'ALTER ROLE "{api}" NOLOGIN INHERIT')
+    report = _apply(env, env.sharing)
+    assert [s for s in report.statements if api in s] == [f"ALTER ROLE {api} LOGIN NOINHERIT"]
+    with env.admin.connect() as conn:
+        attrs = conn.execute(sa.text("SELECT rolcanlogin, rolsuper, rolcreaterole, rolbypassrls, rolinherit"
+                                     " FROM pg_roles WHERE rolname = :r"), {"r": api}).one()
+        groups = conn.execute(sa.text(
+            "SELECT g.rolname FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid"
+            " JOIN pg_roles m ON m.oid = am.member WHERE m.rolname = :r ORDER BY 1"), {"r": api}).scalars().all()
+        may = {t: conn.execute(sa.text("SELECT has_any_column_privilege(:r, :t, 'SELECT')"), {"r": api, "t": t}).scalar()
+               for t in ("publish.current_release", "audit.api_key", "publish.master_person",
+                         "publish.enrolment", "raw.record", "audit.export_log")}
+    assert tuple(attrs) == (True, False, False, False, False)
+    assert groups == [f"{PREFIX}dept_{d}" for d in DEPARTMENTS]  # never an owner role
+    assert may == {"publish.current_release": True, "audit.api_key": True, "publish.master_person": False,
+                   "publish.enrolment": False, "raw.record": False, "audit.export_log": False}
+
+
 def test_reapplying_after_a_change_revokes_what_is_no_longer_allowed(env):
     narrowed = _write_config(env.config_dir, "narrowed", _narrowed)
     report = _apply(env, narrowed)
