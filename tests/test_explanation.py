@@ -80,8 +80,11 @@ def test_explain_review_show_and_the_api_agree(clean_warehouse, platforms):
     tf = next(r for r in reviews if r.evidence.get("mw_tf_adj_name") or r.evidence.get("mw_tf_adj_phone"))
     null = next(r for r in reviews if r is not tf and any(  # a null level weighs 0
         v == 0 and k.startswith("mw_") and not k.startswith("mw_tf_adj_") for k, v in r.evidence.items()))
+    from connectors.registry import source_departments
+
+    departments = source_departments()  # a steward sees the pairs of its own department's sources
     with clean_warehouse.begin() as conn:
-        steward = create_key(conn, "civil_affairs", "data office", scopes=["steward"])
+        stewards = {d: create_key(conn, d, "data office", scopes=["steward"]) for d in set(departments.values())}
     server, thread, url = _serve(create_app(clean_warehouse, rate_limit=None))
     try:
         with httpx.Client(base_url=url, timeout=30) as api:
@@ -92,6 +95,7 @@ def test_explain_review_show_and_the_api_agree(clean_warehouse, platforms):
                 shown = _hub("review", "show", str(review.review_id), "--json")
                 assert shown.returncode == 0, shown.stderr
                 from_review = json.loads(shown.stdout)["explanation"]
+                steward = stewards[departments[review.record_key_l.split("/", 1)[0]]]
                 got = api.get(f"/v1/reviews/{review.review_id}", headers={"X-API-Key": steward})
                 assert got.status_code == 200, got.text
                 from_api = got.json()["explanation"]

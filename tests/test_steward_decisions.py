@@ -126,7 +126,8 @@ def test_a_match_of_two_people_is_refused_and_a_new_decision_supersedes_the_old(
     assert "refused" in error and "two different ID numbers valid for their records" in error
     assert "hub review detach-id" in error and "not_a_match" in error
     assert TWIN_A not in refused.stderr and TWIN_B not in refused.stderr  # masked
-    api, steward = api_for
+    api, stewards = api_for
+    steward = stewards["health"]  # the twins are on the health platforms
     answer = api.post(f"/v1/reviews/{review_id}/decision", headers=steward,
                       json={"decision": "match", "reviewer": "刘科长"})
     assert answer.status_code == 409 and answer.json()["detail"].startswith("refused: a match of")
@@ -178,7 +179,8 @@ def test_a_split_and_a_move_out_are_honoured_by_incremental_runs_and_a_full_rebu
     family = before["mz_dibao/F1"]
     assert before["rs_yanglao/F1"] == before["rs_yiliao/F1"] == family
     assert before["mz_dibao/G1"] == before["rs_yiliao/G1"]
-    api, steward = api_for
+    api, stewards = api_for
+    steward = stewards["civil_affairs"]
     everything = api.post(f"/v1/masters/{family}/split", headers=steward, json={
         "records": ["mz_dibao/F1", "rs_yanglao/F1", "rs_yiliao/F1"], "reviewer": "刘科长", "reason": "x"})
     assert everything.status_code == 409 and "all the records" in everything.json()["detail"]
@@ -222,7 +224,8 @@ def test_a_detached_id_number_lets_two_records_part(county, api_for):
     refused = _hub("review", "detach-id", "mz_gaoling/nobody", "--reviewer", "li", "--reason", "x")
     assert refused.returncode == 1 and "no standardized record" in refused.stderr
 
-    api, steward = api_for
+    api, stewards = api_for
+    steward = stewards["civil_affairs"]
     body = {"record": "rs_yanglao/D2", "reviewer": "刘科长", "reason": "the number is the other 李明's"}
     assert api.post("/v1/masters/M999999999/detach-id", headers=steward, json=body).status_code == 404
     stranger = api.post(f"/v1/masters/{master}/detach-id", headers=steward, json={**body, "record": "mz_dibao/G1"})
@@ -267,10 +270,10 @@ def api_for(county):
     from hub.api_keys import create_key
     from tests.test_api import _serve
 
-    with county.begin() as conn:
-        key = create_key(conn, "civil_affairs", "data office", scopes=["steward"])
+    with county.begin() as conn:  # a steward sees the pairs and masters of its own department's sources
+        keys = {d: create_key(conn, d, "data office", scopes=["steward"]) for d in ("civil_affairs", "health")}
     server, thread, url = _serve(create_app(county, rate_limit=RateLimit(per_second=100, burst=500)))
     with httpx.Client(base_url=url, timeout=30) as client:
-        yield client, {"X-API-Key": key}
+        yield client, {d: {"X-API-Key": k} for d, k in keys.items()}
     server.should_exit = True
     thread.join(5)
