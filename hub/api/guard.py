@@ -39,6 +39,7 @@ log = logging.getLogger("hub.api")
 _ROUTE_WORDS = frozenset({"v1", "persons", "search", "check", "reviews", "decision", "healthz", "openapi.json",
                           "docs", "redoc", "masters", "decisions", "split", "move-out", "detach-id"})
 _SAFE_ID = re.compile(r"^(M\d{9,12}|\d{1,10})$")
+_MASTER_ID = re.compile(r"M\d{9,12}")  # what sweep detection counts (the access log keeps these paths)
 # a NUL character in a JSON body: raw, or escaped as \u0000 (an odd number of backslashes before u0000)
 _NUL_IN_JSON = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
 NUL_REFUSED = ("{where} holds a NUL character (\\u0000), which no field of the hub accepts;"
@@ -101,7 +102,7 @@ def _retry_after(wait: float) -> dict[str, str]:
 
 def _admit(engine: sa.Engine, header: str | None, access: Access, quotas: Quotas | None,
            person_id: str | None) -> Admission:
-    """The key, the daily quotas and sweep detection, in one transaction (see :mod:`hub.api.quotas`)."""
+    """The key, the daily quotas and sweep detection, in one transaction (see :mod:`hub.api.limits`)."""
     with engine.begin() as conn:
         try:
             key = verify_key(conn, header)
@@ -134,8 +135,8 @@ def _finish(engine: sa.Engine, access: Access, status: int, counted: bool) -> No
 def _person_id(request: Request) -> str | None:
     """The master id of a look-up by master id (``GET /v1/persons/<id>``), else None."""
     parts = request.url.path.split("/")
-    if request.method == "GET" and len(parts) == 4 and parts[2] == "persons" and parts[3] not in ("search", "check"):
-        return parts[3][:64]
+    if request.method == "GET" and len(parts) == 4 and parts[2] == "persons" and _MASTER_ID.fullmatch(parts[3]):
+        return parts[3]
     return None
 
 
