@@ -556,7 +556,7 @@ def test_a_warehouse_restored_onto_a_new_server_as_the_guide_says_is_the_warehou
         run(_embedded_bin("pg_dump"), "-Fc", "-d", dsn("old", database="hub"), "-f", str(dump))
         roles = run("psql", "-X", "-At", "-d", dsn("old"), "-c",
                     "SELECT format('CREATE ROLE %I NOLOGIN;', rolname) FROM pg_roles"
-                    " WHERE rolname ~ '^hub_(dept_|owner_|auditor$)'")
+                    " WHERE rolname ~ '^hub_(dept_|owner_|auditor$|api$)'")
         assert "hub_dept_" in roles
         (tmp_path / "hub-roles.sql").write_text(roles)
 

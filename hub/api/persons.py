@@ -80,11 +80,11 @@ def _name_keys(values: list[str | None]) -> list[str | None]:
 
 
 def _enrolments(conn, master_ids: list[str], c) -> dict[str, list[dict]]:
-    """The enrolments the caller's department may see: its own programmes', or all."""
+    """The enrolments the caller's department may see: its own programmes', or all (its view and row
+    security decide)."""
     if not master_ids or c.sharing is None:
         return {}
-    own = c.sharing.own_enrolments_only
-    return serving.enrolments(conn, master_ids, department=c.key.department if own else None)
+    return serving.enrolments(conn, master_ids, department=c.key.department)
 
 
 @functools.cache
