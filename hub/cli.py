@@ -383,16 +383,29 @@ def serve(
     rate: Annotated[float, typer.Option(help="Requests per second allowed per key (sustained).")] = 5.0,
     burst: Annotated[int, typer.Option(help="Requests a key may make at once before the rate applies.")] = 60,
     max_batch: Annotated[int, typer.Option(help="Most residents one batch check (比对) may hold.")] = 1000,
+    persons_per_key: Annotated[int, typer.Option(min=1,
+        help="Persons one key may be answered per day (Asia/Shanghai), counted across every API process.")] = 2000,
+    persons_per_department: Annotated[int, typer.Option(min=1,
+        help="Persons one department's keys together may be answered per day.")] = 10000,
+    sweep_ids: Annotated[int, typer.Option(min=1,
+        help="Distinct master ids one key may look up one by one within --sweep-window before it is blocked.")]
+    = 100,
+    sweep_window: Annotated[float, typer.Option(min=1.0, help="Seconds of the sweep window.")] = 600.0,
 ) -> None:
-    """Serve the read API (OpenAPI at /openapi.json): lookups, batch checks and the review queue."""
-    from hub.api import RateLimit
+    """Serve the read API (OpenAPI at /openapi.json): lookups, batch checks and the review queue.
+
+    It reads as its own database role (hub_api, made by hub grants apply) and each department's views."""
+    from hub.api import Quotas, RateLimit
     from hub.api import serve as run
     from hub.api_db import api_engine
 
     console.print(f"read API on http://{host}:{port} (OpenAPI: /openapi.json); every access is logged in"
                   " audit.access_log", highlight=False)
     with user_errors():
-        run(host, port, engine=api_engine(), rate_limit=RateLimit(per_second=rate, burst=burst), max_batch=max_batch)
+        quotas = Quotas(persons_per_key=persons_per_key, persons_per_department=persons_per_department,
+                        sweep_ids=sweep_ids, sweep_window=sweep_window)
+        run(host, port, engine=api_engine(), rate_limit=RateLimit(per_second=rate, burst=burst), max_batch=max_batch,
+            quotas=quotas)
 
 
 app.command()(history)

@@ -36,6 +36,11 @@ def user_errors():
         raise typer.Exit(1) from None
     except OperationalError as exc:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if "permission denied for database" in first:  # hub grants apply takes CONNECT from PUBLIC
+            err.print(f"[bold red]error:[/] the warehouse refused this role: {escape(first.split('FATAL:')[-1].strip())}"
+                      " (only the hub's own roles may connect: GRANT CONNECT ON DATABASE … TO the role, as the"
+                      " warehouse's owner)", highlight=False)
+            raise typer.Exit(1) from None
         err.print(f"[bold red]error:[/] cannot reach the warehouse database: {first}", highlight=False)
         raise typer.Exit(1) from None
     except ProgrammingError as exc:

@@ -216,6 +216,7 @@ def explain(
     from hub import settings
     from hub.errors import HubError
     from hub.explanation import TABLE_HEADER, model_note, score_records, table_rows
+    from hub.exports import write_export
     from mpi.explain import waterfall_page
     from schemas.masking import mask_name
     from warehouse.stewardship import master_records, resident_record
@@ -255,11 +256,12 @@ def explain(
                 console.print(table)
         if html and scored:
             left, right, s = scored[0]
-            html.write_text(waterfall_page(s, title=f"{left} vs {right}: why they match / 两条记录为何匹配",
-                                           note="Names, ID numbers, phones and house numbers are masked; birth dates"
-                                                " and villages are not. 姓名、身份证号、电话、门牌已遮蔽，"
-                                                "出生日期和村（社区）未遮蔽。"),
-                            encoding="utf-8")
+            page = waterfall_page(s, title=f"{left} vs {right}: why they match / 两条记录为何匹配",
+                                  note="Names, ID numbers, phones and house numbers are masked; birth dates"
+                                       " and villages are not. 姓名、身份证号、电话、门牌已遮蔽，出生日期和村（社区）未遮蔽。")
+            # owner-only, and recorded in audit.export_log like every file with personal data
+            html = write_export("explain", html.name, page, out=html, rows=2,
+                                arguments={"left": left, "right": right, "master_id": master_id})
             err.print(f"waterfall chart written to {html} — it shows birth dates and villages: "
                       "keep it where personal data may be seen")
 

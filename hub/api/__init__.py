@@ -3,12 +3,15 @@
 Every path under ``/v1`` needs a department's API key (header ``X-API-Key``, see
 :mod:`hub.api_keys`) and is written to the access log — refused requests too — before its
 answer leaves: who (key id, department), what (method and path; a path segment that is not a
-plain surrogate id is masked), the declared purpose, how many items were asked for and returned,
-and the HTTP status. No ID number or name is ever logged; ID numbers travel only in request bodies.
+plain surrogate id is masked), the purpose code, how many items were asked for and returned, the
+master ids returned, and the HTTP status, in a hash chain (:mod:`warehouse.access_log`). No ID
+number or name is ever logged; ID numbers travel only in request bodies.
 
 Sharing (``warehouse/sharing.yaml``): an answer holds only the fields the key's department may see.
-A 有条件 (conditional) field is released only with a declared purpose (body field ``purpose`` or
-header ``X-Purpose``); without one the answer holds the 无条件 fields and lists the others under
+Persons are read as the department's database role through its views (:mod:`warehouse.serving`), so
+PostgreSQL's grants and row security decide. A 有条件 (conditional) field is released only for a purpose
+code of the department's catalogue (``warehouse/purposes.yaml``; body field ``purpose`` or header
+``X-Purpose``) that unlocks it; otherwise the answer holds the 无条件 fields and lists the others under
 ``withheld`` — it is not refused. A lookup by ID number needs ``id_number`` to be shared with the
 department at all, and a batch check compares names only when ``name`` is released.
 
@@ -18,9 +21,9 @@ alike (401); a key blocked for sweeping master ids answers 403 saying so. Each k
 per process (:class:`RateLimit`; an empty bucket answers 429 with ``Retry-After``) and daily quotas
 shared by every process (:class:`Quotas`, :mod:`hub.api.limits`).
 
-The parts: :mod:`hub.api.guard` (key, rate limit, access log), :mod:`hub.api.deps` (caller, purpose),
-:mod:`hub.api.models`
-(requests and answers), and one router per concern (:mod:`hub.api.persons`, :mod:`hub.api.reviews`).
+The parts: :mod:`hub.api.guard` (key, limits, access log), :mod:`hub.api.limits` (quotas, sweeps),
+:mod:`hub.api.deps` (caller, purpose), :mod:`hub.api.models` (requests and answers), and one router
+per concern (:mod:`hub.api.persons`, :mod:`hub.api.reviews`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from hub.api.deps import NOT_FOUND
 from hub.api.guard import RateLimit, TokenBuckets, guard_and_log
 from hub.api.limits import Quotas
 from hub.api.models import DEFAULT_MAX_BATCH
+from warehouse.serving import DepartmentViewsMissing
 from warehouse.sharing import DepartmentSharing, load_sharing
 
 DEFAULT_RATE_LIMIT = RateLimit()
@@ -49,18 +53,24 @@ Read access to the published master person index (一人一档) of the resident 
 
 * **Keys**: every `/v1` path needs a department's key in `X-API-Key`. A missing, unknown or revoked
   key answers 401, alike.
-* **Fields**: answers hold only the fields the key's department may see (`warehouse/sharing.yaml`).
-  有条件 (conditional) fields are released only with a declared **purpose** (`purpose` in the body,
-  or the `X-Purpose` header, UTF-8 percent-encoded); without one they are listed under `withheld`.
+* **Fields**: answers hold only the fields the key's department may see (`warehouse/sharing.yaml`),
+  read as the department's own database role through its views. 有条件 (conditional) fields are
+  released only for a **purpose code** of the department's catalogue (`GET /v1/purposes`;
+  `warehouse/purposes.yaml`), given as `purpose` in the body or the `X-Purpose` header, and only the
+  fields that purpose unlocks; anything else (free text, an unknown, expired or other department's
+  code) releases none, and the fields are listed under `withheld`. `sources` and `enrolments` show
+  only the department's own programmes unless its sharing says otherwise.
 * **ID numbers** travel only in request bodies, never in a URL.
 * **Not found**: an unknown master id, an unknown ID number and a look-up the department may not
   make all answer 404 `{"detail": "not found"}`.
 * **Limits**: a token bucket per key (429 with `Retry-After`); daily quotas of persons per key and
   per department (429 with `Retry-After` until midnight, Asia/Shanghai); a batch check holds at most a
   configured number of items (413 beyond). Many distinct master ids looked up one by one in a short
-  time block the key (403) until a steward unblocks it. A NUL character anywhere answers 400.
+  time block the key (403) until the hub's operator unblocks it (`hub api-key unblock`). A NUL character anywhere answers 400.
 * **Audit**: every request, refused ones too, is logged in `audit.access_log` (key, department,
-  path, purpose, counts, status) — never an ID number or a name.
+  path, purpose code, counts, the master ids returned, status; a hash chain over the rows) — never an
+  ID number or a name. A change (a steward decision) is logged in its own transaction: if the row
+  cannot be written, nothing changes.
 """
 
 
@@ -74,6 +84,12 @@ async def _invalid_request(request: Request, exc: RequestValidationError):
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
               for e in exc.errors()]
     return JSONResponse({"detail": errors}, 422)
+
+
+async def _views_missing(request: Request, exc: DepartmentViewsMissing):
+    # the grants were not applied (or not since the sharing changed): the operator's fix, not the caller's
+    return JSONResponse({"detail": "service unavailable: the department's views are missing in the warehouse;"
+                                   " the hub's operator must run `hub grants apply`"}, 503)
 
 
 def create_app(engine: sa.Engine | None = None, *,
@@ -91,6 +107,10 @@ def create_app(engine: sa.Engine | None = None, *,
         from hub import settings
 
         engine = settings.engine()
+    else:
+        from hub.api_db import warn_if_superuser
+
+        warn_if_superuser(engine)
     if sharing is None or isinstance(sharing, str | Path):
         sharing = load_sharing(sharing)
     if max_batch < 1:
@@ -108,6 +128,7 @@ def create_app(engine: sa.Engine | None = None, *,
     # errors keep the same shapes and never echo the input
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(DepartmentViewsMissing, _views_missing)
     app.middleware("http")(guard_and_log)
     app.include_router(persons.router)
     app.include_router(reviews.router)

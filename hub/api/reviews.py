@@ -70,6 +70,7 @@ def reviews(request: Request, c: StewardDep, engine: Warehouse,
     with engine.connect() as conn:
         rows = list_reviews(conn, status=status, limit=limit, reason=reason, viewer=_viewer(c))
     request.state.access.results = len(rows)
+    request.state.access.master_ids = sorted({m for r in rows for m in (r.get("master_l"), r.get("master_r")) if m})
     return {"reviews": _json_safe(rows)}
 
 
@@ -86,6 +87,8 @@ def review(request: Request, c: StewardDep, engine: Warehouse, review_id: int):
         except HubError:
             raise not_found() from None
     request.state.access.results = 1
+    shown = (out.get("master_l"), out.get("master_r"), *((out.get(s) or {}).get("master_id") for s in ("left", "right")))
+    request.state.access.master_ids = sorted({m for m in shown if m})
     return _json_safe(out)
 
 
