@@ -27,12 +27,35 @@ from warehouse.sharing import CONDITIONAL, DepartmentSharing
 
 NOT_FOUND = {"detail": "not found"}
 UNAUTHORIZED = {"detail": "missing, unknown or revoked API key"}
+#: the answer of a refusal: what is wrong and what to do, in words
+_REFUSAL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+#: a 422: the fields that do not validate (where and what, never the value sent), or, in words, a value the
+#: warehouse cannot use
+_INVALID = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
+    {"type": "string"},
+    {"type": "array", "items": {"type": "object", "required": ["loc", "msg", "type"], "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+        "msg": {"type": "string"}, "type": {"type": "string"}}}},
+]}}}
+
+
+def _refusal(description: str, schema: dict = _REFUSAL, example: dict | None = None) -> dict:
+    content = {"schema": schema, **({"example": example} if example else {})}
+    return {"description": description, "content": {"application/json": content}}
+
+
 #: the refusals every /v1 route may answer, for the OpenAPI description
 ERRORS = {
-    401: {"description": "missing, unknown or revoked API key", "content": {"application/json": {"example": UNAUTHORIZED}}},
-    404: {"description": "not found (or not for this department: the two look the same)",
-          "content": {"application/json": {"example": NOT_FOUND}}},
-    429: {"description": "rate limit exceeded; retry after `Retry-After` seconds"},
+    400: _refusal("a bad request: a NUL character (\\u0000) in the path, the query, a header or the body;"
+                  " remove it and send the request again"),
+    401: _refusal("missing, unknown or revoked API key", example=UNAUTHORIZED),
+    403: _refusal("the API key is blocked (it looked up too many different persons in a short time); a data"
+                  " steward of the hub can lift the block"),
+    404: _refusal("not found (or not for this department: the two look the same)", example=NOT_FOUND),
+    422: _refusal("invalid input: the fields that do not validate (where and what, never the value sent), or a"
+                  " value the warehouse cannot use (a number out of range, say); correct it and send the request"
+                  " again", schema=_INVALID),
+    429: _refusal("rate limit exceeded; retry after `Retry-After` seconds"),
 }
 
 
