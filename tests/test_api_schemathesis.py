@@ -3,8 +3,11 @@ warehouse: every operation is called with generated paths, queries, headers and 
 characters, huge numbers, wrong types and content types, wrong methods), and none answers 500; every
 answer of a documented status matches its schema; every 405 names the methods allowed (``Allow``).
 
-The generator is Hypothesis driven by the OpenAPI document (what Schemathesis does); the number of
-examples is bounded so that the test stays under a minute.
+Two generators, over the warehouse of ``tests/test_api.py`` (published persons, a retired id chain,
+enrolments, a review pair, the department views): Schemathesis (every operation in its examples,
+coverage and fuzzing phases, positive and negative cases, with a department's or a steward's key) and a
+plain Hypothesis generator of hostile requests of its own. Both are derandomized, with bounded examples,
+so that the file stays under a minute.
 """
 
 from __future__ import annotations
