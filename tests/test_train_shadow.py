@@ -86,7 +86,7 @@ def test_train_leaves_the_model_in_use_until_accepted(matched_county, tmp_path):
     assert in_use.read_bytes() == candidate.read_bytes() != before
     assert _digest(DEFAULT_MODEL) == repository_model  # the repository's model never touched
 
-    from hub.cli import _print_training, console
+    from hub.cli_review import _print_training, console
 
     with console.capture() as printed:
         _print_training(report, verbose=False)
