@@ -179,23 +179,13 @@ def test_a_nul_in_any_part_of_a_request_answers_400(api):
 #: examples per operation in the fuzzing phase; with the examples and coverage phases' own cases (among them
 #: the methods an operation does not have) the whole file stays under a minute on two cores
 SCHEMATHESIS_EXAMPLES = 15
-#: answers the API gives that its description does not list yet, as (method, path, status): each one is a
-#: gap of the description to close where the route is declared, then to remove from here
-UNDOCUMENTED = {("POST", "/v1/reviews/{review_id}/decision", 409)}
 #: path values the warehouse holds (a retired master id answers with its survivor)
 KNOWN_PATH_VALUES = {"master_id": ["M000000001", "M000000002", "M000000004"], "review_id": [1]}
 #: what the Schemathesis run answered, for the test after it: {status: {(method, path)}}
 SCHEMATHESIS_ANSWERS: dict[int, set[tuple[str, str]]] = {}
 
 
-def status_code_documented(ctx, response, case):
-    """Schemathesis's ``status_code_conformance``, but for the gaps listed in :data:`UNDOCUMENTED`."""
-    if (case.method.upper(), case.path, response.status_code) in UNDOCUMENTED:
-        return None
-    return status_code_conformance(ctx, response, case)
-
-
-SCHEMATHESIS_CHECKS = [not_a_server_error, status_code_documented, response_schema_conformance, unsupported_method]
+SCHEMATHESIS_CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, unsupported_method]
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,11 @@ def review(request: Request, c: StewardDep, engine: Warehouse, review_id: int):
     return _json_safe(out)
 
 
-@router.post("/v1/reviews/{review_id}/decision",
+REFUSED = {409: {"description": "refused: the decision would put two people in one master, or does not fit the"
+                                " master (the reason says what to do instead)"}}
+
+
+@router.post("/v1/reviews/{review_id}/decision", responses=REFUSED,
              summary="Decide a review pair (steward keys); every later matching run honours it",
              description="The reviewer is kept with the decision, followed by the key id that sent it.")
 def decide_review(request: Request, c: StewardDep, engine: Warehouse, review_id: int, body: DecisionRequest):
@@ -111,10 +115,6 @@ def decide_review(request: Request, c: StewardDep, engine: Warehouse, review_id:
         request.state.access.results = 1
         log_in(conn, request)  # the decision and its access-log row commit together, or neither does
     return _json_safe(out)
-
-
-REFUSED = {409: {"description": "refused: the decision would put two people in one master, or does not fit the"
-                                " master (the reason says what to do instead)"}}
 
 
 @router.get("/v1/masters/{master_id}/decisions",
