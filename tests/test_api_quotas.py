@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -120,6 +121,83 @@ def test_the_department_quota_holds_across_its_keys(servers, warehouse):
     refused = api.get(f"/v1/persons/{_mid(5)}", headers={"X-API-Key": two})
     assert refused.status_code == 429 and "department social_security" in refused.json()["detail"]
     assert [a["department"] for a in _alerts(warehouse, "quota", two)] == ["social_security"]
+
+
+def _id_number(n: int) -> str:
+    """The (invented) ID number of person n of :func:`published_persons`."""
+    body = f"341522198001{n:02d}{n:03d}"[:17]
+    return body + check_character(body)
+
+
+def _check(api: httpx.Client, key: str, persons: range) -> httpx.Response:
+    return api.post("/v1/persons/check", headers={"X-API-Key": key},
+                    json={"items": [{"id_number": _id_number(n)} for n in persons]})
+
+
+def _served(engine, key: str) -> int:
+    """The persons the access log says the key was given (every answer with master ids)."""
+    return _rows(engine, "SELECT coalesce(sum(cardinality(master_ids)), 0) AS n FROM audit.access_log"
+                         " WHERE key_id = :k", k=key_id_of(key))[0]["n"]
+
+
+def test_a_batch_check_cannot_overshoot_the_quota_across_two_processes(servers, warehouse):
+    limits = Quotas(persons_per_key=50)
+    first, second = servers(quotas=limits), servers(quotas=limits)
+    key = _key(warehouse, "health", "batch quota client")
+    assert _check(first, key, range(1, 31)).json()["counts"] == {"matched": 30}
+    refused = _check(second, key, range(1, 31))  # 30 more would make 60: refused before anything is read
+    assert refused.status_code == 429
+    detail = refused.json()["detail"]
+    assert "may be given 20 more persons today (daily quota 50)" in detail and key_id_of(key) in detail
+    assert "batch of at most 20 items" in detail and "nothing was looked up" in detail
+    assert abs(int(refused.headers["Retry-After"]) - quotas.seconds_to_midnight()) < 60
+    assert _check(first, key, range(11, 31)).json()["counts"] == {"matched": 20}  # what remains is served
+    last = _check(second, key, range(1, 2))
+    assert last.status_code == 429 and "daily quota" in last.json()["detail"]
+    assert _served(warehouse, key) == 50
+    usage = _rows(warehouse, "SELECT persons FROM audit.api_quota WHERE scope = 'key' AND subject = :k",
+                  k=key_id_of(key))
+    assert usage == [{"persons": 50}]
+    assert len(_alerts(warehouse, "quota", key)) == 1
+
+
+def test_what_a_batch_does_not_find_is_given_back(servers, warehouse):
+    api = servers(quotas=Quotas(persons_per_key=12))
+    key = _key(warehouse, "health", "unknown numbers client")
+    bodies = [f"34152219800115{900 + i}" for i in range(10)]  # valid numbers of nobody published
+    unknown = [{"id_number": b + check_character(b)} for b in bodies]
+    for _ in range(3):  # 10 reserved each time, none used: each is given back
+        answer = api.post("/v1/persons/check", headers={"X-API-Key": key}, json={"items": unknown})
+        assert answer.json()["counts"] == {"not_found": 10}
+    assert _check(api, key, range(1, 11)).json()["counts"] == {"matched": 10}
+    assert _rows(warehouse, "SELECT persons FROM audit.api_quota WHERE scope = 'key' AND subject = :k",
+                 k=key_id_of(key)) == [{"persons": 10}]
+
+
+def test_concurrent_batches_in_two_processes_never_exceed_the_quota(servers, warehouse):
+    limits = Quotas(persons_per_key=45, persons_per_department=10_000)
+    apis = [servers(quotas=limits), servers(quotas=limits)]
+    key = _key(warehouse, "health", "concurrent batch client")
+
+    def one(i: int) -> int:
+        return _check(apis[i % 2], key, range(1 + (i % 3) * 10, 11 + (i % 3) * 10)).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(16)))
+    assert statuses.count(200) == 4 and statuses.count(429) == 12  # 4 batches of 10 fit in 45, a fifth does not
+    assert _served(warehouse, key) == 40
+
+
+def test_the_department_quota_refuses_a_batch_larger_than_what_remains(servers, warehouse):
+    api = servers(quotas=Quotas(persons_per_key=1000, persons_per_department=25))
+    one = _key(warehouse, "civil_affairs", "team one")
+    assert _check(api, one, range(1, 21)).status_code == 200
+    refused = _check(api, _key(warehouse, "civil_affairs", "team two"), range(1, 11))
+    assert refused.status_code == 429
+    assert "the keys of department civil_affairs may be given 5 more persons today" in refused.json()["detail"]
+    usage = _rows(warehouse, "SELECT persons FROM audit.api_quota WHERE scope = 'department' AND subject ="
+                             " 'civil_affairs'")
+    assert usage == [{"persons": 20}]  # the refused key's reservation was rolled back at both levels
 
 
 def test_quotas_are_checked_when_configured():

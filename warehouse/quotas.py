@@ -4,6 +4,10 @@ process counts against the same numbers (``audit.api_quota``, ``audit.access_ale
 
 * Requests and persons served are counted per ``key`` and ``department`` and day (the day of the hub's
   users, Asia/Shanghai), one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` per count.
+* Persons an answer may give are **reserved** before it is read (:func:`reserve`): one statement per
+  subject adds them only while the total stays within the limit (``… persons + n <= limit``), under the
+  row's lock, so two processes cannot both take the last of a quota; what the answer did not use is
+  given back afterwards (:func:`count` with a negative number).
 * Requests with a missing, unknown or revoked key are counted per client address and minute (scope
   ``client``, subject ``<address> <HH:MM>``): the row holds how many came, even those answered 429
   without an access-log row of their own.
@@ -57,6 +61,38 @@ def count(conn: sa.Connection, scope_subjects: list[tuple[str, str]], day: dt.da
     after the addition, ``{scope: (requests, persons)}``."""
     rows = conn.execute(_upsert(scope_subjects, day, requests, persons)).all()
     return {r.scope: (int(r.requests), int(r.persons)) for r in rows}
+
+
+class QuotaShort(Exception):
+    """A reservation that would take a subject over its limit (the transaction is to be rolled back)."""
+
+    def __init__(self, scope: str, subject: str, limit: int, used: int):
+        super().__init__(f"{scope} {subject}: {used} of {limit} used")
+        self.scope, self.subject, self.limit, self.used = scope, subject, limit, used
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+def reserve(conn: sa.Connection, subjects: list[tuple[str, str, int | None]], day: dt.date, persons: int) -> None:
+    """Add ``persons`` to each ``(scope, subject, limit)`` of ``day`` only if every total stays within its
+    limit (None: no limit); raises :class:`QuotaShort` for the first that would not, after which the
+    caller must roll its transaction back (the subjects before it were added already). Subjects are
+    locked in the order given: keep one order (key, then department) everywhere."""
+    c = quota.c
+    for scope, subject, limit in subjects:
+        if limit is None:
+            count(conn, [(scope, subject)], day, persons=persons)
+            continue
+        if persons > limit:
+            raise QuotaShort(scope, subject, limit, usage(conn, scope, subject, day)[1])
+        stmt = insert(quota).values(scope=scope, subject=subject, day=day, requests=0, persons=persons)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.scope, c.subject, c.day], set_={"persons": c.persons + persons},
+            where=c.persons + persons <= limit).returning(c.persons)
+        if conn.execute(stmt).first() is None:  # the row is locked by now: this is the total that refused
+            raise QuotaShort(scope, subject, limit, usage(conn, scope, subject, day)[1])
 
 
 def usage(conn: sa.Connection, scope: str, subject: str, day: dt.date) -> tuple[int, int]:

@@ -122,15 +122,27 @@ def _admit(engine: sa.Engine, header: str | None, access: Access, quotas: Quotas
         return refusal or Admission(key)
 
 
-def _finish(engine: sa.Engine, access: Access, status: int, counted: bool) -> None:
-    """The access-log row (unless the route wrote it) and the persons served, in one transaction."""
+def _finish(engine: sa.Engine, access: Access, status: int, counted: bool, reserved: int = 0) -> None:
+    """The access-log row (unless the route wrote it) and the persons served, in one transaction; persons
+    the route reserved (:func:`reserve_persons`) and did not give are given back."""
     ids = getattr(access, "master_ids", None)
     persons = len(set(ids)) if ids else access.results
     with engine.begin() as conn:
         if not access.logged:
             log_access(conn, access, status)
-        if counted and persons and access.key_id:
-            limits.count_persons(conn, access, persons)
+        if counted and persons != reserved and access.key_id:
+            limits.count_persons(conn, access, persons - reserved)
+
+
+def _cause(exc: BaseException) -> str:
+    """What the database said, without values: the exception's kind, the SQL state and the first line of
+    the server's message (``permission denied for table access_log``); never the statement's parameters."""
+    orig = getattr(exc, "orig", None)
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if orig is None or not primary:
+        return type(exc).__name__
+    return f"{type(exc).__name__} (SQL state {getattr(orig, 'pgcode', None) or 'unknown'}: {primary.splitlines()[0]})"
 
 
 def _person_id(request: Request) -> str | None:
@@ -148,7 +160,7 @@ async def _guarded(request: Request, call_next, access: Access, hostile: str | N
         admission = await run_in_threadpool(_admit, state.engine, request.headers.get("x-api-key"), access,
                                             state.quotas, _person_id(request))
     except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
-        log.error("read API: key lookup failed: %s", type(exc).__name__)
+        log.error("read API: key lookup failed: %s", _cause(exc))
         return JSONResponse({"detail": "service unavailable"}, 503), True
     if admission.key is None:
         if admission.status == 401:
@@ -167,8 +179,7 @@ async def _guarded(request: Request, call_next, access: Access, hostile: str | N
         if length is None or not length.isdigit():
             return JSONResponse({"detail": "a request body needs a Content-Length"}, 411), True
         if int(length) > state.max_body:
-            return JSONResponse({"detail": f"the request body is larger than {state.max_body} bytes"
-                                           f" (a batch check holds at most {state.max_batch} items)"}, 413), True
+            return JSONResponse({"detail": _too_large(request, state)}, 413), True
         if _NUL_IN_JSON.search(await request.body()):
             return JSONResponse({"detail": NUL_REFUSED.format(where="the request body")}, 400), True
     try:
@@ -179,6 +190,16 @@ async def _guarded(request: Request, call_next, access: Access, hostile: str | N
         log.error("read API: %s failed: %s\n%s", access.endpoint, type(exc).__name__,
                   "".join(traceback.format_tb(exc.__traceback__)))
         return JSONResponse({"detail": "internal error"}, 500), True
+
+
+def _too_large(request: Request, state) -> str:
+    """The 413 of an oversized body, in the words of its route."""
+    said = f"the request body is larger than {state.max_body} bytes"
+    if request.url.path == "/v1/persons/check":
+        return f"{said}: a batch check holds at most {state.max_batch} items; split it into smaller batches"
+    if request.url.path == "/v1/persons/search":
+        return f"{said}: a search holds one ID number (id_number) and, optionally, a purpose code"
+    return f"{said}; send only the fields this request takes"
 
 
 def _hostile(request: Request) -> str | None:
@@ -209,9 +230,10 @@ async def guard_and_log(request: Request, call_next):
         return response
     try:
         await run_in_threadpool(_finish, request.app.state.engine, access, response.status_code,
-                                request.app.state.quotas is not None)
+                                request.app.state.quotas is not None, getattr(request.state, "reserved_persons", 0))
     except Exception as exc:  # noqa: BLE001 — nothing is served that is not logged
-        log.error("read API: access log write failed: %s", type(exc).__name__)
+        log.error("read API: access log write failed: %s; nothing was served (503). Persons reserved for the"
+                  " answer stay counted against today's quotas", _cause(exc))
         return JSONResponse({"detail": "service unavailable: the access could not be logged"}, 503)
     return response
 
@@ -226,3 +248,16 @@ def charge(request: Request, c: Caller, items: int) -> None:
         wait = buckets.take(c.key.key_id, extra)
         if wait:
             raise HTTPException(429, "rate limit exceeded", headers=_retry_after(wait))
+
+
+def reserve_persons(request: Request, c: Caller, persons: int, what: str) -> None:
+    """Reserve ``persons`` of the caller's daily quotas before the answer is read (every API process counts
+    against the same numbers); 429 saying how many remain when fewer do. The guard gives back what the
+    answer did not use when it logs it."""
+    quotas: Quotas | None = request.app.state.quotas
+    if quotas is None or persons < 1:
+        return
+    refusal = limits.reserve_persons(request.app.state.engine, c.key, quotas, persons, what)
+    if refusal is not None:
+        raise HTTPException(refusal.status, refusal.detail, headers=refusal.headers)
+    request.state.reserved_persons = getattr(request.state, "reserved_persons", 0) + persons

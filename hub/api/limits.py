@@ -5,6 +5,11 @@ requests with bad keys per client address.
 * **Daily quotas** (:class:`Quotas`): persons served per key and per department and day, and requests
   per key and day (the day of Asia/Shanghai). A request over a quota answers 429 with ``Retry-After``
   until midnight, and an ``audit.access_alert`` row (kind ``quota``) is written once per subject and day.
+  A batch check of n items may give up to n persons: it reserves n persons of both quotas before it
+  reads anything (:func:`reserve_persons`, atomic across processes) and answers 429 saying how many
+  persons remain today when they are fewer, so the department can send a smaller batch; what the answer
+  did not use is given back when it is logged. A look-up by master id or ID number (normally one person)
+  is admitted while the quotas are not used up and counted after its answer.
 * **Sweeps**: more than ``sweep_ids`` distinct master ids looked up one by one (``GET
   /v1/persons/<id>``) by one key within ``sweep_window`` seconds blocks the key
   (``audit.api_key.blocked_at``), writes an alert (kind ``sweep``) and answers 403; the key stays
@@ -83,6 +88,40 @@ def over_quota(conn: sa.Connection, key: ApiKey, quotas: Quotas) -> Admission | 
                             f" in {wait} seconds; if the work needs more, ask the hub's operators to raise it")
 
 
+def _refusal(conn: sa.Connection, key: ApiKey, short: stored.QuotaShort, wanted: int, what: str) -> Admission:
+    if short.scope == "key":
+        subject, whose = f"key {key.key_id}", f"API key {key.key_id}"
+    else:
+        subject, whose = f"department {key.department}", f"the keys of department {key.department}"
+    why = f"{whose} may be given {short.remaining} more persons today (daily quota {short.limit})"
+    stored.raise_alert_once_a_day(conn, "quota", subject, f"{why}; a request for up to {wanted} was refused",
+                                  key_id=key.key_id, department=key.department)
+    wait = stored.seconds_to_midnight()
+    if short.remaining:
+        advice = f"send a batch of at most {short.remaining} items, or wait until midnight (Asia/Shanghai),"
+    else:
+        advice = "the quota starts anew at midnight (Asia/Shanghai),"
+    return Admission(status=429, headers={"Retry-After": str(wait)}, detail=(
+        f"daily quota: {why}, and {what} may give up to {wanted}; nothing was looked up. Please {advice}"
+        f" in {wait} seconds; if the work needs more, ask the hub's operators to raise the quota"))
+
+
+def reserve_persons(engine: sa.Engine, key: ApiKey, quotas: Quotas, wanted: int, what: str) -> Admission | None:
+    """Reserve ``wanted`` persons of the key's and the department's quota of today before an answer is read
+    (``what``: the request, for the message, e.g. "this batch check of 1000 items"); a 429 saying how many
+    remain when either has fewer left. Nothing is reserved then."""
+    day = stored.local_now().date()
+    subjects = [("key", key.key_id, quotas.persons_per_key),
+                ("department", key.department, quotas.persons_per_department)]
+    try:
+        with engine.begin() as conn:
+            stored.reserve(conn, subjects, day, wanted)
+        return None
+    except stored.QuotaShort as short:  # rolled back: nothing of this request is counted
+        with engine.begin() as conn:
+            return _refusal(conn, key, short, wanted, what)
+
+
 def sweep(conn: sa.Connection, key: ApiKey, master_id: str, quotas: Quotas) -> Admission | None:
     """Block the key (and answer 403) when this look-up makes more than ``sweep_ids`` distinct master
     ids looked up one by one within ``sweep_window``."""
@@ -126,6 +165,7 @@ def refuse_unknown_key(conn: sa.Connection, client: str | None, quotas: Quotas |
 
 
 def count_persons(conn: sa.Connection, access: Access, persons: int) -> None:
-    """Add the persons an answer gave to its key's and department's day."""
+    """Add the persons an answer gave to its key's and department's day (a negative number gives back
+    what a reservation did not use)."""
     subjects = [("key", access.key_id)] + ([("department", access.department)] if access.department else [])
     stored.count(conn, subjects, stored.local_now().date(), persons=persons)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from hub.api.deps import ERRORS, CallerDep, Warehouse, declare_purpose, not_found, purpose_header
-from hub.api.guard import charge
+from hub.api.guard import charge, reserve_persons
 from hub.api.models import (
     DEFAULT_MAX_BATCH,
     CheckAnswer,
@@ -237,6 +237,9 @@ def check(request: Request, body: CheckRequest, c: CallerDep, engine: Warehouse,
     # a department that may not look up by ID number gets what an unknown number gets: not_found
     allowed = c.may_use("id_number") and c.may_use("master_id")
     wanted = sorted({x for x in clean if x}) if allowed else []
+    # each distinct usable number may give a person: reserve them of today's quotas before reading
+    what = f"this batch check of {n} items"
+    reserve_persons(request, c, len(wanted), what)
     read = tuple(f for f in ("id_number", "name", "status") if f in fields or f == "id_number")
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -254,9 +257,11 @@ def check(request: Request, body: CheckRequest, c: CallerDep, engine: Warehouse,
     counts: dict[str, int] = {}
     for r in results:
         counts[r["match"]] = counts.get(r["match"], 0) + 1
+    given = [m for r in results for m in ([r["master_id"]] if r.get("master_id") else r.get("candidates") or [])]
+    if len(set(given)) > len(wanted):  # an ID number held by several persons: reserve the extra ones too
+        reserve_persons(request, c, len(set(given)) - len(wanted), what)
     request.state.access.results = sum(1 for r in results if r.get("master_id") or r.get("candidates"))
-    request.state.access.master_ids = [m for r in results for m in ([r["master_id"]] if r.get("master_id")
-                                                                     else r.get("candidates") or [])]
+    request.state.access.master_ids = given
     return {"release_no": release, "results": results, "counts": counts, "name_checked": compare_names,
             "withheld": list(withheld)}
 
