@@ -25,8 +25,12 @@ Per department (schema ``dept_<department>``, per database):
   ``publish.master_person_current``, so it follows the current release. A 不予共享 field is not in the
   view, and the owner role has no privilege on that column of ``publish.master_person_current``
   either: changing the view alone could not reveal it. Column comments name each field's class.
-  With ``enrolments: own``, ``sources`` lists only the department's own sources (those the release's
-  enrolments file under the department): the others would tell which programmes a person is in.
+  With ``enrolments: own``, the fields computed over every department's records are cut to the
+  department's own, as the read API answers them: ``sources`` lists only its own sources (those the
+  release's enrolments file under it), ``record_count`` counts only the master's records from those
+  sources, and ``conflicts`` (disagreements with other departments' records) is always NULL; the
+  others would tell which programmes a person is in (:mod:`warehouse.grants_views`). The owner role
+  then reads ``master_id`` (to count) and not ``conflicts``.
 * view ``enrolment``: ``publish.enrolment`` joined with ``publish.current_release`` (the definition
   of ``publish.enrolment_current``, which cannot be used here: it belongs to the table owner, and
   row-level security is skipped for a table's owner, so it would show every row). ``master_id`` is
@@ -50,8 +54,14 @@ that, not the name alone, is how a later run recognises the roles of departments
 that ``hub_`` never takes another prefix's roles (``hub_t1234_dept_x``) for its own. Schemas and
 policies are per database and named without the prefix's help: use one prefix per database.
 
-Direct SQL has no declared purpose: the views show 有条件 fields (their column comments say so);
-the read API is where a purpose is required and logged.
+Direct SQL through the views has no purpose: the views show the department's 有条件 fields (their
+column comments say so); the purpose catalogue applies to the read API, where a purpose is required and
+logged. Grant a department role only to users whose whole use of those fields is approved.
+
+Every master of the current release is in each department's ``master_person`` view, also one with no
+record of the department's own sources: being in the index at all can tell that a person is in some
+department's programme. The view does not drop such masters, because the read API's search and batch
+check (比对) read through it and a department must be able to check a person not (yet) on its rolls.
 
 ``apply_grants`` must run as a superuser or as the owner of the warehouse tables with ``CREATEROLE``
 (it then makes itself a member of the owner roles, which ``ALTER ... OWNER`` needs). Re-run it after a
@@ -69,6 +79,17 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from warehouse.api_role import drop_api_role, ensure_api_role
+from warehouse.grants_views import (  # noqa: F401 (ENROLMENT_COLUMNS, GrantsError: part of this module's API)
+    ENROLMENT_COLUMNS,
+    DepartmentAccess,
+    GrantsError,
+    enrolment_sql,
+    master_person_notes,
+    master_person_sql,
+    owner_columns,
+    policy_qual,
+)
+from warehouse.grants_views import sql_literal as _lit
 from warehouse.sharing import CONDITIONAL, UNCONDITIONAL, DepartmentSharing
 
 ROLE_PREFIX = "hub_"
@@ -77,36 +98,11 @@ MARKER = "resident data hub"  # comments on the hub's roles and views start with
 GRANTS_LOCK = 20261124
 MAX_NAME = 63  # PostgreSQL truncates longer identifiers
 ENROLMENT_TABLE = ("publish", "enrolment")
-#: publish.enrolment columns a department view shows (master_id only when master_id is visible)
-ENROLMENT_COLUMNS = ("release_no", "master_id", "source", "source_record_id", "department", "program", "status_raw")
 _READABLE_KINDS = ("r", "v", "m", "p", "f")
 _CLASS_NOTE = {
     UNCONDITIONAL: "无条件 unconditional sharing",
     CONDITIONAL: "有条件 conditional sharing: use only for a declared purpose",
 }
-
-
-class GrantsError(RuntimeError):
-    """The grants cannot be applied as configured; the message says why."""
-
-
-@dataclass(frozen=True)
-class DepartmentAccess:
-    """What one department is given in the database."""
-
-    department: str
-    title: str
-    role: str    # group role for the department's users
-    owner: str   # owns the department's schema and views; the RLS policy is written for it
-    schema: str
-    policy: str  # its row-level security policy on publish.enrolment
-    fields: tuple[str, ...]        # published fields in its master_person view
-    conditional: tuple[str, ...]   # of those, the 有条件 ones
-    own_enrolments_only: bool
-
-    @property
-    def enrolment_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in ENROLMENT_COLUMNS if c != "master_id" or "master_id" in self.fields)
 
 
 @dataclass
@@ -189,11 +185,10 @@ def apply_grants(conn: sa.Connection, sharing: Mapping[str, DepartmentSharing], 
 
     for d in departments:
         g.ensure_schema(d)
-        g.ensure_view(d, "master_person", _master_person_sql(g, d), {
-            "release_no": "the release these rows belong to (always the current release)",
-            **{f: _CLASS_NOTE[sharing[d.department].classes[f]] for f in d.fields}},
+        g.ensure_view(d, "master_person", master_person_sql(g.q, d), master_person_notes(
+            d, {f: _CLASS_NOTE[sharing[d.department].classes[f]] for f in d.fields}),
             f"{d.title}: master persons of the current release, the fields shared with the department")
-        g.ensure_view(d, "enrolment", _enrolment_sql(g, d), {},
+        g.ensure_view(d, "enrolment", enrolment_sql(g.q, d), {},
                       f"{d.title}: programme enrolments of the current release"
                       + (" (its own programmes only, by row-level security)" if d.own_enrolments_only else ""))
     g.ensure_row_security()
@@ -254,38 +249,6 @@ def _department_of(role: str, prefix: str) -> str | None:
     return None
 
 
-def _lit(value: str) -> str:
-    if "\x00" in value:
-        raise GrantsError(f"cannot use {value!r} in a SQL literal")
-    quoted = value.replace("'", "''")
-    if "\\" in value:  # E'' reads backslashes the same whatever standard_conforming_strings says
-        return "E'" + quoted.replace("\\", "\\\\") + "'"
-    return "'" + quoted + "'"
-
-
-def _master_person_sql(g: _Grants, d: DepartmentAccess) -> str:
-    cols = ", ".join(f"p.{g.q(c)}" if c != "sources" or not d.own_enrolments_only else _own_sources(d)
-                     for c in ("release_no", *d.fields))
-    return f"SELECT {cols} FROM publish.master_person_current p"
-
-
-def _own_sources(d: DepartmentAccess) -> str:
-    """``sources`` cut to the department's own (a source is its when the release's enrolments say so)."""
-    return ("ARRAY(SELECT u.s FROM unnest(p.sources) WITH ORDINALITY u(s, i) WHERE EXISTS (SELECT FROM"
-            " publish.enrolment e WHERE e.release_no = p.release_no AND e.source = u.s"
-            f" AND e.department = {_lit(d.department)}) ORDER BY u.i) AS sources")
-
-
-def _enrolment_sql(g: _Grants, d: DepartmentAccess) -> str:
-    cols = ", ".join(f"e.{g.q(c)}" for c in d.enrolment_columns)
-    return (f"SELECT {cols} FROM publish.enrolment e"
-            f" JOIN publish.current_release c ON c.release_no = e.release_no")
-
-
-def _policy_qual(d: DepartmentAccess) -> str:
-    return f"department = {_lit(d.department)}" if d.own_enrolments_only else "true"
-
-
 # (role, schema, relation, column or None, privilege)
 Privilege = tuple[str, str, str, str | None, str]
 
@@ -300,9 +263,7 @@ def _wanted_privileges(g: _Grants, departments: Iterable[DepartmentAccess], mana
         schema.add((d.role, d.schema, "USAGE"))
         for view, cols in (("master_person", ("release_no", *d.fields)), ("enrolment", d.enrolment_columns)):
             rel |= {(d.role, d.schema, view, c, "SELECT") for c in cols}
-        rel |= {(d.owner, "publish", "master_person_current", c, "SELECT") for c in ("release_no", *d.fields)}
-        rel |= {(d.owner, "publish", "enrolment", c, "SELECT") for c in d.enrolment_columns}
-        rel.add((d.owner, "publish", "current_release", "release_no", "SELECT"))
+        rel |= {(d.owner, "publish", r, c, "SELECT") for r, cols in owner_columns(d).items() for c in cols}
     schema |= {(g.auditor, s, "USAGE") for s in ("publish", "audit")}
     for s, r in g.conn.execute(sa.text(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -471,7 +432,7 @@ class _Grants:
     def sync_policies(self, departments: Iterable[DepartmentAccess], *, auditor: bool) -> None:
         """One SELECT policy per department (for its owner role) and one for the auditor; others under
         the prefix are dropped. A policy that differs in command, roles or condition is recreated."""
-        wanted = {d.policy: (d.owner, _policy_qual(d)) for d in departments}
+        wanted = {d.policy: (d.owner, policy_qual(d)) for d in departments}
         if auditor:
             wanted[f"{self.prefix}auditor"] = (self.auditor, "true")
         have = {r.polname: r for r in self.conn.execute(sa.text(

@@ -179,11 +179,23 @@ def _expected_matrix(sharing: dict) -> dict:
     return {(d, f): f in sharing[d].visible() for d in sharing for f in PUBLISHED_FIELDS}
 
 
+def _expected_owner_matrix(sharing: dict) -> dict:
+    """What the view owner reads of publish.master_person_current: the visible fields, except that with
+    ``enrolments: own`` it counts the master's own records (master_id) and never reads conflicts."""
+    expected = _expected_matrix(sharing)
+    for d in sharing:
+        if sharing[d].own_enrolments_only:
+            expected[d, "conflicts"] = False
+            expected[d, "master_id"] |= "record_count" in sharing[d].visible()
+    return expected
+
+
 def test_every_department_sees_exactly_its_fields(env):
     seen, owner = _field_matrix(env, env.sharing)
     expected = _expected_matrix(env.sharing)
     assert seen == expected
-    assert owner == expected
+    assert owner == _expected_owner_matrix(env.sharing)
+    assert not owner["social_security", "conflicts"] and owner["health", "conflicts"]  # health: `all` here
     # the shipped configuration's particular decisions
     assert expected["civil_affairs", "phone"] and expected["health", "phone"]
     assert not expected["social_security", "phone"] and not expected["social_security", "address"]
@@ -388,6 +400,49 @@ def test_sources_show_only_the_departments_own_with_enrolments_own(env):
     assert _rows(env.users["social_security"], "SELECT DISTINCT sources FROM dept_social_security.master_person") == [([],)]
 
 
+def _derived(env: Env, department: str) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in _rows(env.users[department], "SELECT master_id, record_count, conflicts, sources"
+                                                              f" FROM dept_{department}.master_person")}
+
+
+def test_record_count_and_conflicts_tell_nothing_of_other_departments_with_enrolments_own(env):
+    """Master 1 has records in all three departments (civil affairs two), 6 in all, and 2 conflicts;
+    master 2 one of civil affairs (and one of health)."""
+    everything = sorted(SOURCES.values())
+    with env.admin.begin() as conn:
+        conn.execute(sa.text("UPDATE publish.master_person SET record_count = 6, conflicts = 2, sources = :s"
+                             " WHERE release_no = 1 AND master_id = 'M00000001'"), {"s": everything})
+        conn.execute(sa.text(
+            "INSERT INTO publish.enrolment (release_no, master_id, source, source_record_id, department, program,"
+            " status_raw) VALUES (1, 'M00000001', 'mz_dibao', 'R1-extra', 'civil_affairs', 'programme', 'active')"))
+    try:
+        seen = {d: _derived(env, d) for d in DEPARTMENTS}
+        with env.admin.connect() as conn:
+            notes = dict(conn.execute(sa.text(
+                "SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a"
+                " WHERE a.attrelid = 'dept_social_security.master_person'::regclass AND a.attnum > 0")).all())
+    finally:
+        with env.admin.begin() as conn:
+            conn.execute(sa.text("DELETE FROM publish.enrolment WHERE source_record_id = 'R1-extra'"))
+            conn.execute(sa.text("UPDATE publish.master_person SET record_count = 1, conflicts = 0,"
+                                 " sources = ARRAY['mz_dibao'] WHERE release_no = 1 AND master_id = 'M00000001'"))
+    # record_count is the number of the master's records of the department's own sources; no conflicts
+    assert seen["social_security"] == {"M00000001": (1, None, ["rs_yanglao"]), "M00000002": (0, None, []),
+                                       "M00000003": (0, None, []), "M00000004": (0, None, [])}
+    assert seen["civil_affairs"] == {"M00000001": (2, None, ["mz_dibao"]), "M00000002": (1, None, ["mz_dibao"]),
+                                     "M00000003": (0, None, ["mz_dibao"]), "M00000004": (0, None, ["mz_dibao"])}
+    # with `enrolments: all` (health, in this module's configuration) the published values, as before
+    assert seen["health"] == {"M00000001": (6, 2, everything), "M00000002": (1, 0, ["mz_dibao"]),
+                              "M00000003": (1, 0, ["mz_dibao"]), "M00000004": (1, 0, ["mz_dibao"])}
+    assert "own sources" in notes["record_count"] and "always NULL" in notes["conflicts"]
+    with env.admin.connect() as conn:
+        barrier = conn.execute(sa.text(
+            "SELECT c.relname, 'security_barrier=true' = ANY(c.reloptions) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(:s) AND c.relkind = 'v'"),
+            {"s": [f"dept_{d}" for d in DEPARTMENTS]}).all()
+    assert len(barrier) == 2 * len(DEPARTMENTS) and all(b for _, b in barrier)
+
+
 def test_reapplying_the_same_configuration_changes_nothing(env):
     report = _apply(env, env.sharing)
     assert report.statements == [] and not report.changed
@@ -431,7 +486,11 @@ def test_reapplying_after_a_change_revokes_what_is_no_longer_allowed(env):
     try:
         assert report.changed
         seen, owner = _field_matrix(env, narrowed)
-        assert seen == owner == _expected_matrix(narrowed)
+        assert seen == _expected_matrix(narrowed) and owner == _expected_owner_matrix(narrowed)
+        # social security may not see master_id; its view's owner still reads it, to count its records
+        assert not seen["social_security", "master_id"] and owner["social_security", "master_id"]
+        assert _rows(env.users["social_security"], "SELECT record_count FROM dept_social_security.master_person"
+                                                   " ORDER BY record_count DESC") == [(1,), (0,), (0,), (0,)]
         assert not seen["civil_affairs", "sex"] and not seen["civil_affairs", "phone"]
         assert not any(seen[d, "name"] for d in DEPARTMENTS)
         # the column privilege is gone from the base view too, not only the column from the department view
