@@ -329,3 +329,53 @@ def test_a_blocked_key_that_keeps_asking_is_throttled_like_a_bad_one(servers, wa
     assert sum(a.status_code == 429 for a in answers) >= 20
     rows = _rows(warehouse, "SELECT status, key_id FROM audit.access_log WHERE client = '127.0.0.3'")
     assert 5 <= len(rows) <= 10 and {(r["status"], r["key_id"]) for r in rows} == {(403, key_id_of(key))}
+
+
+def test_refusals_of_a_body_say_what_the_route_takes(servers, warehouse):
+    api = servers(quotas=Quotas(), max_batch=5)
+    h = {"X-API-Key": _key(warehouse, "health", "careless client")}
+    big = {"id_number": "1" * 30, "purpose": "x" * 20_000}
+    too_big = api.post("/v1/persons/search", headers=h, json=big).json()["detail"]
+    assert "a search holds one ID number" in too_big and "batch" not in too_big
+    batch = api.post("/v1/persons/check", headers=h, json={"items": [], "purpose": "x" * 20_000}).json()["detail"]
+    assert "a batch check holds at most 5 items" in batch
+    named = api.post("/v1/persons/search", headers=h, json={"id_number": _id_number(1), "name": "测试1"})
+    assert named.status_code == 422
+    [error] = named.json()["detail"]
+    assert error["loc"] == ["body", "name"] and error["msg"].startswith("search is by ID number only")
+    assert "Extra inputs" not in named.text and "测试1" not in named.text
+    made_up = api.post("/v1/persons/check", headers=h, json={"items": [], _id_number(2): 1})
+    assert made_up.status_code == 422 and _id_number(2) not in made_up.text  # a made-up field name is not echoed
+    assert made_up.json()["detail"][0]["msg"].startswith("a batch check holds `items`")
+
+
+NOLOG_ROLE = "hub_test_cannot_log"
+
+
+def test_a_failed_access_log_write_names_the_databases_cause(servers, warehouse, caplog):
+    """The API's role lost INSERT on audit.access_log: 503, and the serve log says why, without values."""
+    with warehouse.begin() as conn:
+        conn.execute(sa.text(f"DROP ROLE IF EXISTS {NOLOG_ROLE}"))
+        conn.execute(sa.text(f"CREATE ROLE {NOLOG_ROLE}"))
+        conn.execute(sa.text(f"GRANT USAGE ON SCHEMA audit TO {NOLOG_ROLE}"))
+        conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA audit TO {NOLOG_ROLE}"))
+        conn.execute(sa.text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA audit TO {NOLOG_ROLE}"))
+        conn.execute(sa.text(f"REVOKE INSERT ON audit.access_log FROM {NOLOG_ROLE}"))
+    engine = sa.create_engine(warehouse.url, poolclass=sa.pool.NullPool)
+    sa.event.listen(engine, "connect", lambda dbapi, _: dbapi.cursor().execute(f"SET ROLE {NOLOG_ROLE}"))
+    try:
+        server, thread, url = _serve(create_app(engine, rate_limit=FAST, quotas=Quotas()))
+        key = _key(warehouse, "health", "unlogged client")
+        with caplog.at_level("ERROR", logger="hub.api"), httpx.Client(base_url=url, timeout=10) as api:
+            answer = api.get("/v1/purposes", headers={"X-API-Key": key})
+        server.should_exit = True
+        thread.join(5)
+        assert answer.status_code == 503 and "could not be logged" in answer.json()["detail"]
+        [line] = [r.getMessage() for r in caplog.records if "access log write failed" in r.getMessage()]
+        assert "ProgrammingError (SQL state 42501: permission denied for table access_log)" in line
+        assert key_id_of(key) not in line and "INSERT" not in line  # neither parameters nor the statement
+    finally:
+        engine.dispose()
+        with warehouse.begin() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {NOLOG_ROLE}"))
+            conn.execute(sa.text(f"DROP ROLE {NOLOG_ROLE}"))

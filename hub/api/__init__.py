@@ -28,6 +28,7 @@ per concern (:mod:`hub.api.persons`, :mod:`hub.api.reviews`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from hub.api import persons, reviews
 from hub.api.deps import NOT_FOUND
 from hub.api.guard import RateLimit, TokenBuckets, guard_and_log
 from hub.api.limits import Quotas
-from hub.api.models import DEFAULT_MAX_BATCH
+from hub.api.models import DEFAULT_MAX_BATCH, UNEXPECTED_FIELD, UNEXPECTED_FIELD_ELSEWHERE
 from warehouse.serving import DepartmentViewsMissing
 from warehouse.sharing import DepartmentSharing, load_sharing
 
@@ -79,10 +80,22 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
     return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+def _loc(loc) -> list:
+    # a field name the caller made up could be anything (an ID number used as a key): keep only plain names
+    return [p if isinstance(p, int) or _FIELD_NAME.fullmatch(str(p)) else "<field>" for p in loc]
+
+
 async def _invalid_request(request: Request, exc: RequestValidationError):
     # pydantic would echo the input (an ID number, a name): keep where and what, never the value
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-              for e in exc.errors()]
+    errors = []
+    for e in exc.errors():
+        msg, kind = e.get("msg", ""), e.get("type", "")
+        if kind == "extra_forbidden":  # a field the route does not take: say what it takes, in a sentence
+            msg = UNEXPECTED_FIELD.get(request.url.path, UNEXPECTED_FIELD_ELSEWHERE)
+        errors.append({"loc": _loc(e.get("loc", ())), "msg": msg, "type": kind})
     return JSONResponse({"detail": errors}, 422)
 
 

@@ -14,6 +14,18 @@ _WITHHELD = ("有条件 fields left out: no purpose named, or the purpose named 
              " department in force, or it does not list them")
 
 
+#: what a 422 says of a body field the route does not take (pydantic's "Extra inputs are not permitted")
+UNEXPECTED_FIELD = {
+    "/v1/persons/search": ("search is by ID number only: the body holds `id_number` and, optionally, `purpose`;"
+                           " to compare a name with the person of an ID number, use the batch check"
+                           " (POST /v1/persons/check) with `name` in the item"),
+    "/v1/persons/check": ("a batch check holds `items` (each an `id_number` and, optionally, a `name`) and,"
+                          " optionally, `purpose`; remove the other fields and send the request again"),
+}
+UNEXPECTED_FIELD_ELSEWHERE = ("this request does not take this field (the API description at /docs lists the"
+                              " fields each request takes); remove it and send the request again")
+
+
 class Person(BaseModel):
     """A published master person, cut to the fields the department may see (absent = not released)."""
     master_id: str | None = None
