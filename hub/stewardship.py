@@ -17,12 +17,25 @@ department owns a source), and of those records only the fields its department m
 (``source/record``, its master id) but its fields are withheld: the department was never given them,
 and the stored evidence (each comparison's level and weight, no values) is what the steward weighs.
 Anything outside a steward's scope answers as if it did not exist.
+
+What a steward is told about other departments' records: a pair's record of another department's source
+is shown without its ``source/record`` key (``record_key`` null, ``department`` "another department"),
+with its master id; a review pair's ``record_key_l`` / ``record_key_r`` of another department is null and
+``other_records`` counts them. A decision lists only the viewer's own records in ``record_keys`` and
+``other_keys``; ``other_records`` counts the others and ``subject`` is withheld (null). Decisions naming
+no record of the viewer's department are not listed. The reviewer and comment of a decision taken by
+another department's key (or by the hub's staff on the CLI) are replaced by "another department's
+steward" (or "the hub's staff") and null. A split, move-out or detach-id by a steward accepts only
+records of its own department's sources under the master named: anything else raises
+:class:`OutOfScope` — answered exactly like a record that does not exist. Refusals to a steward name
+only its own records and say what to ask of the hub's operator instead of naming CLI commands.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -41,6 +54,16 @@ class DecisionRefused(HubError):
     """A decision that would corrupt the index (two people in one master); the message says what to do instead."""
 
 
+class OutOfScope(HubError):
+    """Something a department's steward may not see or act on: answered as if it did not exist."""
+
+
+OTHER_STEWARD = "another department's steward"
+HUB_STAFF = "the hub's staff"
+OTHER_RECORD = "a record of another department"
+_KEY_OF_REVIEWER = re.compile(r"\(api key (\S+)\)\s*$")
+
+
 #: a review record's field → the published field whose sharing class decides whether a department sees it
 RECORD_SHARING = {"master_id": "master_id", "name": "name", "id_number": "id_number",
                   "id_number_status": "id_number_status", "sex": "sex", "birth_date": "birth_date", "phone": "phone",
@@ -50,6 +73,56 @@ RECORD_SHARING = {"master_id": "master_id", "name": "name", "id_number": "id_num
 def own_sources(viewer: DepartmentSharing) -> list[str]:
     """The sources (registry names) of the viewer's department."""
     return sorted(s for s, d in source_departments().items() if d == viewer.department)
+
+
+def _own(viewer: DepartmentSharing | None, key: str | None) -> bool:
+    return viewer is None or (key is not None and key.partition("/")[0] in own_sources(viewer))
+
+
+def _reviewers_own(conn: sa.Connection, viewer: DepartmentSharing, reviewers: list[str | None]) -> set[str]:
+    """Of these reviewer texts, those of a key of the viewer's own department."""
+    keys = {r: m.group(1) for r in reviewers if r and (m := _KEY_OF_REVIEWER.search(r))}
+    departments = stored.key_departments(conn, keys.values())
+    return {r for r, k in keys.items() if departments.get(k) == viewer.department}
+
+
+def _withhold_reviewer(row: dict, own: set[str]) -> dict:
+    """``reviewer`` and ``comment`` of a decision not taken by the viewer's department, replaced."""
+    if row.get("reviewer") is None or row["reviewer"] in own:
+        return row
+    by_key = _KEY_OF_REVIEWER.search(row["reviewer"]) is not None
+    return dict(row, reviewer=OTHER_STEWARD if by_key else HUB_STAFF, comment=None)
+
+
+def pairs_for(conn: sa.Connection, viewer: DepartmentSharing | None, rows: list[dict]) -> list[dict]:
+    """Review pairs as a viewer may read them: another department's record keys null, counted in
+    ``other_records``; another department's reviewer and comment withheld."""
+    if viewer is None:
+        return rows
+    own = _reviewers_own(conn, viewer, [r.get("reviewer") for r in rows])
+    out = []
+    for r in rows:
+        hidden = [side for side in ("record_key_l", "record_key_r") if not _own(viewer, r[side])]
+        out.append(_withhold_reviewer(dict(r, **dict.fromkeys(hidden), other_records=len(hidden)), own))
+    return out
+
+
+def decisions_for(conn: sa.Connection, viewer: DepartmentSharing | None, rows: list[dict]) -> list[dict]:
+    """Decisions as a viewer may read them: only those naming a record of its sources, with only those
+    records named (``other_records`` counts the rest, ``subject`` withheld); another department's
+    reviewer and comment withheld."""
+    if viewer is None:
+        return rows
+    own = _reviewers_own(conn, viewer, [r.get("reviewer") for r in rows])
+    out = []
+    for d in rows:
+        named = [*d["record_keys"], *d["other_keys"]]
+        if not any(_own(viewer, k) for k in named):
+            continue
+        mine = {f: [k for k in d[f] if _own(viewer, k)] for f in ("record_keys", "other_keys")}
+        out.append(_withhold_reviewer(dict(d, **mine, subject=None, other_records=len(named) - sum(
+            len(v) for v in mine.values())), own))
+    return out
 
 
 def in_scope(viewer: DepartmentSharing | None, record_keys: list[str]) -> bool:
@@ -67,18 +140,18 @@ def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, 
     with a record of its department's sources."""
     if status not in stored.REVIEW_STATUSES:
         raise HubError(f"unknown review status {status!r}: expected open, decided or all")
-    return stored.review_pairs(conn, status=status, limit=limit, reason=reason,
+    rows = stored.review_pairs(conn, status=status, limit=limit, reason=reason,
                                sources=own_sources(viewer) if viewer is not None else None)
+    return pairs_for(conn, viewer, rows)
 
 
 def _record(conn: sa.Connection, record_key: str, viewer: DepartmentSharing | None = None) -> dict:
     source, _, record_id = record_key.partition("/")
     if viewer is not None and source not in own_sources(viewer):
-        department = source_departments().get(source, "no department")
         master = stored.masters_of(conn, [record_key]).get(record_key)
-        return {"record_key": record_key, "master_id": master if viewer.classes["master_id"] != NOT_SHARED else None,
-                "department": department, "withheld": sorted(RECORD_SHARING),
-                "note": f"a record of {department}: its fields are not shared with {viewer.department}"}
+        return {"record_key": None, "master_id": master if viewer.classes["master_id"] != NOT_SHARED else None,
+                "department": "another department", "withheld": sorted(RECORD_SHARING),
+                "note": f"{OTHER_RECORD}: its source, record id and fields are not shared with {viewer.department}"}
     out = stored.standardized_record(conn, source, record_id)
     if out is None:
         return {"record_key": record_key, "present": False}
@@ -105,6 +178,7 @@ def show_review(conn: sa.Connection, review_id: int, *, viewer: DepartmentSharin
     out["evidence"] = evidence if isinstance(evidence, dict) else json.loads(evidence or "{}")
     out["left"] = _record(conn, out["record_key_l"], viewer)
     out["right"] = _record(conn, out["record_key_r"], viewer)
+    out = pairs_for(conn, viewer, [out])[0]
     # the evidence explained as hub explain --pair explains it: labelled levels, weights adding up
     out["explanation"] = None
     if any(k.startswith(("gamma_", "mw_")) for k in out["evidence"]) and out.get("match_weight") is not None:
@@ -136,11 +210,13 @@ def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str,
         raise HubError(f"no review pair {review_id}")
     left, right = pair["record_key_l"], pair["record_key_r"]
     if decision == "match":
-        check_match(conn, left, right)
+        check_match(conn, left, right, viewer=viewer)
     row = stored.append_decision(conn, decision, [left, right], reviewer=reviewer, comment=comment,
                                  review_id=review_id)
     stored.mark_review(conn, review_id, decision, reviewer=reviewer, comment=comment, decided_at=row["decided_at"])
-    return {"review_id": review_id, "record_key_l": left, "record_key_r": right, "decision": decision,
+    hidden = [k for k in (left, right) if not _own(viewer, k)]
+    return {"review_id": review_id, "record_key_l": None if left in hidden else left,
+            "record_key_r": None if right in hidden else right, "other_records": len(hidden), "decision": decision,
             "decided_at": row["decided_at"], "decision_id": row["decision_id"], "supersedes": row["replaces"]}
 
 
@@ -162,10 +238,11 @@ def _features(conn: sa.Connection, keys: set[str], detached: set[str]) -> pd.Dat
     return have.sort_values("record_key").reset_index(drop=True)
 
 
-def check_match(conn: sa.Connection, key_a: str, key_b: str) -> None:
+def check_match(conn: sa.Connection, key_a: str, key_b: str, *, viewer: DepartmentSharing | None = None) -> None:
     """Refuse (:class:`DecisionRefused`) a "match" of two records whose current masters (all their
     records) hold two different ID numbers valid for their records, a parent and child, or twins —
-    or that another decision in force keeps apart."""
+    or that another decision in force keeps apart. To a ``viewer`` the reason names only its own
+    department's records and the API routes it has."""
     from mpi.clustering import _components, violated
 
     masters = stored.masters_of(conn, [key_a, key_b])
@@ -194,33 +271,61 @@ def check_match(conn: sa.Connection, key_a: str, key_b: str) -> None:
     why = violated(comps[0], comps[1], partners)
     if why is None:
         return
-    where = f"{key_a} ({ma or 'no master yet'}) and {key_b} ({mb or 'no master yet'})"
+    holders: list[str] = []
     if why == "different_id":
         a_ids, b_ids = comps[0].ids or comps[0].claimed, comps[1].ids or comps[1].claimed
-        holders = [k for k, i in zip(keys, feats["id_valid"].astype(object)) if isinstance(i, str)
-                   and (i in a_ids) != (i in b_ids)]
-        held = f" (held by {', '.join(sorted(holders)[:4])}{' …' if len(holders) > 4 else ''})" if holders else ""
-        raise DecisionRefused(
-            f"refused: a match of {where} would put two different ID numbers valid for their records{held} in"
-            f" one master — two people. If one of these records carries someone else's number, mark it: hub review"
-            f" detach-id {holders[0] if holders else key_b} --reviewer … --reason … (it detaches the number, and"
-            f" matching then compares the record on its other fields); otherwise decide not_a_match")
+        holders = sorted(k for k, i in zip(keys, feats["id_valid"].astype(object)) if isinstance(i, str)
+                         and (i in a_ids) != (i in b_ids))
+    apart = sorted((a, b) for a in partners for b in partners[a] if a < b)
+    raise DecisionRefused(_refusal(conn, why, key_a, key_b, ma, mb, comps, holders, apart, viewer))
+
+
+def _refusal(conn, why: str, key_a: str, key_b: str, ma: str | None, mb: str | None, comps, holders: list[str],
+             apart: list[tuple[str, str]], viewer: DepartmentSharing | None) -> str:
+    """The words of a refused match: the hub's staff are told the records and the CLI commands; a steward
+    only its own records and the API routes or what to ask of the hub's operator."""
+    def name(key: str, master: str | None) -> str:
+        return f"{key if _own(viewer, key) else OTHER_RECORD} ({master or 'no master yet'})"
+
+    where = f"{name(key_a, ma)} and {name(key_b, mb)}"
+    if why == "different_id":
+        mine = [k for k in holders if _own(viewer, k)]
+        named = [", ".join(mine[:4]) + (" …" if len(mine) > 4 else "")] if mine else []
+        if len(holders) > len(mine):
+            named.append(f"{len(holders) - len(mine)} record(s) of other departments")
+        held = f" (held by {' and '.join(named)})" if named else ""
+        if viewer is None:
+            fix = (f"mark it: hub review detach-id {holders[0] if holders else key_b} --reviewer … --reason … (it"
+                   " detaches the number, and matching then compares the record on its other fields)")
+        elif mine:
+            master = stored.masters_of(conn, [mine[0]]).get(mine[0]) or ma or mb
+            fix = (f"mark it: POST /v1/masters/{master}/detach-id with {{\"record\": \"{mine[0]}\"}} (it detaches"
+                   " the number, and matching then compares the record on its other fields); if it is a record of"
+                   " another department, ask the hub's operator to have it checked")
+        else:
+            fix = "ask the hub's operator to have the other department's record checked"
+        return (f"refused: a match of {where} would put two different ID numbers valid for their records{held} in"
+                f" one master — two people. If one of these records carries someone else's number, {fix};"
+                " otherwise decide not_a_match")
     if why == "parent_child":
         years = (max(comps[0].max_dob, comps[1].max_dob) - min(comps[0].min_dob, comps[1].min_dob)) // 365
-        raise DecisionRefused(
-            f"refused: a match of {where} would put birth dates {years} years apart in one master — most likely a"
-            f" parent and child. Decide not_a_match; if a birth date is wrong, correct it in the source system,"
-            f" or take the wrong record out of its master: hub review move-out SOURCE/RECORD --reviewer … --reason …")
+        out = ("hub review move-out SOURCE/RECORD --reviewer … --reason …" if viewer is None else
+               "POST /v1/masters/{master_id}/move-out with your department's record, or ask the hub's operator"
+               " when the wrong record is another department's")
+        return (f"refused: a match of {where} would put birth dates {years} years apart in one master — most likely"
+                f" a parent and child. Decide not_a_match; if a birth date is wrong, correct it in the source system,"
+                f" or take the wrong record out of its master: {out}")
     if why == "twins":
-        raise DecisionRefused(
-            f"refused: a match of {where} would put two records with the same birth date and the same house or phone"
-            f" but names that differ in writing and in sound in one master — most likely twins or siblings. Decide"
-            f" not_a_match; if a name is wrong, correct it in the source system")
-    apart = sorted((a, b) for a in partners for b in partners[a] if a < b)
-    raise DecisionRefused(
-        f"refused: a match of {where} goes against a steward decision in force that keeps"
-        f" {apart[0][0]} and {apart[0][1]} apart; read it with hub history {ma or mb} and decide that pair"
-        f" first if it was wrong")
+        return (f"refused: a match of {where} would put two records with the same birth date and the same house or"
+                " phone but names that differ in writing and in sound in one master — most likely twins or siblings."
+                " Decide not_a_match; if a name is wrong, correct it in the source system")
+    if viewer is None:
+        return (f"refused: a match of {where} goes against a steward decision in force that keeps"
+                f" {apart[0][0]} and {apart[0][1]} apart; read it with hub history {ma or mb} and decide that pair"
+                " first if it was wrong")
+    return (f"refused: a match of {where} goes against a steward decision in force that keeps records of these two"
+            f" masters apart; if that decision was wrong, ask the hub's operator to review the decisions on"
+            f" {ma or mb}")
 
 
 def _current_master(conn: sa.Connection, master_id: str) -> tuple[str, list[str]]:
@@ -231,15 +336,19 @@ def _current_master(conn: sa.Connection, master_id: str) -> tuple[str, list[str]
     return current, keys
 
 
-def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: str, reason: str) -> dict:
+def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: str, reason: str,
+          viewer: DepartmentSharing | None = None) -> dict:
     """The ``records`` of ``master_id`` become a master apart from the rest: cannot-links between the two
-    parts (and must-links among ``records``) in every later run. The rest keeps the master id."""
+    parts (and must-links among ``records``) in every later run. The rest keeps the master id. A
+    ``viewer`` names only records of its own sources (anything else: :class:`OutOfScope`)."""
     reviewer, reason = _who(reviewer, reason, reason_needed=True)
     current, keys = _current_master(conn, master_id)
     taken = sorted({r.strip() for r in records if r.strip()})
     if not taken:
         raise HubError("name the records to split off: --records SOURCE/RECORD[,SOURCE/RECORD…]")
-    strangers = [k for k in taken if k not in keys]
+    strangers = [k for k in taken if k not in keys or not _own(viewer, k)]
+    if strangers and viewer is not None:
+        raise OutOfScope(f"no record {strangers[0]!r}")
     if strangers:
         raise HubError(f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'} not a record of {current};"
                        f" its records are listed by hub history {current}")
@@ -249,13 +358,30 @@ def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: 
     kind = "move_out" if len(taken) == 1 else "split"
     row = stored.append_decision(conn, kind, taken, other_keys=rest, master_id=current, reviewer=reviewer,
                                  comment=reason)
-    return _decided(row)
+    return _decided(conn, row, viewer)
 
 
-def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str) -> dict:
-    """One record out of its master, on its own (a master of its own in every later run)."""
-    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+def _of_master(conn: sa.Connection, record_key: str, master_id: str | None,
+               viewer: DepartmentSharing | None) -> str | None:
+    """The current master of ``record_key``; for a ``viewer``, only a record of its own sources under
+    (the id in force of) ``master_id`` — anything else is :class:`OutOfScope`, like a record that does
+    not exist."""
     master = stored.masters_of(conn, [record_key]).get(record_key)
+    if master_id is not None and (master is None or master != resolve(conn, master_id)[0]):
+        if viewer is not None:
+            raise OutOfScope(f"no record {record_key!r}")
+        raise HubError(f"{record_key} is not a record of {master_id}")
+    if not _own(viewer, record_key):
+        raise OutOfScope(f"no record {record_key!r}")
+    return master
+
+
+def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str, master_id: str | None = None,
+             viewer: DepartmentSharing | None = None) -> dict:
+    """One record out of its master, on its own (a master of its own in every later run). With
+    ``master_id``, only a record of that master; a ``viewer`` moves out only records of its own sources."""
+    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    master = _of_master(conn, record_key, master_id, viewer)
     if master is None:
         raise HubError(f"no record {record_key} in the index: give SOURCE/RECORD as hub history lists it")
     current, keys = _current_master(conn, master)
@@ -264,31 +390,41 @@ def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str
         raise HubError(f"{record_key} is already alone under {current}: there is nothing to move it out of")
     row = stored.append_decision(conn, "move_out", [record_key], other_keys=rest, master_id=current,
                                  reviewer=reviewer, comment=reason)
-    return _decided(row)
+    return _decided(conn, row, viewer)
 
 
-def detach_id(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str) -> dict:
+def detach_id(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str, master_id: str | None = None,
+              viewer: DepartmentSharing | None = None) -> dict:
     """This record's ID number belongs to someone else: matching treats it as contradicted by its
-    record (neither anchoring nor compared) and matches the record on its other fields."""
+    record (neither anchoring nor compared) and matches the record on its other fields. With
+    ``master_id``, only a record of that master; a ``viewer`` detaches only records of its own sources."""
     from schemas.id_number import USABLE
 
     reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    _of_master(conn, record_key, master_id, viewer)
     source, _, record_id = record_key.partition("/")
     record = stored.standardized_record(conn, source, record_id)
     if record is None:
+        if viewer is not None:
+            raise OutOfScope(f"no record {record_key!r}")
         raise HubError(f"no standardized record {record_key}: give SOURCE/RECORD as hub history lists it")
     if not record["id_number"] or record["id_number_status"] not in USABLE:
         raise HubError(f"{record_key} carries no valid ID number (status {record['id_number_status']}):"
                        " there is none to detach")
     row = stored.append_decision(conn, "detach_id", [record_key], master_id=record["master_id"], reviewer=reviewer,
                                  comment=reason)
-    return _decided(row)
+    return _decided(conn, row, viewer)
 
 
-def _decided(row: dict) -> dict:
-    return {"decision_id": row["decision_id"], "kind": row["kind"], "record_keys": row["record_keys"],
-            "other_keys": row["other_keys"], "master_id": row["master_id"], "reviewer": row["reviewer"],
-            "comment": row["comment"], "decided_at": row["decided_at"], "supersedes": row["replaces"]}
+def _decided(conn: sa.Connection, row: dict, viewer: DepartmentSharing | None = None) -> dict:
+    out = {"decision_id": row["decision_id"], "kind": row["kind"], "record_keys": row["record_keys"],
+           "other_keys": row["other_keys"], "master_id": row["master_id"], "reviewer": row["reviewer"],
+           "comment": row["comment"], "decided_at": row["decided_at"], "supersedes": row["replaces"]}
+    if viewer is None:
+        return out
+    out = decisions_for(conn, viewer, [dict(out, subject=None)])[0]
+    out.pop("subject")
+    return out
 
 
 def master_in_scope(conn: sa.Connection, master_id: str, viewer: DepartmentSharing | None) -> str:
@@ -304,13 +440,13 @@ def master_in_scope(conn: sa.Connection, master_id: str, viewer: DepartmentShari
 def master_decisions(conn: sa.Connection, master_id: str, *, viewer: DepartmentSharing | None = None) -> dict:
     """Every decision touching a master id (its records, or made on it or on an id retired into it),
     oldest first, superseded ones with ``superseded_by``; with a ``viewer``, only for a master it may
-    see (:func:`master_in_scope`)."""
+    see (:func:`master_in_scope`), and only the decisions naming its records (:func:`decisions_for`)."""
     current, chain = resolve(conn, master_id)
     keys = [r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, current)]
     if not in_scope(viewer, keys):
         raise HubError(f"no master id {master_id!r}")
     return {"asked": master_id, "master_id": current,
-            "decisions": stored.decisions_touching(conn, keys, [current, *chain])}
+            "decisions": decisions_for(conn, viewer, stored.decisions_touching(conn, keys, [current, *chain]))}
 
 
 def resolve(conn: sa.Connection, master_id: str) -> tuple[str, list[str]]:

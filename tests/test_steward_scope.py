@@ -30,6 +30,9 @@ RECORDS = {
     "rs_yanglao/Y3": ("孙立", "19881130", 1, "075", "新华村", "3号", "13600003333", "M000000005"),
     "wj_yuling/W1": ("李梅", "19930105", 2, "068", "东风村", "21号", "13500004444", "M000000006"),
     "wj_liudong/W2": ("李梅", "19930105", 2, "086", "东风村", "21号", "13500004444", "M000000007"),
+    # two civil-affairs records under the social-security master M000000005
+    "mz_canji/C2": ("周红", "19700101", 2, "082", "新华村", "9号", "13600005555", "M000000005"),
+    "mz_dibao/D2": ("周红", "19700101", 2, "028", "新华村", "9号", "13600005555", "M000000005"),
 }
 #: review pair id → its two records: civil affairs + social security, civil affairs + health,
 #: social security only, health only
@@ -113,7 +116,7 @@ def test_a_social_security_steward_sees_only_its_records_and_fields(api, steward
     assert listed.status_code == 200
     assert [r["review_id"] for r in listed.json()["reviews"]] == [1, 3]
     for r in listed.json()["reviews"]:
-        assert {r["record_key_l"].split("/")[0], r["record_key_r"].split("/")[0]} & mine
+        assert {(r[side] or "").split("/")[0] for side in ("record_key_l", "record_key_r")} & mine
     for review_id in (2, 4):  # no social-security record: as if the pair did not exist
         assert api.get(f"/v1/reviews/{review_id}", headers=ss).status_code == 404
 
@@ -121,8 +124,12 @@ def test_a_social_security_steward_sees_only_its_records_and_fields(api, steward
     assert shown.status_code == 200, shown.text
     doc = shown.json()
     civil, own = doc["left"], doc["right"]
-    # the civil-affairs record: named, its fields withheld
-    assert civil["record_key"] == "mz_dibao/D1" and civil["master_id"] == "M000000001"
+    # the civil-affairs record: neither its source nor its record id, its fields withheld
+    assert civil["record_key"] is None and civil["master_id"] == "M000000001"
+    assert civil["department"] == "another department"
+    assert doc["record_key_l"] is None and doc["record_key_r"] == "rs_yanglao/Y1" and doc["other_records"] == 1
+    assert [(r["record_key_l"], r["record_key_r"], r["other_records"]) for r in listed.json()["reviews"]] == [
+        (None, "rs_yanglao/Y1", 1), ("rs_yiliao/Y2", "rs_yanglao/Y3", 0)]
     assert not {"name", "id_number", "birth_date", "sex", "phone", "address_village", "status_raw"} & set(civil)
     assert "address_village" in civil["withheld"]
     # its own record: what social security may see (address is 不予共享 for it), masked
@@ -134,6 +141,7 @@ def test_a_social_security_steward_sees_only_its_records_and_fields(api, steward
     # no field social security may not see, anywhere in any answer, nor a village's name
     texts = [listed.text, shown.text, api.get("/v1/reviews/3", headers=ss).text]
     for text in texts:
+        assert "mz_" not in text
         assert not {"address_village", "address_house_no", "phone", "address"} & _keys(json.loads(text))
         assert not any(v in text for v in ("幸福村", "新华村", "12号", "3号", "13900001111", "13600003333"))
         assert not any(id_number_of(k) in text for k in RECORDS)
@@ -147,7 +155,8 @@ def test_a_civil_affairs_steward_sees_its_pairs_with_its_fields_masked(api, stew
     own, health = doc["left"], doc["right"]
     assert own["address_village"] == "和平村" and own["address_house_no"] == "**"
     assert own["phone"] == "137****2222" and own["withheld"] == []
-    assert health["department"] == "health" and "birth_date" not in health and "name" not in health
+    assert health["department"] == "another department" and health["record_key"] is None
+    assert "birth_date" not in health and "name" not in health and "wj_" not in json.dumps(doc)
     assert "7号" not in json.dumps(doc, ensure_ascii=False)
 
 
@@ -223,3 +232,108 @@ def test_a_decision_whose_access_log_row_cannot_be_written_is_not_recorded(api, 
         rows = conn.execute(sa.text("SELECT status FROM audit.access_log WHERE endpoint = 'POST /v1/reviews/3/decision'")
                             ).scalars().all()
     assert rows == [200]
+
+
+def _count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM mpi.decision")).scalar_one()
+
+
+def test_another_departments_record_answers_like_a_record_that_does_not_exist(api, stewards, warehouse):
+    ss, before = stewards["social_security"], _count(warehouse)
+    why = {"reviewer": "王科员", "reason": "another person"}
+
+    def post(action: str, **body):
+        return api.post(f"/v1/masters/M000000005/{action}", headers=ss, json={**body, **why})
+
+    # a civil-affairs record of the master, a record that does not exist, its own record of another master
+    for action in ("move-out", "detach-id"):
+        foreign, missing, elsewhere = (post(action, record=r) for r in ("mz_canji/C2", "mz_canji/C9", "rs_yanglao/Y1"))
+        assert [foreign.status_code, missing.status_code, elsewhere.status_code] == [404, 404, 404], foreign.text
+        assert foreign.text == missing.text == elsewhere.text
+    foreign, missing = post("split", records=["mz_canji/C2"]), post("split", records=["rs_yiliao/Y9"])
+    mixed = post("split", records=["rs_yiliao/Y2", "mz_dibao/D2"])
+    assert [foreign.status_code, missing.status_code, mixed.status_code] == [404, 404, 404]
+    assert foreign.text == missing.text == mixed.text
+    assert _count(warehouse) == before
+
+
+def test_decisions_name_only_the_stewards_own_records(api, stewards, warehouse):
+    ss, civil = stewards["social_security"], stewards["civil_affairs"]
+    moved = api.post("/v1/masters/M000000005/move-out", headers=ss,
+                     json={"record": "rs_yiliao/Y2", "reviewer": "王科员", "reason": "a namesake in another village"})
+    assert moved.status_code == 200, moved.text
+    out = moved.json()
+    assert (out["record_keys"], out["other_keys"], out["other_records"]) == (["rs_yiliao/Y2"], ["rs_yanglao/Y3"], 2)
+    assert "mz_" not in moved.text and out["reviewer"].startswith("王科员")
+
+    listed = api.get("/v1/masters/M000000005/decisions", headers=ss)
+    assert listed.status_code == 200 and "mz_" not in listed.text
+    mine = {d["kind"]: d for d in listed.json()["decisions"]}
+    assert set(mine) == {"match", "move_out"}  # the pair 3 match of the access-log test, and this move-out
+    assert mine["move_out"]["other_records"] == 2 and mine["move_out"]["subject"] is None
+
+    # the civil-affairs steward: the move-out names its two records, not the social-security ones, nor who
+    seen = api.get("/v1/masters/M000000005/decisions", headers=civil)
+    assert seen.status_code == 200
+    assert "rs_" not in seen.text and "王科员" not in seen.text and "namesake" not in seen.text
+    (theirs,) = seen.json()["decisions"]  # the match of two social-security records is not listed
+    assert theirs["kind"] == "move_out" and theirs["record_keys"] == [] and theirs["other_records"] == 2
+    assert theirs["other_keys"] == ["mz_canji/C2", "mz_dibao/D2"]
+    assert theirs["reviewer"] == "another department's steward" and theirs["comment"] is None
+
+    # the hub's own user sees every record and the reviewer
+    from hub.stewardship import master_decisions
+
+    with warehouse.connect() as conn:
+        full = master_decisions(conn, "M000000005")["decisions"]
+    moved_out = next(d for d in full if d["kind"] == "move_out")
+    assert moved_out["other_keys"] == ["mz_canji/C2", "mz_dibao/D2", "rs_yanglao/Y3"]
+    assert moved_out["comment"] == "a namesake in another village" and moved_out["reviewer"].startswith("王科员")
+
+
+def test_a_refused_match_names_only_the_stewards_records_and_no_cli(api, stewards, warehouse):
+    from hub.stewardship import DecisionRefused, decide
+
+    ss, before = stewards["social_security"], _count(warehouse)
+    # pair 1: two different valid ID numbers, a civil-affairs and a social-security record
+    refused = api.post("/v1/reviews/1/decision", headers=ss, json={"decision": "match", "reviewer": "王科员"})
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert "mz_" not in detail and "hub history" not in detail and "hub review" not in detail
+    assert "rs_yanglao/Y1" in detail and "a record of another department" in detail
+    assert "/v1/masters/M000000002/detach-id" in detail
+    # the hub's own user is told every record and the command
+    with warehouse.connect() as conn, pytest.raises(DecisionRefused) as cli:
+        decide(conn, 1, "match", reviewer="数据工程师")
+    assert "mz_dibao/D1" in str(cli.value) and "hub review detach-id" in str(cli.value)
+    assert _count(warehouse) == before
+
+
+def test_another_departments_pair_decision_hides_the_reviewer(api, stewards, warehouse):
+    ss, civil = stewards["social_security"], stewards["civil_affairs"]
+    decided = api.post("/v1/reviews/1/decision", headers=civil,
+                       json={"decision": "not_a_match", "reviewer": "李干事", "comment": "低保户本人"})
+    assert decided.status_code == 200, decided.text
+    assert (decided.json()["record_key_l"], decided.json()["record_key_r"]) == ("mz_dibao/D1", None)
+    assert decided.json()["other_records"] == 1 and "rs_" not in decided.text
+
+    texts = [api.get("/v1/reviews", headers=ss, params={"status": "decided"}),
+             api.get("/v1/reviews/1", headers=ss), api.get("/v1/masters/M000000002/decisions", headers=ss)]
+    assert [t.status_code for t in texts] == [200, 200, 200]
+    for t in texts:
+        assert "李干事" not in t.text and "低保户" not in t.text and "mz_" not in t.text
+    pair = next(r for r in texts[0].json()["reviews"] if r["review_id"] == 1)
+    assert pair["reviewer"] == "another department's steward" and pair["comment"] is None
+    assert texts[1].json()["reviewer"] == "another department's steward"
+    (decision,) = texts[2].json()["decisions"]
+    assert decision["record_keys"] == ["rs_yanglao/Y1"] and decision["other_records"] == 1
+    assert decision["reviewer"] == "another department's steward"
+    # its own department still reads its reviewer; the hub's own user reads everything
+    own = api.get("/v1/reviews/1", headers=civil).json()
+    assert own["reviewer"].startswith("李干事") and own["comment"] == "低保户本人"
+    from hub.stewardship import list_reviews
+
+    with warehouse.connect() as conn:
+        pair = next(r for r in list_reviews(conn, status="decided") if r["review_id"] == 1)
+    assert pair["record_key_r"] == "rs_yanglao/Y1" and pair["reviewer"].startswith("李干事")

@@ -286,3 +286,13 @@ def reviews_touching(conn: sa.Connection, record_keys: Sequence[str]) -> list[di
                   p.c.decision, p.c.decided_at, p.c.reviewer, p.c.comment)
         .where(sa.or_(p.c.record_key_l.in_(keys), p.c.record_key_r.in_(keys)))
         .order_by(p.c.decided_at.nulls_last(), p.c.review_id)).mappings()]
+
+
+def key_departments(conn: sa.Connection, key_ids: Iterable[str]) -> dict[str, str]:
+    """The department of each of these read-API key ids that exists."""
+    from warehouse.tables.audit import audit_api_key as k
+
+    wanted = sorted(set(key_ids))
+    if not wanted:
+        return {}
+    return dict(conn.execute(sa.select(k.c.key_id, k.c.department).where(k.c.key_id.in_(wanted))).all())

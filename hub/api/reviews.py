@@ -3,8 +3,10 @@ master (superseded ones marked) and the decisions on a master: split, move a rec
 
 A steward key sees and decides only what touches its own department: the pairs and masters with a record of
 one of its department's sources, each record cut to the fields its department may see under the sharing
-configuration (a record of another department's source is named, its fields withheld); anything else is
-404, as if it did not exist (:mod:`hub.stewardship`).
+configuration; anything else is 404, as if it did not exist (:mod:`hub.stewardship`). A record of another
+department's source is never named to it: answers carry its master id and count it (``other_records``), and
+a split, move-out or detach-id naming one answers 404 exactly like a record that does not exist. The reviewer
+and comment of another department's decision read "another department's steward" and null.
 
 A decision that would put two people in one master is refused with 409 and the reason (what to do instead).
 A route that records a decision writes its access-log row in the same transaction, after the change
@@ -23,13 +25,13 @@ from hub.api.models import DecisionRequest, RecordDecisionRequest, SplitRequest
 from hub.errors import HubError
 from hub.stewardship import (
     DecisionRefused,
+    OutOfScope,
     decide,
     detach_id,
     list_reviews,
     master_decisions,
     master_in_scope,
     move_out,
-    resolve,
     show_review,
     split,
 )
@@ -78,7 +80,8 @@ def reviews(request: Request, c: StewardDep, engine: Warehouse,
             summary="One review pair: both records (masked) and the evidence per comparison (steward keys)",
             description="Only a pair with a record of the steward's own department's sources. Of such a record,"
                         " the fields the department may see, masked (`withheld` lists the others); of a record of"
-                        " another department's source, its `source/record id` and master id only.")
+                        " another department's source, its master id only (`record_key` null, counted in"
+                        " `other_records`).")
 def review(request: Request, c: StewardDep, engine: Warehouse, review_id: int):
     request.state.access.requested = 1
     with engine.connect() as conn:
@@ -119,8 +122,11 @@ def decide_review(request: Request, c: StewardDep, engine: Warehouse, review_id:
 
 @router.get("/v1/masters/{master_id}/decisions",
             summary="Every steward decision touching a master, superseded ones marked (steward keys)",
-            description="Decisions naming the master's records or made on it, oldest first, with reviewer, time"
-                        " and comment; `superseded_by` is the decision that replaced one (null while in force).")
+            description="Decisions naming the master's records of the steward's own department, oldest first,"
+                        " with reviewer, time and comment; `superseded_by` is the decision that replaced one (null"
+                        " while in force). Only the department's own record keys are listed; `other_records` counts"
+                        " the others. Another department's decision reads `another department's steward`, its"
+                        " comment null.")
 def decisions(request: Request, c: StewardDep, engine: Warehouse, master_id: str):
     request.state.access.requested = 1
     with engine.connect() as conn:
@@ -142,6 +148,8 @@ def _on_master(request: Request, c: Caller, engine: Warehouse, master_id: str, a
             raise not_found() from None
         try:
             out = act(conn)
+        except OutOfScope:
+            raise not_found() from None
         except HubError as exc:
             raise HTTPException(409, str(exc)) from None
         request.state.access.results = 1
@@ -160,15 +168,8 @@ def _reviewer(c, reviewer: str) -> str:
 def split_master(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: SplitRequest):
     who = _reviewer(c, body.reviewer)
     return _on_master(request, c, engine, master_id,
-                      lambda conn: split(conn, master_id, body.records, reviewer=who, reason=body.reason))
-
-
-def _of_master(conn, master_id: str, record: str) -> None:
-    from warehouse.stewardship import masters_of
-
-    current, _ = resolve(conn, master_id)
-    if masters_of(conn, [record]).get(record) != current:
-        raise HubError(f"{record} is not a record of {current}")
+                      lambda conn: split(conn, master_id, body.records, reviewer=who, reason=body.reason,
+                                         viewer=_viewer(c)))
 
 
 @router.post("/v1/masters/{master_id}/move-out", responses=REFUSED,
@@ -176,10 +177,9 @@ def _of_master(conn, master_id: str, record: str) -> None:
 def move_record_out(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: RecordDecisionRequest):
     who = _reviewer(c, body.reviewer)
 
-    def act(conn):
-        _of_master(conn, master_id, body.record)
-        return move_out(conn, body.record, reviewer=who, reason=body.reason)
-    return _on_master(request, c, engine, master_id, act)
+    return _on_master(request, c, engine, master_id,
+                      lambda conn: move_out(conn, body.record, reviewer=who, reason=body.reason, master_id=master_id,
+                                            viewer=_viewer(c)))
 
 
 @router.post("/v1/masters/{master_id}/detach-id", responses=REFUSED,
@@ -188,7 +188,6 @@ def move_record_out(request: Request, c: StewardDep, engine: Warehouse, master_i
 def detach_record_id(request: Request, c: StewardDep, engine: Warehouse, master_id: str, body: RecordDecisionRequest):
     who = _reviewer(c, body.reviewer)
 
-    def act(conn):
-        _of_master(conn, master_id, body.record)
-        return detach_id(conn, body.record, reviewer=who, reason=body.reason)
-    return _on_master(request, c, engine, master_id, act)
+    return _on_master(request, c, engine, master_id,
+                      lambda conn: detach_id(conn, body.record, reviewer=who, reason=body.reason, master_id=master_id,
+                                             viewer=_viewer(c)))
