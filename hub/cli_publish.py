@@ -228,7 +228,7 @@ def api_key_create(
 @key_app.command("list")
 def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False,
                  as_json: JsonOption = False) -> None:
-    """List the keys (never their secrets)."""
+    """List the keys (never their secrets). Printed in full when stdout is not a terminal (a file, a mail)."""
     from hub import settings
     from hub.api_keys import list_keys
 
@@ -237,15 +237,20 @@ def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoke
     if as_json:
         print_json({"keys": rows})
         return
+    from hub.cli_access import print_table
+
     table = Table()
     table.add_column("key id", no_wrap=True)
     for name in ("department", "label", "scopes", "created", "revoked", "blocked"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for r in rows:
         table.add_row(r["key_id"], r["department"], r["label"], ", ".join(r["scopes"]),
                       f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "",
                       f"{r['blocked_at']:%Y-%m-%d %H:%M}" if r.get("blocked_at") else "")
-    console.print(table if rows else "no API keys")
+    if rows:
+        print_table(table)  # in full when not printed to a terminal: nothing cut
+    else:
+        console.print("no API keys")
 
 
 @key_app.command("revoke")

@@ -20,6 +20,9 @@ from warehouse.purposes import load_purposes
 from warehouse.sharing import SHARING_FILE, SharingError, load_sharing
 
 
+LONG_LABEL = "birth follow-up team of the maternal and child health station, Fengyang county, second office"
+
+
 @pytest.fixture(scope="module")
 def fresh(engine):
     empty_warehouse(engine)
@@ -101,6 +104,7 @@ def _hub(*args: str):
 def test_access_report_gives_the_months_figures_per_key_and_purpose(fresh):
     with fresh.begin() as conn:
         key = create_key(conn, "health", "birth follow-up team", departments=list(load_sharing()))
+        wide = create_key(conn, "health", LONG_LABEL, departments=list(load_sharing()))
     kid = key_id_of(key)
 
     def log(purpose, status, master_ids):
@@ -126,10 +130,21 @@ def test_access_report_gives_the_months_figures_per_key_and_purpose(fresh):
 
     printed = _hub("access", "report", "--department", "health", "--month", month)
     assert printed.exit_code == 0, printed.output
+    assert printed.output.startswith("access log: the hash chain holds ("), printed.output
     assert "wj-birth-followup" in printed.output and "新生儿访视" in printed.output and kid in printed.output, printed.output
     assert "total: 5 requests, 2 refused, 3 distinct persons" in printed.output and "谁使用谁负责" in printed.output
     as_json = json.loads(_hub("access", "report", "-d", "health", "-m", month, "--json").output)
     assert as_json["totals"] == figures["totals"]
+    assert as_json["chain"]["ok"] is True and as_json["chain"]["rows_checked"] >= 5
+    # a report that is mailed (stdout not a terminal) is printed in full, however wide
+    with fresh.begin() as conn:
+        log_access(conn, Access("GET /v1/persons/M000000001", "127.0.0.1", key_id_of(wide), "health",
+                                "wj-birth-followup", 1, 1, master_ids=["M000000004"]), 200)
+    mailed = _hub("access", "report", "--department", "health", "--month", month)
+    assert LONG_LABEL in mailed.output and key_id_of(wide) in mailed.output and "…" not in mailed.output
+    listed = _hub("api-key", "list")
+    assert listed.exit_code == 0 and "…" not in listed.output, listed.output
+    assert LONG_LABEL in listed.output and kid in listed.output and "birth follow-up team" in listed.output
     empty = _hub("access", "report", "--department", "health", "--month", "2020-01")
     assert empty.exit_code == 0 and "no request" in empty.output
     for bad, says in ((["--department", "police", "--month", month], "'police' is not in the sharing configuration"),
@@ -150,6 +165,12 @@ def test_access_verify_says_whether_the_chain_holds(fresh):
     try:
         broken = _hub("access", "verify")
         assert broken.exit_code == 1 and f"breaks at access {target}" in broken.output, broken.output
+        month = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m")
+        warned = _hub("access", "report", "--department", "health", "--month", month)
+        assert warned.output.startswith(f"WARNING: the access log's hash chain breaks at access {target}")
+        assert "may not be what was logged" in warned.output, warned.output
+        as_json = json.loads(_hub("access", "report", "-d", "health", "-m", month, "--json").output)
+        assert as_json["chain"]["ok"] is False and as_json["chain"]["first_bad_access_id"] == target
     finally:
         empty_warehouse(fresh)
 
