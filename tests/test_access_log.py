@@ -19,7 +19,6 @@ from warehouse.access_log import Access, access_report, log_access, verify_chain
 from warehouse.purposes import load_purposes
 from warehouse.sharing import SHARING_FILE, SharingError, load_sharing
 
-
 LONG_LABEL = "birth follow-up team of the maternal and child health station, Fengyang county, second office"
 
 
