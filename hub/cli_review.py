@@ -259,8 +259,13 @@ def explain(
             page = waterfall_page(s, title=f"{left} vs {right}: why they match / 两条记录为何匹配",
                                   note="Names, ID numbers, phones and house numbers are masked; birth dates"
                                        " and villages are not. 姓名、身份证号、电话、门牌已遮蔽，出生日期和村（社区）未遮蔽。")
-            # owner-only, and recorded in audit.export_log like every file with personal data
+            # owner-only, and recorded in audit.export_log like every file with personal data, under the
+            # department of the two records' sources when they share one
+            from connectors.registry import source_departments
+
+            owners = {source_departments().get(key.split("/", 1)[0]) for key in (left, right)}
             html = write_export("explain", html.name, page, out=html, rows=2,
+                                department=owners.pop() if len(owners) == 1 else None,
                                 arguments={"left": left, "right": right, "master_id": master_id})
             err.print(f"waterfall chart written to {html} — it shows birth dates and villages: "
                       "keep it where personal data may be seen")
