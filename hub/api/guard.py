@@ -232,8 +232,10 @@ async def guard_and_log(request: Request, call_next):
         await run_in_threadpool(_finish, request.app.state.engine, access, response.status_code,
                                 request.app.state.quotas is not None, getattr(request.state, "reserved_persons", 0))
     except Exception as exc:  # noqa: BLE001 — nothing is served that is not logged
-        log.error("read API: access log write failed: %s; nothing was served (503). Persons reserved for the"
-                  " answer stay counted against today's quotas", _cause(exc))
+        reserved = getattr(request.state, "reserved_persons", 0)
+        log.error("read API: access log write failed: %s; nothing was served (503)%s", _cause(exc),
+                  f"; the {reserved} persons reserved for the answer stay counted against today's quotas"
+                  if reserved else "")
         return JSONResponse({"detail": "service unavailable: the access could not be logged"}, 503)
     return response
 
