@@ -13,9 +13,9 @@ Who sees what: the hub's own users (``hub review``, ``hub history``: data engine
 department's records, masked. A department's steward (``viewer``, the read API) sees only the pairs
 and masters with at least one record of its own department's sources (the source registry says which
 department owns a source), and of those records only the fields its department may see under
-``warehouse/sharing.yaml`` — masked as well. A record of another department's source is named
-(``source/record``, its master id) but its fields are withheld: the department was never given them,
-and the stored evidence (each comparison's level and weight, no values) is what the steward weighs.
+``warehouse/sharing.yaml`` — masked as well. A record of another department's source is shown by its
+master id only, its fields withheld: the department was never given them, and the stored evidence (each
+comparison's level and weight, no values) is what the steward weighs.
 Anything outside a steward's scope answers as if it did not exist.
 
 What a steward is told about other departments' records: a pair's record of another department's source
@@ -23,9 +23,9 @@ is shown without its ``source/record`` key (``record_key`` null, ``department`` 
 with its master id; a review pair's ``record_key_l`` / ``record_key_r`` of another department is null and
 ``other_records`` counts them. A decision lists only the viewer's own records in ``record_keys`` and
 ``other_keys``; ``other_records`` counts the others and ``subject`` is withheld (null). Decisions naming
-no record of the viewer's department are not listed. The reviewer and comment of a decision taken by
-another department's key (or by the hub's staff on the CLI) are replaced by "another department's
-steward" (or "the hub's staff") and null. A split, move-out or detach-id by a steward accepts only
+no record of the viewer's department are not listed. The reviewer and comment of a decision taken with
+another department's key are replaced by "another department's steward" and null; those of the hub's
+own staff (the CLI) are shown. A split, move-out or detach-id by a steward accepts only
 records of its own department's sources under the master named: anything else raises
 :class:`OutOfScope` — answered exactly like a record that does not exist. Refusals to a steward name
 only its own records and say what to ask of the hub's operator instead of naming CLI commands.
@@ -59,7 +59,6 @@ class OutOfScope(HubError):
 
 
 OTHER_STEWARD = "another department's steward"
-HUB_STAFF = "the hub's staff"
 OTHER_RECORD = "a record of another department"
 _KEY_OF_REVIEWER = re.compile(r"\(api key (\S+)\)\s*$")
 
@@ -87,11 +86,12 @@ def _reviewers_own(conn: sa.Connection, viewer: DepartmentSharing, reviewers: li
 
 
 def _withhold_reviewer(row: dict, own: set[str]) -> dict:
-    """``reviewer`` and ``comment`` of a decision not taken by the viewer's department, replaced."""
-    if row.get("reviewer") is None or row["reviewer"] in own:
+    """``reviewer`` and ``comment`` of a decision taken with another department's key, replaced; the hub's
+    staff's (on the CLI, no key) are shown."""
+    reviewer = row.get("reviewer")
+    if reviewer is None or reviewer in own or _KEY_OF_REVIEWER.search(reviewer) is None:
         return row
-    by_key = _KEY_OF_REVIEWER.search(row["reviewer"]) is not None
-    return dict(row, reviewer=OTHER_STEWARD if by_key else HUB_STAFF, comment=None)
+    return dict(row, reviewer=OTHER_STEWARD, comment=None)
 
 
 def pairs_for(conn: sa.Connection, viewer: DepartmentSharing | None, rows: list[dict]) -> list[dict]:
@@ -189,11 +189,13 @@ def show_review(conn: sa.Connection, review_id: int, *, viewer: DepartmentSharin
     return out
 
 
-def _who(reviewer: str, reason: str | None = None, *, reason_needed: bool = False) -> tuple[str, str | None]:
+def _who(reviewer: str, reason: str | None = None, *, reason_needed: bool = False,
+         viewer: DepartmentSharing | None = None) -> tuple[str, str | None]:
+    dash = "--" if viewer is None else ""  # the CLI's option, or the API's field
     if not reviewer or not reviewer.strip():
-        raise HubError("a decision needs the reviewer's name (--reviewer)")
+        raise HubError(f"a decision needs the reviewer's name ({dash}reviewer)")
     if reason_needed and (not reason or not reason.strip()):
-        raise HubError("this decision needs a reason (--reason), kept in the master's history")
+        raise HubError(f"this decision needs a reason ({dash}reason), kept in the master's history")
     return reviewer.strip(), (reason or "").strip() or None
 
 
@@ -204,7 +206,7 @@ def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str,
     A ``viewer`` decides only the pairs it may see (:func:`show_review`)."""
     if decision not in DECISIONS:
         raise HubError(f"unknown decision {decision!r}: expected one of {', '.join(DECISIONS)}")
-    reviewer, comment = _who(reviewer, comment)
+    reviewer, comment = _who(reviewer, comment, viewer=viewer)
     pair = stored.review_pair(conn, review_id)
     if pair is None or not in_scope(viewer, [pair["record_key_l"], pair["record_key_r"]]):
         raise HubError(f"no review pair {review_id}")
@@ -341,11 +343,12 @@ def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: 
     """The ``records`` of ``master_id`` become a master apart from the rest: cannot-links between the two
     parts (and must-links among ``records``) in every later run. The rest keeps the master id. A
     ``viewer`` names only records of its own sources (anything else: :class:`OutOfScope`)."""
-    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    reviewer, reason = _who(reviewer, reason, reason_needed=True, viewer=viewer)
     current, keys = _current_master(conn, master_id)
     taken = sorted({r.strip() for r in records if r.strip()})
     if not taken:
-        raise HubError("name the records to split off: --records SOURCE/RECORD[,SOURCE/RECORD…]")
+        raise HubError("name the records to split off: " + ("--records SOURCE/RECORD[,SOURCE/RECORD…]" if viewer is None
+                                                            else "records, as source/record id"))
     strangers = [k for k in taken if k not in keys or not _own(viewer, k)]
     if strangers and viewer is not None:
         raise OutOfScope(f"no record {strangers[0]!r}")
@@ -380,7 +383,7 @@ def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str
              viewer: DepartmentSharing | None = None) -> dict:
     """One record out of its master, on its own (a master of its own in every later run). With
     ``master_id``, only a record of that master; a ``viewer`` moves out only records of its own sources."""
-    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    reviewer, reason = _who(reviewer, reason, reason_needed=True, viewer=viewer)
     master = _of_master(conn, record_key, master_id, viewer)
     if master is None:
         raise HubError(f"no record {record_key} in the index: give SOURCE/RECORD as hub history lists it")
@@ -400,7 +403,7 @@ def detach_id(conn: sa.Connection, record_key: str, *, reviewer: str, reason: st
     ``master_id``, only a record of that master; a ``viewer`` detaches only records of its own sources."""
     from schemas.id_number import USABLE
 
-    reviewer, reason = _who(reviewer, reason, reason_needed=True)
+    reviewer, reason = _who(reviewer, reason, reason_needed=True, viewer=viewer)
     _of_master(conn, record_key, master_id, viewer)
     source, _, record_id = record_key.partition("/")
     record = stored.standardized_record(conn, source, record_id)
