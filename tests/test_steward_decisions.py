@@ -181,9 +181,13 @@ def test_a_split_and_a_move_out_are_honoured_by_incremental_runs_and_a_full_rebu
     assert before["mz_dibao/G1"] == before["rs_yiliao/G1"]
     api, stewards = api_for
     steward = stewards["civil_affairs"]
-    everything = api.post(f"/v1/masters/{family}/split", headers=steward, json={
+    # a steward acts on its own department's records only: another's answer as if they did not exist
+    others = api.post(f"/v1/masters/{family}/split", headers=steward, json={
         "records": ["mz_dibao/F1", "rs_yanglao/F1", "rs_yiliao/F1"], "reviewer": "刘科长", "reason": "x"})
-    assert everything.status_code == 409 and "all the records" in everything.json()["detail"]
+    assert others.status_code == 404 and others.json() == {"detail": "not found"}
+    everything = _hub("review", "split", family, "--records", "mz_dibao/F1,rs_yanglao/F1,rs_yiliao/F1",
+                      "--reviewer", "steward li", "--reason", "x")
+    assert everything.returncode == 1 and "all the records" in everything.stderr
 
     split = _hub("review", "split", family, "--records", "rs_yanglao/F1,rs_yiliao/F1", "--reviewer", "steward li",
                  "--reason", "two people: the pension records are the father's")
@@ -225,11 +229,14 @@ def test_a_detached_id_number_lets_two_records_part(county, api_for):
     assert refused.returncode == 1 and "no standardized record" in refused.stderr
 
     api, stewards = api_for
-    steward = stewards["civil_affairs"]
+    steward = stewards["social_security"]  # rs_yanglao is a social-security platform
     body = {"record": "rs_yanglao/D2", "reviewer": "刘科长", "reason": "the number is the other 李明's"}
     assert api.post("/v1/masters/M999999999/detach-id", headers=steward, json=body).status_code == 404
-    stranger = api.post(f"/v1/masters/{master}/detach-id", headers=steward, json={**body, "record": "mz_dibao/G1"})
-    assert stranger.status_code == 409 and "not a record of" in stranger.json()["detail"]
+    # a record of another master, or of another department, answers as a record that does not exist
+    stranger = api.post(f"/v1/masters/{master}/detach-id", headers=steward, json={**body, "record": "rs_yiliao/G1"})
+    assert stranger.status_code == 404 and stranger.json() == {"detail": "not found"}
+    foreign = api.post(f"/v1/masters/{master}/detach-id", headers=stewards["civil_affairs"], json=body)
+    assert foreign.status_code == 404 and foreign.json() == {"detail": "not found"}
     detached = api.post(f"/v1/masters/{master}/detach-id", headers=steward, json=body)
     assert detached.status_code == 200, detached.text
     assert detached.json()["kind"] == "detach_id" and detached.json()["record_keys"] == ["rs_yanglao/D2"]
@@ -271,7 +278,8 @@ def api_for(county):
     from tests.test_api import _serve
 
     with county.begin() as conn:  # a steward sees the pairs and masters of its own department's sources
-        keys = {d: create_key(conn, d, "data office", scopes=["steward"]) for d in ("civil_affairs", "health")}
+        keys = {d: create_key(conn, d, "data office", scopes=["steward"])
+                for d in ("civil_affairs", "health", "social_security")}
     server, thread, url = _serve(create_app(county, rate_limit=RateLimit(per_second=100, burst=500)))
     with httpx.Client(base_url=url, timeout=30) as client:
         yield client, {d: {"X-API-Key": k} for d, k in keys.items()}
