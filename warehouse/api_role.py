@@ -81,8 +81,10 @@ def ensure_api_role(conn: sa.Connection, prefix: str, database: str, department_
         run(f"COMMENT ON ROLE {q(role)} IS '{_comment(prefix)}'")
     _sync_members(conn, role, set(department_roles), prefix, run)
     _grant_missing(conn, role, database, run)
-    if not conn.execute(sa.text("SELECT rolsuper OR pg_has_role(current_user, :r, 'MEMBER') FROM pg_roles"
-                                " WHERE rolname = current_user"), {"r": role}).scalar():
+    # from PostgreSQL 16 a role's creator holds it WITH ADMIN only, which does not let it SET ROLE
+    option = "SET" if int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) >= 160000 else "MEMBER"
+    if not conn.execute(sa.text("SELECT rolsuper OR pg_has_role(current_user, :r, :o) FROM pg_roles"
+                                " WHERE rolname = current_user"), {"r": role, "o": option}).scalar():
         # the warehouse's user (not a superuser) may then serve as the API's role: SET ROLE in hub.api_db
         run(f"GRANT {q(role)} TO CURRENT_USER")
     return role
