@@ -57,8 +57,11 @@ def test_error_lines_prefer_errors_to_access_log():
 
 @pytest.fixture
 def own_home(tmp_path, database_url, airflow_db):
-    """Environment of a hub home of its own, with the session's databases."""
-    return {**os.environ, "HUB_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    """Environment of a hub home of its own, with the session's databases — and the retries of the
+    session's shared deployment (airflow_cluster.py): the DAGs this deployment parses land in the same
+    metadata database, and a later module's scheduler must not start runs from a version without retries."""
+    return {**os.environ, "HUB_HOME": str(tmp_path / "home"), "COLUMNS": "200", "HUB_DAG_RETRIES": "1",
+            "HUB_DAG_RETRY_DELAY": "1"}
 
 
 def test_one_up_per_hub_home_and_kill_9_stops_airflow(own_home, tmp_path):
