@@ -29,7 +29,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from hub import settings
-from schemas.masking import mask_id_number
+from schemas.masking import mask_id_number, mask_phone
 from warehouse.tables.audit import audit_export_log
 
 KINDS = ("ledger", "findings", "explain", "report")
@@ -75,7 +75,7 @@ def os_user() -> str:
 def mask_text(text: object) -> str:
     """``text`` with every ID number and mobile phone number in it masked, cut to :data:`MAX_TEXT`."""
     masked = _ID_NUMBER.sub(lambda m: mask_id_number(m.group(0)), str(text))
-    masked = _PHONE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], masked)
+    masked = _PHONE.sub(lambda m: mask_phone(m.group(0)), masked)
     return masked if len(masked) <= MAX_TEXT else masked[:MAX_TEXT - 1] + "…"
 
 

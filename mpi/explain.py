@@ -265,7 +265,7 @@ def explain_pair(std_left_row: dict, std_right_row: dict, model_path: str | Path
 # -- the waterfall chart ------------------------------------------------------------------------------
 
 def _mask_value(column: str, value: Any) -> Any:
-    from schemas.masking import mask_id_number, mask_name
+    from schemas.masking import mask_id_number, mask_name, mask_phone
 
     if value is None or not isinstance(value, str):
         return value
@@ -277,7 +277,7 @@ def _mask_value(column: str, value: Any) -> Any:
     if base in ("id_body", "id_valid"):
         return mask_id_number(value)
     if base == "phone":
-        return value[:3] + "****" + value[-4:] if len(value) > 7 else "*" * len(value)
+        return mask_phone(value) or value
     if base == "address_key":  # keep the village, not the house
         parts = value.split("|")
         return "|".join(parts[:3] + ["*" for _ in parts[3:]])

@@ -58,6 +58,13 @@ def _comment(prefix: str) -> str:
             " it reads persons only through their views")
 
 
+def set_role_privilege(conn: sa.Connection) -> str:
+    """The ``pg_has_role`` privilege that lets the current user ``SET ROLE``: from PostgreSQL 16 a role's
+    creator holds it WITH ADMIN only, which is membership without SET."""
+    return "SET" if conn.execute(sa.text("SELECT current_setting('server_version_num')::int >= 160000")
+                                 ).scalar_one() else "MEMBER"
+
+
 def ensure_api_role(conn: sa.Connection, prefix: str, database: str, department_roles: Iterable[str],
                     run: Callable[[str], None]) -> str:
     """Create or refresh the API's role: attributes, comment, memberships and privileges (only what is
@@ -81,10 +88,8 @@ def ensure_api_role(conn: sa.Connection, prefix: str, database: str, department_
         run(f"COMMENT ON ROLE {q(role)} IS '{_comment(prefix)}'")
     _sync_members(conn, role, set(department_roles), prefix, run)
     _grant_missing(conn, role, database, run)
-    # from PostgreSQL 16 a role's creator holds it WITH ADMIN only, which does not let it SET ROLE
-    option = "SET" if int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) >= 160000 else "MEMBER"
     if not conn.execute(sa.text("SELECT rolsuper OR pg_has_role(current_user, :r, :o) FROM pg_roles"
-                                " WHERE rolname = current_user"), {"r": role, "o": option}).scalar():
+                                " WHERE rolname = current_user"), {"r": role, "o": set_role_privilege(conn)}).scalar():
         # the warehouse's user (not a superuser) may then serve as the API's role: SET ROLE in hub.api_db
         run(f"GRANT {q(role)} TO CURRENT_USER")
     return role

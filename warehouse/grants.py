@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from warehouse.api_role import drop_api_role, ensure_api_role
+from warehouse.api_role import drop_api_role, ensure_api_role, set_role_privilege
 from warehouse.grants_views import (  # noqa: F401 (ENROLMENT_COLUMNS, GrantsError: part of this module's API)
     ENROLMENT_COLUMNS,
     DepartmentAccess,
@@ -284,7 +284,7 @@ class _Grants:
         self.out: list[str] = []
         self.superuser = conn.execute(sa.text(
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar_one()
-        self.pg16 = conn.execute(sa.text("SELECT current_setting('server_version_num')::int >= 160000")).scalar_one()
+        self.set_role_privilege = set_role_privilege(conn)
 
     def run(self, statement: str) -> None:
         self.out.append(statement)
@@ -314,7 +314,7 @@ class _Grants:
                 self.run(f"COMMENT ON ROLE {self.q(role)} IS {_lit(comment)}")
             if not self.superuser and role in owners:
                 # ALTER ... OWNER TO needs the right to SET ROLE to the new owner
-                option = "SET" if self.pg16 else "MEMBER"
+                option = self.set_role_privilege
                 if not self.conn.execute(sa.text("SELECT pg_has_role(current_user, :r, :o)"),
                                          {"r": role, "o": option}).scalar():
                     self.run(f"GRANT {self.q(role)} TO CURRENT_USER")
