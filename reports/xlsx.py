@@ -34,6 +34,9 @@ DATE_FORMAT = "yyyy-mm-dd"
 HEADER_FILL = "D9D9D9"  # light grey: reads on screen and on a black-and-white printer
 CREATOR = "居民数据中心"
 PAGE_NUMBERS = "第 &P 页，共 &N 页"
+#: The sign-off line at the foot of a government form (统计报表, 台账)
+SIGNATURE_LABELS = ("制表人", "审核人", "填报日期")
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,60 @@ def _font(**style):
 
 
 def new_workbook(*, title: str | None = None):
-    """An empty workbook (one sheet) signed by the hub."""
+    """An empty workbook (one sheet) signed by the hub. Its default style uses the CJK font too, so
+    that cells a table does not style (blank cells, lines added later) do not fall back to Calibri."""
     from openpyxl import Workbook
 
     book = Workbook()
     book.properties.creator = CREATOR
     if title:
         book.properties.title = title
+    normal = next((s for s in book._named_styles if s.name == "Normal"), None)
+    if normal is not None:
+        normal.font = _font()
     return book
+
+
+def local_time(value: dt.datetime) -> str:
+    """``value`` in China Standard Time to the minute, labelled: ``2026-12-06 14:05（北京时间）``."""
+    if value.tzinfo is not None:
+        value = value.astimezone(CHINA_STANDARD_TIME)
+    return f"{value:%Y-%m-%d %H:%M}（北京时间）"
+
+
+def signature_lines(ws, *, labels: Sequence[str] = SIGNATURE_LABELS, filled: dict[str, str] | None = None,
+                    first_column: int = 1) -> int:
+    """Append the sign-off line of a government form under what ``ws`` holds: a blank row, then
+    ``制表人：______　审核人：______　填报日期：______`` spread over the columns. ``filled`` gives a label
+    its value (e.g. 填报日期 → today's date); the others are left to be signed by hand. Returns the row."""
+    from openpyxl.utils import get_column_letter
+
+    ws.append([])
+    row = ws.max_row + 1
+    last = max(ws.max_column, first_column + len(labels))
+    per = max(1, (last - first_column + 1) // len(labels))
+    for i, label in enumerate(labels):
+        col = first_column + i * per
+        value = (filled or {}).get(label)
+        cell = ws.cell(row, col, f"{label}：{value if value else '________________'}")
+        cell.font = _font()
+        end = min(last, col + per - 1) if i < len(labels) - 1 else last
+        if end > col:
+            ws.merge_cells(f"{get_column_letter(col)}{row}:{get_column_letter(end)}{row}")
+    return row
+
+
+def add_png(ws, png: bytes, anchor: str, *, width: int | None = None, height: int | None = None) -> None:
+    """Place the PNG image ``png`` on ``ws`` with its top-left corner at the cell ``anchor`` (``"H3"``),
+    scaled to ``width`` × ``height`` pixels when given."""
+    import io
+
+    from openpyxl.drawing.image import Image
+
+    image = Image(io.BytesIO(png))
+    if width and height:
+        image.width, image.height = width, height
+    ws.add_image(image, anchor)
 
 
 def sheet_title(text: str, default: str = "Sheet") -> str:
