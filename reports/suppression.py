@@ -1,0 +1,588 @@
+"""Small-cell protection (小数抑制) for statistical tables that leave the owning department.
+
+A published statistical form shows a table of counts (persons, households) together with its
+margins: each row's total, each column's total, the grand total and — when rows are grouped, say the
+villages of a town — one subtotal line per group. :func:`suppress` decides which of these cells are
+replaced by a mark (``＊``) so that no reader can tell, or work out from what is shown, how many
+persons a small cell holds; :func:`audit` checks any such pattern.
+
+**Primary suppression.** Every cell — interior cell, row total, column total, subtotal cell, group
+total — with ``0 < value < threshold`` (default 5). Zeros are shown: that nobody in a village is
+100 or older is not protected (a zero names nobody). The grand total is always shown.
+
+**Secondary suppression.** More cells are withheld so that the suppressed ones cannot be recomputed
+from the shown cells and the table's additive relations (rows, columns, blocks, subtotals, grand
+total). Complementary cells are chosen deterministically, lowest value first among the cells that
+can absorb the change (a cell of at least the amount a primary cell must be able to move), then by
+position; every row, column and subtotal line that holds a suppressed cell holds at least two.
+
+**The audit and the protection rule.** For each suppressed cell the hub solves linear programmes
+over all non-negative tables consistent with the shown cells and every additive relation of the
+form, and takes the cell's smallest and largest possible value ``[low, high]`` (what a reader with
+a spreadsheet and a solver could learn). A suppression pattern protects the table when:
+
+* every primary cell (true value ``a``, ``0 < a < t``): ``high ≥ t`` — the published table is
+  consistent with the cell holding the threshold or more, so it does not even prove the cell small —
+  and ``high − low ≥ ⌈t/2⌉`` — the cell cannot be narrowed to fewer than half the threshold's values;
+* every other suppressed cell: ``high − low ≥ 1`` — it cannot be recomputed exactly.
+
+When the grand total ``T`` itself is under the threshold, ``t`` and ``⌈t/2⌉`` in this rule are
+replaced by ``T`` (no suppression can hide more than the shown grand total allows). :func:`suppress`
+adds complementary cells until :func:`audit` reports nothing; the only table it cannot protect is one
+whose single cell is its own grand total (:attr:`Suppression.disclosed` then names it).
+
+The audit is the linear (continuous) relaxation: counts are integers, so a reader's real interval
+lies inside ``[low, high]`` with integer ends — for the two-way tables here the bounds are integers
+themselves. It considers this one table: figures published elsewhere (another form, last month's
+report) are outside it.
+
+**Several blocks beside each other** (``blocks``): persons by sex next to persons by age band, each
+block of columns summing to the same row total and to the same grand total. Pass all blocks in one
+call — never one call per block: the row totals are one column shared by both blocks, and a cell
+hidden in one block may be given back by the other, e.g. a row total suppressed while the row's
+cells of the other block are all shown equals their sum. One call audits the union of all
+relations, so what is hidden in one block stays hidden given the other.
+
+The owning department's own copy is not suppressed: callers apply this only to copies that leave it.
+numpy, scipy and pandas are imported at module level: import this module only where tables are made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.optimize import linprog
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "SYMBOL",
+    "Disclosure",
+    "Masks",
+    "Suppression",
+    "audit",
+    "suppress",
+]
+
+DEFAULT_THRESHOLD = 5
+#: The mark of a withheld cell (full-width asterisk: it stands out among CJK text and digits).
+SYMBOL = "＊"
+_EPS = 1e-6
+_PARTS = {
+    "cell": ("单元格", "cell"),
+    "row_total": ("行合计", "row total"),
+    "column_total": ("列合计", "column total"),
+    "group_cell": ("小计", "subtotal"),
+    "group_total": ("小计合计", "subtotal total"),
+    "grand_total": ("总计", "grand total"),
+}
+
+
+@dataclass(frozen=True)
+class Masks:
+    """Which cells of a published table are withheld (True) — one mask per part of the form.
+
+    ``cells``: the interior (rows × columns of the counts); ``row_totals`` (per row);
+    ``column_totals`` (per column); ``group_cells`` (per group × column) and ``group_totals`` (per
+    group), empty without groups. The grand total is never withheld.
+    """
+
+    cells: pd.DataFrame
+    row_totals: pd.Series
+    column_totals: pd.Series
+    group_cells: pd.DataFrame
+    group_totals: pd.Series
+
+    @property
+    def count(self) -> int:
+        """How many cells of the form are withheld."""
+        return int(self.cells.to_numpy().sum() + self.row_totals.sum() + self.column_totals.sum()
+                   + self.group_cells.to_numpy().sum() + self.group_totals.sum())
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """A withheld cell that the shown cells give back (or narrow too far), or a small cell left shown.
+
+    ``part`` is one of ``cell``, ``row_total``, ``column_total``, ``group_cell``, ``group_total``;
+    ``row`` / ``column`` are the labels (the group's name for subtotals, None for a total's other
+    axis); ``low`` / ``high`` the interval a reader can work out.
+    """
+
+    part: str
+    row: object
+    column: object
+    value: int
+    low: float
+    high: float
+    reason: str
+
+    def __str__(self) -> str:
+        zh, en = _PARTS[self.part]
+        where = " / ".join(str(x) for x in (self.row, self.column) if x is not None)
+        return f"{zh} {en} [{where}] = {self.value}: {self.reason} (可推得 can be worked out as {self.low:g}–{self.high:g})"
+
+
+@dataclass(frozen=True)
+class Suppression(Masks):
+    """The outcome of :func:`suppress`: the masks (all withheld cells), the primary ones, and how to show them."""
+
+    counts: pd.DataFrame = field(repr=False, default=None)
+    threshold: int = DEFAULT_THRESHOLD
+    row_groups: Mapping[str, Sequence] | None = None
+    blocks: tuple[tuple, ...] | None = None
+    primary: Masks | None = None
+    #: What the audit still finds after suppression: empty except for a one-cell table under the threshold.
+    disclosed: tuple[Disclosure, ...] = ()
+
+    @property
+    def secondary_count(self) -> int:
+        """How many cells are withheld only so that the small ones cannot be worked back."""
+        return self.count - self.primary.count
+
+    def note(self, symbol: str = SYMBOL, unit: tuple[str, str] = ("人", "persons")) -> tuple[str, str]:
+        """The form's note on the mark, Chinese and English: what it hides and that zeros are shown."""
+        t = self.threshold
+        return (f"{symbol} 少于{t}{unit[0]}的单元格及为防止由合计反推而隐去的单元格；0 照常显示。",
+                f"{symbol} cells of fewer than {t} {unit[1]}, and cells withheld so that those cannot be "
+                "worked back from the totals; zeros are shown.")
+
+    def apply(self, symbol: str = SYMBOL, total: str = "合计", subtotal: str = "{}小计") -> pd.DataFrame:
+        """The table as published: the total row first, each group's subtotal line above its rows, the
+        total column first; withheld cells hold ``symbol``, the others their count (object dtype)."""
+        frame, mask = _layout(self, total, subtotal)
+        shown = frame.astype(object)
+        shown[mask.to_numpy()] = symbol
+        return shown
+
+
+# ------------------------------------------------------------------------------------------ the table
+class _Table:
+    """The form as one flat vector of cells and the additive relations between them (``E @ v == 0``)."""
+
+    def __init__(self, counts: pd.DataFrame, row_groups: Mapping[str, Sequence] | None, blocks):
+        self.counts = counts
+        x = _validated(counts)
+        self.R, self.C = x.shape
+        self.groups = _validated_groups(counts, row_groups)
+        self.blocks = _validated_blocks(counts, x, blocks)
+        R, C, G = self.R, self.C, len(self.groups)
+        rows = x[:, self.blocks[0]].sum(axis=1)
+        cols = x.sum(axis=0)
+        members = [np.array(m, dtype=int) for m in self.groups.values()]
+        gcells = np.array([x[m].sum(axis=0) for m in members]).reshape(G, C)
+        gtot = np.array([rows[m].sum() for m in members], dtype=np.int64)
+        self.grand = int(rows.sum())
+        self.values = np.concatenate([x.ravel(), rows, cols, gcells.ravel(), gtot, [self.grand]]).astype(np.int64)
+        self.n = len(self.values)
+        self.o_row, self.o_col = R * C, R * C + R
+        self.o_gcell = self.o_col + C
+        self.o_gtot = self.o_gcell + G * C
+        self.E = self._relations(members)
+        self.E_abs = abs(self.E).tocsr()
+        self.E_csc = self.E.tocsc()
+
+    def _relations(self, members) -> sparse.csr_matrix:
+        R, C = self.R, self.C
+        rows_, cols_, data = [], [], []
+        eq = 0
+
+        def add(parts, whole):
+            nonlocal eq
+            rows_.extend([eq] * (len(parts) + 1))
+            cols_.extend([*parts, whole])
+            data.extend([1.0] * len(parts) + [-1.0])
+            eq += 1
+
+        grand = self.n - 1
+        for block in self.blocks:
+            for i in range(R):
+                add([i * C + j for j in block], self.o_row + i)
+            add([self.o_col + j for j in block], grand)
+        for j in range(C):
+            add([i * C + j for i in range(R)], self.o_col + j)
+        add([self.o_row + i for i in range(R)], grand)
+        grouped = set()
+        for g, m in enumerate(members):
+            grouped.update(m.tolist())
+            for j in range(C):
+                add([i * C + j for i in m], self.o_gcell + g * C + j)
+            for block in self.blocks:
+                add([self.o_gcell + g * C + j for j in block], self.o_gtot + g)
+            add([self.o_row + i for i in m], self.o_gtot + g)
+        if members:  # the top-level lines: groups' subtotals and ungrouped rows add up to the totals
+            loose = [i for i in range(R) if i not in grouped]
+            for j in range(C):
+                add([self.o_gcell + g * C + j for g in range(len(members))] + [i * C + j for i in loose], self.o_col + j)
+            add([self.o_gtot + g for g in range(len(members))] + [self.o_row + i for i in loose], grand)
+        return sparse.csr_matrix((data, (rows_, cols_)), shape=(eq, self.n))
+
+    def masks(self, flat: np.ndarray) -> Masks:
+        R, C, G = self.R, self.C, len(self.groups)
+        idx, cols, names = self.counts.index, self.counts.columns, list(self.groups)
+        return Masks(
+            cells=pd.DataFrame(flat[:R * C].reshape(R, C), index=idx, columns=cols),
+            row_totals=pd.Series(flat[self.o_row:self.o_col], index=idx, dtype=bool),
+            column_totals=pd.Series(flat[self.o_col:self.o_gcell], index=cols, dtype=bool),
+            group_cells=pd.DataFrame(flat[self.o_gcell:self.o_gtot].reshape(G, C), index=pd.Index(names), columns=cols),
+            group_totals=pd.Series(flat[self.o_gtot:self.n - 1], index=pd.Index(names), dtype=bool))
+
+    def flat(self, masks: Masks | pd.DataFrame) -> np.ndarray:
+        out = np.zeros(self.n, dtype=bool)
+        if isinstance(masks, pd.DataFrame):
+            masks = Masks(masks, pd.Series(dtype=bool), pd.Series(dtype=bool), pd.DataFrame(), pd.Series(dtype=bool))
+        cells = masks.cells.reindex(index=self.counts.index, columns=self.counts.columns)
+        if cells.isna().any().any():
+            raise ValueError("the suppression mask does not cover every cell of the counts (rows and columns must match)")
+        out[:self.R * self.C] = cells.to_numpy(dtype=bool).ravel()
+        parts = ((masks.row_totals, self.counts.index, self.o_row), (masks.column_totals, self.counts.columns, self.o_col),
+                 (masks.group_totals, pd.Index(list(self.groups)), self.o_gtot))
+        for series, labels, offset in parts:
+            if len(series):
+                out[offset:offset + len(labels)] = series.reindex(labels, fill_value=False).to_numpy(dtype=bool)
+        if len(masks.group_cells):
+            g = masks.group_cells.reindex(index=list(self.groups), columns=self.counts.columns, fill_value=False)
+            out[self.o_gcell:self.o_gtot] = g.to_numpy(dtype=bool).ravel()
+        return out
+
+    def where(self, k: int) -> tuple[str, object, object]:
+        """(part, row label, column label) of flat cell ``k``."""
+        C = self.C
+        names = list(self.groups)
+        if k < self.o_row:
+            return "cell", self.counts.index[k // C], self.counts.columns[k % C]
+        if k < self.o_col:
+            return "row_total", self.counts.index[k - self.o_row], None
+        if k < self.o_gcell:
+            return "column_total", None, self.counts.columns[k - self.o_col]
+        if k < self.o_gtot:
+            g, j = divmod(k - self.o_gcell, C)
+            return "group_cell", names[g], self.counts.columns[j]
+        if k < self.n - 1:
+            return "group_total", names[k - self.o_gtot], None
+        return "grand_total", None, None
+
+
+def _validated(counts: pd.DataFrame) -> np.ndarray:
+    if not isinstance(counts, pd.DataFrame):
+        raise TypeError(f"counts must be a pandas DataFrame of rows × columns, not {type(counts).__name__}")
+    for axis, labels in (("row", counts.index), ("column", counts.columns)):
+        if labels.has_duplicates:
+            raise ValueError(f"counts: {axis} label {labels[labels.duplicated()][0]!r} appears twice")
+    for column in counts.columns:
+        values = pd.to_numeric(counts[column], errors="coerce")
+        bad = values.isna() | (values < 0) | (values != values.round())
+        if bad.any():
+            row = counts.index[bad.to_numpy()][0]
+            raise ValueError(f"counts: row {row!r}, column {column!r} holds {counts.at[row, column]!r}, "
+                             "not a count (a whole number of 0 or more)")
+    return counts.to_numpy(dtype=np.int64).reshape(len(counts.index), len(counts.columns))
+
+
+def _validated_groups(counts: pd.DataFrame, row_groups) -> dict[str, list[int]]:
+    if not row_groups:
+        return {}
+    position = {label: i for i, label in enumerate(counts.index)}
+    seen: dict[object, str] = {}
+    out: dict[str, list[int]] = {}
+    for name, labels in row_groups.items():
+        members = []
+        for label in labels:
+            if label not in position:
+                raise ValueError(f"row_groups: group {name!r} names row {label!r}, which the counts do not have")
+            if label in seen:
+                raise ValueError(f"row_groups: row {label!r} is in both group {seen[label]!r} and group {name!r}")
+            seen[label] = name
+            members.append(position[label])
+        if not members:
+            raise ValueError(f"row_groups: group {name!r} has no rows")
+        out[name] = sorted(members)
+    return out
+
+
+def _validated_blocks(counts: pd.DataFrame, x: np.ndarray, blocks) -> list[list[int]]:
+    if blocks is None:
+        return [list(range(x.shape[1]))]
+    position = {label: j for j, label in enumerate(counts.columns)}
+    out, seen = [], set()
+    for b, labels in enumerate(blocks):
+        cols = []
+        for label in labels:
+            if label not in position:
+                raise ValueError(f"blocks: block {b + 1} names column {label!r}, which the counts do not have")
+            if label in seen:
+                raise ValueError(f"blocks: column {label!r} is in two blocks")
+            seen.add(label)
+            cols.append(position[label])
+        if not cols:
+            raise ValueError(f"blocks: block {b + 1} has no columns")
+        out.append(cols)
+    missing = [label for label in counts.columns if label not in seen]
+    if missing:
+        raise ValueError(f"blocks: column {missing[0]!r} is in no block")
+    sums = np.stack([x[:, cols].sum(axis=1) for cols in out], axis=1)
+    differ = (sums != sums[:, :1]).any(axis=1)
+    if differ.any():
+        i = int(np.flatnonzero(differ)[0])
+        raise ValueError(f"blocks: row {counts.index[i]!r} sums to {', '.join(str(int(s)) for s in sums[i])} in the "
+                         "blocks: each block must add up to the same row total")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the audit
+def _needs(table: _Table, primary: np.ndarray, threshold: int) -> tuple[float, float]:
+    """(how high, how wide) a primary cell's interval must reach: the threshold and half of it, capped by the grand total."""
+    return float(min(threshold, table.grand)), float(min(math.ceil(threshold / 2), table.grand))
+
+
+class _Interval:
+    """The interval of every withheld cell over the tables a reader cannot tell from the true one."""
+
+    def __init__(self, table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int):
+        self.S = np.flatnonzero(supp)
+        known = np.flatnonzero(~supp)
+        A = table.E_csc[:, self.S]
+        b = -(table.E_csc[:, known] @ table.values[known].astype(float))
+        keep = A.getnnz(axis=1) > 0
+        self.A, self.b = A[keep].tocsr(), b[keep]
+        self.x0 = table.values[self.S].astype(float)
+        up, width = _needs(table, primary, threshold)
+        is_primary = primary[self.S]
+        self.up = np.where(is_primary, up, -np.inf)
+        self.width = np.where(is_primary, width, 1.0)
+        self.hi, self.lo = self.x0.copy(), self.x0.copy()
+
+    @property
+    def n(self) -> int:
+        return len(self.S)
+
+    def unprotected(self) -> np.ndarray:
+        ok = (self.hi >= self.up - _EPS) & (self.hi - self.lo >= self.width - _EPS)
+        return ~ok
+
+    def _witness(self, x: np.ndarray) -> None:
+        np.maximum(self.hi, x, out=self.hi)
+        np.minimum(self.lo, x, out=self.lo)
+
+    def _solve(self, c: np.ndarray, A_ub=None, tops=None) -> np.ndarray | None:
+        n = self.n
+        if A_ub is None:
+            res = linprog(c, A_eq=self.A, b_eq=self.b, bounds=(0, None), method="highs")
+        else:
+            m = len(tops)
+            A_eq = sparse.hstack([self.A, sparse.csr_matrix((self.A.shape[0], m))]).tocsr()
+            bounds = [(0, None)] * n + [(None, top) for top in tops]
+            res = linprog(c, A_ub=A_ub, b_ub=np.zeros(m), A_eq=A_eq, b_eq=self.b, bounds=bounds, method="highs")
+        return res.x[:n] if res.status == 0 else None
+
+    def _pooled(self, vars_: np.ndarray, sign: float, targets: np.ndarray, rng: np.random.Generator) -> None:
+        """One programme pushing many cells the same way at once, each only as far as its target (more would not
+        count): the feasible table it finds witnesses every cell's reach."""
+        m, n = len(vars_), self.n
+        if not m:
+            return
+        # y_k <= sign * x_k and y_k <= sign * target_k: y_k is how far the cell got, capped; maximise the sum
+        rows = np.concatenate([np.arange(m), np.arange(m)])
+        cols = np.concatenate([n + np.arange(m), vars_])
+        A_ub = sparse.csr_matrix((np.concatenate([np.ones(m), np.full(m, -sign)]), (rows, cols)), shape=(m, n + m))
+        c = np.concatenate([np.zeros(n), -rng.uniform(1.0, 2.0, m)])
+        x = self._solve(c, A_ub, sign * targets)
+        if x is not None:
+            self._witness(x)
+
+    def _exact(self, k: int, sign: float) -> None:
+        c = np.zeros(self.n)
+        c[k] = -sign
+        x = self._solve(c)
+        if x is not None:
+            self._witness(x)
+
+    def run(self) -> list[int]:
+        """Positions (in ``S``) of the withheld cells the rule does not protect, their intervals exact."""
+        if not self.n:
+            return []
+        rng = np.random.default_rng(0)  # fixed: the same table gives the same pattern
+        for _ in range(8):  # pooled rounds: cheap witnesses for most cells
+            bad = self.unprotected()
+            if not bad.any():
+                return []
+            before = int(bad.sum())
+            target = np.maximum(self.up, self.lo + self.width)
+            up = np.flatnonzero(bad & (self.hi < target - _EPS))
+            self._pooled(up, 1.0, target[up], rng)
+            bad = self.unprotected()
+            floor = np.maximum(self.hi - self.width, 0.0)
+            down = np.flatnonzero(bad & (self.lo > floor + _EPS))
+            self._pooled(down, -1.0, floor[down], rng)
+            if int(self.unprotected().sum()) >= before:
+                break
+        failing = []
+        for k in np.flatnonzero(self.unprotected()):  # the rest: each cell's own maximum and minimum
+            if self.unprotected()[k]:
+                self._exact(k, 1.0)
+            if self.unprotected()[k]:
+                self._exact(k, -1.0)
+            if self.unprotected()[k]:
+                failing.append(int(k))
+        return failing
+
+
+def _check(table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int) -> list[tuple[int, float, float]]:
+    """(flat cell, low, high) of every withheld cell the protection rule finds unprotected."""
+    interval = _Interval(table, supp, primary, threshold)
+    return [(int(interval.S[k]), float(interval.lo[k]), float(interval.hi[k])) for k in interval.run()]
+
+
+def _disclosures(table: _Table, found, primary: np.ndarray, threshold: int) -> list[Disclosure]:
+    up, width = _needs(table, primary, threshold)
+    out = []
+    for k, low, high in found:
+        part, row, column = table.where(k)
+        value = int(table.values[k])
+        if low == high == value and (not primary[k] or high < up):
+            reason = "可由所示单元格反推 / recomputable from the cells shown"
+        elif primary[k] and high < up - _EPS:
+            reason = f"可证明少于{up:g} / shown to be under {up:g}"
+        elif primary[k]:
+            reason = f"可推得的范围窄于{width:g} / narrowed to a range narrower than {width:g}"
+        else:
+            reason = "可由所示单元格反推 / recomputable from the cells shown"
+        out.append(Disclosure(part, row, column, value, round(low, 6), round(high, 6), reason))
+    return out
+
+
+def audit(counts: pd.DataFrame, mask: Masks | pd.DataFrame, row_groups: Mapping[str, Sequence] | None = None, *,
+          threshold: int = DEFAULT_THRESHOLD, blocks: Sequence[Sequence] | None = None) -> list[Disclosure]:
+    """The cells a reader of the published table can learn too much about, by the rule of the module docstring.
+
+    ``mask`` is a :class:`Masks` (a :class:`Suppression`, say) or a boolean frame of the interior alone
+    (all margins shown). Reported: every withheld cell whose interval breaks the rule (its ``low`` and
+    ``high`` exact), and every small cell (``0 < value < threshold``) left shown. Empty: protected.
+    """
+    table = _Table(counts, row_groups, blocks)
+    t = _validated_threshold(threshold)
+    supp = table.flat(mask)
+    if supp[-1]:
+        raise ValueError("the grand total is always shown: it cannot be suppressed")
+    primary = _primary(table, t)
+    shown = [Disclosure(*table.where(k), int(table.values[k]), float(table.values[k]), float(table.values[k]),
+                        f"少于{t}却未隐去 / under {t} but shown") for k in np.flatnonzero(primary & ~supp)]
+    return shown + _disclosures(table, _check(table, supp, primary, t), primary, t)
+
+
+# ---------------------------------------------------------------------------------------- suppression
+def _validated_threshold(threshold) -> int:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | np.integer) or threshold < 1:
+        raise ValueError(f"threshold must be a whole number of 1 or more, not {threshold!r}")
+    return int(threshold)
+
+
+def _primary(table: _Table, threshold: int) -> np.ndarray:
+    primary = (table.values > 0) & (table.values < threshold)
+    primary[-1] = False  # the grand total is always shown
+    return primary
+
+
+def _best(table: _Table, candidates: np.ndarray, need: float) -> int:
+    """The complementary cell to take: one that can absorb ``need`` first, then the lowest value, then position."""
+    values = table.values[candidates]
+    order = np.lexsort((candidates, values, values < need))
+    return int(candidates[order[0]])
+
+
+def _close_lines(table: _Table, supp: np.ndarray, need: np.ndarray) -> None:
+    """Until no row, column or subtotal line holds exactly one withheld cell (its line would give it back)."""
+    E, grand = table.E_abs, table.n - 1
+    while True:
+        single = np.flatnonzero(E @ supp.astype(float) == 1)
+        added = False
+        for e in single:
+            cells = E.indices[E.indptr[e]:E.indptr[e + 1]]
+            hidden = cells[supp[cells]]
+            if len(hidden) != 1:
+                continue
+            candidates = cells[~supp[cells] & (cells != grand)]
+            if len(candidates):
+                supp[_best(table, candidates, need[hidden[0]])] = True
+                added = True
+        if not added:
+            return
+
+
+def _widen(table: _Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
+    """One more complementary cell beside each unprotected one (from its lines, else their neighbours' lines)."""
+    E, Ec, grand = table.E_abs, table.E_csc, table.n - 1
+    added = False
+    for k, _, _ in failing:
+        cells = np.array([k])
+        for _hop in range(4):
+            lines = np.unique(np.concatenate([Ec.indices[Ec.indptr[c]:Ec.indptr[c + 1]] for c in cells]))
+            cells = np.unique(np.concatenate([E.indices[E.indptr[e]:E.indptr[e + 1]] for e in lines]))
+            candidates = cells[~supp[cells] & (cells != grand)]
+            if len(candidates):
+                supp[_best(table, candidates, need[k])] = True
+                added = True
+                break
+    return added
+
+
+def suppress(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD, row_groups: Mapping[str, Sequence] | None = None,
+             blocks: Sequence[Sequence] | None = None) -> Suppression:
+    """Withhold the small cells of a table and enough others that none can be worked back (module docstring).
+
+    ``counts``: rows × columns of whole numbers ≥ 0 (index = row labels, columns = column labels).
+    ``row_groups``: group name → its row labels (a town → its villages), one subtotal line each.
+    ``blocks``: column labels per block when blocks of columns each add up to the row total.
+    Deterministic: the same table gives the same pattern.
+    """
+    table = _Table(counts, row_groups, blocks)
+    t = _validated_threshold(threshold)
+    primary = _primary(table, t)
+    supp = primary.copy()
+    need = np.where(primary, t - table.values, 1).astype(float)
+    found = []
+    while True:
+        _close_lines(table, supp, need)
+        found = _check(table, supp, primary, t)
+        if not found or not _widen(table, supp, found, need):
+            break
+    masks = table.masks(supp)
+    return Suppression(
+        cells=masks.cells, row_totals=masks.row_totals, column_totals=masks.column_totals, group_cells=masks.group_cells,
+        group_totals=masks.group_totals, counts=counts, threshold=t, row_groups=row_groups,
+        blocks=tuple(tuple(b) for b in blocks) if blocks is not None else None, primary=table.masks(primary),
+        disclosed=tuple(_disclosures(table, found, primary, t)))
+
+
+def _layout(s: Suppression, total: str, subtotal: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The published form's values and mask: total row, then each group's subtotal line above its rows, then the
+    ungrouped rows; the total column first."""
+    counts = s.counts.astype(np.int64)
+    row_totals = counts[list(s.blocks[0])].sum(axis=1) if s.blocks else counts.sum(axis=1)
+    lines: list[tuple[object, pd.Series, pd.Series]] = []
+
+    def line(label, cells: pd.Series, row_total, cells_mask: pd.Series, total_mask: bool):
+        values = pd.concat([pd.Series([row_total], index=[total]), cells])
+        mask = pd.concat([pd.Series([total_mask], index=[total]), cells_mask])
+        lines.append((label, values, mask))
+
+    line(total, counts.sum(axis=0), int(row_totals.sum()), s.column_totals, False)
+    grouped = set()
+    for name, labels in (s.row_groups or {}).items():
+        members = [r for r in counts.index if r in set(labels)]
+        grouped.update(members)
+        line(subtotal.format(name), counts.loc[members].sum(axis=0), int(row_totals[members].sum()),
+             s.group_cells.loc[name], bool(s.group_totals[name]))
+        for r in members:
+            line(r, counts.loc[r], int(row_totals[r]), s.cells.loc[r], bool(s.row_totals[r]))
+    for r in counts.index:
+        if r not in grouped:
+            line(r, counts.loc[r], int(row_totals[r]), s.cells.loc[r], bool(s.row_totals[r]))
+    index = pd.Index([label for label, _, _ in lines])
+    frame = pd.DataFrame([v.to_numpy() for _, v, _ in lines], index=index, columns=lines[0][1].index)
+    mask = pd.DataFrame([m.to_numpy(dtype=bool) for _, _, m in lines], index=index, columns=lines[0][1].index)
+    return frame, mask
