@@ -57,11 +57,33 @@ def _deceased_still_active(pop: pd.DataFrame, rng: np.random.Generator, share: f
     return ~_alive(pop) & (rng.random(len(pop)) < share)
 
 
+#: GB/T 4761-2008 家庭关系代码 of a household member to the head, as the 低保 platform writes it
+HOUSEHOLD_RELATION = {("head", 1): "02", ("head", 2): "02", ("spouse", 1): "11", ("spouse", 2): "12",
+                      ("child", 1): "20", ("child", 2): "30", ("parent", 1): "51", ("parent", 2): "52"}
+#: monthly allowance per person (元/人·月) by the household's category (分类施保)
+DIBAO_AMOUNTS = ("350.00", "420.00", "480.00", "560.00", "640.00", "690.00")
+
+
+def dibao_households(pop: pd.DataFrame) -> pd.DataFrame:
+    """Per 低保 household (household_id): its monthly amount per person (bzje) and start date (qsrq).
+
+    Drawn from their own stream, seeded by the households, so that the rolls' other draws are unchanged."""
+    houses = np.sort(pop.loc[pop["dibao_household"].to_numpy(), "household_id"].unique())
+    rng = np.random.default_rng([4761, len(pop), len(houses)])
+    start = pd.Timestamp(TODAY) - pd.to_timedelta(rng.integers(30, 8 * 365, len(houses)), unit="D")
+    return pd.DataFrame({"amount": rng.choice(DIBAO_AMOUNTS, len(houses)),
+                         "start_date": start.strftime("%Y-%m-%d")}, index=pd.Index(houses, name="household_id"))
+
+
 def enrol_dibao(pop, rng):
     keep = pop["dibao_household"].to_numpy() & (_alive(pop) | _deceased_still_active(pop, rng, 0.4))
     out = pop[keep].copy()
     out["status"] = "在保"
     out["status_date"] = None
+    out["household_relation"] = [HOUSEHOLD_RELATION[r, s] for r, s in zip(out["relation"], out["sex"])]
+    households = dibao_households(pop)
+    out["amount"] = out["household_id"].map(households["amount"])
+    out["start_date"] = out["household_id"].map(households["start_date"])
     return out
 
 
@@ -141,8 +163,10 @@ _BASE = ErrorProfile()
 SUBSYSTEMS: dict[str, Subsystem] = {s.name: s for s in [
     Subsystem("mz_dibao", "civil_affairs", "最低生活保障", "rest", "civil_affairs", "/api/v1/dibao",
               {"record_id": "id", "name": "xm", "id_number": "sfzh", "sex": "xb", "birth_date": "csrq", "phone": "lxdh",
-               "address": "jtdz", "status": "bzzt", "_updated": "gxsj", "_deleted": "yxbz"},
-              {1: "男", 2: "女"}, "%Y%m%d", _BASE, enrol_dibao, "DB", pagination="page"),
+               "address": "jtdz", "status": "bzzt", "household_relation": "yhzgx", "amount": "bzje",
+               "start_date": "qsrq", "_updated": "gxsj", "_deleted": "yxbz"},
+              {1: "男", 2: "女"}, "%Y%m%d", _BASE, enrol_dibao, "DB", pagination="page",
+              extra_fields=("household_relation", "amount", "start_date")),
     Subsystem("mz_gaoling", "civil_affairs", "高龄津贴 (含死亡登记)", "rest", "civil_affairs", "/api/v1/gaoling",
               {"record_id": "id", "name": "xm", "id_number": "sfzh", "sex": "xb", "birth_date": "csrq", "phone": "lxdh",
                "address": "hjdz", "status": "btzt", "status_date": "swrq", "_updated": "gxsj", "_deleted": "yxbz"},
