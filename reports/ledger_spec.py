@@ -96,6 +96,8 @@ class Column(_Strict):
     labels: dict[str, str] | None = None
     bands: list[Band] | None = None
     width: float | None = Field(None, gt=0, le=100)
+    # how the cells are written: as received (text), a number, a date, or a GB/T 2260 region code's name
+    type: Literal["text", "number", "date", "region"] = "text"
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -110,6 +112,8 @@ class Column(_Strict):
                              f"{sorted(PERSON_COLUMNS) + sorted(ENROLMENT_COLUMNS)} or raw:<field>")
         if self.bands is not None and self.value != "age":
             raise ValueError("bands apply to value 'age' only")
+        if self.type != "text" and not (self.value.startswith(RAW_PREFIX) or self.value in ENROLMENT_COLUMNS):
+            raise ValueError(f"type {self.type!r} applies to raw:<field> and enrolment values only")
         return self
 
     @property
@@ -123,7 +127,7 @@ class Column(_Strict):
     @property
     def as_text(self) -> bool:
         """Whether the cells are written as text: identifiers, and fields as the source sent them."""
-        return self.value in IDENTIFIER_COLUMNS or self.value.startswith(RAW_PREFIX)
+        return self.value in IDENTIFIER_COLUMNS or (self.value.startswith(RAW_PREFIX) and self.type == "text")
 
     @property
     def col_width(self) -> float:

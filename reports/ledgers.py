@@ -20,6 +20,9 @@ The ledger kinds — who is on each, which columns, which order — are declared
 * **Deceased persons** (golden status ``deceased``) are never rows of a ledger: with
   ``deceased: separate`` (the default) they are listed on a second sheet, 已故人员, with their
   death date, so that the cadres can have them struck off the roll.
+* **The form.** Under the title: the community, the ledger date, the release and when the ledger
+  was made (Beijing time, labelled); under the total the 制表人 / 审核人 / 填报日期 line, 填报日期
+  being the ledger date and the two signatures left to sign by hand; one CJK font for every cell.
 * **Personal data.** The file is the community's own internal ledger: it shows full names and ID
   numbers (it replaces the hand-kept one), is written with owner-only permissions, and says on
   its face that it is internal. Nothing personal goes to logs, errors or the returned summary:
@@ -321,7 +324,30 @@ def _cell(column: Column, row: Mapping[str, Any], source_labels: Mapping[str, st
     value = _blank(row[f"e_{v}"] if v in ("status", "record_id", "program") else row[v])
     if value is not None and column.labels:
         value = "、".join(column.labels.get(part, part) for part in str(value).split("、"))
-    return None if value is None else str(value)
+    return None if value is None else _typed(column.type, str(value))
+
+
+def _typed(kind: str, text: str) -> Any:
+    """A cell as its column's ``type`` says; text as received when it does not read as one."""
+    if kind == "region":
+        return "、".join(_region_name(part) for part in text.split("、"))
+    if kind == "number":
+        number = pd.to_numeric(text, errors="coerce")
+        return text if pd.isna(number) else float(number)
+    if kind == "date":
+        return _date(text) or text
+    return text
+
+
+def _region_name(code: str) -> str:
+    """``安徽省六安市金安区`` for 341502 (GB/T 2260, abolished codes too); the code itself when unknown."""
+    from schemas.regions import region_table
+
+    table = region_table()
+    if not re.fullmatch(r"\d{6}", code) or code not in table:
+        return code
+    levels = dict.fromkeys((code[:2] + "0000", code[:4] + "00", code))
+    return "".join(table[c].name for c in levels if c in table and table[c].name not in ("市辖区", "县"))
 
 
 def _source_labels(departments: Mapping[str, str], sources: Mapping[str, DeclaredSource]) -> dict[str, str]:
@@ -432,7 +458,7 @@ def _header_lines(ledger: _Ledger, deceased: int) -> list[str]:
     header = [
         f"社区：{place}　　台账日期：{ledger.as_of:%Y-%m-%d}　　数据版本：第{release.release_no}版"
         f"（{ledger.release_date:%Y-%m-%d} 发布）" + ("（该版本已撤回）" if release.withdrawn else ""),
-        f"数据来源：居民数据中心 第{release.release_no}版　　生成时间：{ledger.generated:%Y-%m-%d %H:%M}",
+        f"数据来源：居民数据中心 第{release.release_no}版　　生成时间：{xlsx.local_time(ledger.generated)}",
         f"收录范围：{spec.description}" if spec.description else f"收录范围：{spec.title}",
         "内部台账：含姓名、公民身份号码等个人信息，仅供本社区工作人员使用，不得外传。",
     ]
@@ -459,6 +485,8 @@ def _workbook(ledger: _Ledger, main: pd.DataFrame, gone: pd.DataFrame, labels: M
     """The ledger's sheet, and the deceased members' sheet when there are any to list apart."""
     spec, release_no = ledger.spec, ledger.release.release_no
     book = xlsx.new_workbook(title=f"{spec.title} {ledger.community.name}")
+    _cjk_default_format(book)
+    signed = {"填报日期": f"{ledger.as_of:%Y-%m-%d}"}  # the ledger date; 制表人 and 审核人 sign by hand
     sheet = book.active
     sheet.title = xlsx.sheet_title(spec.title, "台账")
     header = _header_lines(ledger, len(gone))
@@ -466,6 +494,7 @@ def _workbook(ledger: _Ledger, main: pd.DataFrame, gone: pd.DataFrame, labels: M
                      notes=header, empty_note=f"本社区在第{release_no}版中没有符合收录范围的人员。",
                      footer=f"合计：{len(main)} 人" + (f"，{households} 户" if spec.households else ""),
                      page_header=INTERNAL)
+    xlsx.signature_lines(sheet, filled=signed)
     if spec.deceased == "separate" and len(gone):
         columns = [c for c in spec.columns if c.value not in HOUSEHOLD_COLUMNS and c.value != "age"]
         at = next((i for i, c in enumerate(columns) if c.value == "sources"), len(columns))
@@ -473,10 +502,23 @@ def _workbook(ledger: _Ledger, main: pd.DataFrame, gone: pd.DataFrame, labels: M
         gone = gone.assign(e_status_date=gone["status_date"])
         notes = [header[0], header[1], f"以下人员在第{release_no}版主索引中登记为已故，但仍在名册中，不计入本台账；"
                  "请核实后办理停发或注销。", header[3]]
-        xlsx.write_table(book.create_sheet(DECEASED_SHEET), _sheet_columns(columns), _values(gone, columns, labels),
+        dead_sheet = book.create_sheet(DECEASED_SHEET)
+        xlsx.write_table(dead_sheet, _sheet_columns(columns), _values(gone, columns, labels),
                          title=f"{spec.title}·已故人员（待核销）", notes=notes, footer=f"合计：{len(gone)} 人",
                          page_header=INTERNAL)
+        xlsx.signature_lines(dead_sheet, filled=signed)
     return book
+
+
+def _cjk_default_format(book) -> None:
+    """The workbook's default cell format (of every cell no table styles, such as what a cadre types
+    in later) in the CJK font: openpyxl's font 0, which that format uses, is Calibri."""
+    from openpyxl.styles import Font
+    from openpyxl.utils.indexed_list import IndexedList
+
+    fonts = list(book._fonts)
+    fonts[0] = Font(name=xlsx.FONT_NAME, charset=xlsx.FONT_CHARSET)
+    book._fonts = IndexedList(fonts)
 
 
 def generate_ledger(conn: sa.Connection, kind: str, community: str, out_path: Path | str, *,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import zipfile
 
 import pandas as pd
 import pytest
@@ -17,17 +18,24 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from connectors.registry import load_registry
-from reports import ledgers
+from reports import ledgers, xlsx
+from schemas.regions import region_table
 from tests.helpers import empty_warehouse, publish_served_county
 
 AS_OF = dt.date(2026, 11, 21)
 PERSON_HEADERS = ["序号", "主索引号", "姓名", "性别", "出生日期", "年龄", "公民身份号码", "住址", "联系电话"]
 HEADERS = {
-    "dibao": ["序号", "户号", "户人数", *PERSON_HEADERS[1:], "保障状态", "数据来源"],
+    "dibao": ["序号", "户号", "户人数", "与户主关系", *PERSON_HEADERS[1:], "保障状态", "月保障金额（元）", "起始日期",
+              "数据来源"],
     "canji": [*PERSON_HEADERS, "残疾证号", "残疾类别", "残疾等级", "数据来源"],
     "yuling": [*PERSON_HEADERS, "婚姻状况", "数据来源"],
     "gaoling": [*PERSON_HEADERS[:6], "津贴档次", *PERSON_HEADERS[6:], "补贴状态", "数据来源"],
+    "liudong": [*PERSON_HEADERS[:7], "现居住地址", "联系电话", "户籍地区划", "户籍地", "登记日期", "数据来源"],
 }
+SOURCE = {"dibao": "mz_dibao", "canji": "mz_canji", "yuling": "wj_yuling", "gaoling": "mz_gaoling", "liudong": "wj_liudong"}
+# GB/T 4761-2008: the relation of each member of the simulated households to its head, by sex
+RELATION = {"head": {1: "户主", 2: "户主"}, "spouse": {1: "夫", 2: "妻"}, "child": {1: "子", 2: "女"},
+            "parent": {1: "父亲", 2: "母亲"}}
 ADDRESS = re.compile(r"^(?P<town>.+?镇)(?P<village>.+?(?:村|社区))(?P<group>\d+)组(?P<house>\d+)号$")
 
 
@@ -63,7 +71,7 @@ def _expected(kind: str, county, crosswalk: pd.DataFrame) -> pd.DataFrame:
     Deceased: the person's death is registered in the simulated 高龄津贴 roll (停发), the only death
     registration the departments send."""
     pop = _population(county)
-    source = {"dibao": "mz_dibao", "canji": "mz_canji", "yuling": "wj_yuling", "gaoling": "mz_gaoling"}[kind]
+    source = SOURCE[kind]
     roll = county.rolls[source]
     roll = roll[~roll["_deleted"]]
     if kind == "dibao":
@@ -146,9 +154,13 @@ def test_invalid_ledger_file_names_the_key(tmp_path):
                    "    columns: [seq, 'raw:nope']\n", encoding="utf-8")
     with pytest.raises(ledgers.LedgerConfigError, match="raw field 'nope'"):
         ledgers.load_ledgers(bad).check_sources(load_registry())
+    bad.write_text("version: 1\nledgers:\n  x1:\n    title: T\n    members: {sources: [mz_dibao]}\n"
+                   "    columns: [seq, {value: name, type: number}]\n", encoding="utf-8")
+    with pytest.raises(ledgers.LedgerConfigError, match="type 'number' applies to raw:<field> and enrolment values"):
+        ledgers.load_ledgers(bad)
 
 
-@pytest.mark.parametrize("kind", ["dibao", "canji", "yuling", "gaoling"])
+@pytest.mark.parametrize("kind", ["dibao", "canji", "yuling", "gaoling", "liudong"])
 def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_path, kind, caplog):
     expected = _expected(kind, county, published["crosswalk"])
     town = _busiest_town(expected)
@@ -169,7 +181,8 @@ def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_pat
     assert ledger["headers"] == HEADERS[kind]
     top = "\n".join(ledger["top"])
     assert ledgers.ledger_kinds()[kind] in top and town in top
-    assert f"数据来源：居民数据中心 第{published['release_no']}版" in top and "生成时间" in top and "2026-11-21" in top
+    assert f"数据来源：居民数据中心 第{published['release_no']}版" in top and "2026-11-21" in top
+    assert re.search(r"生成时间：\d{4}-\d\d-\d\d \d\d:\d\d（北京时间）", top)
     assert ledger["footer"].startswith(f"合计：{len(got)} 人")
     _no_placeholders(ledger)
 
@@ -181,12 +194,12 @@ def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_pat
         assert isinstance(row["出生日期"], dt.datetime) and row["出生日期"].date() == person["birth_date"]
         assert row["年龄"] == person["age"]
         assert row["性别"] == {1: "男", 2: "女"}[person["sex"]]
-        assert row["住址"] == person["address"]
+        assert row.get("住址", row.get("现居住地址")) == person["address"]
         assert row["公民身份号码"] == (person["id_number"] if pd.notna(person["id_number"]) else None)
         assert row["姓名"] and row["数据来源"]
     assert [r["序号"] for r in ledger["rows"]] == list(range(1, len(got) + 1))
     by_row = {r["主索引号"]: r for r in ledger["rows"]}
-    roll = county.rolls[{"dibao": "mz_dibao", "canji": "mz_canji", "yuling": "wj_yuling", "gaoling": "mz_gaoling"}[kind]]
+    roll = county.rolls[SOURCE[kind]]
     if kind == "canji":
         for _, p in alive.iterrows():
             records = roll[roll["_person_id"] == p["person_id"]]
@@ -205,6 +218,9 @@ def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_pat
     if kind == "dibao":
         assert {r["保障状态"] for r in ledger["rows"]} == {"在保"}
         _check_households(ledger, pop, person_of, result)
+        _check_allowances(ledger, roll, person_of)
+    if kind == "liudong":
+        _check_origins(ledger, roll, person_of)
 
     # deceased members: on a sheet of their own, never among the rows
     assert result.deceased == len(_masters(dead))
@@ -224,7 +240,8 @@ def test_ledger_of_a_town_matches_the_simulated_rolls(published, county, tmp_pat
 
 
 def _check_households(ledger, pop, person_of, result):
-    """Rows of one household (same truth address) are contiguous, share 户号 and 户人数, oldest first."""
+    """Rows of one household (same truth address) are contiguous, share 户号 and 户人数, the head first
+    (与户主关系 as the truth household says), then oldest first."""
     rows = ledger["rows"]
     address = [pop.loc[person_of[r["主索引号"]], "address"] for r in rows]
     numbers = [r["户号"] for r in rows]
@@ -234,11 +251,49 @@ def _check_households(ledger, pop, person_of, result):
         assert {numbers[j] for j in same} == {numbers[i]}, "one address, one household"
         assert rows[i]["户人数"] == len(same)
         assert same == list(range(same[0], same[0] + len(same))), "a household's rows are together"
+    heads = 0
     for n in set(numbers):
-        births = [r["出生日期"] for r in rows if r["户号"] == n]
-        assert births == sorted(births)
+        members = [r for r in rows if r["户号"] == n]
+        truth = [pop.loc[person_of[r["主索引号"]]] for r in members]
+        assert [r["与户主关系"] for r in members] == [RELATION[p["relation"]][p["sex"]] for p in truth]
+        first = next((i for i, p in enumerate(truth) if p["relation"] != "head"), len(truth))
+        assert "head" not in [p["relation"] for p in truth[first:]], "the head first"
+        rest = [r["出生日期"] for r in members[first:]]
+        assert rest == sorted(rest)
+        heads += first > 0
+    assert heads > 0
     assert result.households == len(set(address)) == max(numbers)
     assert ledger["footer"] == f"合计：{len(rows)} 人，{result.households} 户"
+
+
+def _records(roll, person_of, master):
+    records = roll[(roll["_person_id"] == person_of[master]) & ~roll["_deleted"]]
+    assert len(records)
+    return records
+
+
+def _check_allowances(ledger, roll, person_of):
+    """保障金额 and 起始日期: the member's own record's, the same for the whole household."""
+    for row in ledger["rows"]:
+        records = _records(roll[roll["status"] == "在保"], person_of, row["主索引号"])
+        assert row["月保障金额（元）"] == float(records["amount"].iloc[0]) and 100 <= row["月保障金额（元）"] <= 1500
+        assert isinstance(row["起始日期"], dt.datetime)
+        assert f"{row['起始日期']:%Y-%m-%d}" == records["start_date"].iloc[0]
+    per_household = pd.DataFrame(ledger["rows"]).groupby("户号")[["月保障金额（元）", "起始日期"]].nunique()
+    assert (per_household == 1).all().all()
+
+
+def _check_origins(ledger, roll, person_of):
+    """户籍地区划 (the person's registered region code), its GB/T 2260 name, and 登记日期."""
+    names = {code: region.name for code, region in region_table().items()}
+    for row in ledger["rows"]:
+        records = _records(roll, person_of, row["主索引号"])
+        code = row["户籍地区划"]
+        assert {code} == set(records["status"])
+        prefecture = "" if code[2:4] == "01" and code[:2] in ("11", "12", "31", "50") else names[code[:4] + "00"]
+        assert row["户籍地"] == names[code[:2] + "0000"] + prefecture + names[code]
+        assert f"{row['登记日期']:%Y-%m-%d}" == max(records["status_date"])
+    assert len({r["户籍地区划"][:2] for r in ledger["rows"]}) > 1  # migrants from more than one province
 
 
 def test_workbook_is_print_ready(published, tmp_path):
@@ -254,12 +309,55 @@ def test_workbook_is_print_ready(published, tmp_path):
     assert ws.print_title_rows.replace("$", "") == f"{header_row}:{header_row}"
     assert ws.page_setup.orientation == "landscape"
     assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1 and ws.page_setup.fitToHeight == 0
-    assert ws.column_dimensions["I"].width >= 20  # 公民身份号码
+    id_letter = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[ledger["headers"].index("公民身份号码")]
+    assert ws.column_dimensions[id_letter].width >= 20
     date_col = ledger["headers"].index("出生日期") + 1
     cell = ws.cell(header_row + 1, date_col)
     assert cell.is_date and cell.number_format == "yyyy-mm-dd"
     id_cell = ws.cell(header_row + 1, ledger["headers"].index("公民身份号码") + 1)
     assert isinstance(id_cell.value, str) and len(id_cell.value) == 18
+    # the sign-off line under the total: 制表人 and 审核人 left to sign, 填报日期 the ledger date
+    signed = [v for row in ledger["cells"] for v in row if isinstance(v, str) and v.startswith(xlsx.SIGNATURE_LABELS)]
+    assert signed == ["制表人：________________", "审核人：________________", "填报日期：2026-11-21"]
+    assert ledger["cells"].index(next(r for r in ledger["cells"] if r[0] == signed[0])) > ledger["cells"].index(
+        next(r for r in ledger["cells"] if r[0] == ledger["footer"]))
+
+
+def test_no_cell_or_style_is_in_calibri(published, county, tmp_path):
+    """Every font of the saved workbook — each cell's, the named styles', the default format's — is the CJK one."""
+    # every 高龄津贴 record, the death registrations (停发) too: a ledger with a sheet of deceased members
+    spec = tmp_path / "ledgers.yaml"
+    spec.write_text("version: 1\nledgers:\n  gaoling_all:\n    title: 高龄津贴人员\n"
+                    "    members: {sources: [mz_gaoling]}\n    columns: [seq, name, age, id_number, status]\n",
+                    encoding="utf-8")
+    gl = county.rolls["mz_gaoling"]
+    dead = _population(county).loc[gl.loc[gl["status"] == "停发", "_person_id"]]
+    town = dead.groupby("town").size().sort_index().idxmax()
+    with published["engine"].connect() as conn:
+        result = _generate(conn, "gaoling_all", town, tmp_path, as_of=AS_OF, ledgers=ledgers.load_ledgers(spec))
+    with zipfile.ZipFile(result.path) as book:
+        styles = book.read("xl/styles.xml").decode("utf-8")
+    fonts = re.findall(r'<font>.*?<name val="([^"]+)"', styles)
+    assert fonts and set(fonts) == {xlsx.FONT_NAME} and "Calibri" not in styles
+    wb = load_workbook(result.path)
+    assert len(wb.worksheets) == 2  # the ledger and its deceased members
+    for ws in wb.worksheets:
+        assert {c.font.name for row in ws.iter_rows() for c in row} == {xlsx.FONT_NAME}
+    assert {s.font.name for s in wb._named_styles} == {xlsx.FONT_NAME}
+
+
+def test_the_dibao_household_fields_are_kept_from_day_to_day(county):
+    """与户主关系, 保障金额 and 起始日期 are the household's: kept on the next days, on every record."""
+    day0 = county.served("mz_dibao").set_index("id")
+    later = county.next_day().next_day()
+    day2 = later.served("mz_dibao").set_index("id")
+    assert day2[["yhzgx", "bzje", "qsrq"]].notna().all().all()
+    assert day2.loc[day0.index, ["yhzgx", "bzje", "qsrq"]].equals(day0[["yhzgx", "bzje", "qsrq"]])
+    roll = later.rolls["mz_dibao"]
+    pop = later.population.set_index("person_id")
+    heads = roll[roll["household_relation"] == "02"]["_person_id"]
+    assert (pop.loc[heads, "relation"] == "head").all() and len(heads)
+    assert (roll.groupby(roll["_person_id"].map(pop["household_id"]))[["amount", "start_date"]].nunique() == 1).all().all()
 
 
 def test_village_named_with_its_town_and_ambiguous_bare_names(published, county, tmp_path):
