@@ -14,6 +14,10 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CJK_FONTS",
@@ -24,7 +28,9 @@ __all__ = [
     "cjk_font",
     "empty",
     "figure",
+    "monthly_trend_png",
     "png",
+    "population_pyramid_png",
 ]
 
 #: Fonts tried first for Chinese labels; any other installed font with "CJK" in its name comes next.
@@ -142,3 +148,96 @@ def barh(ax, labels: Sequence[str], values: Sequence[int], colour: str | Sequenc
     ax.invert_yaxis()
     ax.set_xlim(0, max(top, 1) * 1.2)
     ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+# ------------------------------------------------------------------------------ statistical report charts
+#: Men's and women's bars of a population pyramid (the columns the frame must have), and their colours.
+PYRAMID_COLUMNS = ("男", "女")
+_PYRAMID_COLOURS = ("#1a73e8", "#e52592")
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def _counts(frame: pd.DataFrame, columns: Sequence[str], what: str):
+    """The columns as floats; a withheld cell (the suppression mark, any text) becomes NaN: drawn as a gap."""
+    import pandas as pd
+
+    out = pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce") for c in columns}, index=frame.index)
+    negative = out.lt(0).any(axis=1)
+    if negative.any():
+        raise ValueError(f"{what}: row {out.index[negative.to_numpy()][0]!r} holds a negative count")
+    return out.astype(float)
+
+
+def population_pyramid_png(frame: pd.DataFrame, *, title: str) -> bytes:
+    """A population pyramid (人口金字塔) as PNG bytes.
+
+    ``frame``: index the age bands, youngest first; columns ``男`` and ``女`` (counts, others ignored).
+    Men's bars go left, women's right, the oldest band on top, each with its count. A cell that is not a
+    number (``＊``, withheld by :mod:`reports.suppression`) draws no bar and shows its mark, so a chart
+    that leaves the department is drawn from the suppressed table, never the raw one.
+    """
+    missing = [c for c in PYRAMID_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"population pyramid {title!r}: the frame has no column {missing[0]!r} "
+                         f"(columns must be {' and '.join(PYRAMID_COLUMNS)}; it has {', '.join(map(str, frame.columns))})")
+    counts = _counts(frame, PYRAMID_COLUMNS, f"population pyramid {title!r}")
+    with charting() as L:
+        fig = figure(8, 1.6 + 0.3 * max(len(counts), 4))
+        ax = fig.subplots()
+        ax.set_title(L.text(title), fontsize=12)
+        if not len(counts) or not counts.fillna(0).to_numpy().any():
+            empty(ax, L("无人员", "nobody in this population"))
+            return png(fig)
+        y = list(range(len(counts)))
+        top = max(float(counts.max().max()), 1.0)
+        names = (L("男", "male"), L("女", "female"))
+        for side, (column, colour, name) in enumerate(zip(PYRAMID_COLUMNS, _PYRAMID_COLOURS, names)):
+            sign = -1 if side == 0 else 1
+            values = counts[column]
+            ax.barh(y, sign * values.fillna(0), height=0.8, color=colour, label=name)
+            for i, (v, raw) in enumerate(zip(values, frame[column])):
+                text = f"{int(v):,}" if v == v else str(raw)
+                ax.text(sign * ((0 if v != v else v) + top * 0.02), i, text, va="center",
+                        ha="right" if sign < 0 else "left", fontsize=8)
+        ax.set_yticks(y, [L.text(str(b)) for b in counts.index], fontsize=9)
+        ax.set_xlim(-top * 1.25, top * 1.25)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_formatter(lambda v, _pos: f"{abs(int(v)):,}")
+        ax.axvline(0, color="#5f6368", lw=0.8)
+        ax.set_xlabel(L("人数", "persons"), fontsize=9)
+        ax.set_ylabel(L("年龄组", "age band"), fontsize=9)
+        ax.legend(fontsize=9, loc="upper right", framealpha=0.9)
+        return png(fig)
+
+
+def monthly_trend_png(frame: pd.DataFrame, *, title: str) -> bytes:
+    """A monthly trend (births, deaths, …) as PNG bytes: one line per column of ``frame``.
+
+    ``frame``: index months ``YYYY-MM`` in order; columns the series (counts; a withheld cell is a gap).
+    """
+    bad = [m for m in frame.index if not _MONTH.match(str(m))]
+    if bad:
+        raise ValueError(f"monthly trend {title!r}: {bad[0]!r} is not a month written YYYY-MM (e.g. 2026-01)")
+    months = [str(m) for m in frame.index]
+    if months != sorted(months) or len(set(months)) != len(months):
+        raise ValueError(f"monthly trend {title!r}: the months must be in order, each once")
+    counts = _counts(frame, list(frame.columns), f"monthly trend {title!r}")
+    with charting() as L:
+        fig = figure(9, 3.6)
+        ax = fig.subplots()
+        ax.set_title(L.text(title), fontsize=12)
+        if not months or not len(counts.columns):
+            empty(ax, L("无数据", "no data"))
+            return png(fig)
+        x = list(range(len(months)))
+        for k, column in enumerate(counts.columns):
+            ax.plot(x, counts[column], marker="o", ms=4, lw=1.6, color=PALETTE[k % len(PALETTE)], label=L.text(str(column)))
+        step = max(1, len(months) // 12)
+        ax.set_xticks(x[::step], months[::step], fontsize=8, rotation=45 if len(months) > 6 else 0)
+        ax.set_ylim(0, max(float(counts.max().max()) if counts.notna().any().any() else 0, 1) * 1.15)
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel(L("月份", "month"), fontsize=9)
+        ax.set_ylabel(L("人数", "persons"), fontsize=9)
+        ax.grid(axis="y", color="#e8eaed", lw=0.8)
+        ax.legend(fontsize=8, loc="upper left", ncol=min(len(counts.columns), 4), framealpha=0.9)
+        return png(fig)

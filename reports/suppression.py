@@ -342,7 +342,7 @@ def _needs(table: _Table, primary: np.ndarray, threshold: int) -> tuple[float, f
 class _Interval:
     """The interval of every withheld cell over the tables a reader cannot tell from the true one."""
 
-    def __init__(self, table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int):
+    def __init__(self, table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int, reach=None):
         self.S = np.flatnonzero(supp)
         known = np.flatnonzero(~supp)
         A = table.E_csc[:, self.S]
@@ -354,7 +354,9 @@ class _Interval:
         is_primary = primary[self.S]
         self.up = np.where(is_primary, up, -np.inf)
         self.width = np.where(is_primary, width, 1.0)
-        self.hi, self.lo = self.x0.copy(), self.x0.copy()
+        # what earlier, smaller patterns' programmes reached stays reachable: a cell withheld since takes its value
+        self.reach = reach
+        self.hi, self.lo = (self.x0.copy(), self.x0.copy()) if reach is None else (reach[0][self.S], reach[1][self.S])
 
     @property
     def n(self) -> int:
@@ -401,10 +403,16 @@ class _Interval:
         if x is not None:
             self._witness(x)
 
-    def run(self) -> list[int]:
-        """Positions (in ``S``) of the withheld cells the rule does not protect, their intervals exact."""
-        if not self.n:
-            return []
+    def run(self, exact: bool = True) -> list[int]:
+        """Positions (in ``S``) of the withheld cells the rule does not protect, their intervals exact; without
+        ``exact`` the cells no pooled programme could show protected (some may be, by their own programmes)."""
+        try:
+            return self._run(exact) if self.n else []
+        finally:
+            if self.reach is not None:
+                self.reach[0][self.S], self.reach[1][self.S] = self.hi, self.lo
+
+    def _run(self, exact: bool) -> list[int]:
         rng = np.random.default_rng(0)  # fixed: the same table gives the same pattern
         for _ in range(8):  # pooled rounds: cheap witnesses for most cells
             bad = self.unprotected()
@@ -420,6 +428,8 @@ class _Interval:
             self._pooled(down, -1.0, floor[down], rng)
             if int(self.unprotected().sum()) >= before:
                 break
+        if not exact:
+            return [int(k) for k in np.flatnonzero(self.unprotected())]
         failing = []
         for k in np.flatnonzero(self.unprotected()):  # the rest: each cell's own maximum and minimum
             if self.unprotected()[k]:
@@ -431,10 +441,11 @@ class _Interval:
         return failing
 
 
-def _check(table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int) -> list[tuple[int, float, float]]:
-    """(flat cell, low, high) of every withheld cell the protection rule finds unprotected."""
-    interval = _Interval(table, supp, primary, threshold)
-    return [(int(interval.S[k]), float(interval.lo[k]), float(interval.hi[k])) for k in interval.run()]
+def _check(table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int, reach=None,
+           exact: bool = True) -> list[tuple[int, float, float]]:
+    """(flat cell, low, high) of every withheld cell the protection rule finds unprotected (:meth:`_Interval.run`)."""
+    interval = _Interval(table, supp, primary, threshold, reach)
+    return [(int(interval.S[k]), float(interval.lo[k]), float(interval.hi[k])) for k in interval.run(exact)]
 
 
 def _disclosures(table: _Table, found, primary: np.ndarray, threshold: int) -> list[Disclosure]:
@@ -514,19 +525,33 @@ def _close_lines(table: _Table, supp: np.ndarray, need: np.ndarray) -> None:
 
 
 def _widen(table: _Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
-    """One more complementary cell beside each unprotected one (from its lines, else their neighbours' lines)."""
+    """More complementary cells beside each unprotected one: the best of each of its lines (a subtotal when
+    the group's own cells are too small), else the best of its neighbours' lines, further out as needed."""
     E, Ec, grand = table.E_abs, table.E_csc, table.n - 1
+
+    def cells_of(lines):
+        return np.unique(np.concatenate([E.indices[E.indptr[e]:E.indptr[e + 1]] for e in lines]))
+
     added = False
     for k, _, _ in failing:
-        cells = np.array([k])
-        for _hop in range(4):
-            lines = np.unique(np.concatenate([Ec.indices[Ec.indptr[c]:Ec.indptr[c + 1]] for c in cells]))
-            cells = np.unique(np.concatenate([E.indices[E.indptr[e]:E.indptr[e + 1]] for e in lines]))
+        lines = Ec.indices[Ec.indptr[k]:Ec.indptr[k + 1]]
+        here = False
+        for e in lines:
+            cells = E.indices[E.indptr[e]:E.indptr[e + 1]]
             candidates = cells[~supp[cells] & (cells != grand)]
             if len(candidates):
-                supp[_best(table, candidates, need[k])] = True
-                added = True
+                supp[_best(table, candidates, need[k])] = here = True
+        reached = cells_of(lines)
+        while not here:  # all its lines withheld whole: reach further
+            candidates = reached[~supp[reached] & (reached != grand)]
+            if len(candidates):
+                supp[_best(table, candidates, need[k])] = here = True
                 break
+            wider = cells_of(np.unique(np.concatenate([Ec.indices[Ec.indptr[c]:Ec.indptr[c + 1]] for c in reached])))
+            if len(wider) == len(reached):
+                break
+            reached = wider
+        added |= here
     return added
 
 
@@ -544,11 +569,14 @@ def suppress(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD, row_gr
     primary = _primary(table, t)
     supp = primary.copy()
     need = np.where(primary, t - table.values, 1).astype(float)
-    found = []
+    reach = (table.values.astype(float), table.values.astype(float))
     while True:
         _close_lines(table, supp, need)
-        found = _check(table, supp, primary, t)
-        if not found or not _widen(table, supp, found, need):
+        found = _check(table, supp, primary, t, reach, exact=False)
+        if not found:
+            break
+        if not _widen(table, supp, found, need):  # nothing left to withhold: what can a reader really work out?
+            found = _check(table, supp, primary, t)
             break
     masks = table.masks(supp)
     return Suppression(
