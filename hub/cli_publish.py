@@ -47,7 +47,9 @@ def release_list(as_json: JsonOption = False) -> None:
 @release_app.command("show")
 def release_show(release_no: Annotated[int, typer.Argument(help="The release number (see 'hub release list').")],
                  as_json: JsonOption = False) -> None:
-    """Show one release: figures, the gate run that let it through, and what changed since the one before."""
+    """Show one release: figures, the gate run that let it through, what changed since the one before, and
+    its manifest: the model, rules and code it was made with and the source batches its records came from
+    (times in China Standard Time, 北京时间)."""
     from hub import settings
     from hub.errors import HubError
     from warehouse.releases import show_release
@@ -63,7 +65,7 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
     state = "current" if r["is_current"] else (
         f"withdrawn {r['withdrawn_at']:%Y-%m-%d %H:%M} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
     console.print(f"release {r['release_no']} — {state}", highlight=False)
-    console.print(f"published at:   {r['published_at']:%Y-%m-%d %H:%M:%S}")
+    console.print(f"published at:   {_local(r['published_at'])}", highlight=False)
     console.print(f"masters:        {r['master_count']:,}  (records {r['record_count']:,})")
     console.print(f"content hash:   {r['content_hash']}")
     if r.get("ran_with_lines"):
@@ -90,6 +92,53 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
     if r["by_source"]:
         console.print("masters holding records of each source: "
                       + ", ".join(f"{k} {v:,}" for k, v in r["by_source"].items()), highlight=False)
+    _print_manifest(r["manifest"])
+
+
+def _local(value) -> str:
+    """A time for people: China Standard Time to the second, labelled."""
+    import datetime as dt
+
+    from warehouse.quotas import LOCAL_TZ
+
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(LOCAL_TZ)
+    return f"{value:%Y-%m-%d %H:%M:%S}（北京时间 China Standard Time）"
+
+
+def _print_manifest(m: dict) -> None:
+    """The release's manifest: full checksums, the code, and the source batches its records came from."""
+    from hub.cli_access import print_table
+
+    console.print("manifest 清单:", highlight=False)
+    model = m.get("model") or {}
+    console.print(f"  model 模型:     {model.get('version') or 'not recorded'}  {model.get('file') or ''}"
+                  f"  sha256 {model.get('sha256') or 'not recorded'}", highlight=False, markup=False)
+    for name, digest in m["rules"].items():
+        console.print(f"  rules 规则:     {name:<13} sha256 {digest or 'not recorded'}", highlight=False, markup=False)
+    code = m.get("code") or {}
+    console.print(f"  code 代码:      {code.get('version') or 'not recorded'}"
+                  f"  commit {code.get('commit') or 'unknown'}", highlight=False, markup=False)
+    if m["redirect_count"]:
+        console.print(f"  redirects 跳转: {m['redirect_count']:,} retired master ids answer with their survivor",
+                      highlight=False)
+    batches = m.get("source_batches")
+    if batches is None:
+        console.print("  source batches 来源批次: not recorded (published before the hub recorded them)")
+        return
+    table = Table("source 来源", "batch 批次", "mode", "received 接收 (北京时间)", "committed 提交 (北京时间)",
+                  "received", "landed", "quarantined", "records in release")
+    for source, s in batches.items():
+        for b in s["batches"]:
+            table.add_row(source, str(b["batch_id"]), b["mode"] or "", _local(b["started_at"])[:19] if b["started_at"]
+                          else "", _local(b["finished_at"])[:19] if b["finished_at"] else "",
+                          *(f"{b[k]:,}" if b[k] is not None else "" for k in ("received", "landed", "quarantined")),
+                          f"{b['records']:,}")
+    console.print(f"  source batches 来源批次 (records of the release by the batch that landed them;"
+                  f" {sum(s['records'] for s in batches.values()):,} records):", highlight=False)
+    print_table(table)
 
 
 @release_app.command("rollback")

@@ -36,10 +36,11 @@ def rules_files() -> dict[str, Path]:
     """The rules files a master-index run reads, by name."""
     from expectations.sources import DEFAULT_RULES_PATH
     from mpi.survivorship import DEFAULT_RULES
+    from warehouse.purposes import PURPOSES_FILE
     from warehouse.sharing import SHARING_FILE
 
     return {"survivorship": Path(DEFAULT_RULES), "gate_rules": Path(DEFAULT_RULES_PATH),
-            "sharing": Path(SHARING_FILE)}
+            "sharing": Path(SHARING_FILE), "purposes": Path(PURPOSES_FILE)}
 
 
 def model_info(model_path: str | Path | None = None) -> dict:

@@ -117,7 +117,8 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
             "INSERT INTO publish.release (release_no, master_count, record_count, content_hash, validation_run_id,"
             " ran_with) SELECT :n, count(*), coalesce(sum(record_count), 0), :h, :v, :w FROM mpi.golden"),
             {"n": release_no, "h": digest, "v": validation_run_id,
-             "w": json.dumps(_release_ran_with(conn, validation_run_id, ran_with))})
+             "w": json.dumps({**_release_ran_with(conn, validation_run_id, ran_with),
+                              SOURCE_BATCHES: source_batches(conn), REDIRECTS: redirects(conn)})})
         columns = ", ".join(PUBLISHED_COLUMNS)
         conn.execute(sa.text(
             f"INSERT INTO publish.master_person (release_no, {columns}) SELECT :n, {columns} FROM mpi.golden"),
@@ -148,13 +149,109 @@ def _release_ran_with(conn: sa.Connection, validation_run_id: int, publish_ran_w
             "publish": dict(publish_ran_with) if publish_ran_with is not None else None}
 
 
+#: keys of a release's ``ran_with`` beside the steps (match, gate, publish): its manifest
+SOURCE_BATCHES = "source_batches"
+REDIRECTS = "redirects"
+_MANIFEST_KEYS = (SOURCE_BATCHES, REDIRECTS)
+
+
+def source_batches(conn: sa.Connection) -> dict[str, dict]:
+    """The landing batches the index's standardized records came from, per source: each batch's id, mode,
+    when it was received (``started_at``, ``finished_at``), what it counted (received, landed, quarantined)
+    and how many of the release's records are the versions it landed; with the source's last batch that
+    succeeded (``last_batch``: what had been loaded) and the total of records. Surrogate ids and counts only."""
+    rows = conn.execute(sa.text(
+        "SELECT r.source, r.batch_id, count(*) AS records, b.mode, b.status, b.started_at, b.finished_at, b.received,"
+        " b.landed, b.quarantined FROM mpi.crosswalk c JOIN std.resident r USING (source, source_record_id)"
+        " LEFT JOIN raw.load_batch b ON b.batch_id = r.batch_id"
+        " GROUP BY r.source, r.batch_id, b.batch_id ORDER BY r.source, r.batch_id")).mappings().all()
+    last = dict(conn.execute(sa.text(
+        "SELECT source, max(batch_id) FROM raw.load_batch WHERE status = 'succeeded' GROUP BY source")).all())
+    out: dict[str, dict] = {}
+    for r in rows:
+        source = out.setdefault(r["source"], {"records": 0, "last_batch": last.get(r["source"]), "batches": []})
+        source["records"] += r["records"]
+        source["batches"].append({
+            "batch_id": r["batch_id"], "mode": r["mode"], "status": r["status"],
+            "started_at": r["started_at"].isoformat() if r["started_at"] else None,
+            "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None,
+            "received": r["received"], "landed": r["landed"], "quarantined": r["quarantined"],
+            "records": r["records"]})
+    return out
+
+
+def redirects(conn: sa.Connection) -> dict[str, str]:
+    """retired master id → the id it was merged into, for the retired ids an earlier release published (those a
+    department can have seen) whose survivor is in the index about to be published (``mpi.golden``).
+    Redirects are kept one hop (:mod:`warehouse.master_index`): a chain of merges points at the last survivor.
+
+    The ids published before are those of the latest release and the ones its redirects name (so each
+    release carries them on); when the latest release has no redirects recorded, every release's ids."""
+    return dict(conn.execute(sa.text(
+        "WITH last AS (SELECT release_no, ran_with -> 'redirects' AS redirects FROM publish.release"
+        "              ORDER BY release_no DESC LIMIT 1),"
+        " seen AS (SELECT p.master_id FROM publish.master_person p JOIN last USING (release_no)"
+        "          UNION SELECT jsonb_object_keys(last.redirects) FROM last WHERE last.redirects IS NOT NULL"
+        "          UNION SELECT p.master_id FROM publish.master_person p"
+        "                WHERE NOT EXISTS (SELECT FROM last WHERE last.redirects IS NOT NULL))"
+        " SELECT m.master_id, m.retired_into FROM mpi.master m JOIN seen USING (master_id)"
+        " JOIN mpi.golden g ON g.master_id = m.retired_into"
+        " WHERE m.status = 'retired' AND NOT EXISTS (SELECT FROM mpi.golden o WHERE o.master_id = m.master_id)"
+        " ORDER BY m.master_id")).all())
+
+
+def redirects_recorded(conn: sa.Connection) -> bool:
+    """Whether the current release recorded its redirects (releases published before the hub did: not)."""
+    return bool(conn.execute(sa.text(
+        "SELECT (rel.ran_with -> 'redirects') IS NOT NULL FROM publish.current_release c"
+        " JOIN publish.release rel USING (release_no)")).scalar())
+
+
+def survivor_in_release(conn: sa.Connection, master_id: str, *, department: str | None = None) -> str | None:
+    """The master id of the current release that ``master_id`` was merged into, by the current release's
+    redirects (None when it redirects nowhere); read through ``department``'s ``master_id_redirect`` view,
+    as its role, when given (what the read API does)."""
+    from warehouse import serving
+
+    if department is None:
+        return conn.execute(sa.text(
+            "SELECT rel.ran_with -> 'redirects' ->> :m FROM publish.current_release c"
+            " JOIN publish.release rel USING (release_no)"), {"m": master_id}).scalar()
+    role = serving.department_role(conn, department)
+    view = serving._view(conn, department, "master_id_redirect", ("retired_id", "survivor_id"))
+    rows = serving._as_department(conn, role, sa.select(view.c.survivor_id).where(view.c.retired_id == master_id))
+    return rows[0]["survivor_id"] if rows else None
+
+
+def manifest(release: Mapping) -> dict:
+    """What a release is made of, for people and for the read API: the matching model (version, SHA-256),
+    the rules files' SHA-256 (survivorship read by matching, gate rules by the gate, sharing and purposes
+    by publish), the code version, the Airflow run, and the source batches. Checksums, versions, batch ids,
+    times and counts only: no personal data. None-valued parts were not recorded (an older release)."""
+    ran_with = release.get("ran_with") or {}
+    steps = {name: ran_with.get(name) or {} for name in ("match", "gate", "publish")}
+    rules = {"survivorship": (steps["match"].get("rules") or {}).get("survivorship"),
+             "gate_rules": (steps["gate"].get("rules") or {}).get("gate_rules")}
+    rules |= {name: (steps["publish"].get("rules") or {}).get(name) for name in ("sharing", "purposes")}
+    return {"release_no": release["release_no"], "published_at": release["published_at"],
+            "content_hash": release["content_hash"], "master_count": release["master_count"],
+            "record_count": release["record_count"], "validation_run_id": release["validation_run_id"],
+            "matching_run_id": steps["match"].get("run_id"),
+            "model": steps["match"].get("model") or steps["publish"].get("model"), "rules": rules,
+            "code": steps["publish"].get("code") or steps["match"].get("code"),
+            "airflow": {name: step.get("airflow") for name, step in steps.items() if step.get("airflow")},
+            "source_batches": ran_with.get(SOURCE_BATCHES), "redirect_count": len(ran_with.get(REDIRECTS) or {}),
+            "is_current": release.get("is_current"), "withdrawn_at": release.get("withdrawn_at"),
+            "withdrawn_reason": release.get("withdrawn_reason")}
+
+
 def ran_with_lines(ran_with: Mapping | None) -> list[str]:
     """A release's ``ran_with`` as lines for people: the model and rules that made it (with a short
     checksum), the code version and the Airflow run. Steps that ran with different files or code are
     named with theirs."""
     if not ran_with:
         return ["not recorded (published before the hub recorded it)"]
-    steps = {name: step for name, step in ran_with.items() if isinstance(step, Mapping)}
+    steps = {name: step for name, step in ran_with.items() if isinstance(step, Mapping) and name not in _MANIFEST_KEYS}
 
     def one(getter, show) -> str:
         values: dict[str, list[str]] = {}
@@ -173,9 +270,11 @@ def ran_with_lines(ran_with: Mapping | None) -> list[str]:
                 lambda m: f"{m.get('version') or '?'} ({m.get('file') or 'model'} sha256 {short(m.get('sha256'))})")
     # each rules file counts where it is read: survivorship by matching, gate rules by the gate, sharing by publish
     rules = []
-    for name, step_name in (("survivorship", "match"), ("gate_rules", "gate"), ("sharing", "publish")):
+    for name, step_name in (("survivorship", "match"), ("gate_rules", "gate"), ("sharing", "publish"),
+                            ("purposes", "publish")):
         step = steps.get(step_name) or {}
-        rules.append(f"{name} {short((step.get('rules') or {}).get(name))}")
+        if name != "purposes" or "purposes" in (step.get("rules") or {}):  # not recorded before purposes.yaml was
+            rules.append(f"{name} {short((step.get('rules') or {}).get(name))}")
     code = one(lambda s: s.get("code"),
                lambda c: f"{c.get('version') or '?'}" + (f" commit {str(c['commit'])[:12]}" if c.get("commit")
                                                           else " (commit unknown)"))
@@ -240,11 +339,15 @@ def release_row(conn: sa.Connection, release_no: int) -> dict:
 def show_release(conn: sa.Connection, release_no: int) -> dict:
     """One release: its figures, the gate run that let it through, its changes against the release before
     (``changes`` of masters, ``enrolment_changes`` of enrolments), and what it was made with (``ran_with``,
-    and as lines for people ``ran_with_lines``: model, rules, code version, Airflow run).
+    and as lines for people ``ran_with_lines``: model, rules, code version, Airflow run); ``manifest`` is
+    :func:`manifest` (with the source batches).
 
     Raises ``LookupError`` for an unknown release number.
     """
     release = release_row(conn, release_no)
+    release["manifest"] = manifest(release)
+    if release.get("ran_with"):  # the steps; the manifest's parts are under "manifest"
+        release["ran_with"] = {k: v for k, v in release["ran_with"].items() if k not in _MANIFEST_KEYS}
     release["ran_with_lines"] = ran_with_lines(release.get("ran_with"))
     release["suites"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT suite, success, evaluated, successful, failed, row_count FROM audit.validation_suite"

@@ -60,7 +60,8 @@ def test_each_step_of_a_run_records_the_model_rules_code_and_airflow_run(clean_w
              "file": "resident_model.json"}
     rules = {"survivorship": _sha(PROJECT_ROOT / "mpi" / "survivorship.yaml"),
              "gate_rules": _sha(PROJECT_ROOT / "expectations" / "gate_rules.yaml"),
-             "sharing": _sha(PROJECT_ROOT / "warehouse" / "sharing.yaml")}
+             "sharing": _sha(PROJECT_ROOT / "warehouse" / "sharing.yaml"),
+             "purposes": _sha(PROJECT_ROOT / "warehouse" / "purposes.yaml")}
     code = provenance.code_version()
     assert code["version"] == importlib.metadata.version("resident-hub") and _in_history(code["commit"])
 
