@@ -8,7 +8,7 @@ Roles (cluster-wide; named from a prefix, ``hub_`` by default; all ``NOLOGIN``):
 
 * ``hub_dept_<department>``: the department's group role. Grant it to the department's login users.
   It holds ``CONNECT`` on the database, ``USAGE`` on schema ``dept_<department>`` and column
-  ``SELECT`` on that schema's two views, nothing else: no privilege on ``publish``, ``raw``, ``std``,
+  ``SELECT`` on that schema's three views, nothing else: no privilege on ``publish``, ``raw``, ``std``,
   ``mpi`` or ``audit`` objects.
 * ``hub_owner_<department>``: owns schema ``dept_<department>`` and its views. Never granted to anyone.
   A view reads its tables with its owner's privileges and under its owner's row-level security
@@ -31,6 +31,9 @@ Per department (schema ``dept_<department>``, per database):
   sources, and ``conflicts`` (disagreements with other departments' records) is always NULL; the
   others would tell which programmes a person is in (:mod:`warehouse.grants_views`). The owner role
   then reads ``master_id`` (to count) and not ``conflicts``.
+* view ``master_id_redirect``: ``retired_id`` → ``survivor_id`` for the master ids an earlier release
+  published that the current release redirects (merged away), empty when ``master_id`` is not shared
+  (:mod:`warehouse.grants_views`); its owner reads ``release_no`` and ``ran_with`` of ``publish.release``.
 * view ``enrolment``: ``publish.enrolment`` joined with ``publish.current_release`` (the definition
   of ``publish.enrolment_current``, which cannot be used here: it belongs to the table owner, and
   row-level security is skipped for a table's owner, so it would show every row). ``master_id`` is
@@ -81,9 +84,11 @@ import sqlalchemy as sa
 from warehouse.api_role import drop_api_role, ensure_api_role, set_role_privilege
 from warehouse.grants_views import (  # noqa: F401 (ENROLMENT_COLUMNS, GrantsError: part of this module's API)
     ENROLMENT_COLUMNS,
+    REDIRECT_COLUMNS,
     DepartmentAccess,
     GrantsError,
     enrolment_sql,
+    master_id_redirect_sql,
     master_person_notes,
     master_person_sql,
     owner_columns,
@@ -121,7 +126,8 @@ class GrantsReport:
 
     def summary(self) -> list[str]:
         """One line per role set, for the CLI."""
-        lines = [f"{d.department}: users join {d.role}; schema {d.schema} (views master_person, enrolment);"
+        lines = [f"{d.department}: users join {d.role}; schema {d.schema} (views master_person, enrolment,"
+                 " master_id_redirect);"
                  f" {len(d.fields)} fields, {len(d.conditional)} of them 有条件;"
                  f" enrolments {'own' if d.own_enrolments_only else 'all'}" for d in self.departments]
         lines.append(f"auditors: users join {self.auditor}; read publish.* and audit.*")
@@ -191,6 +197,12 @@ def apply_grants(conn: sa.Connection, sharing: Mapping[str, DepartmentSharing], 
         g.ensure_view(d, "enrolment", enrolment_sql(g.q, d), {},
                       f"{d.title}: programme enrolments of the current release"
                       + (" (its own programmes only, by row-level security)" if d.own_enrolments_only else ""))
+        g.ensure_view(d, "master_id_redirect", master_id_redirect_sql(g.q, d), {
+            "retired_id": "a master id an earlier release published, retired by a merge",
+            "survivor_id": "the master id of the current release it was merged into (a chain resolves to the last)",
+            "release_no": "the release these redirects belong to (always the current release)"},
+            f"{d.title}: retired master ids and the ids they now are"
+            + ("" if "master_id" in d.fields else " (empty: master ids are not shared with the department)"))
     g.ensure_row_security()
     wanted = _wanted_privileges(g, departments, set(wanted_roles) | set(report.kept_roles))
     g.sync_privileges(wanted)
@@ -261,7 +273,8 @@ def _wanted_privileges(g: _Grants, departments: Iterable[DepartmentAccess], mana
     for d in departments:
         db.add((d.role, "CONNECT"))
         schema.add((d.role, d.schema, "USAGE"))
-        for view, cols in (("master_person", ("release_no", *d.fields)), ("enrolment", d.enrolment_columns)):
+        for view, cols in (("master_person", ("release_no", *d.fields)), ("enrolment", d.enrolment_columns),
+                           ("master_id_redirect", REDIRECT_COLUMNS)):
             rel |= {(d.role, d.schema, view, c, "SELECT") for c in cols}
         rel |= {(d.owner, "publish", r, c, "SELECT") for r, cols in owner_columns(d).items() for c in cols}
     schema |= {(g.auditor, s, "USAGE") for s in ("publish", "audit")}

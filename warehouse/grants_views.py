@@ -13,6 +13,14 @@ answers them:
 The owner role then reads ``master_id`` of ``publish.master_person_current`` and of
 ``publish.enrolment`` (to count the master's records) even when the department may not see
 ``master_id``, and no longer reads ``conflicts``: :func:`owner_columns` is exactly what the views read.
+
+``dept_<department>.master_id_redirect`` (``retired_id`` → ``survivor_id``, ``release_no``): the redirects
+of the current release (kept in ``publish.release.ran_with``, see :func:`warehouse.releases.redirects`),
+each a master id an earlier release published — one the department can have seen in its
+``master_person`` view or through the read API — retired by a merge, and the id in the current release
+it now is. A chain of merges resolves to the last survivor. It is empty for a department that may not
+see ``master_id``. Its owner reads ``release_no`` and ``ran_with`` of ``publish.release`` (versions,
+checksums, batch ids and master ids: no personal data).
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from dataclasses import dataclass
 ENROLMENT_COLUMNS = ("release_no", "master_id", "source", "source_record_id", "department", "program", "status_raw")
 #: fields of publish.master_person computed over every department's records
 CROSS_DEPARTMENT_FIELDS = ("sources", "record_count", "conflicts")
+
+#: the columns of a department's master_id_redirect view
+REDIRECT_COLUMNS = ("retired_id", "survivor_id", "release_no")
 
 Quote = Callable[[str], str]
 
@@ -85,6 +96,14 @@ def enrolment_sql(q: Quote, d: DepartmentAccess) -> str:
             f" JOIN publish.current_release c ON c.release_no = e.release_no")
 
 
+def master_id_redirect_sql(q: Quote, d: DepartmentAccess) -> str:
+    """The current release's redirects (retired id → survivor); none for a department not seeing master ids."""
+    sql = ("SELECT r.key AS retired_id, r.value AS survivor_id, c.release_no FROM publish.current_release c"
+           " JOIN publish.release rel ON rel.release_no = c.release_no"
+           " CROSS JOIN LATERAL jsonb_each_text(coalesce(rel.ran_with -> 'redirects', '{}'::jsonb)) AS r")
+    return sql if "master_id" in d.fields else sql + " WHERE false"
+
+
 def policy_qual(d: DepartmentAccess) -> str:
     return f"department = {sql_literal(d.department)}" if d.own_enrolments_only else "true"
 
@@ -98,7 +117,8 @@ def owner_columns(d: DepartmentAccess) -> dict[str, tuple[str, ...]]:
         if "record_count" in d.fields:
             person += [] if "master_id" in person else ["master_id"]
             enrolment += [] if "master_id" in enrolment else ["master_id"]
-    return {"master_person_current": tuple(person), "enrolment": tuple(enrolment), "current_release": ("release_no",)}
+    return {"master_person_current": tuple(person), "enrolment": tuple(enrolment), "current_release": ("release_no",),
+            "release": ("release_no", "ran_with")}
 
 
 def master_person_notes(d: DepartmentAccess, class_notes: dict[str, str]) -> dict[str, str]:

@@ -31,6 +31,7 @@ from hub.api.models import (
 from hub.errors import HubError
 from hub.stewardship import resolve
 from warehouse import serving
+from warehouse.releases import redirects_recorded, survivor_in_release
 
 router = APIRouter()
 
@@ -109,7 +110,13 @@ def _person_out(row: dict, fields: tuple[str, ...], enrolments: list[dict], c) -
     return out
 
 
-def _follow_redirects(conn, master_id: str) -> tuple[str, list[str]] | None:
+def _follow_redirects(conn, master_id: str, department: str) -> tuple[str, list[str]] | None:
+    """The id in force of a retired ``master_id`` and the retired ids followed: by the current release's
+    redirects as the department's view shows them (ids a release published, resolved to the current
+    release's survivor), or — a release published before redirects were recorded — by the index's."""
+    if redirects_recorded(conn):
+        survivor = survivor_in_release(conn, master_id, department=department)
+        return (survivor, [master_id]) if survivor is not None else None
     try:
         return resolve(conn, master_id)
     except HubError:
@@ -172,7 +179,7 @@ def get_person(request: Request, c: CallerDep, engine: Warehouse,
         rows = serving.persons_by_master_id(conn, master_id, fields, department=department) if release else []
         chain: list[str] = []
         if release and not rows:
-            followed = _follow_redirects(conn, master_id)
+            followed = _follow_redirects(conn, master_id, department)
             if followed and followed[1]:
                 rows = serving.persons_by_master_id(conn, followed[0], fields, department=department)
                 chain = followed[1]
