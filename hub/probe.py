@@ -95,11 +95,12 @@ def standardized(query: ProbeQuery) -> pd.DataFrame:
     return std
 
 
-def id_fragment(query: ProbeQuery, std: pd.DataFrame) -> str | None:
-    """The digits of a partial ID number (6 to 16 digits in one run), when the number has no body of its own."""
+def id_fragment(query: ProbeQuery, feats: pd.DataFrame) -> str | None:
+    """The digits of a partial ID number (6 to 16 digits in one run), when the number has no body of its own
+    (``feats``: the probe's features)."""
     from schemas.id_number import normalize_text
 
-    if not query.id_number or pd.notna(probe_features(std)["id_body"].iloc[0]):
+    if not query.id_number or pd.notna(feats["id_body"].iloc[0]):
         return None
     text = str(normalize_text(pd.Series([query.id_number], dtype="object")).iloc[0] or "")
     runs = sorted(_DIGITS.findall(text), key=len, reverse=True)
@@ -134,7 +135,7 @@ def find_masters(conn: sa.Connection, query: ProbeQuery, *, exclude: Iterable[st
     feats = probe_features(std)
     exclude = set(exclude)
     cands = ms.candidates(conn, feats, BLOCKING_RULES, exclude)
-    fragment = id_fragment(query, std)
+    fragment = id_fragment(query, feats)
     if fragment:
         extra = records_with_id_digits(conn, fragment, birth_year=feats["birth_year"].iloc[0],
                                           surname=feats["surname"].iloc[0], exclude=exclude)

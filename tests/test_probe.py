@@ -123,7 +123,7 @@ def test_probes_find_the_master_in_the_top_three_and_create_nothing(api, keys, p
     d = pd.Timestamp(p0["birth_date"])
     probes.append((p0, _body(p0, birth_date=f"{d.year}年{d.month:02d}月{d.day:02d}日",
                              id_number=_swapped(p0["id_number"]).translate(str.maketrans("0123456789", "０１２３４５６７８９")))))
-    probes.append((p0, _body(p0, id_number=p0["id_number"][6:14], address=None, sex=None)))
+    probes.append((p0, _body(p0, id_number=p0["id_number"][10:17], address=None, sex=None)))
     for p, body in probes:
         r = api.post("/v1/persons/probe", headers={"X-API-Key": keys["civil_affairs"]}, json=body)
         assert r.status_code == 200, r.text
