@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import secrets
 
 import httpx
 import pandas as pd
@@ -16,9 +15,8 @@ import sqlalchemy as sa
 from hub.api import RateLimit, create_app
 from hub.api_keys import create_key, key_id_of
 from hub.probe import PERSON_FIELDS, ProbeQuery, probe
-from tests.helpers import empty_warehouse, publish_served_county
-from tests.test_api import _serve
-from warehouse.grants import apply_grants, drop_grants
+from tests.helpers import publish_day0
+from tests.test_api import _serve, _with_department_views
 from warehouse.sharing import CONDITIONAL, load_sharing
 
 SHARING = load_sharing()
@@ -28,19 +26,9 @@ DIBAO = "mz-dibao-review"  # civil affairs: releases name, ID number, birth date
 @pytest.fixture(scope="module")
 def published(engine, _served_platforms, county):
     """The county on day 0 published as release 1, with the departments' views (once for this module)."""
-    empty_warehouse(engine)
-    _served_platforms.set_faults(None)
-    _served_platforms.advance(county)
-    release = publish_served_county()
-    prefix = f"hub_p{secrets.token_hex(4)}_"
-    with engine.begin() as conn:
-        apply_grants(conn, SHARING, role_prefix=prefix)
-    try:
+    release = publish_day0(engine, _served_platforms, county)
+    for _ in _with_department_views(engine):
         yield {"engine": engine, "release_no": release["release_no"]}
-    finally:
-        with engine.begin() as conn:
-            drop_grants(conn, role_prefix=prefix)
-            conn.exec_driver_sql("ALTER TABLE publish.enrolment DISABLE ROW LEVEL SECURITY")
 
 
 @pytest.fixture(scope="module")
