@@ -186,7 +186,7 @@ def deliver_after_publish(engine: sa.Engine) -> list[dict]:
     delivered stays queued for ``hub webhook deliver``. A failure never fails the publish."""
     try:
         with engine.connect() as conn:
-            if not conn.execute(sa.text("SELECT EXISTS (SELECT FROM publish.webhook)")).scalar_one():
+            if not changes.has_webhooks(conn):
                 return []
         results = deliver(engine, backoff=Backoff(attempts=1))
     except Exception as exc:  # noqa: BLE001 — the release is published; delivery is retried later

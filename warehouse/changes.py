@@ -273,6 +273,10 @@ def add_webhook(conn: sa.Connection, department: str, url: str, secret: str, *, 
     return {"webhook_id": row.webhook_id, "department": department, "from_release": row.from_release}
 
 
+def has_webhooks(conn: sa.Connection) -> bool:
+    return conn.execute(sa.text("SELECT EXISTS (SELECT FROM publish.webhook)")).scalar_one()
+
+
 def remove_webhook(conn: sa.Connection, department: str) -> bool:
     """Remove the department's webhook and its undelivered events; False when it had none."""
     return conn.execute(sa.text("DELETE FROM publish.webhook WHERE department = :d"), {"d": department}).rowcount > 0
