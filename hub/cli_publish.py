@@ -112,31 +112,31 @@ def _print_manifest(m: dict) -> None:
     """The release's manifest: full checksums, the code, and the source batches its records came from."""
     from hub.cli_access import print_table
 
-    console.print("manifest 清单:", highlight=False)
+    console.print("清单 manifest:", highlight=False)
     model = m.get("model") or {}
-    console.print(f"  model 模型:     {model.get('version') or 'not recorded'}  {model.get('file') or ''}"
+    console.print(f"  模型 model:     {model.get('version') or 'not recorded'}  {model.get('file') or ''}"
                   f"  sha256 {model.get('sha256') or 'not recorded'}", highlight=False, markup=False)
     for name, digest in m["rules"].items():
-        console.print(f"  rules 规则:     {name:<13} sha256 {digest or 'not recorded'}", highlight=False, markup=False)
+        console.print(f"  规则 rules:     {name:<13} sha256 {digest or 'not recorded'}", highlight=False, markup=False)
     code = m.get("code") or {}
-    console.print(f"  code 代码:      {code.get('version') or 'not recorded'}"
+    console.print(f"  代码 code:      {code.get('version') or 'not recorded'}"
                   f"  commit {code.get('commit') or 'unknown'}", highlight=False, markup=False)
     if m["redirect_count"]:
-        console.print(f"  redirects 跳转: {m['redirect_count']:,} retired master ids answer with their survivor",
+        console.print(f"  跳转 redirects: {m['redirect_count']:,} retired master ids answer with their survivor",
                       highlight=False)
     batches = m.get("source_batches")
     if batches is None:
-        console.print("  source batches 来源批次: not recorded (published before the hub recorded them)")
+        console.print("  来源批次 source batches: not recorded (published before the hub recorded them)")
         return
-    table = Table("source 来源", "batch 批次", "mode", "received 接收 (北京时间)", "committed 提交 (北京时间)",
-                  "received", "landed", "quarantined", "records in release")
+    table = Table("来源 source", "批次 batch", "方式 mode", "开始接收 started（北京时间）", "完成 finished（北京时间）",
+                  "收到 received", "入库 landed", "隔离 quarantined", "本版记录 records in release")
     for source, s in batches.items():
         for b in s["batches"]:
             table.add_row(source, str(b["batch_id"]), b["mode"] or "", _local(b["started_at"])[:19] if b["started_at"]
                           else "", _local(b["finished_at"])[:19] if b["finished_at"] else "",
                           *(f"{b[k]:,}" if b[k] is not None else "" for k in ("received", "landed", "quarantined")),
                           f"{b['records']:,}")
-    console.print(f"  source batches 来源批次 (records of the release by the batch that landed them;"
+    console.print(f"  来源批次 source batches (records of the release by the batch that landed them;"
                   f" {sum(s['records'] for s in batches.values()):,} records):", highlight=False)
     print_table(table)
 
