@@ -182,7 +182,7 @@ def population_pyramid_png(frame: pd.DataFrame, *, title: str) -> bytes:
                          f"(columns must be {' and '.join(PYRAMID_COLUMNS)}; it has {', '.join(map(str, frame.columns))})")
     counts = _counts(frame, PYRAMID_COLUMNS, f"population pyramid {title!r}")
     with charting() as L:
-        fig = figure(8, 1.6 + 0.3 * max(len(counts), 4))
+        fig = figure(8, 1.6 + 0.3 * max(len(counts), 6))
         ax = fig.subplots()
         ax.set_title(L.text(title), fontsize=12)
         if not len(counts) or not counts.fillna(0).to_numpy().any():

@@ -8,7 +8,7 @@ persons a small cell holds; :func:`audit` checks any such pattern.
 
 **Primary suppression.** Every cell — interior cell, row total, column total, subtotal cell, group
 total — with ``0 < value < threshold`` (default 5). Zeros are shown: that nobody in a village is
-100 or older is not protected (a zero names nobody). The grand total is always shown.
+100 or older is not protected (a zero names nobody). The grand total is always shown (below).
 
 **Secondary suppression.** More cells are withheld so that the suppressed ones cannot be recomputed
 from the shown cells and the table's additive relations (rows, columns, blocks, subtotals, grand
@@ -27,9 +27,12 @@ a spreadsheet and a solver could learn). A suppression pattern protects the tabl
 * every other suppressed cell: ``high − low ≥ 1`` — it cannot be recomputed exactly.
 
 When the grand total ``T`` itself is under the threshold, ``t`` and ``⌈t/2⌉`` in this rule are
-replaced by ``T`` (no suppression can hide more than the shown grand total allows). :func:`suppress`
-adds complementary cells until :func:`audit` reports nothing; the only table it cannot protect is one
-whose single cell is its own grand total (:attr:`Suppression.disclosed` then names it).
+replaced by ``T`` (no suppression can hide more than the shown grand total allows). Shown like the
+grand total, never small: the cells that equal it in every table — the row total of a one-row table,
+the column total of a one-column block, the subtotal total of a group holding every row — they tell
+nothing the grand total does not. :func:`suppress` adds complementary cells until the audit reports
+nothing (:attr:`Suppression.disclosed`, what it could not protect, stays empty: withholding every
+other cell always protects).
 
 The audit is the linear (continuous) relaxation: counts are integers, so a reader's real interval
 lies inside ``[low, high]`` with integer ends — for the two-way tables here the bounds are integers
@@ -58,6 +61,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import linprog
 
+from reports.suppression_table import Masks, Table
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "SYMBOL",
@@ -80,28 +85,6 @@ _PARTS = {
     "group_total": ("小计合计", "subtotal total"),
     "grand_total": ("总计", "grand total"),
 }
-
-
-@dataclass(frozen=True)
-class Masks:
-    """Which cells of a published table are withheld (True) — one mask per part of the form.
-
-    ``cells``: the interior (rows × columns of the counts); ``row_totals`` (per row);
-    ``column_totals`` (per column); ``group_cells`` (per group × column) and ``group_totals`` (per
-    group), empty without groups. The grand total is never withheld.
-    """
-
-    cells: pd.DataFrame
-    row_totals: pd.Series
-    column_totals: pd.Series
-    group_cells: pd.DataFrame
-    group_totals: pd.Series
-
-    @property
-    def count(self) -> int:
-        """How many cells of the form are withheld."""
-        return int(self.cells.to_numpy().sum() + self.row_totals.sum() + self.column_totals.sum()
-                   + self.group_cells.to_numpy().sum() + self.group_totals.sum())
 
 
 @dataclass(frozen=True)
@@ -160,181 +143,8 @@ class Suppression(Masks):
         return shown
 
 
-# ------------------------------------------------------------------------------------------ the table
-class _Table:
-    """The form as one flat vector of cells and the additive relations between them (``E @ v == 0``)."""
-
-    def __init__(self, counts: pd.DataFrame, row_groups: Mapping[str, Sequence] | None, blocks):
-        self.counts = counts
-        x = _validated(counts)
-        self.R, self.C = x.shape
-        self.groups = _validated_groups(counts, row_groups)
-        self.blocks = _validated_blocks(counts, x, blocks)
-        R, C, G = self.R, self.C, len(self.groups)
-        rows = x[:, self.blocks[0]].sum(axis=1)
-        cols = x.sum(axis=0)
-        members = [np.array(m, dtype=int) for m in self.groups.values()]
-        gcells = np.array([x[m].sum(axis=0) for m in members]).reshape(G, C)
-        gtot = np.array([rows[m].sum() for m in members], dtype=np.int64)
-        self.grand = int(rows.sum())
-        self.values = np.concatenate([x.ravel(), rows, cols, gcells.ravel(), gtot, [self.grand]]).astype(np.int64)
-        self.n = len(self.values)
-        self.o_row, self.o_col = R * C, R * C + R
-        self.o_gcell = self.o_col + C
-        self.o_gtot = self.o_gcell + G * C
-        self.E = self._relations(members)
-        self.E_abs = abs(self.E).tocsr()
-        self.E_csc = self.E.tocsc()
-
-    def _relations(self, members) -> sparse.csr_matrix:
-        R, C = self.R, self.C
-        rows_, cols_, data = [], [], []
-        eq = 0
-
-        def add(parts, whole):
-            nonlocal eq
-            rows_.extend([eq] * (len(parts) + 1))
-            cols_.extend([*parts, whole])
-            data.extend([1.0] * len(parts) + [-1.0])
-            eq += 1
-
-        grand = self.n - 1
-        for block in self.blocks:
-            for i in range(R):
-                add([i * C + j for j in block], self.o_row + i)
-            add([self.o_col + j for j in block], grand)
-        for j in range(C):
-            add([i * C + j for i in range(R)], self.o_col + j)
-        add([self.o_row + i for i in range(R)], grand)
-        grouped = set()
-        for g, m in enumerate(members):
-            grouped.update(m.tolist())
-            for j in range(C):
-                add([i * C + j for i in m], self.o_gcell + g * C + j)
-            for block in self.blocks:
-                add([self.o_gcell + g * C + j for j in block], self.o_gtot + g)
-            add([self.o_row + i for i in m], self.o_gtot + g)
-        if members:  # the top-level lines: groups' subtotals and ungrouped rows add up to the totals
-            loose = [i for i in range(R) if i not in grouped]
-            for j in range(C):
-                add([self.o_gcell + g * C + j for g in range(len(members))] + [i * C + j for i in loose], self.o_col + j)
-            add([self.o_gtot + g for g in range(len(members))] + [self.o_row + i for i in loose], grand)
-        return sparse.csr_matrix((data, (rows_, cols_)), shape=(eq, self.n))
-
-    def masks(self, flat: np.ndarray) -> Masks:
-        R, C, G = self.R, self.C, len(self.groups)
-        idx, cols, names = self.counts.index, self.counts.columns, list(self.groups)
-        return Masks(
-            cells=pd.DataFrame(flat[:R * C].reshape(R, C), index=idx, columns=cols),
-            row_totals=pd.Series(flat[self.o_row:self.o_col], index=idx, dtype=bool),
-            column_totals=pd.Series(flat[self.o_col:self.o_gcell], index=cols, dtype=bool),
-            group_cells=pd.DataFrame(flat[self.o_gcell:self.o_gtot].reshape(G, C), index=pd.Index(names), columns=cols),
-            group_totals=pd.Series(flat[self.o_gtot:self.n - 1], index=pd.Index(names), dtype=bool))
-
-    def flat(self, masks: Masks | pd.DataFrame) -> np.ndarray:
-        out = np.zeros(self.n, dtype=bool)
-        if isinstance(masks, pd.DataFrame):
-            masks = Masks(masks, pd.Series(dtype=bool), pd.Series(dtype=bool), pd.DataFrame(), pd.Series(dtype=bool))
-        cells = masks.cells.reindex(index=self.counts.index, columns=self.counts.columns)
-        if cells.isna().any().any():
-            raise ValueError("the suppression mask does not cover every cell of the counts (rows and columns must match)")
-        out[:self.R * self.C] = cells.to_numpy(dtype=bool).ravel()
-        parts = ((masks.row_totals, self.counts.index, self.o_row), (masks.column_totals, self.counts.columns, self.o_col),
-                 (masks.group_totals, pd.Index(list(self.groups)), self.o_gtot))
-        for series, labels, offset in parts:
-            if len(series):
-                out[offset:offset + len(labels)] = series.reindex(labels, fill_value=False).to_numpy(dtype=bool)
-        if len(masks.group_cells):
-            g = masks.group_cells.reindex(index=list(self.groups), columns=self.counts.columns, fill_value=False)
-            out[self.o_gcell:self.o_gtot] = g.to_numpy(dtype=bool).ravel()
-        return out
-
-    def where(self, k: int) -> tuple[str, object, object]:
-        """(part, row label, column label) of flat cell ``k``."""
-        C = self.C
-        names = list(self.groups)
-        if k < self.o_row:
-            return "cell", self.counts.index[k // C], self.counts.columns[k % C]
-        if k < self.o_col:
-            return "row_total", self.counts.index[k - self.o_row], None
-        if k < self.o_gcell:
-            return "column_total", None, self.counts.columns[k - self.o_col]
-        if k < self.o_gtot:
-            g, j = divmod(k - self.o_gcell, C)
-            return "group_cell", names[g], self.counts.columns[j]
-        if k < self.n - 1:
-            return "group_total", names[k - self.o_gtot], None
-        return "grand_total", None, None
-
-
-def _validated(counts: pd.DataFrame) -> np.ndarray:
-    if not isinstance(counts, pd.DataFrame):
-        raise TypeError(f"counts must be a pandas DataFrame of rows × columns, not {type(counts).__name__}")
-    for axis, labels in (("row", counts.index), ("column", counts.columns)):
-        if labels.has_duplicates:
-            raise ValueError(f"counts: {axis} label {labels[labels.duplicated()][0]!r} appears twice")
-    for column in counts.columns:
-        values = pd.to_numeric(counts[column], errors="coerce")
-        bad = values.isna() | (values < 0) | (values != values.round())
-        if bad.any():
-            row = counts.index[bad.to_numpy()][0]
-            raise ValueError(f"counts: row {row!r}, column {column!r} holds {counts.at[row, column]!r}, "
-                             "not a count (a whole number of 0 or more)")
-    return counts.to_numpy(dtype=np.int64).reshape(len(counts.index), len(counts.columns))
-
-
-def _validated_groups(counts: pd.DataFrame, row_groups) -> dict[str, list[int]]:
-    if not row_groups:
-        return {}
-    position = {label: i for i, label in enumerate(counts.index)}
-    seen: dict[object, str] = {}
-    out: dict[str, list[int]] = {}
-    for name, labels in row_groups.items():
-        members = []
-        for label in labels:
-            if label not in position:
-                raise ValueError(f"row_groups: group {name!r} names row {label!r}, which the counts do not have")
-            if label in seen:
-                raise ValueError(f"row_groups: row {label!r} is in both group {seen[label]!r} and group {name!r}")
-            seen[label] = name
-            members.append(position[label])
-        if not members:
-            raise ValueError(f"row_groups: group {name!r} has no rows")
-        out[name] = sorted(members)
-    return out
-
-
-def _validated_blocks(counts: pd.DataFrame, x: np.ndarray, blocks) -> list[list[int]]:
-    if blocks is None:
-        return [list(range(x.shape[1]))]
-    position = {label: j for j, label in enumerate(counts.columns)}
-    out, seen = [], set()
-    for b, labels in enumerate(blocks):
-        cols = []
-        for label in labels:
-            if label not in position:
-                raise ValueError(f"blocks: block {b + 1} names column {label!r}, which the counts do not have")
-            if label in seen:
-                raise ValueError(f"blocks: column {label!r} is in two blocks")
-            seen.add(label)
-            cols.append(position[label])
-        if not cols:
-            raise ValueError(f"blocks: block {b + 1} has no columns")
-        out.append(cols)
-    missing = [label for label in counts.columns if label not in seen]
-    if missing:
-        raise ValueError(f"blocks: column {missing[0]!r} is in no block")
-    sums = np.stack([x[:, cols].sum(axis=1) for cols in out], axis=1)
-    differ = (sums != sums[:, :1]).any(axis=1)
-    if differ.any():
-        i = int(np.flatnonzero(differ)[0])
-        raise ValueError(f"blocks: row {counts.index[i]!r} sums to {', '.join(str(int(s)) for s in sums[i])} in the "
-                         "blocks: each block must add up to the same row total")
-    return out
-
-
 # ------------------------------------------------------------------------------------------ the audit
-def _needs(table: _Table, primary: np.ndarray, threshold: int) -> tuple[float, float]:
+def _needs(table: Table, primary: np.ndarray, threshold: int) -> tuple[float, float]:
     """(how high, how wide) a primary cell's interval must reach: the threshold and half of it, capped by the grand total."""
     return float(min(threshold, table.grand)), float(min(math.ceil(threshold / 2), table.grand))
 
@@ -342,7 +152,7 @@ def _needs(table: _Table, primary: np.ndarray, threshold: int) -> tuple[float, f
 class _Interval:
     """The interval of every withheld cell over the tables a reader cannot tell from the true one."""
 
-    def __init__(self, table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int, reach=None):
+    def __init__(self, table: Table, supp: np.ndarray, primary: np.ndarray, threshold: int, reach=None):
         self.S = np.flatnonzero(supp)
         known = np.flatnonzero(~supp)
         A = table.E_csc[:, self.S]
@@ -441,14 +251,14 @@ class _Interval:
         return failing
 
 
-def _check(table: _Table, supp: np.ndarray, primary: np.ndarray, threshold: int, reach=None,
+def _check(table: Table, supp: np.ndarray, primary: np.ndarray, threshold: int, reach=None,
            exact: bool = True) -> list[tuple[int, float, float]]:
     """(flat cell, low, high) of every withheld cell the protection rule finds unprotected (:meth:`_Interval.run`)."""
     interval = _Interval(table, supp, primary, threshold, reach)
     return [(int(interval.S[k]), float(interval.lo[k]), float(interval.hi[k])) for k in interval.run(exact)]
 
 
-def _disclosures(table: _Table, found, primary: np.ndarray, threshold: int) -> list[Disclosure]:
+def _disclosures(table: Table, found, primary: np.ndarray, threshold: int) -> list[Disclosure]:
     up, width = _needs(table, primary, threshold)
     out = []
     for k, low, high in found:
@@ -474,7 +284,7 @@ def audit(counts: pd.DataFrame, mask: Masks | pd.DataFrame, row_groups: Mapping[
     (all margins shown). Reported: every withheld cell whose interval breaks the rule (its ``low`` and
     ``high`` exact), and every small cell (``0 < value < threshold``) left shown. Empty: protected.
     """
-    table = _Table(counts, row_groups, blocks)
+    table = Table(counts, row_groups, blocks)
     t = _validated_threshold(threshold)
     supp = table.flat(mask)
     if supp[-1]:
@@ -492,22 +302,22 @@ def _validated_threshold(threshold) -> int:
     return int(threshold)
 
 
-def _primary(table: _Table, threshold: int) -> np.ndarray:
+def _primary(table: Table, threshold: int) -> np.ndarray:
     primary = (table.values > 0) & (table.values < threshold)
-    primary[-1] = False  # the grand total is always shown
+    primary[table.shown] = False  # the grand total, and what always equals it, is shown
     return primary
 
 
-def _best(table: _Table, candidates: np.ndarray, need: float) -> int:
+def _best(table: Table, candidates: np.ndarray, need: float) -> int:
     """The complementary cell to take: one that can absorb ``need`` first, then the lowest value, then position."""
     values = table.values[candidates]
     order = np.lexsort((candidates, values, values < need))
     return int(candidates[order[0]])
 
 
-def _close_lines(table: _Table, supp: np.ndarray, need: np.ndarray) -> None:
+def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
     """Until no row, column or subtotal line holds exactly one withheld cell (its line would give it back)."""
-    E, grand = table.E_abs, table.n - 1
+    E = table.E_abs
     while True:
         single = np.flatnonzero(E @ supp.astype(float) == 1)
         added = False
@@ -516,7 +326,7 @@ def _close_lines(table: _Table, supp: np.ndarray, need: np.ndarray) -> None:
             hidden = cells[supp[cells]]
             if len(hidden) != 1:
                 continue
-            candidates = cells[~supp[cells] & (cells != grand)]
+            candidates = cells[~supp[cells] & ~table.shown[cells]]
             if len(candidates):
                 supp[_best(table, candidates, need[hidden[0]])] = True
                 added = True
@@ -524,10 +334,10 @@ def _close_lines(table: _Table, supp: np.ndarray, need: np.ndarray) -> None:
             return
 
 
-def _widen(table: _Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
+def _widen(table: Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
     """More complementary cells beside each unprotected one: the best of each of its lines (a subtotal when
     the group's own cells are too small), else the best of its neighbours' lines, further out as needed."""
-    E, Ec, grand = table.E_abs, table.E_csc, table.n - 1
+    E, Ec = table.E_abs, table.E_csc
 
     def cells_of(lines):
         return np.unique(np.concatenate([E.indices[E.indptr[e]:E.indptr[e + 1]] for e in lines]))
@@ -538,12 +348,12 @@ def _widen(table: _Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
         here = False
         for e in lines:
             cells = E.indices[E.indptr[e]:E.indptr[e + 1]]
-            candidates = cells[~supp[cells] & (cells != grand)]
+            candidates = cells[~supp[cells] & ~table.shown[cells]]
             if len(candidates):
                 supp[_best(table, candidates, need[k])] = here = True
         reached = cells_of(lines)
         while not here:  # all its lines withheld whole: reach further
-            candidates = reached[~supp[reached] & (reached != grand)]
+            candidates = reached[~supp[reached] & ~table.shown[reached]]
             if len(candidates):
                 supp[_best(table, candidates, need[k])] = here = True
                 break
@@ -564,7 +374,7 @@ def suppress(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD, row_gr
     ``blocks``: column labels per block when blocks of columns each add up to the row total.
     Deterministic: the same table gives the same pattern.
     """
-    table = _Table(counts, row_groups, blocks)
+    table = Table(counts, row_groups, blocks)
     t = _validated_threshold(threshold)
     primary = _primary(table, t)
     supp = primary.copy()
