@@ -33,14 +33,15 @@ def release_list(as_json: JsonOption = False) -> None:
         current = next((r["release_no"] for r in rows if r["is_current"]), None)
         print_json({"current": current, "releases": rows, "last_attempt": attempt})
         return
-    table = Table("release", "published at", "masters", "records", "validation run", "current", "withdrawn")
+    table = Table("release", "published at 发布（北京时间）", "masters", "records", "validation run", "current",
+                  "withdrawn 撤回（北京时间）")
     for r in rows:
-        table.add_row(str(r["release_no"]), f"{r['published_at']:%Y-%m-%d %H:%M:%S}", str(r["master_count"]),
+        table.add_row(str(r["release_no"]), _local(r["published_at"], labelled=False), str(r["master_count"]),
                       str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "",
-                      f"{r['withdrawn_at']:%Y-%m-%d %H:%M}" if r["withdrawn_at"] else "")
+                      _local(r["withdrawn_at"], labelled=False) if r["withdrawn_at"] else "")
     console.print(table if rows else "no release has been published yet")
     if attempt and attempt["outcome"] in ("blocked", "unchanged"):
-        console.print(f"last attempt {attempt['attempted_at']:%Y-%m-%d %H:%M:%S}: {attempt['outcome']}"
+        console.print(f"last attempt {_local(attempt['attempted_at'])}: {attempt['outcome']}"
                       f" — {attempt['reason']}", highlight=False, markup=False, soft_wrap=True)
 
 
@@ -63,7 +64,7 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
         print_json(r)
         return
     state = "current" if r["is_current"] else (
-        f"withdrawn {r['withdrawn_at']:%Y-%m-%d %H:%M} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
+        f"withdrawn {_local(r['withdrawn_at'])} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
     console.print(f"release {r['release_no']} — {state}", highlight=False)
     console.print(f"published at:   {_local(r['published_at'])}", highlight=False)
     console.print(f"masters:        {r['master_count']:,}  (records {r['record_count']:,})")
@@ -79,7 +80,7 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
                       f" {e['changed']:,} changed (status, dates, address or fields)")
     gate = r["gate"]
     if gate:
-        console.print(f"gate run {gate['run_id']} at {gate['started_at']:%Y-%m-%d %H:%M:%S}: "
+        console.print(f"gate run {gate['run_id']} at {_local(gate['started_at'])}: "
                       f"{gate['successful']} of {gate['evaluated']} expectations passed")
         if gate["docs_path"]:
             console.print(f"Data Docs:      {gate['docs_path']}", highlight=False)
@@ -95,8 +96,8 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
     _print_manifest(r["manifest"])
 
 
-def _local(value) -> str:
-    """A time for people: China Standard Time to the second, labelled."""
+def _local(value, *, labelled: bool = True) -> str:
+    """A time for people: China Standard Time to the second, labelled (unless a column header says it)."""
     import datetime as dt
 
     from warehouse.quotas import LOCAL_TZ
@@ -105,7 +106,7 @@ def _local(value) -> str:
         value = dt.datetime.fromisoformat(value)
     if value.tzinfo is not None:
         value = value.astimezone(LOCAL_TZ)
-    return f"{value:%Y-%m-%d %H:%M:%S}（北京时间 China Standard Time）"
+    return f"{value:%Y-%m-%d %H:%M:%S}" + ("（北京时间 China Standard Time）" if labelled else "")
 
 
 def _print_manifest(m: dict) -> None:
@@ -132,8 +133,8 @@ def _print_manifest(m: dict) -> None:
                   "收到 received", "入库 landed", "隔离 quarantined", "本版记录 records in release")
     for source, s in batches.items():
         for b in s["batches"]:
-            table.add_row(source, str(b["batch_id"]), b["mode"] or "", _local(b["started_at"])[:19] if b["started_at"]
-                          else "", _local(b["finished_at"])[:19] if b["finished_at"] else "",
+            table.add_row(source, str(b["batch_id"]), b["mode"] or "",
+                          *(_local(b[k], labelled=False) if b[k] else "" for k in ("started_at", "finished_at")),
                           *(f"{b[k]:,}" if b[k] is not None else "" for k in ("received", "landed", "quarantined")),
                           f"{b['records']:,}")
     console.print(f"  来源批次 source batches (records of the release by the batch that landed them;"
