@@ -84,8 +84,8 @@ def changes(
     from hub.errors import HubError
     from warehouse.changes import FeedError, ensure_changes, read_changes
 
-    _department(department)
     with user_errors():
+        _department(department)
         with settings.engine().begin() as conn:
             ensure_changes(conn)  # releases published before the feed existed
         with settings.engine().connect() as conn:
@@ -169,15 +169,16 @@ def webhook_add(
     from hub.webhooks import shown_url
     from warehouse.changes import add_webhook
 
-    sharing = _department(department)
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not urllib.parse.urlsplit(url).hostname:
-        raise HubError("--url: an http:// or https:// address with a host")
-    if len(secret) < 16:
-        raise HubError("--secret: at least 16 characters (a random string agreed with the department)")
-    if purpose is not None and sharing.purpose(purpose) is None:
-        raise HubError(f"--purpose {purpose!r}: not a purpose of {department} (see warehouse/purposes.yaml)")
-    with user_errors(), settings.engine().begin() as conn:
-        row = add_webhook(conn, department, url, secret, purpose=purpose, created_by=os.environ.get("USER"))
+    with user_errors():
+        sharing = _department(department)
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not urllib.parse.urlsplit(url).hostname:
+            raise HubError("--url: an http:// or https:// address with a host")
+        if len(secret) < 16:
+            raise HubError("--secret: at least 16 characters (a random string agreed with the department)")
+        if purpose is not None and sharing.purpose(purpose) is None:
+            raise HubError(f"--purpose {purpose!r}: not a purpose of {department} (see warehouse/purposes.yaml)")
+        with settings.engine().begin() as conn:
+            row = add_webhook(conn, department, url, secret, purpose=purpose, created_by=os.environ.get("USER"))
     console.print(f"webhook of {department} → {shown_url(url)}: the events of releases after"
                   f" {row['from_release']} will be posted", highlight=False, markup=False)
 

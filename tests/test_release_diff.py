@@ -52,7 +52,7 @@ def releases(clean_warehouse):
                   ("M3", "rs_yanglao", "3", "正常"), ("M3", "wj_chusheng", "3", "登记"), ("M4", "mz_dibao", "4", "在保"),
                   ("M5", "rs_yanglao", "5", "正常")])
         _release(conn, 2, {"M1": ("甲", alive), "M3": ("乙", alive), "M5": ("丁", "deceased"), "M6": ("乙", alive),
-                           "M7": ("戊", alive)},
+                           "M7": ("戊五", alive)},
                  [("M1", "mz_dibao", "1", "在保"), ("M1", "rs_yanglao", "2", "正常"), ("M3", "mz_dibao", "3", "在保"),
                   ("M6", "rs_yanglao", "3", "正常"), ("M6", "wj_chusheng", "3", "登记"), ("M5", "rs_yanglao", "5", "停发"),
                   ("M7", "wj_chusheng", "7", "登记")])
@@ -102,3 +102,49 @@ def test_the_feed_of_a_department_tells_the_same_cut_to_its_own_programmes(relea
     assert by_kind["enrolment_moved"]["from"] == "M3" and by_kind["enrolment_moved"]["to"] == "M6"
     assert by_kind["enrolment_moved"]["fields"] == {"master_id": "M6"}
     assert [e["event_id"] for e in health] == [f"2-{i}" for i in range(1, len(health) + 1)]
+
+
+def test_hub_changes_lists_the_feed_masked_and_names_a_bad_release(releases):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    run = CliRunner().invoke(app, ["changes", "--department", "health", "--since", "1", "--json"])
+    assert run.exit_code == 0, run.stderr
+    page = json.loads(run.stdout)
+    assert [e["event_id"] for e in page["events"]] == [f"2-{i}" for i in range(1, 10)]
+    added = {e["master_id"]: e["person"] for e in page["events"] if e["kind"] == "added"}
+    assert added["M7"]["name"] == "戊*" and added["M7"]["birth_date"] == "1950-01-01"  # names masked on a terminal
+    paged = CliRunner().invoke(app, ["changes", "--department", "health", "--since", "1", "--limit", "4"],
+                               env={"COLUMNS": "200"})
+    assert paged.exit_code == 0 and "--cursor 2-4" in paged.stdout
+    bad = CliRunner().invoke(app, ["changes", "--department", "health", "--since", "5"])
+    assert bad.exit_code == 1 and "--since: there is no release 5" in bad.stderr
+    other = CliRunner().invoke(app, ["changes", "--department", "tax", "--since", "1"])
+    assert other.exit_code == 1 and "not a department" in other.stderr
+
+
+def test_hub_webhook_add_list_remove_never_show_the_secret(releases):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    secret = "a-shared-secret-of-32-characters"
+    url = "https://wj.example.gov.cn/hub-events?token=t0ken"
+    added = CliRunner().invoke(app, ["webhook", "add", "--department", "health", "--url", url],
+                               env={"HUB_WEBHOOK_SECRET": secret})
+    assert added.exit_code == 0, added.stderr
+    assert "after 2" in added.stdout and "t0ken" not in added.stdout and secret not in added.stdout
+    short = CliRunner().invoke(app, ["webhook", "add", "--department", "health", "--url", url],
+                               env={"HUB_WEBHOOK_SECRET": "short"})
+    assert short.exit_code == 1 and "--secret: at least 16 characters" in short.stderr
+    listed = CliRunner().invoke(app, ["webhook", "list", "--json"])
+    hooks = json.loads(listed.stdout)
+    assert [(h["department"], h["url"], h["pending"], h["from_release"]) for h in hooks] == [
+        ("health", "https://wj.example.gov.cn/hub-events", 0, 2)]
+    assert secret not in listed.stdout + listed.stderr
+    with releases.connect() as conn:  # kept for signing
+        assert conn.execute(sa.text("SELECT secret FROM publish.webhook")).scalar_one() == secret
+    assert CliRunner().invoke(app, ["webhook", "remove", "--department", "health"]).exit_code == 0
+    again = CliRunner().invoke(app, ["webhook", "remove", "--department", "health"])
+    assert again.exit_code == 1 and "health has no webhook" in again.stderr
