@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from scipy.optimize import linprog
 
 from reports.suppression_table import Masks, Table
@@ -180,29 +179,21 @@ class _Interval:
         np.maximum(self.hi, x, out=self.hi)
         np.minimum(self.lo, x, out=self.lo)
 
-    def _solve(self, c: np.ndarray, A_ub=None, tops=None) -> np.ndarray | None:
-        n = self.n
-        if A_ub is None:
-            res = linprog(c, A_eq=self.A, b_eq=self.b, bounds=(0, None), method="highs")
-        else:
-            m = len(tops)
-            A_eq = sparse.hstack([self.A, sparse.csr_matrix((self.A.shape[0], m))]).tocsr()
-            bounds = [(0, None)] * n + [(None, top) for top in tops]
-            res = linprog(c, A_ub=A_ub, b_ub=np.zeros(m), A_eq=A_eq, b_eq=self.b, bounds=bounds, method="highs")
-        return res.x[:n] if res.status == 0 else None
+    def _solve(self, c: np.ndarray, bounds=(0, None)) -> np.ndarray | None:
+        res = linprog(c, A_eq=self.A, b_eq=self.b, bounds=bounds, method="highs")
+        return res.x if res.status == 0 else None
 
     def _pooled(self, vars_: np.ndarray, sign: float, targets: np.ndarray, rng: np.random.Generator) -> None:
-        """One programme pushing many cells the same way at once, each only as far as its target (more would not
-        count): the feasible table it finds witnesses every cell's reach."""
-        m, n = len(vars_), self.n
-        if not m:
+        """One programme pushing many cells the same way at once, each only as far as its target (its bound:
+        further would not count, and the true table stays feasible): its solution witnesses them all."""
+        if not len(vars_):
             return
-        # y_k <= sign * x_k and y_k <= sign * target_k: y_k is how far the cell got, capped; maximise the sum
-        rows = np.concatenate([np.arange(m), np.arange(m)])
-        cols = np.concatenate([n + np.arange(m), vars_])
-        A_ub = sparse.csr_matrix((np.concatenate([np.ones(m), np.full(m, -sign)]), (rows, cols)), shape=(m, n + m))
-        c = np.concatenate([np.zeros(n), -rng.uniform(1.0, 2.0, m)])
-        x = self._solve(c, A_ub, sign * targets)
+        bounds = np.zeros((self.n, 2))
+        bounds[:, 1] = np.inf
+        bounds[vars_, 1 if sign > 0 else 0] = np.maximum(targets, 0.0)
+        c = np.zeros(self.n)
+        c[vars_] = -sign * rng.uniform(1.0, 2.0, len(vars_))
+        x = self._solve(c, bounds)
         if x is not None:
             self._witness(x)
 
@@ -316,10 +307,13 @@ def _best(table: Table, candidates: np.ndarray, need: float) -> int:
 
 
 def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
-    """Until no row, column or subtotal line holds exactly one withheld cell (its line would give it back)."""
+    """Until no row, column or subtotal line holds exactly one withheld cell (its line would give it back).
+    Short lines first: a partner found inside the cell's own group also closes the county-wide column."""
     E = table.E_abs
+    length = np.diff(E.indptr)
     while True:
         single = np.flatnonzero(E @ supp.astype(float) == 1)
+        single = single[np.argsort(length[single], kind="stable")]
         added = False
         for e in single:
             cells = E.indices[E.indptr[e]:E.indptr[e + 1]]
@@ -335,8 +329,9 @@ def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
 
 
 def _widen(table: Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
-    """More complementary cells beside each unprotected one: the best of each of its lines (a subtotal when
-    the group's own cells are too small), else the best of its neighbours' lines, further out as needed."""
+    """More complementary cells beside each unprotected one: the best of each of its lines (a subtotal when the
+    group's own cells are too small to absorb a small cell's change; for a complementary cell that only
+    bridges two cycles, a way round it), else the best further out."""
     E, Ec = table.E_abs, table.E_csc
 
     def cells_of(lines):
