@@ -187,44 +187,36 @@ def _validated(counts: pd.DataFrame) -> np.ndarray:
     return counts.to_numpy(dtype=np.int64).reshape(len(counts.index), len(counts.columns))
 
 
-def _validated_groups(counts: pd.DataFrame, row_groups) -> dict[str, list[int]]:
-    if not row_groups:
-        return {}
-    position = {label: i for i, label in enumerate(counts.index)}
-    seen: dict[object, str] = {}
-    out: dict[str, list[int]] = {}
-    for name, labels in row_groups.items():
-        members = []
-        for label in labels:
+def _members(parts, labels: pd.Index, prefix: str, part: str, axis: str) -> dict[object, list[int]]:
+    """The positions of each part's labels; every label known and in one part only."""
+    position = {label: i for i, label in enumerate(labels)}
+    seen: dict[object, object] = {}
+    out: dict[object, list[int]] = {}
+    for name, members in parts:
+        out[name] = []
+        for label in members:
             if label not in position:
-                raise ValueError(f"row_groups: group {name!r} names row {label!r}, which the counts do not have")
+                raise ValueError(f"{prefix}: {part} {name!r} names {axis} {label!r}, which the counts do not have")
             if label in seen:
-                raise ValueError(f"row_groups: row {label!r} is in both group {seen[label]!r} and group {name!r}")
+                raise ValueError(f"{prefix}: {axis} {label!r} is in both {part} {seen[label]!r} and {part} {name!r}")
             seen[label] = name
-            members.append(position[label])
-        if not members:
-            raise ValueError(f"row_groups: group {name!r} has no rows")
-        out[name] = sorted(members)
+            out[name].append(position[label])
+        if not out[name]:
+            raise ValueError(f"{prefix}: {part} {name!r} has no {axis}s")
     return out
+
+
+def _validated_groups(counts: pd.DataFrame, row_groups) -> dict[str, list[int]]:
+    members = _members((row_groups or {}).items(), counts.index, "row_groups", "group", "row")
+    return {name: sorted(rows) for name, rows in members.items()}
 
 
 def _validated_blocks(counts: pd.DataFrame, x: np.ndarray, blocks) -> list[list[int]]:
     if blocks is None:
         return [list(range(x.shape[1]))]
-    position = {label: j for j, label in enumerate(counts.columns)}
-    out, seen = [], set()
-    for b, labels in enumerate(blocks):
-        cols = []
-        for label in labels:
-            if label not in position:
-                raise ValueError(f"blocks: block {b + 1} names column {label!r}, which the counts do not have")
-            if label in seen:
-                raise ValueError(f"blocks: column {label!r} is in two blocks")
-            seen.add(label)
-            cols.append(position[label])
-        if not cols:
-            raise ValueError(f"blocks: block {b + 1} has no columns")
-        out.append(cols)
+    out = list(_members(((b + 1, labels) for b, labels in enumerate(blocks)), counts.columns, "blocks", "block",
+                        "column").values())
+    seen = {counts.columns[j] for cols in out for j in cols}
     missing = [label for label in counts.columns if label not in seen]
     if missing:
         raise ValueError(f"blocks: column {missing[0]!r} is in no block")
