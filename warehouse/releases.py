@@ -61,9 +61,10 @@ def content_hash(conn: sa.Connection, departments: Mapping[str, str] | None) -> 
 
 
 def current_release(conn: sa.Connection) -> dict | None:
+    """The release in force (``ran_with``: the steps only, as :func:`list_releases`), None before the first."""
     row = conn.execute(sa.text(
         "SELECT r.* FROM publish.current_release c JOIN publish.release r USING (release_no)")).mappings().first()
-    return dict(row) if row else None
+    return dict(row, ran_with=_steps(row["ran_with"])) if row else None
 
 
 PUBLISHED_COLUMNS = ("master_id", "name", "id_number", "id_number_status", "sex", "birth_date", "phone", "address",
@@ -316,10 +317,16 @@ def last_publish_attempt(conn: sa.Connection) -> dict | None:
 
 
 def list_releases(conn: sa.Connection) -> list[dict]:
+    """Every release with ``is_current``; ``ran_with`` holds the steps only (a release's manifest, with its
+    source batches and redirects, is :func:`show_release`'s)."""
     rows = conn.execute(sa.text(
         "SELECT r.*, (c.release_no IS NOT NULL) AS is_current FROM publish.release r"
         " LEFT JOIN publish.current_release c USING (release_no) ORDER BY r.release_no")).mappings().all()
-    return [dict(r) for r in rows]
+    return [dict(r, ran_with=_steps(r["ran_with"])) for r in rows]
+
+
+def _steps(ran_with: Mapping | None) -> dict | None:
+    return {k: v for k, v in ran_with.items() if k not in _MANIFEST_KEYS} if ran_with else ran_with
 
 
 def release_row(conn: sa.Connection, release_no: int) -> dict:
@@ -346,8 +353,7 @@ def show_release(conn: sa.Connection, release_no: int) -> dict:
     """
     release = release_row(conn, release_no)
     release["manifest"] = manifest(release)
-    if release.get("ran_with"):  # the steps; the manifest's parts are under "manifest"
-        release["ran_with"] = {k: v for k, v in release["ran_with"].items() if k not in _MANIFEST_KEYS}
+    release["ran_with"] = _steps(release.get("ran_with"))  # the steps; the manifest's parts are under "manifest"
     release["ran_with_lines"] = ran_with_lines(release.get("ran_with"))
     release["suites"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT suite, success, evaluated, successful, failed, row_count FROM audit.validation_suite"
