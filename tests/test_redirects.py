@@ -135,6 +135,16 @@ def test_a_merge_redirects_in_every_department_view_and_the_api(index, api):
         assert body["person"]["master_id"] == "M000000001" and body["redirected_from"] == ["M000000002"]
     assert _view(index, "statistics") == {}  # master ids are not shared with it: nothing to redirect
     assert _person(api, "statistics", "M000000002")[0] == 404
+    with index["engine"].connect() as conn:
+        barrier = conn.execute(sa.text(
+            "SELECT n.nspname, 'security_barrier=true' = ANY(c.reloptions) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'master_id_redirect'"
+            " AND n.nspname LIKE 'dept\\_%'")).all()
+        # the department reads the view, never the release rows behind it (model, batches, other ids)
+        conn.exec_driver_sql(f'SET LOCAL ROLE "{index["prefix"]}dept_health"')
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql("SELECT ran_with FROM publish.release").all()
+    assert {n for n, _ in barrier} == {f"dept_{d}" for d in _sharing()} and all(b for _, b in barrier)
 
 
 def test_a_chain_of_two_merges_resolves_to_the_last_survivor(index, api):
