@@ -148,3 +148,22 @@ def test_hub_webhook_add_list_remove_never_show_the_secret(releases):
     assert CliRunner().invoke(app, ["webhook", "remove", "--department", "health"]).exit_code == 0
     again = CliRunner().invoke(app, ["webhook", "remove", "--department", "health"])
     assert again.exit_code == 1 and "health has no webhook" in again.stderr
+
+
+def test_after_a_rollback_the_withdrawn_release_leaves_the_feed(releases):
+    from warehouse.changes import FeedError, previous_release, read_changes, record_changes
+    from warehouse.releases import rollback
+
+    with releases.begin() as conn:
+        record_changes(conn, 2)
+        rollback(conn, 1, reason="wrong merge", actor="operator")
+    with releases.connect() as conn:
+        assert read_changes(conn, "health", 1)["events"] == []  # release 2 is no longer in force
+        with pytest.raises(FeedError, match="release 2 was withdrawn by a rollback"):
+            read_changes(conn, "health", 2)
+        with pytest.raises(FeedError, match="cursor: not a cursor"):
+            read_changes(conn, "health", 1, cursor="2;DROP")
+        # the next release is compared with release 1, the one in force before it
+        conn.execute(sa.text("INSERT INTO publish.release (release_no, master_count, record_count, content_hash,"
+                             " validation_run_id) VALUES (3, 0, 0, 'h3', 0)"))
+        assert previous_release(conn, 3) == 1
