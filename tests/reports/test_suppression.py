@@ -23,24 +23,34 @@ THRESHOLD = 5
 
 
 # ------------------------------------------------------------------------------- the independent audit
-def _margins(counts: pd.DataFrame, masks: Masks, groups, blocks):
-    """(is withheld, value, interior cells it sums) for every margin of the form, and the interior mask."""
+def _relations(counts: pd.DataFrame, masks: Masks, groups, blocks):
+    """(is withheld, value, coefficients on the interior cells) for every margin of the form — and, always
+    shown, that each block of a row adds up to what the first does, and each block to the grand total."""
     R, C = counts.shape
-    cell = {(r, c): i * C + j for i, r in enumerate(counts.index) for j, c in enumerate(counts.columns)}
-    first = list(blocks[0]) if blocks else list(counts.columns)
+    where = {(r, c): i * C + j for i, r in enumerate(counts.index) for j, c in enumerate(counts.columns)}
+
+    def sums(cells, sign=1.0, into=None):
+        out = np.zeros(R * C) if into is None else into
+        out[[where[k] for k in cells]] += sign
+        return out
+
+    blocks = blocks or [list(counts.columns)]
+    first = list(blocks[0])
     out = []
     for r in counts.index:
-        out.append((bool(masks.row_totals[r]), int(counts.loc[r, first].sum()), [cell[r, c] for c in first]))
-        for block in (blocks or [])[1:]:  # each block adds up to the same row total: one more relation
-            out.append((bool(masks.row_totals[r]), int(counts.loc[r, first].sum()), [cell[r, c] for c in block]))
+        out.append((bool(masks.row_totals[r]), int(counts.loc[r, first].sum()), sums([(r, c) for c in first])))
+        for block in blocks[1:]:
+            out.append((False, 0, sums([(r, c) for c in block], -1.0, sums([(r, c) for c in first]))))
     for c in counts.columns:
-        out.append((bool(masks.column_totals[c]), int(counts[c].sum()), [cell[r, c] for r in counts.index]))
+        out.append((bool(masks.column_totals[c]), int(counts[c].sum()), sums([(r, c) for r in counts.index])))
     for name, rows in (groups or {}).items():
         for c in counts.columns:
-            out.append((bool(masks.group_cells.loc[name, c]), int(counts.loc[rows, c].sum()), [cell[r, c] for r in rows]))
+            out.append((bool(masks.group_cells.loc[name, c]), int(counts.loc[rows, c].sum()),
+                        sums([(r, c) for r in rows])))
         out.append((bool(masks.group_totals[name]), int(counts.loc[rows, first].to_numpy().sum()),
-                    [cell[r, c] for r in rows for c in first]))
-    out.append((False, int(counts[first].to_numpy().sum()), [cell[r, c] for r in counts.index for c in first]))
+                    sums([(r, c) for r in rows for c in first])))
+    for block in blocks:
+        out.append((False, int(counts[first].to_numpy().sum()), sums([(r, c) for r in counts.index for c in block])))
     return out
 
 
@@ -48,25 +58,16 @@ def _intervals(counts: pd.DataFrame, masks: Masks, groups=None, blocks=None):
     """[(value, low, high)] of every withheld cell, interior cells and margins, by the reader's programmes."""
     values = counts.to_numpy(dtype=float).ravel()
     hidden = masks.cells.to_numpy(dtype=bool).ravel()
-    margins = _margins(counts, masks, groups, blocks)
-    A_eq, b_eq = [], []
-    for withheld, value, parts in margins:
-        if not withheld:
-            row = np.zeros(len(values))
-            row[parts] = 1.0
-            A_eq.append(row)
-            b_eq.append(value)
+    relations = _relations(counts, masks, groups, blocks)
+    A_eq = np.array([coef for withheld, _, coef in relations if not withheld])
+    b_eq = [value for withheld, value, _ in relations if not withheld]
     bounds = [(0, None) if h else (v, v) for v, h in zip(values, hidden)]
     targets = [(values[k], np.eye(len(values))[k]) for k in np.flatnonzero(hidden)]
-    for withheld, value, parts in margins:
-        if withheld:
-            row = np.zeros(len(values))
-            row[parts] = 1.0
-            targets.append((value, row))
+    targets += [(value, coef) for withheld, value, coef in relations if withheld]
     out = []
     for value, objective in targets:
-        low = linprog(objective, A_eq=np.array(A_eq), b_eq=b_eq, bounds=bounds, method="highs")
-        high = linprog(-objective, A_eq=np.array(A_eq), b_eq=b_eq, bounds=bounds, method="highs")
+        low = linprog(objective, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        high = linprog(-objective, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
         assert low.status == 0 and high.status == 0, "the true table is feasible: the programmes must solve"
         out.append((value, low.fun, -high.fun))
     return out
@@ -90,17 +91,18 @@ def _assert_primary_withheld(counts, result, threshold=THRESHOLD, groups=None, b
     """Every small cell is withheld — but the grand total, and the cells that equal it whatever the table
     (a one-row table's row total, a one-column block's total, a group of all rows' total), are shown."""
     small = lambda v: 0 < v < threshold  # noqa: E731
-    first = list(blocks[0]) if blocks else list(counts.columns)
-    one_row, one_column = len(counts) == 1, all(len(b) == 1 for b in (blocks or [counts.columns]))
-    if not (one_row and one_column):
-        assert (result.cells | ~counts.map(small)).all().all()
-    assert one_row or all(result.row_totals[r] for r, v in counts[first].sum(axis=1).items() if small(v))
-    assert one_column or all(result.column_totals[c] for c, v in counts.sum(axis=0).items() if small(v))
+    blocks = blocks or [list(counts.columns)]
+    alone = {c for b in blocks if len(b) == 1 for c in b}  # a block of one column: its total is the grand total
+    one_row = len(counts) == 1
+    for (r, c), v in counts.stack().items():
+        assert result.cells.loc[r, c] or not small(v) or (one_row and c in alone)
+    assert one_row or all(result.row_totals[r] for r, v in counts[list(blocks[0])].sum(axis=1).items() if small(v))
+    assert all(result.column_totals[c] or c in alone for c, v in counts.sum(axis=0).items() if small(v))
     for name, rows in (groups or {}).items():
         everyone = len(rows) == len(counts)
-        assert (everyone and one_column) or all(result.group_cells.loc[name, c]
-                                                for c, v in counts.loc[rows].sum(axis=0).items() if small(v))
-        assert everyone or result.group_totals[name] or not small(counts.loc[rows, first].to_numpy().sum())
+        assert all(result.group_cells.loc[name, c] or (everyone and c in alone)
+                   for c, v in counts.loc[rows].sum(axis=0).items() if small(v))
+        assert everyone or result.group_totals[name] or not small(counts.loc[rows, list(blocks[0])].to_numpy().sum())
     assert not (result.primary.cells & counts.eq(0)).any().any(), "zeros are not small cells"
 
 
@@ -120,19 +122,29 @@ def tables(draw):
         groups = {f"镇{g + 1}": list(counts.index[a:b]) for g, (a, b) in enumerate(zip(edges, edges[1:]))}
         if draw(st.booleans()):  # some rows belong to no group
             groups.pop(next(iter(groups)))
-    return counts, groups, draw(st.integers(2, 6))
+    blocks = None
+    if draw(st.integers(0, 3)) == 0:  # a second block beside: the same row totals split another way
+        width = draw(st.integers(1, 3))
+        split = []
+        for total in counts.sum(axis=1):
+            cuts = sorted(draw(st.lists(st.integers(0, int(total)), min_size=width - 1, max_size=width - 1)))
+            split.append([b - a for a, b in zip([0, *cuts], [*cuts, int(total)])])
+        second = pd.DataFrame(split, index=counts.index, columns=[f"段{k + 1}" for k in range(width)])
+        blocks = [list(counts.columns), list(second.columns)]
+        counts = pd.concat([counts, second], axis=1)
+    return counts, groups, blocks, draw(st.integers(2, 6))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_no_withheld_cell_of_a_generated_table_can_be_worked_back(case):
-    counts, groups, threshold = case
-    result = suppress(counts, threshold=threshold, row_groups=groups)
-    _assert_primary_withheld(counts, result, threshold, groups)
+    counts, groups, blocks, threshold = case
+    result = suppress(counts, threshold=threshold, row_groups=groups, blocks=blocks)
+    _assert_primary_withheld(counts, result, threshold, groups, blocks)
     assert result.disclosed == ()
-    assert audit(counts, result, groups, threshold=threshold) == []
-    _assert_protected(counts, result, threshold, groups)
-    again = suppress(counts.copy(), threshold=threshold, row_groups=groups)
+    assert audit(counts, result, groups, threshold=threshold, blocks=blocks) == []
+    _assert_protected(counts, result, threshold, groups, blocks)
+    again = suppress(counts.copy(), threshold=threshold, row_groups=groups, blocks=blocks)
     for part in ("cells", "group_cells"):
         pd.testing.assert_frame_equal(getattr(result, part), getattr(again, part))
     for part in ("row_totals", "column_totals", "group_totals"):
