@@ -34,10 +34,10 @@ nothing the grand total does not. :func:`suppress` adds complementary cells unti
 nothing (:attr:`Suppression.disclosed`, what it could not protect, stays empty: withholding every
 other cell always protects).
 
-The audit is the linear (continuous) relaxation: counts are integers, so a reader's real interval
-lies inside ``[low, high]`` with integer ends — for the two-way tables here the bounds are integers
-themselves. It considers this one table: figures published elsewhere (another form, last month's
-report) are outside it.
+The audit is the linear (continuous) relaxation with its bounds rounded inwards to whole numbers
+(counts are whole: a reader who finds ``high = 4.5`` knows the cell holds at most 4); for a plain
+two-way table the bounds are whole numbers already. It considers this one table: figures published
+elsewhere (another form, last month's report, the households column beside the persons) are outside it.
 
 **Several blocks beside each other** (``blocks``): persons by sex next to persons by age band, each
 block of columns summing to the same row total and to the same grand total. Pass all blocks in one
@@ -92,21 +92,21 @@ class Disclosure:
 
     ``part`` is one of ``cell``, ``row_total``, ``column_total``, ``group_cell``, ``group_total``;
     ``row`` / ``column`` are the labels (the group's name for subtotals, None for a total's other
-    axis); ``low`` / ``high`` the interval a reader can work out.
+    axis); ``low`` / ``high`` the whole numbers a reader can narrow it to.
     """
 
     part: str
     row: object
     column: object
     value: int
-    low: float
-    high: float
+    low: int
+    high: int
     reason: str
 
     def __str__(self) -> str:
         zh, en = _PARTS[self.part]
         where = " / ".join(str(x) for x in (self.row, self.column) if x is not None)
-        return f"{zh} {en} [{where}] = {self.value}: {self.reason} (可推得 can be worked out as {self.low:g}–{self.high:g})"
+        return f"{zh} {en} [{where}] = {self.value}: {self.reason} (可推得 can be worked out as {self.low}–{self.high})"
 
 
 @dataclass(frozen=True)
@@ -172,8 +172,8 @@ class _Interval:
         return len(self.S)
 
     def unprotected(self) -> np.ndarray:
-        ok = (self.hi >= self.up - _EPS) & (self.hi - self.lo >= self.width - _EPS)
-        return ~ok
+        hi, lo = np.floor(self.hi + _EPS), np.ceil(self.lo - _EPS)  # counts are whole numbers
+        return ~((hi >= self.up) & (hi - lo >= self.width))
 
     def _witness(self, x: np.ndarray) -> None:
         np.maximum(self.hi, x, out=self.hi)
@@ -255,15 +255,14 @@ def _disclosures(table: Table, found, primary: np.ndarray, threshold: int) -> li
     for k, low, high in found:
         part, row, column = table.where(k)
         value = int(table.values[k])
-        if low == high == value and (not primary[k] or high < up):
+        low, high = math.ceil(low - _EPS), math.floor(high + _EPS)  # counts are whole numbers
+        if low == high:
             reason = "可由所示单元格反推 / recomputable from the cells shown"
-        elif primary[k] and high < up - _EPS:
+        elif primary[k] and high < up:
             reason = f"可证明少于{up:g} / shown to be under {up:g}"
-        elif primary[k]:
-            reason = f"可推得的范围窄于{width:g} / narrowed to a range narrower than {width:g}"
         else:
-            reason = "可由所示单元格反推 / recomputable from the cells shown"
-        out.append(Disclosure(part, row, column, value, round(low, 6), round(high, 6), reason))
+            reason = f"可推得的范围窄于{width:g} / narrowed to a range narrower than {width:g}"
+        out.append(Disclosure(part, row, column, value, low, high, reason))
     return out
 
 
@@ -281,7 +280,7 @@ def audit(counts: pd.DataFrame, mask: Masks | pd.DataFrame, row_groups: Mapping[
     if supp[-1]:
         raise ValueError("the grand total is always shown: it cannot be suppressed")
     primary = _primary(table, t)
-    shown = [Disclosure(*table.where(k), int(table.values[k]), float(table.values[k]), float(table.values[k]),
+    shown = [Disclosure(*table.where(k), int(table.values[k]), int(table.values[k]), int(table.values[k]),
                         f"少于{t}却未隐去 / under {t} but shown") for k in np.flatnonzero(primary & ~supp)]
     return shown + _disclosures(table, _check(table, supp, primary, t), primary, t)
 
