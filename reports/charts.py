@@ -154,7 +154,7 @@ def barh(ax, labels: Sequence[str], values: Sequence[int], colour: str | Sequenc
 #: Men's and women's bars of a population pyramid (the columns the frame must have), and their colours.
 PYRAMID_COLUMNS = ("男", "女")
 _PYRAMID_COLOURS = ("#1a73e8", "#e52592")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^(\d{4})-(0?[1-9]|1[0-2])$")
 
 
 def _counts(frame: pd.DataFrame, columns: Sequence[str], what: str):
@@ -213,13 +213,15 @@ def population_pyramid_png(frame: pd.DataFrame, *, title: str) -> bytes:
 def monthly_trend_png(frame: pd.DataFrame, *, title: str) -> bytes:
     """A monthly trend (births, deaths, …) as PNG bytes: one line per column of ``frame``.
 
-    ``frame``: index months ``YYYY-MM`` in order; columns the series (counts; a withheld cell is a gap).
+    ``frame``: index months ``YYYY-MM`` (or ``YYYY-M``) in order; columns the series (counts; a withheld
+    cell is a gap).
     """
     bad = [m for m in frame.index if not _MONTH.match(str(m))]
     if bad:
         raise ValueError(f"monthly trend {title!r}: {bad[0]!r} is not a month written YYYY-MM (e.g. 2026-01)")
     months = [str(m) for m in frame.index]
-    if months != sorted(months) or len(set(months)) != len(months):
+    order = [tuple(int(part) for part in _MONTH.match(m).groups()) for m in months]
+    if order != sorted(set(order)):
         raise ValueError(f"monthly trend {title!r}: the months must be in order, each once")
     counts = _counts(frame, list(frame.columns), f"monthly trend {title!r}")
     with charting() as L:

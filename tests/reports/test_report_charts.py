@@ -113,6 +113,7 @@ def test_the_monthly_trend_draws_one_line_per_column_in_month_order():
     pd.DataFrame(index=["2026-01", "2026-02"]),
     pd.DataFrame({"出生": [0, 0, 0]}, index=["2026-01", "2026-02", "2026-03"]),
     pd.DataFrame({"出生": [SYMBOL, 7]}, index=["2026-01", "2026-02"]),
+    pd.DataFrame({"出生": [1, 2, 3]}, index=["2025-12", "2026-1", "2026-10"]),
 ])
 def test_a_trend_of_nothing_is_a_readable_chart(frame):
     _image(monthly_trend_png(frame, title="出生 births"))
@@ -121,9 +122,10 @@ def test_a_trend_of_nothing_is_a_readable_chart(frame):
 @pytest.mark.parametrize(("index", "message"), [
     (["2026-01", "2026-13"], r"'2026-13' is not a month written YYYY-MM"),
     (["2026-02", "2026-01"], r"in order, each once"),
-    (["2026-01", "2026-01"], r"in order, each once"),
+    (["2026-01", "2026-1"], r"in order, each once"),
+    (["2026-10", "2026-9"], r"in order, each once"),
 ])
 def test_the_trend_refuses_months_it_cannot_place(index, message):
     with pytest.raises(ValueError, match=message):
-        monthly_trend_png(pd.DataFrame({"出生": [1, 2]}, index=index), title="出生")
+        monthly_trend_png(pd.DataFrame({"出生": range(len(index))}, index=index), title="出生")
 
