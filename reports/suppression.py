@@ -118,7 +118,7 @@ class Suppression(Masks):
     row_groups: Mapping[str, Sequence] | None = None
     blocks: tuple[tuple, ...] | None = None
     primary: Masks | None = None
-    #: What the audit still finds after suppression: empty except for a one-cell table under the threshold.
+    #: What the audit still finds after suppression: empty unless no pattern at all could protect the table.
     disclosed: tuple[Disclosure, ...] = ()
 
     @property
@@ -220,12 +220,13 @@ class _Interval:
             if not bad.any():
                 return []
             before = int(bad.sum())
-            target = np.maximum(self.up, self.lo + self.width)
+            target = np.maximum(self.up, np.ceil(self.lo - _EPS) + self.width)
             up = np.flatnonzero(bad & (self.hi < target - _EPS))
             self._pooled(up, 1.0, target[up], rng)
             bad = self.unprotected()
-            floor = np.maximum(self.hi - self.width, 0.0)
-            down = np.flatnonzero(bad & (self.lo > floor + _EPS))
+            high_enough = np.floor(self.hi + _EPS) >= self.up  # what is left is the width: go down
+            floor = np.clip(np.floor(self.hi + _EPS) - self.width, 0.0, self.x0)
+            down = np.flatnonzero(bad & high_enough & (self.lo > floor + _EPS))
             self._pooled(down, -1.0, floor[down], rng)
             if int(self.unprotected().sum()) >= before:
                 break
