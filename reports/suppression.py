@@ -109,7 +109,7 @@ class Disclosure:
         return f"{zh} {en} [{where}] = {self.value}: {self.reason} (可推得 can be worked out as {self.low}–{self.high})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # frames do not compare to one truth value
 class Suppression(Masks):
     """The outcome of :func:`suppress`: the masks (all withheld cells), the primary ones, and how to show them."""
 

@@ -19,7 +19,7 @@ from scipy import sparse
 __all__ = ["Masks", "Table"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # frames do not compare to one truth value
 class Masks:
     """Which cells of a published table are withheld (True) — one mask per part of the form.
 
