@@ -5,6 +5,8 @@
   embedded PostgreSQL under ``HUB_HOME/pg`` and reuses it on the next run.
 - ``HUB_AIRFLOW_DATABASE_URL``: Airflow's metadata database (default: ``<warehouse>_airflow`` on the
   warehouse's server).
+- ``HUB_REPORTS``: the statistical reports the pipeline writes after each release (``all``, ``none``
+  or ``dibao,gaoling``; see :func:`statistical_reports`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ def match_options() -> dict:
     """Options for the matcher's DuckDB: ``HUB_MATCH_MEMORY`` bounds its memory (default 400MB;
     past it, DuckDB spills to the temporary folder)."""
     return {"memory_limit": os.environ.get("HUB_MATCH_MEMORY") or "400MB"}
+
+
+def statistical_reports() -> list[str] | None:
+    """Which statistical report kinds (统计报表) the pipeline writes after each release into
+    ``HUB_HOME/reports/<release>/`` (``HUB_REPORTS``): ``all`` (the default), ``none``, or kinds separated by
+    commas (``dibao,gaoling``). Returns the kinds, None for all, [] for none."""
+    value = (os.environ.get("HUB_REPORTS") or "all").strip()
+    if value.lower() == "all":
+        return None
+    if value.lower() == "none":
+        return []
+    return [k.strip() for k in value.split(",") if k.strip()]
 
 
 def gx_dir() -> Path:

@@ -17,3 +17,16 @@ class LedgerError(ReportError):
 
 class LedgerConfigError(ReportError):
     """The ledgers file is missing, unreadable or invalid."""
+
+
+class StatisticsError(ReportError):
+    """A statistical report cannot be made as asked (unknown kind, community or release); ``known`` lists
+    the valid choices."""
+
+    def __init__(self, message: str, known: list[str] | None = None):
+        super().__init__(message)
+        self.known = list(known or [])
+
+
+class ReportConfigError(ReportError):
+    """The statistics file (the report kinds) is missing, unreadable or invalid."""

@@ -1,0 +1,320 @@
+"""A counted statistical report (:class:`reports.statistics.Table`) as a government form: XLSX and CSV.
+
+The form: the title; 填报单位 (the owning department), 统计时点 (the as-of date), the release and its
+date; what is counted; a header of two rows (three with ``--compare``: this release, the other one,
+and the change per cell); 单位：人/户; a line per village (and row value) with a 小计 per town and the
+合计; the 制表人 / 审核人 / 填报日期 lines with 填报日期 filled; the CJK font; A4 with the header rows
+on every page and page numbers; the pyramid or monthly chart as a PNG beside the table. Suppressed
+cells (a copy for another department) show ``*``. The CSV holds the same lines, one header row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reports import xlsx
+from reports.statistics import COUNTY, NO_PLACE, NO_TOWN, NO_VILLAGE, Line, Table
+
+SUPPRESSED = "＊"  # as reports.suppression marks a withheld cell
+SUBTOTAL_FILL = "F2F2F2"
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The same kind and community of another release, to show beside ``table``."""
+
+    other: Table
+
+    def cells(self, table: Table) -> list[tuple[tuple, tuple[int, ...]]]:
+        index = {_key(ln): ln.cells for ln in self.other.lines}
+        return [(_key(ln), index.get(_key(ln), (0,) * len(ln.cells))) for ln in table.lines]
+
+
+def _key(line: Line) -> tuple:
+    return (line.role, line.town, line.village, line.value)
+
+
+def row_labels(table: Table) -> list[str]:
+    """The heading of the label columns: town, village, and the row breakdown's."""
+    labels = ["镇（乡、街道）", "村（社区）"]
+    if table.spec.rows:
+        labels.append(table.spec.rows[0].heading)
+    return labels
+
+
+def _labels(table: Table, line: Line) -> list[str | None]:
+    if line.role == "total":
+        out: list[str | None] = ["合计", None]
+    elif line.role == "subtotal":
+        out = [line.town or NO_TOWN, "小计"]
+    else:
+        out = [line.town or (None if line.village else NO_PLACE), line.village or NO_VILLAGE]
+        if line.town == NO_PLACE:
+            out = [NO_PLACE, None]
+    if table.spec.rows:
+        out.append(line.value if line.role == "data" else None)
+    return out
+
+
+def _shown(table: Table, i: int, j: int, value: int) -> Any:
+    return SUPPRESSED if (i, j) in table.suppressed else value
+
+
+def headers(table: Table, compare: Table | None = None) -> list[tuple[str, str | None, str | None]]:
+    """Each count column's header levels: (block, group, sub) — block only with ``compare``."""
+    cols = [(c.group, c.sub) for c in table.columns]
+    if compare is None:
+        return [(g, s, None) for g, s in cols]
+    blocks = [f"第{table.data.release.release_no}版", f"第{compare.data.release.release_no}版", "增减"]
+    return [(b, g, s) for b in blocks for g, s in cols]
+
+
+def values(table: Table, compare: Table | None = None) -> list[list[Any]]:
+    """The lines' label and count cells as the form shows them."""
+    other = Compared(compare).cells(table) if compare is not None else None
+    rows = []
+    for i, line in enumerate(table.lines):
+        cells = [_shown(table, i, j, v) for j, v in enumerate(line.cells)]
+        if other is not None:
+            before = other[i][1]
+            diff = [SUPPRESSED if cells[j] == SUPPRESSED else line.cells[j] - before[j] for j in range(len(cells))]
+            cells = cells + list(before) + diff
+        rows.append(_labels(table, line) + cells)
+    return rows
+
+
+def _notes(table: Table, department: str, generated: dt.datetime, compare: Table | None) -> list[str]:
+    data = table.data
+    release = data.release
+    lines = [f"填报单位：{department}　　统计范围：{table.place}　　统计时点：{data.as_of:%Y-%m-%d}　　"
+             f"数据版本：第{release.release_no}版（{data.release_date:%Y-%m-%d} 发布）"
+             + ("（该版本已撤回）" if release.withdrawn else "")]
+    start, inclusive = table.since
+    if table.spec.period is not None:
+        if start is None:
+            period = f"统计期：截至 {data.as_of:%Y-%m-%d}"
+        else:
+            period = f"统计期：{start:%Y-%m-%d}{'' if inclusive else '（不含）'} 至 {data.as_of:%Y-%m-%d}"
+        lines.append(period)
+    lines.append(f"统计口径：{table.spec.description or table.spec.title}")
+    if compare is not None:
+        lines.append(f"对比：第{compare.data.release.release_no}版（{compare.data.release_date:%Y-%m-%d} 发布，"
+                     f"统计时点 {compare.data.as_of:%Y-%m-%d}）；增减 = 本版 − 对比版。")
+    if table.suppressed:
+        lines.append(f"注：标“{SUPPRESSED}”的格为小数值保护（不足阈值的计数及可据以推算的格）不予显示。")
+    lines.append(f"数据来源：居民数据中心主索引　　生成时间：{xlsx.local_time(generated)}")
+    return lines
+
+
+def _styles(book) -> None:
+    """The form's cell styles, registered once per workbook (assigning a named style is cheap; building
+    fonts and borders per cell is what makes a spreadsheet library slow)."""
+    from openpyxl.styles import Alignment, Border, NamedStyle, PatternFill, Side
+
+    thin = Side(style="thin", color="808080")
+    border = Border(left=thin, right=thin, top=thin, bottom=thin)
+    fill = PatternFill("solid", fgColor=xlsx.HEADER_FILL)
+    sub = PatternFill("solid", fgColor=SUBTOTAL_FILL)
+    specs = {
+        "form_title": dict(font=xlsx._font(bold=True, size=16), alignment=Alignment(horizontal="centerContinuous",
+                                                                                    vertical="center")),
+        "form_note": dict(font=xlsx._font(), alignment=Alignment(horizontal="left", vertical="center")),
+        "form_unit": dict(font=xlsx._font(), alignment=Alignment(horizontal="right")),
+        "form_head": dict(font=xlsx._font(bold=True), fill=fill, border=border,
+                          alignment=Alignment(horizontal="center", vertical="center", wrap_text=True)),
+        "form_label": dict(font=xlsx._font(), border=border),
+        "form_count": dict(font=xlsx._font(), border=border, alignment=Alignment(horizontal="right")),
+        "form_sum_label": dict(font=xlsx._font(bold=True), border=border, fill=sub),
+        "form_sum_count": dict(font=xlsx._font(bold=True), border=border, fill=sub,
+                               alignment=Alignment(horizontal="right")),
+    }
+    for name, style in specs.items():
+        book.add_named_style(NamedStyle(name=name, **style))
+
+
+def workbook(table: Table, *, department: str, generated: dt.datetime, compare: Table | None = None,
+             chart: bytes | None = None):
+    """The form as an openpyxl workbook."""
+    from openpyxl.utils import get_column_letter
+
+    book = xlsx.new_workbook(title=f"{table.spec.title} {table.place}")
+    _styles(book)
+    ws = book.active
+    ws.title = xlsx.sheet_title(table.spec.title, "统计表")
+    labels = row_labels(table)
+    heads = headers(table, compare)
+    width = len(labels) + len(heads)
+    ws.append([table.spec.title] + [None] * (width - 1))  # centred across the form's width
+    for j in range(1, width + 1):
+        ws.cell(1, j).style = "form_title"
+    ws.row_dimensions[1].height = 28
+    for note in _notes(table, department, generated, compare):
+        ws.append([note])
+        ws.cell(ws.max_row, 1).style = "form_note"
+    unit = "单位：人、户" if any(c.measure == "households" for c in table.columns) else "单位：人"
+    ws.append([None] * (width - 1) + [unit])
+    ws.cell(ws.max_row, width).style = "form_unit"
+    levels = 3 if compare is not None else 2
+    first = ws.max_row + 1
+    for level in range(levels):
+        ws.append([labels[j] if level == 0 and j < len(labels) else None for j in range(len(labels))]
+                  + [head[level] for head in heads])
+        for j in range(1, width + 1):
+            ws.cell(first + level, j).style = "form_head"
+    end = first + levels - 1
+    for j in range(1, len(labels) + 1):
+        ws.merge_cells(start_row=first, start_column=j, end_row=end, end_column=j)
+    _merge_headers(ws, heads, first, len(labels), levels)
+    for j, head in enumerate(heads, start=len(labels) + 1):  # wide enough for the lowest heading
+        lowest = next((h for h in reversed(head) if h), "")
+        ws.column_dimensions[get_column_letter(j)].width = max(9.0, 2.1 * len(lowest) + 1)
+    for j in range(1, len(labels) + 1):
+        ws.column_dimensions[get_column_letter(j)].width = 14
+    n_labels = len(labels)
+    for r, (line, row) in enumerate(zip(table.lines, values(table, compare)), start=end + 1):
+        ws.append(row)  # ws.max_row and ws[r] scan every cell: the row number is counted instead
+        label, count = ("form_label", "form_count") if line.role == "data" else ("form_sum_label", "form_sum_count")
+        for j in range(1, width + 1):
+            ws.cell(r, j).style = label if j <= n_labels else count
+    ws.freeze_panes = ws.cell(end + 1, n_labels + 1)
+    xlsx.signature_lines(ws, filled={"填报日期": f"{generated:%Y-%m-%d}"})
+    xlsx._print_setup(ws, end, f"第{table.data.release.release_no}版")  # A4 landscape, page numbers
+    ws.print_title_rows = f"{first}:{end}"  # every header row of the form on every page
+    if chart is not None:
+        xlsx.add_png(ws, chart, f"{get_column_letter(width + 2)}{first}", width=560, height=420)
+    return book
+
+
+def _merge_headers(ws, heads: list[tuple], first: int, offset: int, levels: int) -> None:
+    """Merge equal neighbouring header cells across, and a group with no sub-columns down."""
+    for level in range(levels):
+        j = 0
+        while j < len(heads):
+            k = j
+            prefix = heads[j][: level + 1] if levels == 3 else heads[j][: level + 1]
+            while k + 1 < len(heads) and heads[k + 1][: level + 1] == prefix and heads[j][level] is not None:
+                k += 1
+            col = offset + j + 1
+            below_empty = level + 1 < levels and all(heads[x][level + 1] is None for x in range(j, k + 1))
+            end_row = first + levels - 1 if below_empty else first + level
+            if k > j or end_row > first + level:
+                ws.merge_cells(start_row=first + level, start_column=col, end_row=end_row, end_column=offset + k + 1)
+            j = k + 1
+
+
+def csv_text(table: Table, compare: Table | None = None) -> str:
+    """The form's lines as CSV (UTF-8 with a byte-order mark, so that spreadsheets read the Chinese)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    heads = ["/".join(p for p in h if p) for h in headers(table, compare)]
+    writer.writerow(row_labels(table) + heads)
+    for row in values(table, compare):
+        writer.writerow(["" if v is None else v for v in row])
+    return "\ufeff" + out.getvalue()
+
+
+def filename(table: Table, *, suffix: str = ".xlsx", compare: Table | None = None, suppressed: bool = False) -> str:
+    """``最低生活保障对象统计表_城关镇_第3版.xlsx`` (``_对比第2版``, ``_对外`` when suppressed)."""
+    name = f"{table.spec.title}_{table.place}_第{table.data.release.release_no}版"
+    if compare is not None:
+        name += f"_对比第{compare.data.release.release_no}版"
+    if suppressed:
+        name += "_对外"
+    return re.sub(r'[\\/:*?"<>|\s]+', "_", name) + suffix
+
+
+def save(table: Table, path: Path, *, department: str, generated: dt.datetime, compare: Table | None = None,
+         chart: bytes | None = None, with_csv: bool = False) -> list[Path]:
+    """Write the XLSX form to ``path`` (and the CSV beside it); returns the files written."""
+    book = workbook(table, department=department, generated=generated, compare=compare, chart=chart)
+    written = [xlsx.save_workbook(book, path, private=True)]  # exports are owner-only, like every other
+    if with_csv:
+        target = path.with_suffix(".csv")
+        target.unlink(missing_ok=True)
+        with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+            f.write(csv_text(table, compare))
+        written.append(target)
+    return written
+
+
+def place_label(table: Table) -> str:
+    return COUNTY if table.level == "county" else table.place
+
+
+_JOB: dict = {}  # what the forked writers of write_all read: the counted kinds and the places
+
+
+def _write_one(task: tuple[str, int]) -> tuple[str, str, str, float]:
+    import time
+
+    started = time.perf_counter()
+    kind, i = task
+    count, config, folder, generated = _JOB["counts"][kind], _JOB["config"], _JOB["folder"], _JOB["generated"]
+    from reports import statistics
+
+    table = count.table(_JOB["places"][i])
+    path = folder / filename(table)
+    save(table, path, department=config.departments[count.spec.owner], generated=generated,
+         chart=statistics._chart(table))
+    return count.spec.title, table.place, path.name, time.perf_counter() - started
+
+
+def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no: int | None = None,
+              workers: int | None = None) -> dict:
+    """Write every kind in ``kinds`` (default: all declared) for the county and each community of a release
+    into ``folder`` (owner's copies: the folder is the hub's own), with an ``index.html`` listing them.
+    The release is read once and each kind counted once; the forms are written by ``workers`` processes
+    (default: the machine's cores, at most 4). Returns the release, the number of files, per kind
+    (files, seconds: counting plus writing, summed over the processes) and the index page."""
+    import html
+    import multiprocessing
+    import os
+    import time
+    from zoneinfo import ZoneInfo
+
+    from reports import statistics
+
+    config = statistics.shipped_statistics()
+    wanted = list(config.kinds) if kinds is None else kinds
+    for kind in wanted:
+        statistics.kind_spec(kind, config)
+    data = statistics.load_release(conn, release_no=release_no, config=config)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    places = [None, *data.communities]
+    seconds: dict[str, float] = {}
+    counts = {}
+    for kind in wanted:
+        started = time.perf_counter()
+        counts[kind] = statistics.count_kind(kind, data, config=config)
+        seconds[kind] = time.perf_counter() - started
+    _JOB.update(counts=counts, config=config, folder=folder, places=places,
+                generated=dt.datetime.now(ZoneInfo(config.timezone)))
+    tasks = [(kind, i) for kind in wanted for i in range(len(places))]
+    workers = workers or min(4, os.cpu_count() or 1)
+    try:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                done = pool.map(_write_one, tasks, chunksize=8)
+        else:
+            done = [_write_one(t) for t in tasks]
+    finally:
+        _JOB.clear()
+    for (kind, _), (_, _, _, took) in zip(tasks, done):
+        seconds[kind] += took
+    rows = "\n".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td>"
+                     f"<td><a href=\"{html.escape(n)}\">{html.escape(n)}</a></td></tr>" for t, p, n, _ in done)
+    (folder / "index.html").write_text(
+        f"<!doctype html><meta charset=\"utf-8\"><title>统计报表 第{data.release.release_no}版</title>"
+        f"<h1>统计报表 Statistical reports — 第{data.release.release_no}版</h1>"
+        f"<p>统计时点 {data.as_of:%Y-%m-%d}；{len(done)} 份报表（各报表的填报单位、生成时间见表内）。</p>"
+        f"<table border=\"1\" cellpadding=\"4\"><tr><th>报表</th><th>范围</th><th>文件</th></tr>\n{rows}\n</table>\n",
+        encoding="utf-8")
+    return {"release_no": data.release.release_no, "files": len(done),
+            "kinds": {k: (len(places), round(seconds[k], 2)) for k in wanted}, "index": str(folder / "index.html")}
