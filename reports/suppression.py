@@ -331,29 +331,27 @@ def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
 def _widen(table: Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
     """More complementary cells beside each unprotected one: the best of each of its lines (a subtotal when the
     group's own cells are too small to absorb a small cell's change; for a complementary cell that only
-    bridges two cycles, a way round it), else the best further out."""
-    E, Ec = table.E_abs, table.E_csc
-
-    def cells_of(lines):
-        return np.unique(np.concatenate([E.indices[E.indptr[e]:E.indptr[e + 1]] for e in lines]))
-
+    bridges two cycles, a way round it), else the best of the cells nearest to it."""
+    E, Ec, ET = table.E_abs, table.E_csc, table.E_abs.T.tocsr()
+    open_ = ~supp & ~table.shown
     added = False
     for k, _, _ in failing:
-        lines = Ec.indices[Ec.indptr[k]:Ec.indptr[k + 1]]
         here = False
-        for e in lines:
+        for e in Ec.indices[Ec.indptr[k]:Ec.indptr[k + 1]]:
             cells = E.indices[E.indptr[e]:E.indptr[e + 1]]
-            candidates = cells[~supp[cells] & ~table.shown[cells]]
+            candidates = cells[open_[cells]]
             if len(candidates):
-                supp[_best(table, candidates, need[k])] = here = True
-        reached = cells_of(lines)
-        while not here:  # all its lines withheld whole: reach further
-            candidates = reached[~supp[reached] & ~table.shown[reached]]
+                best = _best(table, candidates, need[k])
+                supp[best], open_[best], here = True, False, True
+        reached = np.zeros(table.n, dtype=bool)
+        reached[k] = True
+        while not here:  # all its lines withheld whole: the cells one line further out, and so on
+            wider = (ET @ ((E @ reached.astype(float)) > 0).astype(float)) > 0
+            candidates = np.flatnonzero(wider & open_)
             if len(candidates):
-                supp[_best(table, candidates, need[k])] = here = True
-                break
-            wider = cells_of(np.unique(np.concatenate([Ec.indices[Ec.indptr[c]:Ec.indptr[c + 1]] for c in reached])))
-            if len(wider) == len(reached):
+                best = _best(table, candidates, need[k])
+                supp[best], open_[best], here = True, False, True
+            elif wider.sum() == reached.sum():
                 break
             reached = wider
         added |= here
