@@ -185,11 +185,11 @@ def population_pyramid_png(frame: pd.DataFrame, *, title: str) -> bytes:
         fig = figure(8, 1.6 + 0.3 * max(len(counts), 6))
         ax = fig.subplots()
         ax.set_title(L.text(title), fontsize=12)
-        if not len(counts) or not counts.fillna(0).to_numpy().any():
+        if not len(counts) or not (counts.fillna(0).to_numpy().any() or counts.isna().to_numpy().any()):
             empty(ax, L("无人员", "nobody in this population"))
             return png(fig)
         y = list(range(len(counts)))
-        top = max(float(counts.max().max()), 1.0)
+        top = max(float(counts.fillna(0).to_numpy().max()), 1.0)
         names = (L("男", "male"), L("女", "female"))
         for side, (column, colour, name) in enumerate(zip(PYRAMID_COLUMNS, _PYRAMID_COLOURS, names)):
             sign = -1 if side == 0 else 1

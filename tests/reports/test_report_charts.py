@@ -73,12 +73,16 @@ def test_a_withheld_cell_draws_no_bar():
     withheld = _image(population_pyramid_png(frame, title="人口金字塔"))
     assert len(_where(full, FEMALE)[0]) > 10 * len(_where(withheld, FEMALE)[0]), "only the legend's swatch is left"
     assert len(_where(withheld, MALE)[0]) > 200, "the men's bars are still drawn"
+    # every cell withheld or zero: no bar at all, but not "nobody" either — the marks are drawn
+    swatch = len(_where(withheld, FEMALE)[0])
+    pixels = _image(population_pyramid_png(pd.DataFrame({"男": [SYMBOL, 0], "女": [0, SYMBOL]}, index=["80-89", "90-99"]),
+                                           title="高龄"))
+    assert len(_where(pixels, MALE)[0]) <= swatch and 0 < len(_where(pixels, FEMALE)[0]) <= swatch
 
 
 @pytest.mark.parametrize("frame", [
     pd.DataFrame({"男": [], "女": []}),
     pd.DataFrame({"男": [0] * len(BANDS), "女": [0] * len(BANDS)}, index=BANDS),
-    pd.DataFrame({"男": [SYMBOL, 0], "女": [0, SYMBOL]}, index=["80-89", "90-99"]),
 ])
 def test_a_pyramid_of_nobody_is_a_readable_chart(frame):
     pixels = _image(population_pyramid_png(frame, title="空 empty"))
