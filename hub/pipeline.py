@@ -411,11 +411,18 @@ def publish_release(validation_run_id: int) -> dict:
     Publishes only what gate run ``validation_run_id`` validated; one publish at a time. The attempt and the
     release record what they were made with (model, rules, code version, Airflow run)."""
     from hub.provenance import ran_with
+    from warehouse.changes import record_changes
     from warehouse.releases import publish
 
     with settings.engine().begin() as conn:
         outcome = publish(conn, validation_run_id, source_departments(), ran_with=ran_with())
+        if outcome.outcome == "published":  # the departments' change feed and webhook outbox, with the release
+            record_changes(conn, outcome.release_no)
     log.info("release: %s %s (%s)", outcome.outcome, outcome.release_no, outcome.reason)
+    if outcome.outcome == "published":
+        from hub.webhooks import deliver_after_publish
+
+        deliver_after_publish(settings.engine())
     return asdict(outcome)
 
 
@@ -442,6 +449,23 @@ def build_reports() -> dict:
         return _build_reports_locked()
 
 
+def _statistical_reports() -> int:
+    """Write the statistical reports (统计报表) of the current release for the county and every community
+    into HUB_HOME/reports/<release>/ with an index.html (``HUB_REPORTS`` says which kinds); the number of files."""
+    from reports.stat_form import write_all
+    from warehouse.releases import current_release
+
+    kinds = settings.statistical_reports()
+    with settings.engine().connect() as conn:
+        release = current_release(conn)
+        if kinds == [] or release is None:
+            return 0
+        folder = settings.hub_home() / "reports" / str(release["release_no"])
+        done = write_all(conn, folder, kinds=kinds, release_no=release["release_no"])
+    log.info("reports: %d statistical reports of release %d in %s", done["files"], done["release_no"], folder)
+    return done["files"]
+
+
 def _build_reports_locked() -> dict:
     from expectations.sources import load_gate_rules
     from hub.audits import export_all
@@ -451,7 +475,7 @@ def _build_reports_locked() -> dict:
 
     audit = export_all(settings.engine())
     result = {"audit_report": str(audit.get("report", "")), "findings_workbooks": len(audit) - ("report" in audit),
-              "scorecard": "", "department_scorecards": 0}
+              "scorecard": "", "department_scorecards": 0, "statistical_reports": _statistical_reports()}
     docs = settings.gx_dir() / "gx" / "uncommitted" / "data_docs" / "local_site"
     if not docs.is_dir():  # the scorecards sit beside the gate's Data Docs: none before the first gate run
         log.info("reports: audit report %s; no scorecard before the first gate run", result["audit_report"])

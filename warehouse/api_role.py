@@ -8,7 +8,8 @@ NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS NOINHERIT`` and holds exactly 
 * ``audit.api_key``: read, and update only ``blocked_at`` / ``blocked_reason`` (blocking a key);
 * ``audit.access_log`` (append: the trigger refuses changes), ``audit.api_quota`` (count),
   ``audit.access_alert`` (raise): read and insert, quotas also update;
-* ``publish.current_release``: read ``release_no``; nothing else in ``publish``;
+* ``publish.current_release``: read ``release_no``; ``publish.release``: read (the releases' figures and
+  manifests, no personal data); nothing else in ``publish``;
 * the steward routes: read ``mpi`` and ``std.resident``, insert ``mpi.decision``, update
   ``mpi.review_pair``; the sequences behind those tables' ids.
 
@@ -41,6 +42,8 @@ TABLE_PRIVILEGES = (
     ("audit", "access_alert", "SELECT", None),
     ("audit", "access_alert", "INSERT", None),
     ("publish", "current_release", "SELECT", ("release_no",)),
+    ("publish", "release", "SELECT", None),
+    ("publish", "change_event", "SELECT", None),  # the change feed (GET /v1/changes reads the caller's)
     ("std", "resident", "SELECT", None),
     ("mpi", "decision", "INSERT", None),
     ("mpi", "review_pair", "UPDATE", None),

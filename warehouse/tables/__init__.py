@@ -44,12 +44,15 @@ from warehouse.tables.mpi import (
     mpi_term_frequency,
 )
 from warehouse.tables.publish import (
+    publish_change_event,
     publish_current_release,
     publish_enrolment,
     publish_enrolment_current,
     publish_master_person,
     publish_master_person_current,
     publish_release,
+    publish_webhook,
+    publish_webhook_outbox,
 )
 from warehouse.tables.raw import (
     raw_current_record,
@@ -96,12 +99,15 @@ __all__ = [
     "mpi_model_state",
     "mpi_review_pair",
     "mpi_term_frequency",
+    "publish_change_event",
     "publish_current_release",
     "publish_enrolment",
     "publish_enrolment_current",
     "publish_master_person",
     "publish_master_person_current",
     "publish_release",
+    "publish_webhook",
+    "publish_webhook_outbox",
     "raw_current_record",
     "raw_ingested_file",
     "raw_load_batch",

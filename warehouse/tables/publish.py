@@ -76,5 +76,58 @@ publish_enrolment = sa.Table(
 #: View: the enrolments of the current release.
 publish_enrolment_current = view_of("enrolment_current", publish_enrolment)
 
+#: Per department, what changed from the release before to this one, cut to what its view shows (the change feed).
+publish_change_event = sa.Table(
+    "change_event", metadata,
+    sa.Column("department", TEXT, primary_key=True),
+    sa.Column("release_no", sa.Integer, sa.ForeignKey("publish.release.release_no"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("kind", TEXT, nullable=False),
+    sa.Column("master_id", TEXT, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.CheckConstraint("kind IN ('added', 'changed', 'deceased', 'merged', 'split', 'removed', 'enrolment_added',"
+                       " 'enrolment_moved', 'enrolment_changed', 'enrolment_removed')", name="change_event_kind_check"),
+    sa.Index("change_event_release_no_idx", "release_no"),
+    schema=SCHEMA,
+)
+
+#: A department's webhook subscription (at most one): where its change events are posted, signed with ``secret``.
+publish_webhook = sa.Table(
+    "webhook", metadata,
+    sa.Column("webhook_id", sa.BigInteger, primary_key=True),
+    sa.Column("department", TEXT, nullable=False),
+    sa.Column("url", TEXT, nullable=False),
+    sa.Column("secret", TEXT, nullable=False),
+    sa.Column("purpose", TEXT),
+    sa.Column("from_release", sa.Integer, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("created_by", TEXT),
+    sa.UniqueConstraint("department", name="webhook_department_key"),
+    schema=SCHEMA,
+)
+
+#: The change events queued for a webhook after each publish, and their delivery.
+publish_webhook_outbox = sa.Table(
+    "webhook_outbox", metadata,
+    sa.Column("webhook_id", sa.BigInteger, sa.ForeignKey("publish.webhook.webhook_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("department", TEXT, nullable=False),
+    sa.Column("release_no", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("state", TEXT, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("queued_at", TIMESTAMP, nullable=False),
+    sa.Column("next_attempt_at", TIMESTAMP, nullable=False),
+    sa.Column("last_attempt_at", TIMESTAMP),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", TEXT),
+    sa.Column("delivered_at", TIMESTAMP),
+    sa.ForeignKeyConstraint(["department", "release_no", "seq"], ["publish.change_event.department",
+                            "publish.change_event.release_no", "publish.change_event.seq"]),
+    sa.CheckConstraint("state IN ('pending', 'delivered')", name="webhook_outbox_state_check"),
+    schema=SCHEMA,
+)
+
 TABLES = (publish_release, publish_master_person, publish_current_release, publish_master_person_current,
-          publish_enrolment, publish_enrolment_current)
+          publish_enrolment, publish_enrolment_current, publish_change_event, publish_webhook, publish_webhook_outbox)
