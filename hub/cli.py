@@ -13,8 +13,11 @@ from rich.table import Table
 
 from hub.cli_access import access_app
 from hub.cli_airflow import airflow_app
+from hub.cli_changes import changes, webhook_app
 from hub.cli_common import JsonOption, configure_logging, console, err, print_json, user_errors
+from hub.cli_probe import probe
 from hub.cli_publish import audit_app, grants_app, key_app, release_app
+from hub.cli_report import report
 from hub.cli_review import explain, history, review_app, train
 from hub.cli_status import status
 
@@ -29,6 +32,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(key_app, name="api-key")
 app.add_typer(airflow_app, name="airflow")
 app.add_typer(access_app, name="access")
+app.add_typer(webhook_app, name="webhook")
 
 app.command()(status)
 
@@ -315,7 +319,8 @@ def match(
 @app.command()
 def ledger(
     kind: Annotated[str | None, typer.Argument(
-        help="The ledger kind: dibao (低保户), canji (残疾人), yuling (育龄妇女), gaoling (高龄老人); see reports/ledgers.yaml."
+        help="The ledger kind: dibao (低保户), canji (残疾人), yuling (育龄妇女), gaoling (高龄老人), liudong (流动人口);"
+        " see reports/ledgers.yaml."
     )] = None,
     community: Annotated[str | None, typer.Option(
         help="A town (城关镇) or a village named with its town (城关镇东湖村).")] = None,
@@ -411,6 +416,9 @@ def serve(
 app.command()(history)
 app.command()(explain)
 app.command()(train)
+app.command()(probe)
+app.command()(changes)
+app.command()(report)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -27,3 +27,12 @@ def publish_served_county() -> dict:
     release = pipeline.publish_release(gate["validation_run_id"])
     assert release["outcome"] == "published", release
     return {**release, "gate": gate}
+
+
+def publish_day0(engine: sa.Engine, platforms, county) -> dict:
+    """An empty warehouse, then the simulated county of day 0 served (no faults), ingested, matched and
+    published (:func:`publish_served_county`)."""
+    empty_warehouse(engine)
+    platforms.set_faults(None)
+    platforms.advance(county)
+    return publish_served_county()

@@ -38,7 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api import persons, reviews
+from hub.api import changes, persons, probe, releases, reviews
 from hub.api.deps import NOT_FOUND
 from hub.api.guard import RateLimit, TokenBuckets, guard_and_log
 from hub.api.limits import Quotas
@@ -68,6 +68,9 @@ Read access to the published master person index (一人一档) of the resident 
   per department (429 with `Retry-After` until midnight, Asia/Shanghai); a batch check holds at most a
   configured number of items (413 beyond). Many distinct master ids looked up one by one in a short
   time block the key (403) until the hub's operator unblocks it (`hub api-key unblock`). A NUL character anywhere answers 400.
+* **Releases**: `GET /v1/releases/{n}` is what release n was made of (model, rules and code checksums,
+  the source batches); any department's key may read it. A master id merged away answers with the
+  person of the current release it was merged into (`redirected_from`).
 * **Audit**: every request, refused ones too, is logged in `audit.access_log` (key, department,
   path, purpose code, counts, the master ids returned, status; a hash chain over the rows) — never an
   ID number or a name. A change (a steward decision) is logged in its own transaction: if the row
@@ -133,6 +136,8 @@ def create_app(engine: sa.Engine | None = None, *,
         title="Resident data hub — read API", version="1", description=_DESCRIPTION,
         openapi_tags=[{"name": "persons", "description": "the published master person index"},
                       {"name": "reviews", "description": "the review queue (keys with the steward scope)"},
+                      {"name": "changes", "description": "the department's change feed after a release"},
+                      {"name": "releases", "description": "the published releases and what each was made of"},
                       {"name": "health", "description": "liveness (no key, no data)"}])
     app.state.engine, app.state.sharing, app.state.max_batch = engine, dict(sharing), max_batch
     app.state.buckets = TokenBuckets(rate_limit) if rate_limit else None
@@ -144,7 +149,10 @@ def create_app(engine: sa.Engine | None = None, *,
     app.add_exception_handler(DepartmentViewsMissing, _views_missing)
     app.middleware("http")(guard_and_log)
     app.include_router(persons.router)
+    app.include_router(probe.router)
     app.include_router(reviews.router)
+    app.include_router(releases.router)
+    app.include_router(changes.router)
     persons.describe_batch_limit(app, max_batch)
     return app
 

@@ -38,7 +38,7 @@ log = logging.getLogger("hub.api")
 # (a mistyped ID number or name in a URL, say) is masked
 _ROUTE_WORDS = frozenset({"v1", "persons", "search", "check", "reviews", "decision", "healthz", "openapi.json",
                           "docs", "redoc", "masters", "decisions", "split", "move-out", "detach-id",
-                          "purposes"})
+                          "purposes", "releases", "changes", "probe"})
 _SAFE_ID = re.compile(r"^(M\d{9,12}|\d{1,10})$")
 _MASTER_ID = re.compile(r"M\d{9,12}")  # what sweep detection counts (the access log keeps these paths)
 # a NUL character in a JSON body: raw, or escaped as \u0000 (an odd number of backslashes before u0000)
