@@ -46,6 +46,11 @@ hidden in one block may be given back by the other, e.g. a row total suppressed 
 cells of the other block are all shown equals their sum. One call audits the union of all
 relations, so what is hidden in one block stays hidden given the other.
 
+A sparse table — mostly zeros and ones, say a category × grade form of a few dozen persons per town —
+ends up almost wholly withheld: for a 1 to be consistent with 5, four persons must be movable into it
+from other withheld cells. Publish such a table at a coarser level (town instead of village) for
+other departments.
+
 The owning department's own copy is not suppressed: callers apply this only to copies that leave it.
 numpy, scipy and pandas are imported at module level: import this module only where tables are made.
 """
