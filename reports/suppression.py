@@ -220,7 +220,7 @@ class _Interval:
 
     def _run(self, exact: bool) -> list[int]:
         rng = np.random.default_rng(0)  # fixed: the same table gives the same pattern
-        for _ in range(8):  # pooled rounds: cheap witnesses for most cells
+        for _ in range(200):  # pooled rounds while they witness more: far cheaper than two programmes per cell
             bad = self.unprotected()
             if not bad.any():
                 return []
