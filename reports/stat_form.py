@@ -261,17 +261,21 @@ def _write_one(task: tuple[str, int]) -> tuple[str, str, str, float]:
 
     table = count.table(_JOB["places"][i])
     path = folder / filename(table)
+    drawn = table.level != "village" or _JOB["village_charts"]
     save(table, path, department=config.departments[count.spec.owner], generated=generated,
-         chart=statistics._chart(table))
+         chart=statistics._chart(table) if drawn else None)
     return count.spec.title, table.place, path.name, time.perf_counter() - started
 
 
 def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no: int | None = None,
-              workers: int | None = None) -> dict:
+              workers: int | None = None, village_charts: bool = False) -> dict:
     """Write every kind in ``kinds`` (default: all declared) for the county and each community of a release
     into ``folder`` (owner's copies: the folder is the hub's own), with an ``index.html`` listing them.
     The release is read once and each kind counted once; the forms are written by ``workers`` processes
-    (default: the machine's cores, at most 4). Returns the release, the number of files, per kind
+    (default: the machine's cores, at most 4). Charts are drawn on the county's and the towns' forms
+    (a village's, with ``village_charts``: drawing is most of the time, and a village's pyramid of a few
+    hundred persons says little that its table does not; ``hub report`` draws them). Returns the release,
+    the number of files, per kind
     (files, seconds: counting plus writing, summed over the processes) and the index page."""
     import html
     import multiprocessing
@@ -285,7 +289,9 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
     wanted = list(config.kinds) if kinds is None else kinds
     for kind in wanted:
         statistics.kind_spec(kind, config)
+    started = time.perf_counter()
     data = statistics.load_release(conn, release_no=release_no, config=config)
+    read = time.perf_counter() - started
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     places = [None, *data.communities]
     seconds: dict[str, float] = {}
@@ -294,7 +300,7 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
         started = time.perf_counter()
         counts[kind] = statistics.count_kind(kind, data, config=config)
         seconds[kind] = time.perf_counter() - started
-    _JOB.update(counts=counts, config=config, folder=folder, places=places,
+    _JOB.update(counts=counts, config=config, folder=folder, places=places, village_charts=village_charts,
                 generated=dt.datetime.now(ZoneInfo(config.timezone)))
     tasks = [(kind, i) for kind in wanted for i in range(len(places))]
     workers = workers or min(4, os.cpu_count() or 1)
@@ -316,5 +322,5 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
         f"<p>统计时点 {data.as_of:%Y-%m-%d}；{len(done)} 份报表（各报表的填报单位、生成时间见表内）。</p>"
         f"<table border=\"1\" cellpadding=\"4\"><tr><th>报表</th><th>范围</th><th>文件</th></tr>\n{rows}\n</table>\n",
         encoding="utf-8")
-    return {"release_no": data.release.release_no, "files": len(done),
+    return {"release_no": data.release.release_no, "files": len(done), "read_seconds": round(read, 2),
             "kinds": {k: (len(places), round(seconds[k], 2)) for k in wanted}, "index": str(folder / "index.html")}

@@ -96,6 +96,16 @@ def _read(path) -> dict:
             "title": cells[0][0], "notes": [r[0] for r in cells[1:top] if r[0]]}
 
 
+def _groups(form: dict, first: int) -> list[str]:
+    """The column group of every count column from ``first`` on: a merged heading is read in its first
+    cell only, so each following cell with a sub-heading takes the group before it."""
+    top, sub = form["head"][0][first:], form["head"][1][first:]
+    out: list[str] = []
+    for i, (group, under) in enumerate(zip(top, sub)):
+        out.append(group if group is not None or not i or under is None else out[-1])
+    return out
+
+
 def _persons_by_place(form: dict, column: int) -> Counter:
     out: Counter = Counter()
     for line in form["lines"]:
@@ -129,7 +139,8 @@ def test_every_kind_reconciles_with_sql(published, data, kind, tmp_path):
             assert lines[-1][j] == sum(ln[j] or 0 for ln in data_lines), (kind, j)
             for sub in (ln for ln in lines if ln[1] == "小计"):
                 assert sub[j] == sum(ln[j] or 0 for ln in data_lines if ln[0] == sub[0]), (kind, sub[0], j)
-        groups = [h for h in form["head"][0][labels:]]
+        groups = _groups(form, labels)
+        assert any(groups.count(g) > 1 for g in groups) == any(c.by is not None for c in spec.columns)
         persons_col = form["head"][0].index(next(c.header for c in spec.columns
                                                  if c.measure == "persons" and c.by is None))
         for group in dict.fromkeys(g for g in groups if g and groups.count(g) > 1):
@@ -244,3 +255,61 @@ def test_copy_for_another_department_is_suppressed(published, data, tmp_path):
     hidden = [c for ln in _read(other.paths[0])["lines"] for c in ln[3:]]
     assert SUPPRESSED not in shown and any(0 < c < 5 for c in shown)
     assert SUPPRESSED in hidden and not any(isinstance(c, int) and 0 < c < 5 for c in hidden)
+
+
+def test_no_suppressed_cell_is_given_back_by_a_line_or_a_column(published, data, tmp_path):
+    """In the copy for another department, a line or column (within a town, with its 小计; across the 小计
+    lines, with the 合计) that hides a cell hides at least two: none is its total minus the cells shown."""
+    with published["engine"].connect() as conn:
+        other = statistics.make_report(conn, "canji", tmp_path, data=data, for_department="health")
+    form = _read(other.paths[0])
+    lines = form["lines"]
+    groups = _groups(form, 3)
+    blocks = [[3 + i for i, g in enumerate(groups) if g == group] for group in dict.fromkeys(groups)]
+    blocks = [b for b in blocks if b != [3]]  # column 3 is the persons: each breakdown block adds up to it
+    hidden = [[c == SUPPRESSED for c in ln] for ln in lines]
+    assert any(any(h) for h in hidden) and blocks
+    for ln, h in zip(lines, hidden):
+        for block in blocks:  # a line: the persons cell and one breakdown's cells
+            assert h[3] + sum(h[j] for j in block) != 1, ln
+    towns = dict.fromkeys(ln[0] for ln in lines if ln[1] not in ("小计", None))
+    for j in range(3, len(lines[0])):
+        for town in towns:  # a column within a town, with the town's 小计
+            part = [h[j] for ln, h in zip(lines, hidden) if ln[0] == town]
+            assert sum(part) != 1, (town, j)
+        assert sum(h[j] for ln, h in zip(lines, hidden) if ln[1] == "小计" or ln[0] == "合计") != 1, j
+
+
+def test_compare_shows_both_releases_and_the_change(published, data, tmp_path):
+    """--compare: three header rows (this release, the other, 增减); the change per cell is the difference."""
+    with published["engine"].connect() as conn:
+        result = statistics.make_report(conn, "dibao", tmp_path, town=data.communities[0].name, as_of=AS_OF,
+                                        compare=published["release_no"], suppress=False, with_csv=True)
+    form = _read(result.paths[0])
+    assert [h[2] for h in form["head"]][0] == "第1版" and "增减" in form["head"][0]
+    width = (len(form["lines"][0]) - 2) // 3
+    for line in form["lines"]:
+        now, before, change = line[2:2 + width], line[2 + width:2 + 2 * width], line[2 + 2 * width:]
+        assert now == before and change == [a - b for a, b in zip(now, before)]
+    assert "对比第1版" in result.paths[0].name
+
+
+def test_pipeline_writes_every_kind_for_every_community(published, tmp_path, monkeypatch):
+    """What the report task writes: each chosen kind for the county and every community, and the index."""
+    from hub import settings
+    from reports.stat_form import write_all
+
+    monkeypatch.setenv("HUB_REPORTS", "dibao, pyramid")
+    assert settings.statistical_reports() == ["dibao", "pyramid"]
+    monkeypatch.setenv("HUB_REPORTS", "none")
+    assert settings.statistical_reports() == []
+    with published["engine"].connect() as conn:
+        done = write_all(conn, tmp_path / "1", kinds=["dibao", "pyramid"], workers=2)
+        with pytest.raises(StatisticsError, match="unknown report kind 'nope'"):
+            write_all(conn, tmp_path / "2", kinds=["nope"])
+    with published["engine"].connect() as conn:
+        places = 1 + len(statistics.load_release(conn).communities)
+    files = sorted(p.name for p in (tmp_path / "1").glob("*.xlsx"))
+    assert done["files"] == len(files) == 2 * places
+    index = (tmp_path / "1" / "index.html").read_text(encoding="utf-8")
+    assert all(name in index for name in files)
