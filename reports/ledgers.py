@@ -485,7 +485,6 @@ def _workbook(ledger: _Ledger, main: pd.DataFrame, gone: pd.DataFrame, labels: M
     """The ledger's sheet, and the deceased members' sheet when there are any to list apart."""
     spec, release_no = ledger.spec, ledger.release.release_no
     book = xlsx.new_workbook(title=f"{spec.title} {ledger.community.name}")
-    _cjk_default_format(book)
     signed = {"填报日期": f"{ledger.as_of:%Y-%m-%d}"}  # the ledger date; 制表人 and 审核人 sign by hand
     sheet = book.active
     sheet.title = xlsx.sheet_title(spec.title, "台账")
@@ -508,17 +507,6 @@ def _workbook(ledger: _Ledger, main: pd.DataFrame, gone: pd.DataFrame, labels: M
                          page_header=INTERNAL)
         xlsx.signature_lines(dead_sheet, filled=signed)
     return book
-
-
-def _cjk_default_format(book) -> None:
-    """The workbook's default cell format (of every cell no table styles, such as what a cadre types
-    in later) in the CJK font: openpyxl's font 0, which that format uses, is Calibri."""
-    from openpyxl.styles import Font
-    from openpyxl.utils.indexed_list import IndexedList
-
-    fonts = list(book._fonts)
-    fonts[0] = Font(name=xlsx.FONT_NAME, charset=xlsx.FONT_CHARSET)
-    book._fonts = IndexedList(fonts)
 
 
 def generate_ledger(conn: sa.Connection, kind: str, community: str, out_path: Path | str, *,

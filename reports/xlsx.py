@@ -67,6 +67,13 @@ def new_workbook(*, title: str | None = None):
     normal = next((s for s in book._named_styles if s.name == "Normal"), None)
     if normal is not None:
         normal.font = _font()
+    # the default cell format (of every cell no table styles, such as what a cadre types in later)
+    # uses openpyxl's font 0, which is Calibri whatever the Normal style says
+    from openpyxl.utils.indexed_list import IndexedList
+
+    fonts = list(book._fonts)
+    fonts[0] = _font()
+    book._fonts = IndexedList(fonts)
     return book
 
 
