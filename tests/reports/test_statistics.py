@@ -296,19 +296,23 @@ def test_compare_shows_both_releases_and_the_change(published, data, tmp_path):
 
 def test_pipeline_writes_every_kind_for_every_community(published, tmp_path, monkeypatch):
     """What the report task writes: each chosen kind for the county and every community, and the index."""
-    from hub import settings
+    from hub import pipeline, settings
     from reports.stat_form import write_all
 
+    with published["engine"].connect() as conn:
+        places = 1 + len(statistics.load_release(conn).communities)
     monkeypatch.setenv("HUB_REPORTS", "dibao, pyramid")
     assert settings.statistical_reports() == ["dibao", "pyramid"]
+    monkeypatch.setenv("HUB_HOME", str(tmp_path / "home"))
+    assert pipeline._statistical_reports() == 2 * places  # the report task, after a release
+    written = tmp_path / "home" / "reports" / str(published["release_no"])
+    assert len(list(written.glob("*.xlsx"))) == 2 * places and (written / "index.html").exists()
     monkeypatch.setenv("HUB_REPORTS", "none")
-    assert settings.statistical_reports() == []
+    assert settings.statistical_reports() == [] and pipeline._statistical_reports() == 0
     with published["engine"].connect() as conn:
         done = write_all(conn, tmp_path / "1", kinds=["dibao", "pyramid"], workers=2)
         with pytest.raises(StatisticsError, match="unknown report kind 'nope'"):
             write_all(conn, tmp_path / "2", kinds=["nope"])
-    with published["engine"].connect() as conn:
-        places = 1 + len(statistics.load_release(conn).communities)
     files = sorted(p.name for p in (tmp_path / "1").glob("*.xlsx"))
     assert done["files"] == len(files) == 2 * places
     index = (tmp_path / "1" / "index.html").read_text(encoding="utf-8")
