@@ -22,6 +22,9 @@ from sqlalchemy.engine import make_url
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="hub-test-"))
 os.environ["HUB_HOME"] = str(_SESSION_HOME)
 os.environ["HUB_DAG_RETRIES"] = "0"
+# the pipeline's statistical reports (every kind for every community) are tested in
+# tests/reports/test_statistics.py; the scheduler's deployment writes one kind (tests/dags/airflow_cluster.py)
+os.environ["HUB_REPORTS"] = "none"
 os.environ.pop("HUB_DATABASE_URL", None)
 
 from hub import settings  # noqa: E402

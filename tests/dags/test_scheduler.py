@@ -11,6 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from hub import settings
 from hub.dag_config import PUBLISHED_ASSET_URI, raw_asset_uri
 
 
@@ -94,6 +95,13 @@ def test_ingestion_dags_start_the_master_index_which_publishes(cluster, platform
             "SELECT a.source, a.batch_id, b.batch_id FROM raw.load_batch a JOIN raw.load_batch b"
             " ON a.source = b.source AND a.batch_id < b.batch_id AND b.started_at < a.finished_at")).all()
     assert releases == current == len(published)
+    # the report task wrote the deployment's statistical report kind (HUB_REPORTS) for the county and
+    # every community of the current release, listed in the folder's index
+    folder = settings.hub_home() / "reports" / str(current)
+    forms = sorted(folder.glob("*.xlsx"))
+    assert len(forms) > 1 and all("人口金字塔" in p.name for p in forms), forms
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert all(p.name in index for p in forms)
     assert set(loaded) == {d.removeprefix("ingest_") for d in ingest}
     assert overlapping == [], "two loads of one source ran side by side"
 
