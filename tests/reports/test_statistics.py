@@ -2,7 +2,9 @@
 
 The county is ingested, matched and published once for the module. Every kind is written for the
 county, one town and one village; each figure read back from the XLSX form is compared with a count
-written here, independently, in SQL against publish.master_person / publish.enrolment.
+written here, independently, in SQL against publish.master_person / publish.enrolment: every cell of
+every kind (households, age bands, sex, grades, months, provinces, five-year bands, programme pairs,
+deaths since the previous report), every 小计 and 合计, for the county and for one village.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
@@ -177,35 +180,6 @@ def test_total_equals_the_ledger_rows(published, data, kind, tmp_path):
                 == ledger.rows, (kind, town.name)
 
 
-def test_breakdowns_by_sql(published, data):
-    """A few breakdown cells against SQL: dibao by sex, yuling by five-year band, liudong by province."""
-    with published["engine"].connect() as conn:
-        where, rf = EXPECTED["dibao"]
-        by_sex = _sql_counts(conn, where, record_filter=rf, extra="CASE sex WHEN 1 THEN '男' WHEN 2 THEN '女' ELSE '不详' END")
-        where, rf = EXPECTED["yuling"]
-        by_band = _sql_counts(conn, where, record_filter=rf, extra="CAST(floor(years / 5) * 5 AS int)")
-        liudong = conn.execute(sa.text(
-            "SELECT left(e.status_raw, 2), count(DISTINCT e.master_id) FROM publish.enrolment e JOIN"
-            " publish.master_person p USING (release_no, master_id) WHERE e.release_no = 1 AND e.source = 'wj_liudong'"
-            " AND coalesce(p.status, '') <> 'deceased' GROUP BY 1")).all()
-    dibao = statistics.count_kind("dibao", data).table(None)
-    for sex in ("男", "女"):
-        j = next(i for i, c in enumerate(dibao.columns) if c.value == sex)
-        assert dibao.total.cells[j] == sum(n for (_, _, x), n in by_sex.items() if x == sex)
-    yuling = statistics.count_kind("yuling", data).table(None)
-    for start in range(15, 50, 5):
-        j = next(i for i, c in enumerate(yuling.columns) if c.value == f"{start}-{start + 4}岁")
-        assert yuling.total.cells[j] == sum(n for (_, _, x), n in by_band.items() if x == start)
-    provinces = statistics.count_kind("liudong", data).table(None)
-    shown = Counter()
-    for line in provinces.lines:
-        if line.role == "data":
-            shown[line.value] += line.cells[0]
-    assert sum(shown.values()) == sum(n for _, n in liudong)
-    assert len(shown) == len({p for p, _ in liudong})
-    assert all(name.endswith(("省", "市", "自治区", "特别行政区", "地区", "不详")) for name in shown)
-
-
 def test_bad_kind_community_release(published, data, tmp_path):
     with published["engine"].connect() as conn:
         with pytest.raises(StatisticsError, match=r"unknown report kind 'nope'.*dibao.*overlaps"):
@@ -317,3 +291,182 @@ def test_pipeline_writes_every_kind_for_every_community(published, tmp_path, mon
     assert done["files"] == len(files) == 2 * places
     index = (tmp_path / "1" / "index.html").read_text(encoding="utf-8")
     assert all(name in index for name in files)
+
+
+# ------------------------------------------------------------------ every cell of every kind, by SQL
+# One query per kind gives each person counted (one row per person and pair for the overlaps) with
+# their place and the label of every breakdown, written here in SQL from the published release: the
+# population by its first qualifying record (by source and record), ages in completed years at the
+# as-of date, the golden address's town, village, group and house number (else the record's).
+def _population(sources: str, condition: str = "true") -> str:
+    return f"""
+WITH q AS (SELECT * FROM publish.enrolment WHERE release_no = :n AND source IN ({sources}) AND {condition}),
+f AS (SELECT DISTINCT ON (master_id) * FROM q ORDER BY master_id, source, source_record_id),
+r AS (SELECT DISTINCT ON (master_id) master_id, address_town AS r_town, address_village AS r_village FROM q
+      WHERE address_town IS NOT NULL ORDER BY master_id, source, source_record_id),
+u AS (
+  SELECT p.*, f.status_raw, f.record_fields, f.address_town AS f_town, f.address_village AS f_village,
+    f.address_group AS f_group, f.address_house_no AS f_house,
+    date_part('year', age(CAST(:as_of AS date), p.birth_date)) AS years,
+    CASE p.sex WHEN 1 THEN '男' WHEN 2 THEN '女' ELSE '不详' END AS sex_label,
+    CASE WHEN p.address IS NULL THEN r.r_town ELSE (regexp_match(regexp_replace(p.address, '[0-9].*$', ''),
+      '([^县区市省]+?(镇|乡|街道))'))[1] END AS town,
+    CASE WHEN p.address IS NULL THEN r.r_village ELSE (regexp_match(regexp_replace(p.address, '[0-9].*$', ''),
+      '(镇|乡|街道)(.+?(村|社区))'))[2] END AS village
+  FROM publish.master_person p JOIN f USING (master_id) LEFT JOIN r USING (master_id) WHERE p.release_no = :n)
+"""
+
+
+def _band(bands: list[tuple[int | None, int | None, str]]) -> str:
+    whens = " ".join(f"WHEN years BETWEEN {lo or 0} AND {hi if hi is not None else 999} THEN '{label}'"
+                     for lo, hi, label in bands)
+    return f"CASE {whens} ELSE '不详' END"
+
+
+_ALL = ("'mz_dibao', 'mz_gaoling', 'mz_canji', 'wj_yuling', 'wj_liudong', 'wj_chusheng', 'rs_yanglao',"
+        " 'rs_yiliao'")
+_ALIVE = "coalesce(status, '') <> 'deceased'"
+_MONTH = """to_char({col}, 'YYYY"年"MM"月"')"""
+_HOUSEHOLD = """CASE
+  WHEN address IS NOT NULL AND substring(address from '(\\d+)号') IS NOT NULL AND (town IS NOT NULL OR village IS NOT NULL)
+    THEN concat_ws('|', town, village, substring(address from '(\\d+)组'), substring(address from '([0-9-]+)号'))
+  WHEN address IS NULL AND f_house IS NOT NULL AND (f_town IS NOT NULL OR f_village IS NOT NULL)
+    THEN concat_ws('|', f_town, f_village, f_group, f_house)
+  ELSE '~' || master_id END"""
+_FIVE = ("CASE WHEN years IS NULL THEN '不详' WHEN years >= 100 THEN '100岁及以上' ELSE"
+         " concat(floor(years / 5) * 5, '-', floor(years / 5) * 5 + 4, '岁') END")
+_PROGRAMS = ("(VALUES ('dibao', 1, '低保'), ('gaoling', 2, '高龄津贴'), ('canji', 3, '残疾人'), ('yuling', 4, '育龄妇女'),"
+             " ('liudong', 5, '流动人口'), ('chusheng', 6, '出生登记'), ('yanglao', 7, '养老保险'), ('yiliao', 8, '医疗保险'))"
+             " AS g(program, rank, name)")
+# kind → (the SQL of the persons counted: town, village, x (the row value) and the breakdowns' labels,
+#         {column group header → the label column; None: every person; "households": distinct households})
+CELLS = {
+    "dibao": (_population("'mz_dibao'", "program = 'dibao' AND status_raw = '在保'")
+              + f"SELECT town, village, NULL AS x, {_HOUSEHOLD} AS hh, sex_label AS sex, "
+              + _band([(None, 17, "0-17周岁"), (18, 59, "18-59周岁"), (60, None, "60周岁及以上")])
+              + f" AS band FROM u WHERE {_ALIVE}",
+              {"保障户数": "households", "保障人数": None, "按年龄分": "band", "按性别分": "sex"}),
+    "gaoling": (_population("'mz_gaoling'", "program = 'gaoling' AND status_raw IS DISTINCT FROM '停发'")
+                + "SELECT town, village, NULL AS x, "
+                + _band([(80, 89, "80-89周岁"), (90, 99, "90-99周岁"), (100, None, "100周岁及以上")])
+                + f" AS band FROM u WHERE {_ALIVE} AND (years >= 80 OR years IS NULL)",
+                {"高龄老人数": None, "按年龄分": "band"}),
+    "canji": (_population("'mz_canji'", "program = 'canji'")
+              + "SELECT town, village, coalesce(nullif(status_raw, ''), '不详') AS x,"
+                " coalesce(nullif(record_fields ->> '残疾等级', ''), '不详') AS grade FROM u WHERE " + _ALIVE,
+              {"残疾人数": None, "按残疾等级分": "grade"}),
+    "yuling": (_population("'wj_yuling'", "program = 'yuling'") + f"SELECT town, village, NULL AS x, {_FIVE} AS band"
+               f" FROM u WHERE {_ALIVE} AND (sex = 2 OR sex IS NULL) AND (years BETWEEN 15 AND 49 OR years IS NULL)",
+               {"育龄妇女数": None, "按年龄组分": "band"}),
+    "liudong": (_population("'wj_liudong'", "program = 'liudong'")
+                + "SELECT town, village, left(status_raw, 2) AS x, "
+                + _band([(None, 14, "0-14岁"), (15, 59, "15-59岁"), (60, None, "60岁及以上")])
+                + f" AS band FROM u WHERE {_ALIVE}",
+                {"流动人口数": None, "按年龄分": "band"}),
+    "births": (_population("'wj_chusheng'", "program = 'chusheng'")
+               + f"SELECT town, village, NULL AS x, {_MONTH.format(col='birth_date')} AS month, sex_label AS sex"
+               f" FROM u WHERE {_ALIVE} AND birth_date BETWEEN '2026-01-01' AND CAST(:as_of AS date)",
+               {"出生人数": None, "按出生月份分": "month", "按性别分": "sex"}),
+    "deaths": (_population(_ALL).replace("JOIN f USING", "LEFT JOIN f USING")
+               + f"SELECT town, village, NULL AS x, {_MONTH.format(col='status_date')} AS month, sex_label AS sex"
+               " FROM u WHERE status = 'deceased' AND status_date BETWEEN '2026-01-01' AND CAST(:as_of AS date)",
+               {"死亡人数": None, "按死亡月份分": "month", "按性别分": "sex"}),
+    "pyramid": (_population(_ALL).replace("JOIN f USING", "LEFT JOIN f USING")
+                + f"SELECT town, village, {_FIVE} AS x, sex_label AS sex FROM u WHERE {_ALIVE}",
+                {"人口数": None, "按性别分": "sex"}),
+    "overlaps": (_population(_ALL) + f""", pr AS (SELECT DISTINCT q.master_id, g.rank, g.name FROM q JOIN {_PROGRAMS}
+                 USING (program)), many AS (SELECT master_id FROM pr GROUP BY 1 HAVING count(*) >= 2)
+                 SELECT town, village, a.name || '+' || b.name AS x FROM u JOIN many USING (master_id)
+                 JOIN pr a USING (master_id) JOIN pr b ON b.master_id = u.master_id AND a.rank < b.rank
+                 WHERE {_ALIVE}""", {"人数": None}),
+}
+# 高龄 本期死亡: persons of the programme (whatever their status or age) who died up to the as-of date
+# (release 1 has no previous report), placed like the others
+GAOLING_DEATHS = (_population("'mz_gaoling'", "program = 'gaoling'") + "SELECT town, village, NULL AS x FROM u"
+                  " WHERE status = 'deceased' AND status_date <= CAST(:as_of AS date)")
+
+
+def _label(town, village) -> tuple:
+    """How the form names a place: a town without a village, or no place at all."""
+    if town is None and village is None:
+        return (statistics.NO_PLACE, None)
+    return (town, village if village is not None else statistics.NO_VILLAGE)
+
+
+def _none(x):
+    return None if x == "·" else x
+
+
+def _expected_cells(conn, kind: str) -> Counter:
+    """(town, village, row value, column group, sub-heading) → the count, from SQL over the release."""
+    sql, columns = CELLS[kind]
+    units = pd.DataFrame([dict(r) for r in conn.execute(sa.text(sql), {"n": 1, "as_of": AS_OF}).mappings()])
+    if kind == "liudong":  # the origin province from the first two digits (GB/T 2260)
+        from schemas.regions import RESIDENCE_PERMIT_CODES, current_regions
+
+        names = {**current_regions(), **RESIDENCE_PERMIT_CODES}
+        units["x"] = units["x"].map(lambda p: names.get(f"{p}0000", "不详") if isinstance(p, str) else "不详")
+    out: Counter = Counter()
+    if units.empty:
+        return out
+    units["place"] = [_label(t, v) for t, v in zip(units["town"], units["village"])]
+    units["x"] = units["x"].astype(object).where(units["x"].notna(), "·")  # no row breakdown
+    for group, how in columns.items():
+        keys = ["place", "x"]
+        if how == "households":
+            counted = units.groupby(keys, dropna=False)["hh"].nunique()
+            out.update({(p[0], p[1], _none(x), group, None): int(n) for (p, x), n in counted.items()})
+        elif how is None:
+            counted = units.groupby(keys, dropna=False).size()
+            out.update({(p[0], p[1], _none(x), group, None): int(n) for (p, x), n in counted.items()})
+        else:
+            counted = units.groupby([*keys, how], dropna=False).size()
+            out.update({(p[0], p[1], _none(x), group, sub): int(n) for (p, x, sub), n in counted.items()})
+    if kind == "gaoling":
+        dead = conn.execute(sa.text(GAOLING_DEATHS), {"n": 1, "as_of": AS_OF}).all()
+        out.update(Counter((*_label(t, v), None, "本期死亡", None) for t, v, _ in dead))
+    return +out
+
+
+def _form_cells(form: dict, labels: int) -> tuple[Counter, list]:
+    """(town, village, row value, column group, sub-heading) → the count, as the form shows each data line."""
+    groups = _groups(form, labels)
+    subs = form["head"][1][labels:]
+    cells: Counter = Counter()
+    for line in form["lines"]:
+        if line[0] == "合计" or line[1] == "小计":
+            continue
+        for j, (group, sub) in enumerate(zip(groups, subs)):
+            key = (line[0], line[1], line[2] if labels == 3 else None, group, sub if groups.count(group) > 1 else None)
+            assert key not in cells, key  # one line per place and row value
+            cells[key] = line[labels + j]
+    return cells, groups
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_cell_equals_sql(published, data, kind, tmp_path):
+    """Every cell of every kind — each village's line, each town's 小计 and the 合计, for the county and for one
+    village — read from the written form, equals a count written here in SQL against the release."""
+    spec = statistics.kind_spec(kind)
+    labels = 3 if spec.rows else 2
+    with published["engine"].connect() as conn:
+        want = _expected_cells(conn, kind)
+        county = _read(statistics.make_report(conn, kind, tmp_path, data=data, suppress=False).paths[0])
+        got, groups = _form_cells(county, labels)
+        assert set(groups) == set(CELLS[kind][1]) | ({"本期死亡"} if kind == "gaoling" else set())
+        assert {k for k, n in got.items() if n} == set(want), (kind, set(want) ^ {k for k, n in got.items() if n})
+        assert all(got[k] == n for k, n in want.items()), [(k, got[k], n) for k, n in want.items() if got[k] != n]
+        columns = [(g, s if groups.count(g) > 1 else None) for g, s in zip(groups, county["head"][1][labels:])]
+        for line in county["lines"]:  # 小计: a town's cells by SQL; 合计: the county's
+            if line[1] == "小计" or line[0] == "合计":
+                mine = [sum(n for k, n in want.items() if k[3:] == col and (line[0] == "合计" or k[0] == line[0]))
+                        for col in columns]
+                assert list(line[labels:]) == mine, (kind, line[:2])
+        village = next(c for c in data.communities if c.level == "village" and any(
+            k[:2] == (c.town, c.village) for k in want))
+        part = _read(statistics.make_report(conn, kind, tmp_path, community=village.name, data=data,
+                                            suppress=False).paths[0])
+    here, _ = _form_cells(part, labels)
+    assert {k: n for k, n in here.items() if n} == {k: n for k, n in want.items() if k[:2] == (village.town, village.village)}
+    assert list(part["lines"][-1][labels:]) == [sum(n for k, n in want.items() if k[:2] == (village.town, village.village)
+                                                    and k[3:] == col) for col in columns]
