@@ -17,7 +17,8 @@ Roles (cluster-wide; named from a prefix, ``hub_`` by default; all ``NOLOGIN``):
   ``publish.current_release (release_no)``, and the RLS policy ``hub_enrolment_<department>`` on
   ``publish.enrolment`` is written for it.
 * ``hub_auditor``: ``SELECT`` on every table and view in ``publish`` and ``audit`` (and a policy that
-  lets it see every enrolment); nothing in ``raw``, ``std``, ``mpi``.
+  lets it see every enrolment) except ``publish.webhook.secret`` (the webhooks' signing secrets: only the
+  hub's own user, which delivers the events, reads them); nothing in ``raw``, ``std``, ``mpi``.
 
 Per department (schema ``dept_<department>``, per database):
 
@@ -104,6 +105,9 @@ GRANTS_LOCK = 20261124
 MAX_NAME = 63  # PostgreSQL truncates longer identifiers
 ENROLMENT_TABLE = ("publish", "enrolment")
 _READABLE_KINDS = ("r", "v", "m", "p", "f")
+# columns of publish/audit the auditors may not read: only the hub's own user (the tables' owner) reads a
+# webhook's signing secret (delivery runs as that user); anyone holding it could forge the hub's events
+AUDITOR_WITHHELD = {("publish", "webhook"): frozenset({"secret"})}
 _CLASS_NOTE = {
     UNCONDITIONAL: "无条件 unconditional sharing",
     CONDITIONAL: "有条件 conditional sharing: use only for a declared purpose",
@@ -281,7 +285,13 @@ def _wanted_privileges(g: _Grants, departments: Iterable[DepartmentAccess], mana
     for s, r in g.conn.execute(sa.text(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname IN ('publish', 'audit') AND c.relkind = ANY(:k)"), {"k": list(_READABLE_KINDS)}):
-        rel.add((g.auditor, s, r, None, "SELECT"))
+        if (s, r) not in AUDITOR_WITHHELD:
+            rel.add((g.auditor, s, r, None, "SELECT"))
+            continue
+        columns = g.conn.execute(sa.text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attnum > 0"
+            " AND NOT attisdropped"), {"t": g.qn(s, r)}).scalars()
+        rel |= {(g.auditor, s, r, c, "SELECT") for c in columns if c not in AUDITOR_WITHHELD[(s, r)]}
     return {"rel": rel, "schema": schema, "db": db, "roles": managed}
 
 

@@ -299,6 +299,14 @@ def test_auditor_reads_publish_and_audit_only(env):
     assert _rows(auditor, "SELECT count(phone) FROM publish.master_person_current") == [(4,)]
     for target in ("raw.record", "std.resident", "mpi.golden", "mpi.crosswalk", "dept_health.master_person"):
         assert _try(auditor, f"SELECT * FROM {target} LIMIT 1") == "42501", target
+    # the webhooks' signing secrets: the auditors read every other column, the secret only the hub's own user
+    assert _try(auditor, "SELECT webhook_id, department, url, purpose, from_release FROM publish.webhook") == "ok"
+    for sql in ("SELECT secret FROM publish.webhook", "SELECT * FROM publish.webhook"):
+        assert _try(auditor, sql) == "42501", sql
+    with env.admin.connect() as conn:
+        conn.exec_driver_sql(f'SET ROLE "{PREFIX}auditor"')
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql("SELECT secret FROM publish.webhook")
 
 
 def test_views_follow_the_current_release(env):
