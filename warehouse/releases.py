@@ -246,6 +246,19 @@ def manifest(release: Mapping) -> dict:
             "withdrawn_reason": release.get("withdrawn_reason")}
 
 
+def department_manifest(m: Mapping, owners: Mapping[str, str], department: str) -> dict:
+    """The manifest ``m`` as a department reads it: record counts and batches of its own sources only
+    (``owners``: source → department, from the source registry); the other departments' sources are named
+    under ``other_sources``, without counts or batches (how many records a programme holds is its own
+    department's to tell). The operator's ``hub release show`` shows everything."""
+    out = dict(m)
+    batches = m.get("source_batches")
+    if batches is not None:
+        out["source_batches"] = {s: v for s, v in batches.items() if owners.get(s) == department}
+        out["other_sources"] = sorted(s for s in batches if owners.get(s) != department)
+    return out
+
+
 def ran_with_lines(ran_with: Mapping | None) -> list[str]:
     """A release's ``ran_with`` as lines for people: the model and rules that made it (with a short
     checksum), the code version and the Airflow run. Steps that ran with different files or code are

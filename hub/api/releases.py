@@ -1,13 +1,16 @@
 """Routes of the releases: which releases were published and what each was made of (its manifest).
 
 Any department's key may read them: a manifest holds versions, checksums, batch ids, times and counts —
-no personal data and no master id. Like every ``/v1`` request, each read is written to the access log
+no personal data and no master id. Per-source record counts and landing batches are shown for the caller's
+own department's sources only; the other departments' sources are named under ``other_sources``, without
+counts (``hub release show`` shows the operator everything). Like every ``/v1`` request, each read is written to the access log
 (by the guard, :mod:`hub.api.guard`); no person is counted against the key's quotas.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -15,7 +18,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from hub.api.deps import ERRORS, CallerDep, Warehouse, not_found
-from warehouse.releases import list_releases, manifest, release_row
+from warehouse.releases import department_manifest, list_releases, manifest, release_row
 
 router = APIRouter()
 
@@ -81,7 +84,10 @@ class ManifestAnswer(BaseModel):
     airflow: dict[str, dict[str, str | None]] = Field(
         description="the Airflow run of each step (match, gate, publish) that ran under Airflow")
     source_batches: dict[str, SourceBatches] | None = Field(
-        None, description="per source, the landing batches its records in the release came from (null: not recorded)")
+        None, description="per source of the caller's department, the landing batches its records in the release"
+                          " came from (null: not recorded)")
+    other_sources: list[str] = Field(
+        [], description="the other departments' sources of the release, named without counts or batches")
     redirect_count: int = Field(description="retired master ids the release redirects to their survivor")
 
 
@@ -100,8 +106,9 @@ def releases(request: Request, c: CallerDep, engine: Warehouse):
             summary="A release's manifest: model, rules, code and source batches",
             description="What the release was made of: the matching model's version and SHA-256, the SHA-256 of"
                         " the rules files (survivorship, gate rules, sharing, purposes), the code version, the"
-                        " Airflow runs, and per source the landing batches its records came from (received"
-                        " times in UTC, counts). No personal data. An unknown release answers 404.")
+                        " Airflow runs, and per source of the caller's department the landing batches its records"
+                        " came from (received times in UTC, counts); the other departments' sources are named"
+                        " under `other_sources` without counts. No personal data. An unknown release answers 404.")
 def release_manifest(request: Request, c: CallerDep, engine: Warehouse,
                      release_no: Annotated[int, PathParam(ge=1, le=2_147_483_647, description="the release number")]):
     request.state.access.requested = 1
@@ -110,4 +117,12 @@ def release_manifest(request: Request, c: CallerDep, engine: Warehouse,
             row = release_row(conn, release_no)
         except LookupError:
             raise not_found() from None
-    return manifest(row)
+    return department_manifest(manifest(row), _source_departments(), c.key.department)
+
+
+@functools.cache
+def _source_departments() -> dict[str, str]:
+    """source → the department that owns it (the source registry)."""
+    from connectors.registry import source_departments
+
+    return source_departments()
