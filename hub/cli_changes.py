@@ -153,7 +153,9 @@ def release_diff(
 @webhook_app.command("add")
 def webhook_add(
     department: Annotated[str, typer.Option(help="The department (a key of warehouse/sharing.yaml).")],
-    url: Annotated[str, typer.Option(help="Where its events are posted (http or https).")],
+    url: Annotated[str, typer.Option(help="Where its events are posted: https, a public address (hosts on loopback,"
+                                          " link-local, private networks and plain http only when listed in"
+                                          " HUB_WEBHOOK_ALLOW_HOSTS).")],
     secret: Annotated[str, typer.Option(envvar="HUB_WEBHOOK_SECRET", prompt=True, hide_input=True,
                                         help="The signing secret agreed with the department (asked for when not"
                                              " in HUB_WEBHOOK_SECRET; never shown).")],
@@ -162,23 +164,25 @@ def webhook_add(
 ) -> None:
     """Subscribe a department's system: the events of every release published from now on are posted to
     URL, signed with the secret (X-Hub-Signature-256). A second subscription replaces the first."""
-    import urllib.parse
-
     from hub import settings
     from hub.errors import HubError
-    from hub.webhooks import shown_url
+    from hub.webhooks import WebhookURLError, check_url, shown_url
     from warehouse.changes import add_webhook
 
     with user_errors():
         sharing = _department(department)
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not urllib.parse.urlsplit(url).hostname:
-            raise HubError("--url: an http:// or https:// address with a host")
+        try:
+            warnings = check_url(url)
+        except WebhookURLError as exc:
+            raise HubError(str(exc)) from None
         if len(secret) < 16:
             raise HubError("--secret: at least 16 characters (a random string agreed with the department)")
         if purpose is not None and sharing.purpose(purpose) is None:
             raise HubError(f"--purpose {purpose!r}: not a purpose of {department} (see warehouse/purposes.yaml)")
         with settings.engine().begin() as conn:
             row = add_webhook(conn, department, url, secret, purpose=purpose, created_by=os.environ.get("USER"))
+    for warning in warnings:
+        console.print(f"note: {warning}", highlight=False, markup=False)
     console.print(f"webhook of {department} → {shown_url(url)}: the events of releases after"
                   f" {row['from_release']} will be posted", highlight=False, markup=False)
 

@@ -8,8 +8,17 @@ delivered in order, one department's at a time: an event that is not delivered h
 ones of its department until it is. Every attempt is recorded in ``publish.webhook_outbox``; every
 delivered event is written to the access log (what left the hub, for which department and purpose).
 
+Where events may go: an ``https://`` URL whose host resolves only to public (global) addresses. A host
+that is or resolves to a loopback, link-local (169.254.0.0/16 — cloud metadata —, fe80::/10), private,
+multicast, unspecified or otherwise non-global address, and any ``http://`` URL, is refused unless the
+operator lists it in ``HUB_WEBHOOK_ALLOW_HOSTS`` (host names, addresses or networks, comma-separated:
+``HUB_WEBHOOK_ALLOW_HOSTS=10.20.0.0/16,wj-gateway.county.local``; a listed host may be reached by plain
+http too). ``hub webhook add`` checks the URL, and every delivery checks the address the host resolves to
+then, so a name pointed elsewhere after it was added is refused too.
+
 The body holds the fields the department may see without a purpose (无条件), and the 有条件 fields the
-webhook's purpose code releases while it is in force; the names of the others are listed under
+webhook's purpose code releases while it is in force — for masters holding an enrolment of the
+department's own sources in the event's release only; the names of the others are listed under
 ``withheld``. Secrets never appear in a log, a message or an answer.
 """
 
@@ -17,8 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import os
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -61,6 +73,83 @@ def shown_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
 
 
+ALLOW_HOSTS_SETTING = "HUB_WEBHOOK_ALLOW_HOSTS"
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class WebhookURLError(ValueError):
+    """A webhook URL the hub will not post to; the message (one line) says why and what to do."""
+
+
+def allowed_hosts(value: str | None = None) -> tuple[set[str], list]:
+    """``HUB_WEBHOOK_ALLOW_HOSTS`` (or ``value``): host names, and addresses or networks, the operator allows."""
+    names, networks = set(), []
+    raw = os.environ.get(ALLOW_HOSTS_SETTING, "") if value is None else value
+    for entry in (e.strip().lower().strip("[]") for e in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            names.add(entry.rstrip("."))
+    return names, networks
+
+
+def _not_public(ip: _Address) -> str | None:
+    """Why ``ip`` is no place for a webhook (None: a public address)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for what, test in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
+                       ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
+                       ("private", ip.is_private), ("reserved", ip.is_reserved), ("not global", not ip.is_global)):
+        if test:
+            return what
+    return None
+
+
+def _addresses(host: str, port: int | None) -> list[_Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    return sorted({ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}, key=str)
+
+
+def check_url(url: str, *, allow: str | None = None) -> list[str]:
+    """Refuse (:class:`WebhookURLError`) a URL events may not be posted to: not http(s) with a host, plain
+    http, or a host that is or resolves to a non-public address — unless ``HUB_WEBHOOK_ALLOW_HOSTS`` (or
+    ``allow``) lists the host name or its addresses. Returns warnings (a host that does not resolve now)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        host, port = (parts.hostname or "").rstrip("."), parts.port
+    except ValueError:
+        raise WebhookURLError("--url: the port is not a number between 0 and 65535") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise WebhookURLError("--url: an https:// address with a host")
+    names, networks = allowed_hosts(allow)
+    if host in names:
+        return []
+    hint = f"; if the department's receiver really is there, list it in {ALLOW_HOSTS_SETTING} (host, address or network)"
+    try:
+        addresses = _addresses(host, port)
+    except (OSError, UnicodeError):
+        addresses = []
+    if not addresses:
+        if parts.scheme != "https":
+            raise WebhookURLError(f"--url: {host}: plain http is refused (the events carry personal data); use https{hint}")
+        return [f"{host} does not resolve from here now; each delivery checks the address it resolves to then"]
+    refused = [(ip, why) for ip in addresses if not any(ip in n for n in networks) and (why := _not_public(ip))]
+    if refused:
+        ip, why = refused[0]
+        shown = host if str(ip) == host else f"{host} ({ip})"
+        raise WebhookURLError(f"--url: {shown} is not a public address ({why}): the hub does not post events"
+                              f" there{hint}")
+    if parts.scheme != "https" and not all(any(ip in n for n in networks) for ip in addresses):
+        raise WebhookURLError(f"--url: {host}: plain http is refused (the events carry personal data); use https{hint}")
+    return []
+
+
 def released_fields(sharing: DepartmentSharing | None, purpose: str | None) -> tuple[str, ...]:
     """The fields a webhook body carries: 无条件 ones and those the purpose releases while in force."""
     if sharing is None:
@@ -69,16 +158,22 @@ def released_fields(sharing: DepartmentSharing | None, purpose: str | None) -> t
     return tuple(f for f in sharing.visible() if sharing.classes[f] != CONDITIONAL or f in unlocked)
 
 
-def body_of(department: str, event: dict, released: tuple[str, ...]) -> bytes:
-    event = changes.cut_event(changes.as_event(event), released)
+def body_of(department: str, event: dict, released: tuple[str, ...], conditional: tuple[str, ...] = ()) -> bytes:
+    event = changes.cut_event(changes.as_event(event), released, conditional)
     return json.dumps({"department": department, **event}, ensure_ascii=False, sort_keys=True,
                       default=str).encode("utf-8")
 
 
 def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int | None, str | None]:
-    """(status, None) for an answer, (None, what went wrong) when there was none."""
+    """(status, None) for an answer, (None, what went wrong) when there was none — a URL whose host resolves
+    to an address events may not go to now (:func:`check_url`) is not posted to."""
     import requests
 
+    try:
+        if check_url(url):
+            return None, "the host does not resolve"
+    except WebhookURLError as exc:
+        return None, str(exc).removeprefix("--url: ")
     try:
         answer = requests.post(url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False)
     except requests.Timeout:
@@ -100,6 +195,7 @@ def _deliver_one(engine: sa.Engine, hook: dict, secret: str, sharing: Department
                  backoff: Backoff, sleep: Callable[[float], None], batch: int, now_too: bool) -> dict:
     webhook_id, department = hook["webhook_id"], hook["department"]
     released = released_fields(sharing, hook["purpose"])
+    conditional = tuple(f for f in released if sharing is not None and sharing.classes[f] == CONDITIONAL)
     delivered, failed = 0, None
     while failed is None:
         with engine.connect() as conn:
@@ -112,7 +208,7 @@ def _deliver_one(engine: sa.Engine, hook: dict, secret: str, sharing: Department
                 failed = (f"event {event['event_id']} failed {event['attempts']} times and waits for its next attempt"
                           f" ({_cst(event['next_attempt_at'])}); deliver now to try at once")
                 break
-            body = body_of(department, event, released)
+            body = body_of(department, event, released, conditional)
             headers = {"Content-Type": "application/json; charset=utf-8", EVENT_HEADER: event["event_id"],
                        "X-Hub-Department": department, SIGNATURE_HEADER: signature(secret, body)}
             for attempt in range(1, backoff.attempts + 1):

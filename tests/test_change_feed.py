@@ -90,6 +90,8 @@ def two_releases(engine, _served_platforms, county):
     from warehouse.changes import add_webhook
     from warehouse.sharing import load_sharing
 
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HUB_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")  # the receiver of the test is on loopback, plain http
     empty_warehouse(engine)
     _served_platforms.set_faults(None)
     _served_platforms.advance(county)
@@ -135,6 +137,7 @@ def two_releases(engine, _served_platforms, county):
     server.shutdown()
     next(views, None)
     _served_platforms.advance(county)
+    mp.undo()
 
 
 def _feed(engine, department: str, since: int, limit: int = 37) -> list[dict]:
@@ -238,6 +241,7 @@ def test_the_feed_through_the_api_is_the_departments_cut_to_its_purpose(two_rele
                                headers={"X-Purpose": "wj-birth-followup"}).json()
             bad_cursor = api.get("/v1/changes", params={"since_release": r["first"], "cursor": "x"})
             unknown = api.get("/v1/changes", params={"since_release": 99})
+            beyond = api.get("/v1/changes", params={"since_release": r["first"], "cursor": f"{r['second'] + 1}-1"})
     finally:
         server.should_exit = True
         thread.join(5)
@@ -247,16 +251,35 @@ def test_the_feed_through_the_api_is_the_departments_cut_to_its_purpose(two_rele
     born = [e for e in got if e["kind"] == "added"]
     assert born and all("name" not in e["person"] and "name" in e["withheld"] for e in born)
     assert unlocked["withheld"] == ["id_number"]
-    assert all("name" in e["person"] and "id_number" not in e["person"] for e in unlocked["events"]
-               if e["kind"] == "added")
+    # with a purpose, 有条件 values only of masters with an enrolment of health's own sources in the release
+    with engine.connect() as conn:
+        own = set(conn.execute(sa.text("SELECT master_id FROM publish.enrolment WHERE release_no = :n"
+                                       " AND department = 'health'"), {"n": r["second"]}).scalars())
+    shown = {True: 0, False: 0}
+    for e in unlocked["events"]:
+        values = e.get("person") or e.get("fields") if e["kind"] in ("added", "changed", "deceased") else None
+        assert "id_number" not in (values or {}) and "own_enrolment" not in e
+        conditional = {"name", "birth_date", "phone", "address"} & set(values or {}) | (
+            {"name", "birth_date", "phone", "address"} & set(e.get("withheld") or []))
+        if conditional:
+            enrolled = e["master_id"] in own
+            assert (conditional <= set(values)) is enrolled and set(e.get("withheld") or []).isdisjoint(
+                conditional) is enrolled, e["event_id"]
+            shown[enrolled] += 1
+    assert shown[True] and shown[False], shown
+    born = {e["master_id"] for e in unlocked["events"] if e["kind"] == "added" and e["master_id"] in own}
+    assert born and all("name" in e["person"] for e in unlocked["events"] if e["master_id"] in born
+                        and e["kind"] == "added")
     assert bad_cursor.status_code == 422 and "cursor" in bad_cursor.json()["detail"]
     assert unknown.status_code == 422 and "there is no release 99" in unknown.json()["detail"]
+    # a cursor after the current release is not one this feed gave: refused, not an empty page
+    assert beyond.status_code == 422 and beyond.json()["detail"].startswith("cursor: release")
     with engine.connect() as conn:
         logged = conn.execute(sa.text(
             "SELECT status, results, purpose, cardinality(master_ids) FROM audit.access_log"
             " WHERE endpoint = 'GET /v1/changes' ORDER BY access_id")).all()
-    assert [row[0] for row in logged] == [200] * (len(logged) - 2) + [422, 422]
-    assert sum(row[1] for row in logged[:-3]) == len(got) and logged[-3][2] == "wj-birth-followup"
+    assert [row[0] for row in logged] == [200] * (len(logged) - 3) + [422, 422, 422]
+    assert sum(row[1] for row in logged[:-4]) == len(got) and logged[-4][2] == "wj-birth-followup"
 
 
 def test_the_webhook_gets_every_event_once_in_order_after_a_failed_delivery(two_releases):
@@ -279,6 +302,7 @@ def test_the_webhook_gets_every_event_once_in_order_after_a_failed_delivery(two_
         payload = json.loads(body)
         assert payload["department"] == WEBHOOK_DEPARTMENT and payload["event_id"] == headers["X-Hub-Event-Id"]
         assert "name" not in (payload.get("person") or {})  # no purpose: no 有条件 field
+        assert "own_enrolment" not in payload
     assert received[0][1]["X-Hub-Event-Id"] == events[0]["event_id"] and received[0][2] == delivered[0][1]
     with engine.connect() as conn:
         states = conn.execute(sa.text("SELECT state, attempts FROM publish.webhook_outbox ORDER BY release_no, seq")).all()
@@ -289,3 +313,52 @@ def test_the_webhook_gets_every_event_once_in_order_after_a_failed_delivery(two_
     again = subprocess.run([HUB, "webhook", "deliver"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "0 delivered, 0 pending" in again.stdout
     assert len(received) == len(events) + 1  # nothing delivered twice
+
+
+def test_webhook_urls_on_loopback_private_or_metadata_hosts_or_plain_http_are_refused(two_releases, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.webhooks import Backoff, deliver
+    from warehouse.changes import add_webhook, remove_webhook
+
+    monkeypatch.delenv("HUB_WEBHOOK_ALLOW_HOSTS")
+    refused = {"https://169.254.169.254/latest/meta-data": "169.254.169.254 is not a public address (link-local)",
+               "https://[fe80::1]/x": "fe80::1 is not a public address (link-local)",
+               "https://127.0.0.1:8443/x": "127.0.0.1 is not a public address (loopback)",
+               "https://localhost/x": "localhost (127.0.0.1) is not a public address (loopback)",
+               "https://10.20.30.40/x": "10.20.30.40 is not a public address (private)",
+               "https://[::ffff:192.168.1.1]/x": "is not a public address (private)",
+               "https://224.0.0.1/x": "224.0.0.1 is not a public address (multicast)",
+               "https://0.0.0.0/x": "0.0.0.0 is not a public address (unspecified)",
+               "http://8.8.8.8/x": "8.8.8.8: plain http is refused"}
+    for url, why in refused.items():
+        run = CliRunner().invoke(app, ["webhook", "add", "--department", "civil_affairs", "--url", url],
+                                 env={"HUB_WEBHOOK_SECRET": SECRET})
+        assert run.exit_code == 1 and why in run.stderr and "HUB_WEBHOOK_ALLOW_HOSTS" in run.stderr, (url, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    allowed = CliRunner().invoke(app, ["webhook", "add", "--department", "civil_affairs", "--url",
+                                       "http://127.0.0.1:9/x"],
+                                 env={"HUB_WEBHOOK_SECRET": SECRET, "HUB_WEBHOOK_ALLOW_HOSTS": "10.0.0.0/8, 127.0.0.1"})
+    assert allowed.exit_code == 0, allowed.stderr
+    # a name accepted once and pointed at a forbidden address later: delivery checks the address again
+    engine, port = two_releases["engine"], two_releases["server"].server_address[1]
+    received = len(_Receiver.received)
+    with engine.begin() as conn:
+        hook = add_webhook(conn, "civil_affairs", f"https://localhost:{port}/x", SECRET)["webhook_id"]
+        conn.execute(sa.text("INSERT INTO publish.webhook_outbox (webhook_id, department, release_no, seq)"
+                             " SELECT :w, department, release_no, seq FROM publish.change_event"
+                             " WHERE department = 'civil_affairs' ORDER BY release_no, seq LIMIT 1"), {"w": hook})
+    try:
+        [result] = deliver(engine, "civil_affairs", backoff=Backoff(attempts=1))
+        with engine.connect() as conn:
+            error = conn.execute(sa.text("SELECT last_error FROM publish.webhook_outbox WHERE webhook_id = :w"),
+                                 {"w": hook}).scalar_one()
+    finally:
+        with engine.begin() as conn:
+            remove_webhook(conn, "civil_affairs")
+    assert (result["delivered"], result["pending"]) == (0, 1)
+    assert error == "localhost (127.0.0.1) is not a public address (loopback): the hub does not post events there;" \
+                    " if the department's receiver really is there, list it in HUB_WEBHOOK_ALLOW_HOSTS (host," \
+                    " address or network)"
+    assert len(_Receiver.received) == received  # nothing was posted

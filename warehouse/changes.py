@@ -16,6 +16,12 @@ Events of a release, in this order (``seq``), each by master id:
 * ``enrolment_removed``, ``enrolment_moved`` (``from``/``to`` master), ``enrolment_changed``,
   ``enrolment_added`` (``enrolment``) — enrolments the department's view shows.
 
+A person event (``added``, ``changed``, ``deceased``) also records ``own_enrolment``: whether the master
+holds an enrolment of the department's own sources in the release. The read API and the webhooks release
+有条件 values (for a purpose) only for such masters (:func:`cut_event`); the stored events are the
+department's view, which shows them for every master (direct SQL has no purpose, see
+:mod:`warehouse.grants`).
+
 Applying a release's events to the department's view of the release before gives its view of the
 release. An event is named ``<release>-<seq>``; a reader resumes after the last one it holds (the
 cursor). A department that may not see ``master_id`` gets no events.
@@ -85,7 +91,9 @@ def _events_sql(d: DepartmentAccess, old: int | None, new: int) -> str:
                   WHEN c.new IS NULL THEN CASE WHEN s.survivor IS NULL THEN '{{}}'::jsonb
                                                ELSE jsonb_build_object('survivor', s.survivor) END
                   ELSE jsonb_build_object('fields', (SELECT jsonb_object_agg(f, c.new -> f) FROM unnest(c.fields) f))
-             END AS payload
+             END || CASE WHEN c.new IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('own_enrolment', EXISTS (
+                      SELECT FROM publish.enrolment oe WHERE oe.release_no = {int(new)} AND oe.master_id = c.master_id
+                        AND oe.department = {sql_literal(d.department)})) END AS payload
       FROM ({persons}) c
       LEFT JOIN unnest(CAST(:gone AS text[]), CAST(:survivor AS text[])) s (master_id, survivor)
         ON s.master_id = c.master_id
@@ -205,6 +213,10 @@ def read_changes(conn: sa.Connection, department: str, since_release: int, *, cu
     after = parse_cursor(cursor) if cursor else (since_release, 2**31 - 1)  # every event after the release
     if after[0] < since_release:
         raise FeedError("cursor: it lies before since_release; send the since_release the reading started with")
+    if cursor and after[0] > (current or 0):
+        raise FeedError(f"cursor: release {after[0]} of cursor {cursor} is after the current release"
+                        f" ({current or 'none yet'}); send the next_cursor of a page this feed gave, or since_release"
+                        " alone to start over")
     e = sa.text(
         "SELECT e.release_no, e.seq, e.kind, e.master_id, e.payload FROM publish.change_event e"
         " JOIN publish.release r ON r.release_no = e.release_no AND r.withdrawn_at IS NULL"
@@ -224,11 +236,16 @@ def as_event(row: Mapping) -> dict:
             "kind": row["kind"], "master_id": row["master_id"], **dict(row["payload"])}
 
 
-def cut_event(event: dict, released: Iterable[str]) -> dict:
+def cut_event(event: dict, released: Iterable[str], conditional: Iterable[str] = ()) -> dict:
     """The event with only the person fields in ``released`` (the others' names listed under ``withheld``):
-    the 有条件 fields a purpose did not unlock."""
+    the 有条件 fields a purpose did not unlock. The ``conditional`` (有条件) fields among them are kept only
+    for a master holding an enrolment of the department's own sources in the event's release
+    (``own_enrolment``): a purpose is for the department's own clients, the feed is no bulk export of
+    everyone else's names, ID numbers and addresses."""
     keep = set(released) | {"master_id"}
     out, withheld = dict(event), set()
+    if not out.pop("own_enrolment", False):
+        keep -= set(conditional)
     for part in ("person", "fields"):
         values = event.get(part)
         if isinstance(values, dict) and event["kind"] in PERSON_KINDS:

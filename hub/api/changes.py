@@ -5,7 +5,8 @@ What changed in the published index after release N, release by release, as the 
 retired id with its survivor), split, deceased and removed, and the enrolments its view shows. Pages of
 at most ``limit`` events; ``next_cursor`` (the last event's id) asks for the next page, and is where a
 reader that stopped resumes. 有条件 fields come only for a purpose that releases them, as in the persons
-routes; the names of the others are listed under ``withheld`` of the event. Access-logged and limited
+routes, and only for masters holding an enrolment of the department's own sources in the event's release;
+the names of the others are listed under ``withheld`` of the event. Access-logged and limited
 like every ``/v1`` route (the persons an answer names count against the daily quotas).
 """
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import ERRORS, CallerDep, Warehouse, declare_purpose, not_found, purpose_header
 from warehouse.changes import ENROLMENT_KINDS, MAX_PAGE, PERSON_KINDS, FeedError, cut_event, read_changes
+from warehouse.sharing import CONDITIONAL
 
 router = APIRouter()
 
@@ -43,8 +45,9 @@ class ChangeEvent(BaseModel):
     source_record_id: str | None = None
     from_: str | None = Field(None, alias="from", description="`enrolment_moved`: the master it left")
     to: str | None = Field(None, description="`enrolment_moved`: the master it joined")
-    withheld: list[str] | None = Field(None, description="有条件 fields that changed but are not released for the"
-                                                         " purpose named (or none named)")
+    withheld: list[str] | None = Field(None, description="有条件 fields that changed but are not released: not for the"
+                                                         " purpose named (or none named), or the master holds no"
+                                                         " enrolment of the department's own sources")
 
 
 class ChangesAnswer(BaseModel):
@@ -65,9 +68,11 @@ class ChangesAnswer(BaseModel):
                         " (retired id → survivor), split, deceased and removed, and the enrolments of its view"
                         " added, moved, changed and removed — release by release after `since_release`, in"
                         " order. Applied to the department's view of release N, the events give its view of the"
-                        " current release. Page with `cursor` (the `next_cursor` of the page before); a"
-                        " release withdrawn by a rollback answers 422: read the view again and follow from"
-                        " the current release.")
+                        " current release. 有条件 fields come for a purpose that releases them, and only for"
+                        " masters holding an enrolment of the department's own sources in the event's release."
+                        " Page with `cursor` (the `next_cursor` of the page before); a cursor after the current"
+                        " release answers 422; a release withdrawn by a rollback answers 422: read the view again"
+                        " and follow from the current release.")
 def changes(request: Request, c: CallerDep, engine: Warehouse,
             since_release: Annotated[int, Query(ge=0, le=2_000_000_000,
                                                 description="the release the department's copy holds (0: all)")],
@@ -85,7 +90,8 @@ def changes(request: Request, c: CallerDep, engine: Warehouse,
             page = read_changes(conn, c.key.department, since_release, cursor=cursor, limit=limit)
         except FeedError as exc:
             raise HTTPException(422, str(exc)) from None
-    events = [cut_event(e, fields) for e in page["events"]]
+    conditional = [f for f in fields if c.sharing.classes[f] == CONDITIONAL]
+    events = [cut_event(e, fields, conditional) for e in page["events"]]
     named = [m for e in events for m in (e["master_id"], e.get("survivor"), *(e.get("into") or [])) if m]
     request.state.access.results = len(events)
     request.state.access.master_ids = list(dict.fromkeys(named))
