@@ -35,8 +35,12 @@ def report(
              "release's date).")] = None,
     release: Annotated[int | None, typer.Option(help="Release to count (default: the current one).")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="The XLSX file or a folder to write it in (default: the hub's export folder, HUB_EXPORT_DIR).")] = None,
-    with_csv: Annotated[bool, typer.Option("--csv", help="Write a CSV of the same lines beside the XLSX.")] = False,
+        help="The XLSX file (ending in .xlsx) or a folder to write it in (default: the hub's export folder, "
+             "HUB_EXPORT_DIR). An existing file is not written over without --force.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", "--overwrite", help="Replace the file (and its CSV) when it exists already.")] = False,
+    with_csv: Annotated[bool, typer.Option(
+        "--csv", help="Write a CSV of the same lines beside the XLSX (same name, ending in .csv).")] = False,
     compare: Annotated[int | None, typer.Option(
         help="Another release to show beside this one, with the change per cell.")] = None,
     for_department: Annotated[str | None, typer.Option(
@@ -71,10 +75,13 @@ def report(
             result = statistics.make_report(
                 export.conn, kind, out or exports.private_dir(), community=community, town=town, release_no=release,
                 as_of=day, since=after, compare=compare, for_department=for_department, suppress=suppress,
-                with_csv=with_csv)
+                with_csv=with_csv, overwrite=force)
+            # the department the copy is for: the one named, the owner for its complete copy, else nobody named
+            recipient = for_department or (None if result.suppressed else result.owner)
             for path in result.paths:
-                export.record("report", path, rows=result.total, department=for_department or result.owner,
+                export.record("report", path, rows=result.total, department=recipient,
                               arguments={"kind": kind, "community": community or town or "全县",
                                          "release": result.release_no, "as_of": result.as_of.isoformat(),
-                                         "compare": compare, "suppressed": result.suppressed})
+                                         "compare": compare, "suppressed": result.suppressed, "owner": result.owner,
+                                         "for_department": recipient or "未指定(unnamed)"})
     console.print(result.summary(), highlight=False)

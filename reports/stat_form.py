@@ -11,6 +11,7 @@ cells (a copy for another department) show ``*``. The CSV holds the same lines, 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import os
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from reports import xlsx
-from reports.statistics import COUNTY, NO_PLACE, NO_TOWN, NO_VILLAGE, Line, Table
+from reports.errors import StatisticsError
+from reports.statistics import COUNTY, NO_PLACE, NO_TOWN, NO_VILLAGE, ColumnKey, Line, Table
+from schemas.text import formula_safe
 
 SUPPRESSED = "＊"  # as reports.suppression marks a withheld cell
 SUBTOTAL_FILL = "F2F2F2"
@@ -35,6 +38,47 @@ class Compared:
     def cells(self, table: Table) -> list[tuple[tuple, tuple[int, ...]]]:
         index = {_key(ln): ln.cells for ln in self.other.lines}
         return [(_key(ln), index.get(_key(ln), (0,) * len(ln.cells))) for ln in table.lines]
+
+    def hidden(self, table: Table) -> set[tuple[int, int]]:
+        """The other release's withheld cells, as (line of ``table``, column)."""
+        here = {_key(ln): i for i, ln in enumerate(table.lines)}
+        return {(here[_key(self.other.lines[i])], j) for i, j in self.other.suppressed
+                if _key(self.other.lines[i]) in here}
+
+
+def aligned(table: Table, other: Table) -> tuple[Table, Table]:
+    """Both tables with the same count columns, the union in the form's order: a month (grade, province)
+    present in one release only is a column of zeros in the other. Call before suppressing."""
+    columns = list(table.columns)
+    for k, col in enumerate(other.columns):
+        if col in columns:
+            continue
+        same = [i for i, c in enumerate(columns) if c.group == col.group]
+        later = [i for i in same if col.by_month and columns[i].by_month and str(columns[i].value) > str(col.value)]
+        if later:
+            at = later[0]
+        elif col.by_month and same:
+            at = same[-1] + 1
+        else:  # right after the column before it in the other release (all of those are placed by now)
+            at = columns.index(other.columns[k - 1]) + 1 if k else 0
+        columns.insert(at, col)
+    return _with_columns(table, columns), _with_columns(other, columns)
+
+
+def _with_columns(table: Table, columns: list[ColumnKey]) -> Table:
+    at = {c: j for j, c in enumerate(table.columns)}
+    lines = [dataclasses.replace(ln, cells=tuple(ln.cells[at[c]] if c in at else 0 for c in columns))
+             for ln in table.lines]
+    moved = {(i, columns.index(table.columns[j])) for i, j in table.suppressed}
+    return dataclasses.replace(table, columns=list(columns), lines=lines, suppressed=moved)
+
+
+def joint_pattern(table: Table, other: Table) -> None:
+    """One suppression pattern for a copy with ``--compare``: a cell withheld in either release is withheld
+    in both releases' columns and in the change (else the other release's cell, or the change, gives a
+    withheld cell back). The tables must have the same columns (:func:`aligned`)."""
+    table.suppressed = set(table.suppressed) | Compared(other).hidden(table)
+    other.suppressed = set(other.suppressed) | Compared(table).hidden(other)
 
 
 def _key(line: Line) -> tuple:
@@ -60,11 +104,7 @@ def _labels(table: Table, line: Line) -> list[str | None]:
             out = [NO_PLACE, None]
     if table.spec.rows:
         out.append(line.value if line.role == "data" else None)
-    return out
-
-
-def _shown(table: Table, i: int, j: int, value: int) -> Any:
-    return SUPPRESSED if (i, j) in table.suppressed else value
+    return [formula_safe(x) for x in out]  # labels come from the sources: never a formula in a spreadsheet
 
 
 def headers(table: Table, compare: Table | None = None) -> list[tuple[str, str | None, str | None]]:
@@ -79,13 +119,17 @@ def headers(table: Table, compare: Table | None = None) -> list[tuple[str, str |
 def values(table: Table, compare: Table | None = None) -> list[list[Any]]:
     """The lines' label and count cells as the form shows them."""
     other = Compared(compare).cells(table) if compare is not None else None
+    hidden = set(table.suppressed) | (Compared(compare).hidden(table) if compare is not None else set())
     rows = []
     for i, line in enumerate(table.lines):
-        cells = [_shown(table, i, j, v) for j, v in enumerate(line.cells)]
-        if other is not None:
+        cells = [SUPPRESSED if (i, j) in hidden else v for j, v in enumerate(line.cells)]
+        if other is not None:  # one pattern for both releases and the change (joint_pattern)
             before = other[i][1]
-            diff = [SUPPRESSED if cells[j] == SUPPRESSED else line.cells[j] - before[j] for j in range(len(cells))]
-            cells = cells + list(before) + diff
+            if len(before) != len(line.cells):
+                raise ValueError("the compared tables have different columns: align them first (aligned)")
+            old = [SUPPRESSED if (i, j) in hidden else v for j, v in enumerate(before)]
+            diff = [SUPPRESSED if (i, j) in hidden else line.cells[j] - before[j] for j in range(len(cells))]
+            cells = cells + old + diff
         rows.append(_labels(table, line) + cells)
     return rows
 
@@ -164,8 +208,8 @@ def workbook(table: Table, *, department: str, generated: dt.datetime, compare: 
     levels = 3 if compare is not None else 2
     first = ws.max_row + 1
     for level in range(levels):
-        ws.append([labels[j] if level == 0 and j < len(labels) else None for j in range(len(labels))]
-                  + [head[level] for head in heads])
+        ws.append([formula_safe(labels[j]) if level == 0 and j < len(labels) else None for j in range(len(labels))]
+                  + [formula_safe(head[level]) for head in heads])
         for j in range(1, width + 1):
             ws.cell(first + level, j).style = "form_head"
     end = first + levels - 1
@@ -213,8 +257,8 @@ def csv_text(table: Table, compare: Table | None = None) -> str:
     """The form's lines as CSV (UTF-8 with a byte-order mark, so that spreadsheets read the Chinese)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    heads = ["/".join(p for p in h if p) for h in headers(table, compare)]
-    writer.writerow(row_labels(table) + heads)
+    heads = [formula_safe("/".join(p for p in h if p)) for h in headers(table, compare)]
+    writer.writerow([formula_safe(x) for x in row_labels(table)] + heads)
     for row in values(table, compare):
         writer.writerow(["" if v is None else v for v in row])
     return "\ufeff" + out.getvalue()
@@ -230,17 +274,56 @@ def filename(table: Table, *, suffix: str = ".xlsx", compare: Table | None = Non
     return re.sub(r'[\\/:*?"<>|\s]+', "_", name) + suffix
 
 
+def target(out: Path | str, table: Table, *, compare: Table | None = None, suppressed: bool = False,
+           with_csv: bool = False, overwrite: bool = False) -> Path:
+    """Where ``hub report --out`` writes the form: ``out`` when it names an ``.xlsx`` file, else the form's
+    :func:`filename` in the folder ``out``. An existing file (the form, or the CSV beside it) is refused
+    unless ``overwrite``."""
+    path = Path(out)
+    if path.is_dir():
+        path = path / filename(table, compare=compare, suppressed=suppressed)
+    elif path.suffix.lower() != ".xlsx":
+        raise StatisticsError(f"--out {out}: name an .xlsx file or an existing folder (the form is an XLSX "
+                              "workbook; with --csv the CSV is written beside it, ending in .csv)")
+    for p in [path, path.with_suffix(".csv")] if with_csv else [path]:
+        if not overwrite and (p.exists() or p.is_symlink()):
+            raise _exists(p)
+    return path
+
+
+def _exists(path: Path) -> StatisticsError:
+    return StatisticsError(f"{path} already exists: the report is not written over it (give --force to replace it)")
+
+
 def save(table: Table, path: Path, *, department: str, generated: dt.datetime, compare: Table | None = None,
-         chart: bytes | None = None, with_csv: bool = False) -> list[Path]:
-    """Write the XLSX form to ``path`` (and the CSV beside it); returns the files written."""
+         chart: bytes | None = None, with_csv: bool = False, overwrite: bool = True) -> list[Path]:
+    """Write the XLSX form to ``path`` (and the CSV beside it, ``.csv`` for ``.xlsx``); returns the files
+    written. Without ``overwrite`` an existing file is never replaced (not even one made meanwhile)."""
+    path = Path(path)
     book = workbook(table, department=department, generated=generated, compare=compare, chart=chart)
-    written = [xlsx.save_workbook(book, path, private=True)]  # exports are owner-only, like every other
+    if overwrite:
+        written = [xlsx.save_workbook(book, path, private=True)]  # exports are owner-only, like every other
+    else:  # written beside it, then linked into place: linking fails when the name is taken
+        tmp = xlsx.save_workbook(book, path.with_name(f".{path.stem[:40]}-{os.getpid()}.part.xlsx"), private=True)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise _exists(path) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        written = [path]
     if with_csv:
-        target = path.with_suffix(".csv")
-        target.unlink(missing_ok=True)
-        with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+        csv_path = path.with_suffix(".csv")
+        if overwrite:
+            csv_path.unlink(missing_ok=True)
+        try:
+            fd = os.open(csv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            path.unlink(missing_ok=True)
+            raise _exists(csv_path) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(csv_text(table, compare))
-        written.append(target)
+        written.append(csv_path)
     return written
 
 

@@ -548,14 +548,16 @@ def make_report(conn: sa.Connection, kind: str, out: Path | str, *, community: s
                 town: str | None = None, release_no: int | None = None, as_of: dt.date | None = None,
                 since: dt.date | None = None, compare: int | None = None, for_department: str | None = None,
                 suppress: bool | None = None, with_csv: bool = False, config: StatisticsFile | None = None,
-                data: ReleaseData | None = None) -> ReportResult:
+                data: ReleaseData | None = None, overwrite: bool = False) -> ReportResult:
     """Write the ``kind`` report of a community (``community`` or ``town``; neither: the county) as an XLSX
     form to ``out`` (a file, or a folder to put it in), with a CSV beside it when ``with_csv``.
 
     Suppression: a copy for ``for_department`` other than the kind's owner is suppressed; the owner's is
     not. With no department named, ``suppress`` decides (default: suppressed — a report that names no
     reader is treated as leaving the owner). ``compare``: the release to show beside, with the change
-    per cell. Raises :class:`StatisticsError` for an unknown kind, community, release or department."""
+    per cell (both releases and the change share one suppression pattern). An existing file is not written
+    over unless ``overwrite``. Raises :class:`StatisticsError` for an unknown kind, community, release or
+    department, an ``out`` that is not an .xlsx file or a folder, or a file in the way."""
     from reports import stat_form
 
     config = config or shipped_statistics()
@@ -574,16 +576,15 @@ def make_report(conn: sa.Connection, kind: str, out: Path | str, *, community: s
         other_data = load_release(conn, release_no=compare, as_of=as_of, config=config)
         other = count_kind(kind, other_data, config=config, since=since).table(
             resolve_community(other_data, community, town) if target is not None else None)
-        if hide:
-            _suppress(other, config.threshold)
-    if hide:
-        _suppress(table, config.threshold)
-    path = Path(out)
-    if path.is_dir():
-        path = path / stat_form.filename(table, compare=other, suppressed=hide)
+        table, other = stat_form.aligned(table, other)  # a month in one release only: a column in both
+    path = stat_form.target(out, table, compare=other, suppressed=hide, with_csv=with_csv, overwrite=overwrite)
+    for counted in ([table, other] if hide and other is not None else [table] if hide else []):
+        _suppress(counted, config.threshold)
+    if hide and other is not None:
+        stat_form.joint_pattern(table, other)
     generated = dt.datetime.now(ZoneInfo(config.timezone))
     paths = stat_form.save(table, path, department=config.departments[spec.owner], generated=generated,
-                           compare=other, chart=_chart(table), with_csv=with_csv)
+                           compare=other, chart=_chart(table), with_csv=with_csv, overwrite=overwrite)
     log.info("report %s for %s: release %d, %d lines", kind, table.place, data.release.release_no, len(table.lines))
     return ReportResult(kind, spec.title, table.place, spec.owner, data.release.release_no, data.as_of, tuple(paths),
                         table.total.cells[0], hide, compare)

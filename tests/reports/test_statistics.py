@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -470,3 +471,105 @@ def test_every_cell_equals_sql(published, data, kind, tmp_path):
     assert {k: n for k, n in here.items() if n} == {k: n for k, n in want.items() if k[:2] == (village.town, village.village)}
     assert list(part["lines"][-1][labels:]) == [sum(n for k, n in want.items() if k[:2] == (village.town, village.village)
                                                     and k[3:] == col) for col in columns]
+
+
+# ------------------------------------------------------------------ after the user trial: compare, --out, log, CSV
+def test_compared_copy_for_another_department_hides_the_same_cells_in_both_releases(published, data, tmp_path):
+    """A copy for another department with --compare: the compared release's columns and the change show ＊
+    wherever this release's do (one pattern), and no small count of either release is shown."""
+    town = next(c for c in data.communities if c.level == "town")
+    with published["engine"].connect() as conn:
+        made = statistics.make_report(conn, "pyramid", tmp_path, town=town.name, as_of=AS_OF, with_csv=True,
+                                      compare=published["release_no"], for_department="civil_affairs")
+    assert made.suppressed
+    lines = _read(made.paths[0])["lines"]
+    width = (len(lines[0]) - 3) // 3
+    assert any(SUPPRESSED in ln for ln in lines)
+    for ln in lines:
+        now, before, change = ln[3:3 + width], ln[3 + width:3 + 2 * width], ln[3 + 2 * width:]
+        hidden = [c == SUPPRESSED for c in now]
+        assert [c == SUPPRESSED for c in before] == hidden == [c == SUPPRESSED for c in change], ln
+        assert not any(isinstance(c, int) and 0 < c < 5 for c in now + before), ln
+    rows = made.paths[1].read_text(encoding="utf-8-sig").splitlines()
+    assert sum(r.count(SUPPRESSED) for r in rows) == 3 * sum(ln[3:3 + width].count(SUPPRESSED) for ln in lines)
+
+
+def _births(data, months: dict[str, int], village) -> statistics.KindCount:
+    """A births count built by hand: one village, ``months`` → births (all girls)."""
+    spec = statistics.kind_spec("births")
+    cols = [statistics.ColumnKey("出生人数", None, "persons")]
+    cols += [statistics.ColumnKey("按出生月份分", m, "persons", m, True) for m in months]
+    cols += [statistics.ColumnKey("按性别分", s, "persons", s) for s in ("男", "女")]
+    total = sum(months.values())
+    row = [total, *months.values(), 0, total]
+    counts = pd.DataFrame([row], index=pd.MultiIndex.from_tuples([(village.town, village.village, "·")]),
+                          columns=range(len(cols)))
+    return statistics.KindCount("births", spec, data, cols, counts, [None], (None, True))
+
+
+def test_compare_aligns_months_present_in_one_release_only(data):
+    """births --compare where each release has a month the other has not: the columns are the union in month
+    order, a month missing from a release counts 0 there, and the change is computed per month."""
+    from reports import stat_form
+
+    village = next(c for c in data.communities if c.level == "village")
+    town = next(c for c in data.communities if c.level == "town" and c.town == village.town)
+    now = _births(data, {"2026年01月": 2, "2026年03月": 5}, village).table(town)
+    before = _births(data, {"2026年02月": 1, "2026年03月": 4, "2026年04月": 7}, village).table(town)
+    now, before = stat_form.aligned(now, before)
+    months = [c.value for c in now.columns if c.by_month]
+    assert months == ["2026年01月", "2026年02月", "2026年03月", "2026年04月"] and now.columns == before.columns
+    rows = stat_form.values(now, before)
+    k = len(now.columns)
+    total = rows[-1][2:]
+    assert total[:k] == [7, 2, 0, 5, 0, 0, 7] and total[k:2 * k] == [12, 0, 1, 4, 7, 0, 12]
+    assert total[2 * k:] == [-5, 2, -1, 1, -7, 0, -5]
+    assert len(stat_form.csv_text(now, before).splitlines()) == 1 + len(rows)
+
+
+def test_csv_and_xlsx_labels_are_never_formulas(data, tmp_path):
+    """A place or value that starts like a formula (=, +, -, @) is written as text in the CSV and the XLSX."""
+    from reports import stat_form
+    from reports.ledgers import Community
+
+    village = Community("=HYPERLINK(\"http://x\")@SUM(1)", "village", "=HYPERLINK(\"http://x\")", "@SUM(1)", 3)
+    table = _births(data, {"2026年01月": 3}, village).table(None)
+    text = stat_form.csv_text(table)
+    assert "'=HYPERLINK" in text and "'@SUM(1)" in text and ",=HYPERLINK" not in text
+    path = stat_form.save(table, tmp_path / "f.xlsx", department="县卫生健康委员会",
+                          generated=dt.datetime(2026, 11, 21, 9, tzinfo=dt.UTC))[0]
+    cells = [c.value for row in load_workbook(path).active.iter_rows() for c in row]
+    assert "'@SUM(1)" in cells and not any(isinstance(c, str) and c.startswith(("=", "@")) for c in cells)
+
+
+def test_out_refuses_an_existing_file_and_a_wrong_suffix_and_logs_the_recipient(published, data, tmp_path):
+    """--out never writes over a file without --force, takes only .xlsx (the CSV goes beside it as .csv), and
+    the export log names the department each copy is for."""
+    town = next(c.name for c in data.communities if c.level == "town")
+    kept = tmp_path / "x.xlsx"
+    kept.write_text("keep")
+    refused = _hub("report", "dibao", "--town", town, "--out", str(kept), "--for-department", "social_security")
+    assert refused.exit_code == 1 and "already exists" in refused.output and "--force" in refused.output
+    assert kept.read_text() == "keep"
+    for bad in (tmp_path / "x.csv", tmp_path / "passwd"):
+        wrong = _hub("report", "dibao", "--out", str(bad), "--csv")
+        assert wrong.exit_code == 1 and ".xlsx" in wrong.output and not bad.exists()
+    (tmp_path / "y.csv").write_text("keep")  # the CSV beside the form is protected too
+    beside = _hub("report", "dibao", "--out", str(tmp_path / "y.xlsx"), "--csv")
+    assert beside.exit_code == 1 and "y.csv already exists" in beside.output and not (tmp_path / "y.xlsx").exists()
+    forced = _hub("report", "dibao", "--town", town, "--out", str(kept), "--force", "--csv",
+                  "--for-department", "social_security")
+    assert forced.exit_code == 0, forced.output
+    assert load_workbook(kept).active.cell(1, 1).value == statistics.kind_spec("dibao").title
+    assert (tmp_path / "x.csv").read_text(encoding="utf-8-sig").startswith("镇（乡、街道）")
+    unnamed = _hub("report", "dibao", "--town", town, "--out", str(tmp_path / "z.xlsx"))
+    assert unnamed.exit_code == 0, unnamed.output
+    with published["engine"].connect() as conn:
+        logged = {p: (d, w) for p, d, w in conn.execute(sa.text(
+            "SELECT path, department, what FROM audit.export_log WHERE kind = 'report' AND path LIKE :d"),
+            {"d": f"{tmp_path.resolve()}%"})}
+    assert sorted(Path(p).name for p in logged) == ["x.csv", "x.xlsx", "z.xlsx"]
+    department, what = logged[str(kept.resolve())]
+    assert department == "social_security" and "for_department=social_security" in what and "owner=civil_affairs" in what
+    department, what = logged[str((tmp_path / "z.xlsx").resolve())]  # a suppressed copy, no department named
+    assert department is None and "for_department=未指定" in what and "suppressed=True" in what
