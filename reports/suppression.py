@@ -7,32 +7,42 @@ replaced by a mark (``＊``) so that no reader can tell, or work out from what i
 persons a small cell holds; :func:`audit` checks any such pattern.
 
 **Primary suppression.** Every cell — interior cell, row total, column total, subtotal cell, group
-total — with ``0 < value < threshold`` (default 5). Zeros are shown: that nobody in a village is
-100 or older is not protected (a zero names nobody). The grand total is always shown (below).
+total, the grand total — with ``0 < value < threshold`` (default 5). Zeros are shown: that nobody in a
+village is 100 or older is not protected (a zero names nobody).
+
+**What a reader knows of a withheld cell: it is 1 or more.** Zeros are printed and no zero is ever
+withheld — not as a small cell, not as a complementary one — so every ``＊`` stands for at least 1,
+and the form's note says so. The audit takes that into account: every withheld cell has the lower
+bound 1 (a column of seven withheld 1s under a shown total of 7 gives every one of them back).
 
 **Secondary suppression.** More cells are withheld so that the suppressed ones cannot be recomputed
 from the shown cells and the table's additive relations (rows, columns, blocks, subtotals, grand
-total). Complementary cells are chosen deterministically, lowest value first among the cells that
-can absorb the change (a cell of at least the amount a primary cell must be able to move), then by
-position; every row, column and subtotal line that holds a suppressed cell holds at least two.
+total). Complementary cells are chosen deterministically among the non-zero cells, lowest value first
+among the cells that can absorb the change (a cell of at least the amount a primary cell must be able
+to move), then by position; every row, column and subtotal line that holds a suppressed cell holds at
+least two.
 
 **The audit and the protection rule.** For each suppressed cell the hub solves linear programmes
-over all non-negative tables consistent with the shown cells and every additive relation of the
-form, and takes the cell's smallest and largest possible value ``[low, high]`` (what a reader with
-a spreadsheet and a solver could learn). A suppression pattern protects the table when:
+over all tables consistent with the shown cells and every additive relation of the form, every
+withheld cell 1 or more, and takes the cell's smallest and largest possible value ``[low, high]``
+(what a reader with a spreadsheet and a solver could learn). A suppression pattern protects the
+table when:
 
 * every primary cell (true value ``a``, ``0 < a < t``): ``high ≥ t`` — the published table is
   consistent with the cell holding the threshold or more, so it does not even prove the cell small —
   and ``high − low ≥ ⌈t/2⌉`` — the cell cannot be narrowed to fewer than half the threshold's values;
 * every other suppressed cell: ``high − low ≥ 1`` — it cannot be recomputed exactly.
 
-When the grand total ``T`` itself is under the threshold, ``t`` and ``⌈t/2⌉`` in this rule are
-replaced by ``T`` (no suppression can hide more than the shown grand total allows). Shown like the
-grand total, never small: the cells that equal it in every table — the row total of a one-row table,
-the column total of a one-column block, the subtotal total of a group holding every row — they tell
-nothing the grand total does not. :func:`suppress` adds complementary cells until the audit reports
-nothing (:attr:`Suppression.disclosed`, what it could not protect, stays empty: withholding every
-other cell always protects).
+**The grand total** is shown when it is at least the threshold and the table can be protected around
+it. A grand total under the threshold is a small cell like any other and is withheld; so is one that
+no pattern of the other cells can protect the table around (the seven 1s under their 7: with the
+total shown, nothing else hidden can make any of them more than 1) — :func:`suppress` first withholds
+every other non-zero cell it reaches, and only then the grand total. The cells that equal the grand
+total in every table — the row total of a one-row table, the column total of a one-column block, the
+subtotal total of a group holding every row — are shown or withheld with it. :func:`suppress` adds
+complementary cells until the audit reports nothing (:attr:`Suppression.disclosed`, what it could not
+protect, stays empty: with every non-zero cell withheld, the grand total too, any table can be scaled
+up without changing what is shown).
 
 The audit is the linear (continuous) relaxation with its bounds rounded inwards to whole numbers
 (counts are whole: a reader who finds ``high = 4.5`` knows the cell holds at most 4); for a plain
@@ -48,8 +58,8 @@ relations, so what is hidden in one block stays hidden given the other.
 
 A sparse table — mostly zeros and ones, say a category × grade form of a few dozen persons per town —
 ends up almost wholly withheld: for a 1 to be consistent with 5, four persons must be movable into it
-from other withheld cells. Publish such a table at a coarser level (town instead of village) for
-other departments.
+from other withheld cells, each of which keeps at least one. Publish such a table at a coarser level
+(town instead of village) for other departments.
 
 The owning department's own copy is not suppressed: callers apply this only to copies that leave it.
 numpy, scipy and pandas are imported at module level: import this module only where tables are made.
@@ -81,6 +91,8 @@ DEFAULT_THRESHOLD = 5
 #: The mark of a withheld cell (full-width asterisk: it stands out among CJK text and digits).
 SYMBOL = "＊"
 _EPS = 1e-6
+#: What every withheld cell is known to hold at least: zeros are shown, never withheld.
+_LOW = 1.0
 _PARTS = {
     "cell": ("单元格", "cell"),
     "row_total": ("行合计", "row total"),
@@ -132,11 +144,11 @@ class Suppression(Masks):
         return self.count - self.primary.count
 
     def note(self, symbol: str = SYMBOL, unit: tuple[str, str] = ("人", "persons")) -> tuple[str, str]:
-        """The form's note on the mark, Chinese and English: what it hides and that zeros are shown."""
+        """The form's note on the mark, Chinese and English: what it hides, that zeros are shown and so each mark is ≥ 1."""
         t = self.threshold
-        return (f"{symbol} 少于{t}{unit[0]}的单元格及为防止由合计反推而隐去的单元格；0 照常显示。",
+        return (f"{symbol} 少于{t}{unit[0]}的单元格及为防止由合计反推而隐去的单元格；0 照常显示，每个{symbol}至少为1。",
                 f"{symbol} cells of fewer than {t} {unit[1]}, and cells withheld so that those cannot be "
-                "worked back from the totals; zeros are shown.")
+                f"worked back from the totals; zeros are shown, so each {symbol} stands for 1 or more.")
 
     def apply(self, symbol: str = SYMBOL, total: str = "合计", subtotal: str = "{}小计") -> pd.DataFrame:
         """The table as published: the total row first, each group's subtotal line above its rows, the
@@ -148,9 +160,9 @@ class Suppression(Masks):
 
 
 # ------------------------------------------------------------------------------------------ the audit
-def _needs(table: Table, primary: np.ndarray, threshold: int) -> tuple[float, float]:
-    """(how high, how wide) a primary cell's interval must reach: the threshold and half of it, capped by the grand total."""
-    return float(min(threshold, table.grand)), float(min(math.ceil(threshold / 2), table.grand))
+def _needs(threshold: int) -> tuple[float, float]:
+    """(how high, how wide) a primary cell's interval must reach: the threshold and half of it."""
+    return float(threshold), float(math.ceil(threshold / 2))
 
 
 class _Interval:
@@ -164,7 +176,7 @@ class _Interval:
         keep = A.getnnz(axis=1) > 0
         self.A, self.b = A[keep].tocsr(), b[keep]
         self.x0 = table.values[self.S].astype(float)
-        up, width = _needs(table, primary, threshold)
+        up, width = _needs(threshold)
         is_primary = primary[self.S]
         self.up = np.where(is_primary, up, -np.inf)
         self.width = np.where(is_primary, width, 1.0)
@@ -184,7 +196,7 @@ class _Interval:
         np.maximum(self.hi, x, out=self.hi)
         np.minimum(self.lo, x, out=self.lo)
 
-    def _solve(self, c: np.ndarray, bounds=(0, None)) -> np.ndarray | None:
+    def _solve(self, c: np.ndarray, bounds=(_LOW, None)) -> np.ndarray | None:
         res = linprog(c, A_eq=self.A, b_eq=self.b, bounds=bounds, method="highs")
         return res.x if res.status == 0 else None
 
@@ -193,9 +205,9 @@ class _Interval:
         further would not count, and the true table stays feasible): its solution witnesses them all."""
         if not len(vars_):
             return
-        bounds = np.zeros((self.n, 2))
+        bounds = np.full((self.n, 2), _LOW)
         bounds[:, 1] = np.inf
-        bounds[vars_, 1 if sign > 0 else 0] = np.maximum(targets, 0.0)
+        bounds[vars_, 1 if sign > 0 else 0] = np.maximum(targets, _LOW)
         c = np.zeros(self.n)
         c[vars_] = -sign * rng.uniform(1.0, 2.0, len(vars_))
         x = self._solve(c, bounds)
@@ -205,7 +217,11 @@ class _Interval:
     def _exact(self, k: int, sign: float) -> None:
         c = np.zeros(self.n)
         c[k] = -sign
-        x = self._solve(c)
+        bounds = np.full((self.n, 2), _LOW)
+        bounds[:, 1] = np.inf
+        if sign > 0:  # as high as the rule asks, no further: with the grand total withheld it may have no top
+            bounds[k, 1] = max(self.up[k], np.ceil(self.lo[k] - _EPS) + self.width[k], self.x0[k])
+        x = self._solve(c, bounds)
         if x is not None:
             self._witness(x)
 
@@ -230,7 +246,7 @@ class _Interval:
             self._pooled(up, 1.0, target[up], rng)
             bad = self.unprotected()
             high_enough = np.floor(self.hi + _EPS) >= self.up  # what is left is the width: go down
-            floor = np.clip(np.floor(self.hi + _EPS) - self.width, 0.0, self.x0)
+            floor = np.clip(np.floor(self.hi + _EPS) - self.width, _LOW, self.x0)
             down = np.flatnonzero(bad & high_enough & (self.lo > floor + _EPS))
             self._pooled(down, -1.0, floor[down], rng)
             if int(self.unprotected().sum()) >= before:
@@ -256,7 +272,7 @@ def _check(table: Table, supp: np.ndarray, primary: np.ndarray, threshold: int, 
 
 
 def _disclosures(table: Table, found, primary: np.ndarray, threshold: int) -> list[Disclosure]:
-    up, width = _needs(table, primary, threshold)
+    up, width = _needs(threshold)
     out = []
     for k, low, high in found:
         part, row, column = table.where(k)
@@ -278,13 +294,18 @@ def audit(counts: pd.DataFrame, mask: Masks | pd.DataFrame, row_groups: Mapping[
 
     ``mask`` is a :class:`Masks` (a :class:`Suppression`, say) or a boolean frame of the interior alone
     (all margins shown). Reported: every withheld cell whose interval breaks the rule (its ``low`` and
-    ``high`` exact), and every small cell (``0 < value < threshold``) left shown. Empty: protected.
+    ``high`` exact; every withheld cell is taken to hold at least 1), and every small cell
+    (``0 < value < threshold``, the grand total included) left shown. Empty: protected. A mask that
+    withholds a zero is refused (ValueError): zeros are shown, so that every ``＊`` is known to be 1 or more.
     """
     table = Table(counts, row_groups, blocks)
     t = _validated_threshold(threshold)
     supp = table.flat(mask)
-    if supp[-1]:
-        raise ValueError("the grand total is always shown: it cannot be suppressed")
+    zero = np.flatnonzero(supp & (table.values == 0))
+    if len(zero):
+        part, row, column = table.where(int(zero[0]))
+        raise ValueError(f"a zero is withheld ({_PARTS[part][1]} {' / '.join(str(x) for x in (row, column) if x is not None)}): "
+                         "zeros are shown, so that every withheld cell is known to be 1 or more")
     primary = _primary(table, t)
     shown = [Disclosure(*table.where(k), int(table.values[k]), int(table.values[k]), int(table.values[k]),
                         f"少于{t}却未隐去 / under {t} but shown") for k in np.flatnonzero(primary & ~supp)]
@@ -299,19 +320,17 @@ def _validated_threshold(threshold) -> int:
 
 
 def _primary(table: Table, threshold: int) -> np.ndarray:
-    primary = (table.values > 0) & (table.values < threshold)
-    primary[table.shown] = False  # the grand total, and what always equals it, is shown
-    return primary
+    return (table.values > 0) & (table.values < threshold)  # the grand total, and what equals it, too
 
 
 def _best(table: Table, candidates: np.ndarray, need: float) -> int:
     """The complementary cell to take: one that can absorb ``need`` first, then the lowest value, then position."""
     values = table.values[candidates]
-    order = np.lexsort((candidates, values, values < need))
+    order = np.lexsort((candidates, values, values - _LOW < need))  # a withheld cell falls to 1 at most
     return int(candidates[order[0]])
 
 
-def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
+def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray, closed: np.ndarray) -> None:
     """Until no row, column or subtotal line holds exactly one withheld cell (its line would give it back).
     Short lines first: a partner found inside the cell's own group also closes the county-wide column."""
     E = table.E_abs
@@ -325,7 +344,7 @@ def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
             hidden = cells[supp[cells]]
             if len(hidden) != 1:
                 continue
-            candidates = cells[~supp[cells] & ~table.shown[cells]]
+            candidates = cells[~supp[cells] & ~closed[cells]]
             if len(candidates):
                 supp[_best(table, candidates, need[hidden[0]])] = True
                 added = True
@@ -333,12 +352,12 @@ def _close_lines(table: Table, supp: np.ndarray, need: np.ndarray) -> None:
             return
 
 
-def _widen(table: Table, supp: np.ndarray, failing, need: np.ndarray) -> bool:
+def _widen(table: Table, supp: np.ndarray, failing, need: np.ndarray, closed: np.ndarray) -> bool:
     """More complementary cells beside each unprotected one: the best of each of its lines (a subtotal when the
     group's own cells are too small to absorb a small cell's change; for a complementary cell that only
     bridges two cycles, a way round it), else the best of the cells nearest to it."""
     E, Ec, ET = table.E_abs, table.E_csc, table.E_abs.T.tocsr()
-    open_ = ~supp & ~table.shown
+    open_ = ~supp & ~closed
     added = False
     for k, _, _ in failing:
         here = False
@@ -377,19 +396,24 @@ def suppress(counts: pd.DataFrame, *, threshold: int = DEFAULT_THRESHOLD, row_gr
     primary = _primary(table, t)
     supp = primary.copy()
     need = np.where(primary, t - table.values, 1).astype(float)
+    closed = table.shown | (table.values == 0)  # never a complementary cell: the grand total (until last), zeros
     reach = (table.values.astype(float), table.values.astype(float))
     while True:
-        _close_lines(table, supp, need)
+        _close_lines(table, supp, need, closed)
         found = _check(table, supp, primary, t, reach, exact=False)
         if not found:
             break
-        if not _widen(table, supp, found, need):  # nothing left to withhold: what can a reader really work out?
-            found = _check(table, supp, primary, t)
-            break
+        if _widen(table, supp, found, need, closed):
+            continue
+        if not supp[-1] and table.grand > 0:  # every other cell it reaches is withheld: the grand total goes too
+            supp[table.shown] = True
+            continue
+        found = _check(table, supp, primary, t)  # nothing left to withhold: what can a reader really work out?
+        break
     masks = table.masks(supp)
     return Suppression(
         cells=masks.cells, row_totals=masks.row_totals, column_totals=masks.column_totals, group_cells=masks.group_cells,
-        group_totals=masks.group_totals, counts=counts, threshold=t, row_groups=row_groups,
+        group_totals=masks.group_totals, grand_total=masks.grand_total, counts=counts, threshold=t, row_groups=row_groups,
         blocks=tuple(tuple(b) for b in blocks) if blocks is not None else None, primary=table.masks(primary),
         disclosed=tuple(_disclosures(table, found, primary, t)))
 
@@ -406,7 +430,7 @@ def _layout(s: Suppression, total: str, subtotal: str) -> tuple[pd.DataFrame, pd
         mask = pd.concat([pd.Series([total_mask], index=[total]), cells_mask])
         lines.append((label, values, mask))
 
-    line(total, counts.sum(axis=0), int(row_totals.sum()), s.column_totals, False)
+    line(total, counts.sum(axis=0), int(row_totals.sum()), s.column_totals, bool(s.grand_total))
     grouped = set()
     for name, labels in (s.row_groups or {}).items():
         members = [r for r in counts.index if r in set(labels)]

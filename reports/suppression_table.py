@@ -25,7 +25,7 @@ class Masks:
 
     ``cells``: the interior (rows × columns of the counts); ``row_totals`` (per row);
     ``column_totals`` (per column); ``group_cells`` (per group × column) and ``group_totals`` (per
-    group), empty without groups. The grand total is never withheld.
+    group), empty without groups; ``grand_total``, the grand total (and with it every cell that always equals it).
     """
 
     cells: pd.DataFrame
@@ -33,12 +33,14 @@ class Masks:
     column_totals: pd.Series
     group_cells: pd.DataFrame
     group_totals: pd.Series
+    #: The grand total: withheld only when it is small itself or the table cannot be protected around it.
+    grand_total: bool = False
 
     @property
     def count(self) -> int:
         """How many cells of the form are withheld."""
         return int(self.cells.to_numpy().sum() + self.row_totals.sum() + self.column_totals.sum()
-                   + self.group_cells.to_numpy().sum() + self.group_totals.sum())
+                   + self.group_cells.to_numpy().sum() + self.group_totals.sum() + bool(self.grand_total))
 
 
 
@@ -69,7 +71,7 @@ class Table:
         self.E_csc = self.E.tocsc()
 
     def _always_shown(self, members) -> np.ndarray:
-        """The grand total and the cells that equal it in every table: shown, never withheld, never small."""
+        """The grand total and the cells that equal it in every table: shown or withheld together."""
         R, C = self.R, self.C
         out = np.zeros(self.n, dtype=bool)
         out[-1] = True
@@ -131,7 +133,8 @@ class Table:
             row_totals=pd.Series(flat[self.o_row:self.o_col], index=idx, dtype=bool),
             column_totals=pd.Series(flat[self.o_col:self.o_gcell], index=cols, dtype=bool),
             group_cells=pd.DataFrame(flat[self.o_gcell:self.o_gtot].reshape(G, C), index=pd.Index(names), columns=cols),
-            group_totals=pd.Series(flat[self.o_gtot:self.n - 1], index=pd.Index(names), dtype=bool))
+            group_totals=pd.Series(flat[self.o_gtot:self.n - 1], index=pd.Index(names), dtype=bool),
+            grand_total=bool(flat[-1]))
 
     def flat(self, masks: Masks | pd.DataFrame) -> np.ndarray:
         out = np.zeros(self.n, dtype=bool)
@@ -149,6 +152,7 @@ class Table:
         if len(masks.group_cells):
             g = masks.group_cells.reindex(index=list(self.groups), columns=self.counts.columns, fill_value=False)
             out[self.o_gcell:self.o_gtot] = g.to_numpy(dtype=bool).ravel()
+        out[-1] = bool(masks.grand_total)
         return out
 
     def where(self, k: int) -> tuple[str, object, object]:
