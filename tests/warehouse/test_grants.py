@@ -307,6 +307,10 @@ def test_auditor_reads_publish_and_audit_only(env):
         conn.exec_driver_sql(f'SET ROLE "{PREFIX}auditor"')
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
             conn.exec_driver_sql("SELECT secret FROM publish.webhook")
+        conn.rollback()
+        # nor does the read API's role (delivery runs as the hub's own user)
+        assert conn.execute(sa.text("SELECT has_column_privilege(:r, 'publish.webhook', 'secret', 'SELECT')"),
+                            {"r": f"{PREFIX}api"}).scalar() is False
 
 
 def test_views_follow_the_current_release(env):
