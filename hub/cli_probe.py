@@ -21,7 +21,8 @@ def probe(
     department: Annotated[str | None, typer.Option(
         help="Answer as this department (warehouse/sharing.yaml): its fields only, read through its views.")] = None,
     purpose: Annotated[str | None, typer.Option(
-        help="With --department: the code of an approved purpose, which releases the 有条件 fields it lists.")] = None,
+        help="Required with --department: the code of an approved purpose of the department in force; the probe"
+             " uses the fields it releases to the department only.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=20, help="How many candidate masters at most.")] = 5,
     as_json: JsonOption = False,
 ) -> None:
@@ -29,8 +30,9 @@ def probe(
     probability and the comparisons that agreed; nothing is created.
 
     Without --department, the hub's operator's view: master ids, probabilities and every comparison, no
-    person fields. With it, the department's fields for --purpose, as the read API answers; the probe is
-    logged in the access log either way (never its values)."""
+    person fields. With it, --purpose is required and the probe is searched, scored and answered with the
+    department's fields for that purpose, as the read API answers; the probe is logged in the access log
+    either way (never its values)."""
     from hub import settings
     from hub.api.deps import logged_purpose
     from hub.errors import HubError
@@ -49,6 +51,9 @@ def probe(
                 raise HubError(f"--department {department!r} is not in the sharing configuration; the departments:"
                                f" {', '.join(sorted(known))}")
             sharing = known[department]
+            if purpose is None:
+                raise HubError("--purpose: required with --department (the code of an approved purpose of the"
+                               " department in force, warehouse/purposes.yaml)")
         elif purpose is not None:
             raise HubError("--purpose goes with --department: a purpose is a department's")
         query = ProbeQuery(name=name, birth_date=birth_date, sex=sex, phone=phone, address=address, id_number=id_number)
@@ -84,6 +89,9 @@ def _print(answer: dict, with_person: bool) -> None:
     console.print(table)
     if answer["withheld"]:
         console.print(f"withheld 未提供 (no purpose releases them 无用途授权): {', '.join(answer['withheld'])}",
+                      highlight=False)
+    if answer["fields_not_used"]:
+        console.print(f"not used 未使用 (not released for the purpose 用途未授权): {', '.join(answer['fields_not_used'])}",
                       highlight=False)
     if answer["comparisons_withheld"]:
         console.print(f"comparisons not shown 未显示的比较: {', '.join(answer['comparisons_withheld'])}", highlight=False)

@@ -14,6 +14,11 @@ and perhaps a phone, an address and an ID number that may be partial or mistyped
 4. answered with the best master ids of the current release, their match probability and the
    comparisons that agreed, and only the fields the department may see for the purpose given.
 
+A department's probe needs an approved purpose of its own that is in force, and is searched and scored
+with the fields that purpose releases to it only: a phone, an address, a birth date or an ID number the
+department may not see is checked as typed and then left out before any candidate is chosen or scored
+(a score that moved with it would tell it). The answer names the fields given but not used.
+
 Nothing is written but the access-log row: no record, no master id, no event. The answer never holds
 the probe's own values; a comparison is shown only when the field it compares is released to the
 department for the purpose (that "the birth date agrees" tells the birth date).
@@ -44,6 +49,8 @@ MAX_LIMIT = 20
 #: master id up)
 PERSON_FIELDS = ("name", "id_number", "id_number_status", "sex", "birth_date", "phone", "address", "status",
                  "status_date")
+#: the fields a clerk may give, each compared with the published field of the same name
+PROBE_FIELDS = ("name", "birth_date", "sex", "phone", "address", "id_number")
 _FRAGMENT_DIGITS = (6, 16)  # a partial ID number: at least 6 and at most 16 digits
 _DIGITS = re.compile(r"\d+")
 
@@ -68,20 +75,26 @@ class ProbeQuery:
     id_number: str | None = None
 
 
-def standardized(query: ProbeQuery) -> pd.DataFrame:
-    """The probe as a standardized record (one row); :class:`ProbeInputError` when name or birth date is
-    missing or not usable, or sex is given but not a sex."""
+def given(query: ProbeQuery) -> tuple[str, ...]:
+    """The probe fields the clerk filled in."""
+    return tuple(f for f in PROBE_FIELDS if (getattr(query, f) or "").strip())
+
+
+def standardized(query: ProbeQuery, use: Iterable[str] | None = None) -> pd.DataFrame:
+    """The probe as a standardized record (one row) of the fields in ``use`` (None: all); every field given is
+    checked first — :class:`ProbeInputError` when name or birth date is missing or not usable, or sex is given
+    but not a sex."""
     from schemas.dates import USABLE as USABLE_DATES
     from schemas.resident import standardize_frame
 
     for field in ("name", "birth_date"):
         if not (getattr(query, field) or "").strip():
             raise ProbeInputError(field, "required: a probe needs the person's name and birth date")
-    raw = pd.DataFrame([{"source": "probe", "source_record_id": "1", "name": query.name,
-                         "id_number": query.id_number or None, "sex": query.sex or None,
-                         "birth_date": query.birth_date, "phone": query.phone or None,
-                         "address": query.address or None}])
-    std = standardize_frame(raw)
+    typed = {f: getattr(query, f) or None for f in PROBE_FIELDS}
+    kept = {f: v if use is None or f in use else None for f, v in typed.items()}
+    # row 0 as typed (checked), row 1 with the fields in use only (searched)
+    std = standardize_frame(pd.DataFrame([{"source": "probe", "source_record_id": "0", **typed},
+                                          {"source": "probe", "source_record_id": "1", **kept}]))
     row = std.iloc[0]
     if row["name_status"] != "valid":
         raise ProbeInputError("name", f"not a usable name ({row['name_status']}): give the person's name as on the"
@@ -92,7 +105,7 @@ def standardized(query: ProbeQuery) -> pd.DataFrame:
     if query.sex and row["sex_status"] != "valid":
         raise ProbeInputError("sex", f"not a sex code ({row['sex_status']}): 男/女, 1/2 or M/F; leave it out when"
                                      " not known")
-    return std
+    return std.iloc[[1]].reset_index(drop=True)
 
 
 def id_fragment(query: ProbeQuery, feats: pd.DataFrame) -> str | None:
@@ -124,21 +137,23 @@ class Candidate:
     comparisons: list  # mpi.explain.ComparisonRow of the best-scoring record
 
 
-def find_masters(conn: sa.Connection, query: ProbeQuery, *, exclude: Iterable[str] = (),
-                 model_path: str | Path | None = None) -> list[Candidate]:
+def find_masters(conn: sa.Connection, query: ProbeQuery, *, use: Iterable[str] | None = None,
+                 exclude: Iterable[str] = (), model_path: str | Path | None = None) -> list[Candidate]:
     """Every master with a candidate record, best first (by the match weight of its best record), from
-    the matching state (the current release is checked when they are read). ``exclude``: record keys left
-    out of the candidates (the benchmark's held-out records)."""
+    the matching state (the current release is checked when they are read). ``use``: the probe fields
+    searched and scored (None: all; the others are not used for choosing candidates either). ``exclude``:
+    record keys left out of the candidates (the benchmark's held-out records)."""
     from mpi.model import BLOCKING_RULES
 
-    std = standardized(query)
+    use = None if use is None else set(use)
+    std = standardized(query, use)
     feats = probe_features(std)
     exclude = set(exclude)
     cands = ms.candidates(conn, feats, BLOCKING_RULES, exclude)
-    fragment = id_fragment(query, feats)
+    fragment = id_fragment(query, feats) if use is None or "id_number" in use else None
     if fragment:
-        extra = records_with_id_digits(conn, fragment, birth_year=feats["birth_year"].iloc[0],
-                                          surname=feats["surname"].iloc[0], exclude=exclude)
+        year, surname = (None if pd.isna(v) else str(v) for v in (feats["birth_year"].iloc[0], feats["surname"].iloc[0]))
+        extra = records_with_id_digits(conn, fragment, birth_year=year, surname=surname, exclude=exclude)
         cands = pd.concat([cands, extra[~extra["record_key"].isin(cands["record_key"])]], ignore_index=True)
     scored = score_probe(feats, cands, frequencies=snapshot(conn, pd.concat([feats, cands])), model_path=model_path)
     ranked = rank_masters(scored, masters_of(conn, [s.record_key for s in scored]))
@@ -154,6 +169,21 @@ def released_fields(sharing: DepartmentSharing, purpose: str | None) -> tuple[tu
             tuple(f for f in visible if sharing.classes[f] == CONDITIONAL and f not in unlocked))
 
 
+def check_purpose(sharing: DepartmentSharing, purpose: str | None) -> None:
+    """:class:`ProbeInputError` naming ``purpose`` unless it is an approved purpose of the department in force
+    that releases the person's name (what was sent is never echoed)."""
+    found = sharing.purpose(purpose)
+    if found is None:
+        raise ProbeInputError("purpose", f"a probe needs the code of an approved purpose of {sharing.department}"
+                                         " (warehouse/purposes.yaml; GET /v1/purposes lists them); what was sent is not one")
+    if not found.in_force():
+        raise ProbeInputError("purpose", f"{found.code} expired on {found.expires}: the department renews it with"
+                                         " the data office")
+    if "name" not in released_fields(sharing, purpose)[0]:
+        raise ProbeInputError("purpose", f"{found.code} does not release the person's name: a probe needs a purpose"
+                                         " that does")
+
+
 def _comparisons(rows: list, shown: set[str] | None) -> list[dict]:
     """The comparisons that agreed (a positive weight), of the fields in ``shown`` (all when None)."""
     return [{"comparison": r.comparison, "comparison_zh": r.comparison_zh, "level": r.level, "level_zh": r.level_zh,
@@ -166,18 +196,24 @@ def probe(conn: sa.Connection, query: ProbeQuery, *, sharing: DepartmentSharing 
     """The answer to a probe: the release, the candidate masters and what the department may see of them.
 
     ``sharing`` None: the hub's operator (``hub probe`` without a department) — master ids, probabilities
-    and every agreeing comparison, no person fields. Otherwise the persons are read as the department
-    (its views) and cut to the fields released for ``purpose``; comparisons of other fields are left out."""
+    and every agreeing comparison, no person fields. Otherwise ``purpose`` must be an approved purpose of the
+    department in force (:func:`check_purpose`); the probe is searched and scored with the fields it releases
+    only (``fields_not_used``: the others given), the persons are read as the department (its views) and cut
+    to those fields, and comparisons of other fields are left out."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ProbeInputError("limit", f"between 1 and {MAX_LIMIT}")
+    if sharing is not None:
+        check_purpose(sharing, purpose)
     release = serving.current_release_no(conn)
     if release is None:
         raise HubError("no release is published yet: a probe searches the published index")
     fields, withheld = released_fields(sharing, purpose) if sharing is not None else ((), ())
     shown = None if sharing is None else set(fields)
+    use = None if shown is None else {f for f in PROBE_FIELDS if f in shown}
+    not_used = [f for f in given(query) if use is not None and f not in use]
     department = sharing.department if sharing is not None else None
     found, persons = [], {}
-    for c in find_masters(conn, query, exclude=exclude, model_path=model_path):
+    for c in find_masters(conn, query, use=use, exclude=exclude, model_path=model_path):
         # read as the department (its view shows the current release only); a master matched since the
         # release was published is not in it yet
         rows = serving.persons_by_master_id(conn, c.master_id, fields, department=department)
@@ -196,8 +232,8 @@ def probe(conn: sa.Connection, query: ProbeQuery, *, sharing: DepartmentSharing 
             item["person"] = persons[c.master_id]
         candidates.append(item)
     return {"release_no": release, "candidates": candidates, "withheld": list(withheld),
-            "comparisons_withheld": hidden}
+            "comparisons_withheld": hidden, "fields_not_used": not_used}
 
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PROBE_KEY", "ProbeInputError", "ProbeQuery", "find_masters", "probe",
-           "released_fields", "standardized"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PROBE_FIELDS", "PROBE_KEY", "ProbeInputError", "ProbeQuery", "check_purpose",
+           "find_masters", "given", "probe", "released_fields", "standardized"]

@@ -144,20 +144,21 @@ def test_fields_follow_sharing_and_the_purpose(api, keys, people):
     civil = SHARING["civil_affairs"]
     person_fields = [f for f in civil.visible() if f in PERSON_FIELDS]
     conditional = {f for f in person_fields if civil.classes[f] == CONDITIONAL}
-    for purpose in ("-", "mz-no-such-purpose", "rs-death-stop-payment"):  # none releases a 有条件 field
-        r = api.post("/v1/persons/probe", headers={"X-API-Key": keys["civil_affairs"]}, json=_body(p, purpose=purpose))
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert set(body["withheld"]) == conditional
-        for c in body["candidates"]:
-            assert set(c["person"]) == set(person_fields) - conditional
-            assert {a["comparison"] for a in c["agreed"]} <= {"sex"}  # the others tell a withheld field
-        assert p["name"] not in r.text and p["id_number"] not in r.text
-        assert {"name", "dob"} <= set(body["comparisons_withheld"])
+    # 残疾人补贴 releases name, ID number and phone: not the birth date nor the address
+    r = api.post("/v1/persons/probe", headers={"X-API-Key": keys["civil_affairs"]},
+                 json=_body(p, purpose="mz-canji-subsidy"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body["withheld"]) == {"birth_date", "address"} and body["fields_not_used"] == ["birth_date", "address"]
+    for c in body["candidates"]:
+        assert set(c["person"]) == set(person_fields) - {"birth_date", "address"}
+        assert {a["comparison"] for a in c["agreed"]} <= {"name", "sex", "id", "phone"}  # dob would tell it
+    assert str(p["birth_date"]) not in r.text  # the birth date given was not compared at all
     r = api.post("/v1/persons/probe", headers={"X-API-Key": keys["civil_affairs"]}, json=_body(p, purpose=DIBAO)).json()
     released = set(person_fields) - conditional | set(civil.unlocked(DIBAO))
     top = r["candidates"][0]
     assert r["withheld"] == [] and set(top["person"]) == released and top["master_id"] == p["master_id"]
+    assert r["fields_not_used"] == []
     assert top["person"]["name"] and top["person"]["birth_date"] == str(p["birth_date"])
     # social security never sees address or phone (不予共享): neither the fields nor their comparisons
     social = SHARING["social_security"]
@@ -180,15 +181,18 @@ def test_fields_follow_sharing_and_the_purpose(api, keys, people):
     ({"name": "张伟", "birth_date": "1980-01-01", "id_number": "1" * 41, "purpose": DIBAO}, 422, "id_number"),
     ({"name": "张\u0000伟", "birth_date": "1980-01-01", "purpose": DIBAO}, 400, None),
     ({"name": "张伟", "birth_date": "1980-01-01", "limit": 500, "purpose": DIBAO}, 422, "limit"),
+    ({"name": "张伟", "birth_date": "1980-01-01", "purpose": "核查低保"}, 422, "purpose"),
+    ({"name": "张伟", "birth_date": "1980-01-01", "purpose": "\u200b"}, 422, "purpose"),
+    ({"name": "张伟", "birth_date": "1980-01-01", "purpose": "rs-pension-qualification"}, 422, "purpose"),
 ], ids=["no-name", "no-birth-date", "placeholder-date", "placeholder-name", "bad-sex", "no-purpose", "huge-name",
-        "long-id", "nul", "limit"])
+        "long-id", "nul", "limit", "free-text-purpose", "zero-width-purpose", "other-departments-purpose"])
 def test_bad_input_is_refused_naming_the_field(api, keys, published, body, status, field):
     since = _last(published["engine"])
     r = api.post("/v1/persons/probe", headers={"X-API-Key": keys["civil_affairs"]}, json=body)
     assert r.status_code == status, r.text
     if field is not None:
         assert field in r.text
-    assert "张伟" not in r.text and "1" * 41 not in r.text  # never echoed
+    assert "张伟" not in r.text and "1" * 41 not in r.text and "核查低保" not in r.text  # never echoed
     assert [row["status"] for row in _log_rows(published["engine"], since)] == [status]
 
 
@@ -211,3 +215,64 @@ def test_cli_probe_is_the_same_search_and_is_logged(published, people):
     assert rows[0]["master_ids"] == [c["master_id"] for c in answer["candidates"]]
     bad = CliRunner().invoke(app, ["probe", "--name", p["name"], "--birth-date", "不详"], prog_name="hub")
     assert bad.exit_code == 1 and "birth_date" in bad.output
+    # a department's probe needs an approved purpose of its own in force; the operator's needs none
+    for purpose in ([], ["--purpose", "核查低保"], ["--purpose", "rs-pension-qualification"]):
+        refused = CliRunner().invoke(app, args[:-5] + ["--department", "civil_affairs", *purpose, "--json"], prog_name="hub")
+        assert refused.exit_code == 1 and "purpose" in refused.output and "candidates" not in refused.output
+    operator = CliRunner().invoke(app, args[:-5] + ["--json"], prog_name="hub")
+    assert operator.exit_code == 0, operator.output
+    assert json.loads(operator.output)["candidates"][0]["master_id"] == p["master_id"]
+    assert "person" not in json.loads(operator.output)["candidates"][0]
+
+
+def _cut(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if k != "fields_not_used"}
+
+
+def test_fields_the_purpose_does_not_release_do_not_move_the_answer(api, keys, people, published):
+    """Probes differing only in a field not released to the department for the purpose (a phone or an
+    address 人社 may never see, a birth date its purpose does not release) get the same answer, scores
+    included; the answer names the fields not used. The operator's probe does use them."""
+    p = people.iloc[3]
+    other_day = str((pd.Timestamp(p["birth_date"]) + pd.Timedelta(days=40)).date())
+
+    def ask(department, **changes):
+        r = api.post("/v1/persons/probe", headers={"X-API-Key": keys[department]}, json=_body(p, **changes))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    social = "rs-pension-qualification"  # name, ID number, birth date; phone and address are 不予共享
+    plain = ask("social_security", purpose=social, address=None)
+    assert plain["fields_not_used"] == [] and plain["candidates"][0]["master_id"] == p["master_id"]
+    for changes in ({"phone": p["phone"]}, {"phone": "13900000000", "address": "花园镇幸福村9组"},
+                    {"address": p["address_raw"]}):
+        answer = ask("social_security", purpose=social, **{"address": None, **changes})
+        assert _cut(answer) == _cut(plain) and answer["fields_not_used"] == [f for f in ("phone", "address") if changes.get(f)]
+    # 残疾人补贴 does not release the birth date: the true one, another day or another year answer alike, the
+    # partial-number candidates included (they are chosen by birth year otherwise)
+    canji = "mz-canji-subsidy"
+    for number in (_swapped(p["id_number"]), p["id_number"][10:17]):
+        answers = [ask("civil_affairs", purpose=canji, birth_date=day, id_number=number, address=None)
+                   for day in (str(p["birth_date"]), other_day, "1931-02-03")]
+        assert _cut(answers[1]) == _cut(answers[0]) == _cut(answers[2])
+        assert answers[0]["fields_not_used"] == ["birth_date"]
+    with published["engine"].connect() as conn:  # the birth date does count when the operator probes
+        weights = [{c["master_id"]: c["match_weight"] for c in probe(
+            conn, ProbeQuery(name=p["name"], birth_date=day, sex=str(int(p["sex"])), id_number=p["id_number"][10:17]),
+            sharing=None, purpose=None)["candidates"]} for day in (str(p["birth_date"]), other_day)]
+    assert weights[0][p["master_id"]] > weights[1].get(p["master_id"], -99)
+
+
+def test_an_expired_purpose_is_refused(published, people):
+    import datetime as dt
+    from dataclasses import replace
+
+    from hub.probe import ProbeInputError
+
+    civil = SHARING["civil_affairs"]
+    lapsed = replace(civil, purposes={**civil.purposes, DIBAO: replace(civil.purposes[DIBAO],
+                                                                        expires=dt.date(2024, 12, 31))})
+    p = people.iloc[0]
+    with published["engine"].connect() as conn, pytest.raises(ProbeInputError) as refused:
+        probe(conn, ProbeQuery(name=p["name"], birth_date=str(p["birth_date"])), sharing=lapsed, purpose=DIBAO)
+    assert refused.value.field == "purpose" and "expired" in str(refused.value)

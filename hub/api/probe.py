@@ -16,13 +16,14 @@ from hub.api.deps import ERRORS, CallerDep, Warehouse, declare_purpose, not_foun
 from hub.api.guard import reserve_persons
 from hub.api.models import PURPOSE_MAX, Person
 from hub.errors import HubError
-from hub.probe import DEFAULT_LIMIT, MAX_LIMIT, ProbeInputError, ProbeQuery, probe
+from hub.probe import DEFAULT_LIMIT, MAX_LIMIT, ProbeInputError, ProbeQuery, check_purpose, probe
 
 router = APIRouter()
 
-_PURPOSE = ("required: the code of an approved purpose of the department (`GET /v1/purposes`), here or in"
-            " `X-Purpose`. It releases the 有条件 fields it lists; anything else releases none (the answer"
-            " then holds the 无条件 fields only). The access log keeps only the code")
+_PURPOSE = ("required: the code of an approved purpose of the department in force (`GET /v1/purposes`), here or"
+            " in `X-Purpose`; anything else is refused (422). It releases the 有条件 fields it lists: the probe is"
+            " searched and scored with the fields released to the department for it only. The access log keeps"
+            " only the code")
 
 
 class ProbeRequest(BaseModel):
@@ -65,6 +66,8 @@ class ProbeAnswer(BaseModel):
     withheld: list[str] = Field(description="有条件 fields left out (no purpose in force that releases them)")
     comparisons_withheld: list[str] = Field(description="comparisons left out of `agreed` because the field they"
                                             " compare is not released to the department for the purpose")
+    fields_not_used: list[str] = Field(description="fields given in the probe but not released to the department"
+                                       " for the purpose: left out before searching and scoring (names only)")
 
 
 @router.post("/v1/persons/probe", tags=["persons"], response_model=ProbeAnswer, response_model_exclude_unset=True,
@@ -73,8 +76,10 @@ class ProbeAnswer(BaseModel):
                          " (required), sex, phone, address and an ID number that may be missing, partial or"
                          " mistyped. The probe is standardized and scored by the hub's matcher against the"
                          " published persons' records; the answer lists the best master ids with the match"
-                         " probability and the comparisons that agreed. Nothing is created or changed. Needs a"
-                         " purpose; each candidate counts against the day's quotas.")
+                         " probability and the comparisons that agreed. Nothing is created or changed. Needs an"
+                         " approved purpose of the department in force (422 otherwise); only the fields it"
+                         " releases are used (`fields_not_used` names the others given); each candidate counts"
+                         " against the day's quotas.")
 def probe_route(request: Request, body: ProbeRequest, c: CallerDep, engine: Warehouse,
                 x_purpose: Annotated[str | None, purpose_header()] = None):
     purpose = declare_purpose(request, body.purpose, x_purpose)
@@ -84,6 +89,10 @@ def probe_route(request: Request, body: ProbeRequest, c: CallerDep, engine: Ware
                                  " (`purpose` in the body or the X-Purpose header; GET /v1/purposes lists them)")
     if c.sharing is None or not c.may_use("master_id"):  # a department the sharing does not know sees nobody
         raise not_found()
+    try:
+        check_purpose(c.sharing, purpose)
+    except ProbeInputError as bad:
+        raise HTTPException(422, str(bad)) from None
     query = ProbeQuery(name=body.name, birth_date=body.birth_date, sex=body.sex, phone=body.phone,
                        address=body.address, id_number=body.id_number)
     reserve_persons(request, c, body.limit, "this probe")
