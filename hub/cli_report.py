@@ -36,7 +36,8 @@ def report(
     release: Annotated[int | None, typer.Option(help="Release to count (default: the current one).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="The XLSX file (ending in .xlsx) or a folder to write it in (default: the hub's export folder, "
-             "HUB_EXPORT_DIR). An existing file is not written over without --force.")] = None,
+             "HUB_EXPORT_DIR, where the same report made again replaces the earlier one). A file named here is "
+             "not written over without --force.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", "--overwrite", help="Replace the file (and its CSV) when it exists already.")] = False,
     with_csv: Annotated[bool, typer.Option(
@@ -75,7 +76,8 @@ def report(
             result = statistics.make_report(
                 export.conn, kind, out or exports.private_dir(), community=community, town=town, release_no=release,
                 as_of=day, since=after, compare=compare, for_department=for_department, suppress=suppress,
-                with_csv=with_csv, overwrite=force)
+                with_csv=with_csv, overwrite=force or out is None)  # the hub's own export folder: the same
+            # report made again replaces the earlier one; a file named with --out is never replaced unasked
             # the department the copy is for: the one named, the owner for its complete copy, else nobody named
             recipient = for_department or (None if result.suppressed else result.owner)
             for path in result.paths:

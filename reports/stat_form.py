@@ -152,7 +152,9 @@ def _notes(table: Table, department: str, generated: dt.datetime, compare: Table
         lines.append(f"对比：第{compare.data.release.release_no}版（{compare.data.release_date:%Y-%m-%d} 发布，"
                      f"统计时点 {compare.data.as_of:%Y-%m-%d}）；增减 = 本版 − 对比版。")
     if table.suppressed:
-        lines.append(f"注：标“{SUPPRESSED}”的格为小数值保护（不足阈值的计数及可据以推算的格）不予显示。")
+        lines.append(f"注：标“{SUPPRESSED}”的格为小数值保护（不足阈值的计数及可据以推算的格）不予显示；"
+                     + (f"0 照常显示，每个“{SUPPRESSED}”至少为1。" if compare is None
+                        else f"两版同一位置一并隐去，故某一版中的“{SUPPRESSED}”也可能为0。"))
     lines.append(f"数据来源：居民数据中心主索引　　生成时间：{xlsx.local_time(generated)}")
     return lines
 
@@ -331,7 +333,14 @@ def place_label(table: Table) -> str:
     return COUNTY if table.level == "county" else table.place
 
 
-_JOB: dict = {}  # what the forked writers of write_all read: the counted kinds and the places
+_JOB: dict = {}  # what the writers of write_all read: the counted kinds and the places
+#: at most this long for the forms of one release (a writer process that stopped answering fails the step)
+WRITE_TIMEOUT_S = 1800
+
+
+def _take_job(job: dict) -> None:
+    """A writer process's start: the job, sent once to each process."""
+    _JOB.update(job)
 
 
 def _write_one(task: tuple[str, int]) -> tuple[str, str, str, float]:
@@ -388,9 +397,16 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
     tasks = [(kind, i) for kind in wanted for i in range(len(places))]
     workers = workers or min(4, os.cpu_count() or 1)
     try:
-        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                done = pool.map(_write_one, tasks, chunksize=8)
+        if workers > 1 and len(tasks) > 1:
+            # fresh processes ("spawn"), never a fork: the report task runs in a process with threads (the
+            # Airflow task runner's), and a forked child can wait forever on a lock one of them held
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=_take_job, initargs=(dict(_JOB),)) as pool:
+                try:
+                    done = pool.map_async(_write_one, tasks, chunksize=8).get(timeout=WRITE_TIMEOUT_S)
+                except multiprocessing.TimeoutError:
+                    raise StatisticsError(f"writing the {len(tasks)} statistical reports of release "
+                                          f"{data.release.release_no} took longer than {WRITE_TIMEOUT_S} s; "
+                                          f"forms written so far are in {folder}") from None
         else:
             done = [_write_one(t) for t in tasks]
     finally:

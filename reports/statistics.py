@@ -535,6 +535,8 @@ def _suppress(table: Table, threshold: int) -> Table:
         for j in cols:
             if bool(found.column_totals[j]):
                 hidden.add((total_at, j))
+        if bool(found.grand_total):  # no pattern protects the cells around a 合计 that is shown: it goes too
+            hidden.add((total_at, total_col))
         for town, at in subtotal_of.items():
             if town in groups:
                 hidden |= {(at, j) for j in cols if bool(found.group_cells.loc[town, j])}

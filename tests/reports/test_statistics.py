@@ -201,7 +201,7 @@ def _hub(*args: str):
     return CliRunner().invoke(app, list(args), prog_name="hub")
 
 
-def test_cli_list_and_report(published, tmp_path):
+def test_cli_list_and_report(published, data, tmp_path):
     """hub report --list names every kind (id first, ≥ 8); hub report writes the form and logs the export."""
     listed = _hub("report", "--list")
     assert listed.exit_code == 0, listed.output
@@ -218,6 +218,11 @@ def test_cli_list_and_report(published, tmp_path):
     assert len(logged) == 2 and all("kind=gaoling" in w for _, w in logged)
     bad = _hub("report", "nope")
     assert bad.exit_code == 1 and "known kinds" in bad.output
+    # in the hub's own export folder the same report made again replaces the earlier one
+    for _ in range(2):
+        town = next(c.name for c in data.communities if c.level == "town")
+        again = _hub("report", "dibao", "--community", town, "--as-of", "2026-11-21")
+        assert again.exit_code == 0, again.output
 
 
 def test_copy_for_another_department_is_suppressed(published, data, tmp_path):
