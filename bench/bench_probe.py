@@ -1,6 +1,7 @@
 """Probe search (match without create) on a published simulated county: does a clerk find the person?
 
 Usage: uv run python bench/bench_probe.py [--persons 20000] [--sample 1000] [--seed 20261121]
+                                          [--department social_security --purpose rs-pension-qualification]
 
 Steps: serve the simulated county, ingest, standardize, match, gate and publish it into a warehouse
 (the embedded PostgreSQL under a cached HUB_HOME per county size, seed and simulator version, reused on
@@ -8,7 +9,10 @@ the next run; or HUB_DATABASE_URL as given); then take a held-out sample of reco
 at least one other record, with a usable name and birth date. Each is probed with its name, sex, birth
 date, phone and address and an ID number that is blanked, has one digit changed or two adjacent digits
 swapped (a third each) — and **without the record itself** among the candidates (``exclude``), as a
-clerk's new registration would be: the person must be found through their other records.
+clerk's new registration would be: the person must be found through their other records. A department's
+probe uses only the fields its purpose releases to it (by default 人社 social security for
+rs-pension-qualification: name, sex, birth date and ID number; its phone and address are 不予共享 and left
+out); ``--department operator`` probes with every field, as the hub's operator does.
 
 The true master is the one the published index holds the record in. Prints the share of probes with
 the true master first and within the top 3 / top 5, per kind of ID number, and the latency per probe
@@ -92,14 +96,27 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--sample", type=int, default=1000)
+    parser.add_argument("--department", default="social_security", help="whose fields (operator: all)")
+    parser.add_argument("--purpose", default="rs-pension-qualification")
     args = parser.parse_args()
     home = CACHE / f"probe-{args.persons}-{args.seed}-{simulator_digest()}"
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HUB_HOME", str(home))
 
+    from dataclasses import replace
+
     from hub import settings
-    from hub.probe import ProbeQuery, probe
+    from hub.probe import PROBE_FIELDS, ProbeQuery, check_purpose, probe, released_fields
     from warehouse import serving
+    from warehouse.sharing import load_sharing
+
+    use = set(PROBE_FIELDS)
+    if args.department != "operator":
+        sharing = load_sharing()[args.department]
+        check_purpose(sharing, args.purpose)
+        use = {f for f in PROBE_FIELDS if f in released_fields(sharing, args.purpose)[0]}
+    print(f"probing as {args.department} ({args.purpose if args.department != 'operator' else 'no purpose'}) with"
+          f" {', '.join(f for f in PROBE_FIELDS if f in use)}")
 
     engine = settings.engine()
     try:
@@ -122,6 +139,7 @@ def main() -> None:
         query = ProbeQuery(name=r["name"], birth_date=str(r["birth_date"]), sex=str(int(r["sex"])) if pd.notna(r["sex"])
                            else None, phone=r["phone"] if isinstance(r["phone"], str) else None,
                            address=r["address_raw"] if isinstance(r["address_raw"], str) else None, id_number=number)
+        query = replace(query, **{f: None for f in PROBE_FIELDS if f not in use})  # as the department's probe is cut
         t = time.perf_counter()
         with engine.connect() as conn:
             answer = probe(conn, query, sharing=None, purpose=None, limit=5, exclude=[r["record_key"]])
@@ -132,7 +150,8 @@ def main() -> None:
                      "seconds": seconds, "top_probability": answer["candidates"][0]["match_probability"]
                      if ranked else None})
     out = pd.DataFrame(rows)
-    print(f"\n{len(out):,} held-out probes on a county of {args.persons:,} persons; {os.cpu_count()} CPUs\n")
+    print(f"\n{len(out):,} held-out probes on a county of {args.persons:,} persons; {os.cpu_count()} CPUs;"
+          f" fields used: {', '.join(f for f in PROBE_FIELDS if f in use)}\n")
     print(f"| {'ID number in the probe':<28} | {'probes':>6} | {'top 1':>7} | {'top 3':>7} | {'top 5':>7} "
           f"| {'p50 ms':>7} | {'p95 ms':>7} |")
     print(f"|{'-' * 30}|{'-' * 8}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|")
