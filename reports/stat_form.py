@@ -10,6 +10,7 @@ cells (a copy for another department) show ``*``. The CSV holds the same lines, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -338,6 +339,28 @@ _JOB: dict = {}  # what the writers of write_all read: the counted kinds and the
 WRITE_TIMEOUT_S = 1800
 
 
+@contextlib.contextmanager
+def _no_main_module():
+    """While the writer processes start: they do not run the parent's main script again. A spawned process
+    re-runs it (``__main__.__file__``) before it takes work; under Airflow that is the ``airflow`` command,
+    whose import sets Airflow up from the task runner's environment and fails there. The writers need
+    nothing of it: their work is in this module."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__file__":
+                delattr(main, k)
+            else:
+                setattr(main, k, None)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 def _take_job(job: dict) -> None:
     """A writer process's start: the job, sent once to each process."""
     _JOB.update(job)
@@ -400,7 +423,8 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
         if workers > 1 and len(tasks) > 1:
             # fresh processes ("spawn"), never a fork: the report task runs in a process with threads (the
             # Airflow task runner's), and a forked child can wait forever on a lock one of them held
-            with multiprocessing.get_context("spawn").Pool(workers, initializer=_take_job, initargs=(dict(_JOB),)) as pool:
+            with _no_main_module(), multiprocessing.get_context("spawn").Pool(
+                    workers, initializer=_take_job, initargs=(dict(_JOB),)) as pool:
                 try:
                     done = pool.map_async(_write_one, tasks, chunksize=8).get(timeout=WRITE_TIMEOUT_S)
                 except multiprocessing.TimeoutError:
