@@ -21,7 +21,7 @@ from openpyxl import load_workbook
 
 from hub import exports
 from schemas.masking import mask_id_number
-from tests.helpers import empty_warehouse, publish_served_county
+from tests.helpers import publish_day0
 
 HUB = str(Path(sys.executable).with_name("hub"))
 ID_NUMBER = "34152219800307123X"
@@ -49,10 +49,7 @@ def published(engine, _served_platforms, county):
     """The county on day 0, published as release 1 and audited (once for this module)."""
     from hub.pipeline import audit_release
 
-    empty_warehouse(engine)
-    _served_platforms.set_faults(None)
-    _served_platforms.advance(county)
-    release = publish_served_county()
+    release = publish_day0(engine, _served_platforms, county)
     audit_release(release["release_no"])
     return engine
 

@@ -20,7 +20,7 @@ from openpyxl import load_workbook
 from connectors.registry import load_registry
 from reports import ledgers, xlsx
 from schemas.regions import region_table
-from tests.helpers import empty_warehouse, publish_served_county
+from tests.helpers import publish_day0
 
 AS_OF = dt.date(2026, 11, 21)
 PERSON_HEADERS = ["序号", "主索引号", "姓名", "性别", "出生日期", "年龄", "公民身份号码", "住址", "联系电话"]
@@ -42,10 +42,7 @@ ADDRESS = re.compile(r"^(?P<town>.+?镇)(?P<village>.+?(?:村|社区))(?P<group>
 @pytest.fixture(scope="module")
 def published(engine, _served_platforms, county):
     """The county on day 0, ingested, matched and published as release 1 (once for this module)."""
-    empty_warehouse(engine)
-    _served_platforms.set_faults(None)
-    _served_platforms.advance(county)
-    release = publish_served_county()
+    release = publish_day0(engine, _served_platforms, county)
     with engine.connect() as conn:
         crosswalk = pd.read_sql(sa.text("SELECT source, source_record_id, master_id FROM mpi.crosswalk"), conn)
     truth = county.truth().merge(crosswalk, on=["source", "source_record_id"], validate="one_to_one")

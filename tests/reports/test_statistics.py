@@ -45,12 +45,9 @@ placed AS (
 @pytest.fixture(scope="module")
 def published(engine, _served_platforms, county):
     """The county on day 0, ingested, matched and published as release 1 (once for this module)."""
-    from tests.helpers import empty_warehouse, publish_served_county
+    from tests.helpers import publish_day0
 
-    empty_warehouse(engine)
-    _served_platforms.set_faults(None)
-    _served_platforms.advance(county)
-    release = publish_served_county()
+    release = publish_day0(engine, _served_platforms, county)
     return {"engine": engine, "release_no": release["release_no"]}
 
 
