@@ -64,7 +64,7 @@ def test_shell_completion_of_commands_options_and_sources():
     script = _hub("--show-completion", "bash")
     assert script.returncode == 0 and "_HUB_COMPLETE=complete_bash" in script.stdout, script.stdout + script.stderr
     assert "status" in _complete("hub sta")
-    assert _complete("hub release ") == ["list", "show", "rollback"]
+    assert _complete("hub release ") == ["list", "show", "rollback", "diff"]
     assert "--json" in _complete("hub status --")
     assert _complete("hub ingest mz_") == sorted(n for n in load_registry() if n.startswith("mz_"))
 
