@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from reports.render import CHINA_STANDARD_TIME
 from reports.xlsx import Column, new_workbook, save_workbook, write_table
 from warehouse.findings import KIND_LABELS, KINDS, list_findings, transaction
 from warehouse.sharing import department_titles
@@ -29,7 +30,6 @@ XLSX_COLUMNS = (
     ("status", "状态 Status", 10),
 )
 IDENTIFIER_COLUMNS = frozenset({"finding_id", "master_id", "records"})  # typed as text
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 
 
 def record_refs(evidence: list[dict]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.render import CHINA_STANDARD_TIME
 from schemas.text import formula_safe
 
 #: The font of every cell. Noto Sans CJK SC ships with most Linux desktops and LibreOffice; the
@@ -36,7 +37,6 @@ CREATOR = "居民数据中心"
 PAGE_NUMBERS = "第 &P 页，共 &N 页"
 #: The sign-off line at the foot of a government form (统计报表, 台账)
 SIGNATURE_LABELS = ("制表人", "审核人", "填报日期")
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 @dataclass(frozen=True)
