@@ -61,8 +61,9 @@ from schemas.addresses import parse_addresses
 from warehouse.ledger_queries import address_leads, golden_persons, ledger_enrolments
 from warehouse.releases import current_release, list_releases, release_row
 
-__all__ = ["LedgerConfigError", "LedgerError", "LedgerResult", "LedgersFile", "communities", "default_filename",
-           "generate_ledger", "ledger_kinds", "load_ledgers", "order_members"]
+__all__ = ["Community", "LedgerConfigError", "LedgerError", "LedgerResult", "LedgersFile", "Release", "address_parts",
+           "age_on", "communities", "community_list", "default_filename", "generate_ledger", "ledger_kinds",
+           "load_ledgers", "order_members", "release_of", "release_places", "resolve_name"]
 
 log = logging.getLogger("reports.ledgers")
 
@@ -79,7 +80,7 @@ class Release:
     withdrawn: bool
 
 
-def _release(conn: sa.Connection, release_no: int | None) -> Release:
+def release_of(conn: sa.Connection, release_no: int | None) -> Release:
     if release_no is None:
         row = current_release(conn)
         if row is None:
@@ -103,7 +104,7 @@ class Community:
     persons: int
 
 
-def _places(conn: sa.Connection, release_no: int) -> pd.DataFrame:
+def release_places(conn: sa.Connection, release_no: int) -> pd.DataFrame:
     """lead (golden address before its first digit), town, village, persons — for the release."""
     leads = address_leads(conn, release_no)
     if leads.empty:
@@ -114,7 +115,7 @@ def _places(conn: sa.Connection, release_no: int) -> pd.DataFrame:
     return leads[leads["town"].notna() | leads["village"].notna()]
 
 
-def _community_list(places: pd.DataFrame) -> list[Community]:
+def community_list(places: pd.DataFrame) -> list[Community]:
     out: list[Community] = []
     towns = places[places["town"].notna()].groupby("town")["persons"].sum()
     villages = places[places["village"].notna()].groupby(
@@ -131,11 +132,11 @@ def _community_list(places: pd.DataFrame) -> list[Community]:
 def communities(conn: sa.Connection, *, release_no: int | None = None) -> list[str]:
     """The community names a ledger can be made for: every town, each followed by its villages
     named with the town (``城关镇``, ``城关镇东湖村``, …), from the release's golden addresses."""
-    release = _release(conn, release_no)
-    return [c.name for c in _community_list(_places(conn, release.release_no))]
+    release = release_of(conn, release_no)
+    return [c.name for c in community_list(release_places(conn, release.release_no))]
 
 
-def _resolve(name: str, known: list[Community]) -> Community:
+def resolve_name(name: str, known: list[Community]) -> Community:
     wanted = re.sub(r"\s+", "", name or "")
     names = [c.name for c in known]
     for c in known:
@@ -152,7 +153,7 @@ def _resolve(name: str, known: list[Community]) -> Community:
 
 
 # ------------------------------------------------------------------------------------ the members
-def _age(birth: pd.Series, on: dt.date) -> pd.Series:
+def age_on(birth: pd.Series, on: dt.date) -> pd.Series:
     """Completed years (周岁) on ``on``; NaN where the birth date is unknown."""
     b = pd.to_datetime(birth, errors="coerce")
     before_birthday = (b.dt.month > on.month) | ((b.dt.month == on.month) & (b.dt.day > on.day))
@@ -205,7 +206,7 @@ def _per_person(qualifying: pd.DataFrame, spec: LedgerSpec) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _address_parts(persons: pd.DataFrame) -> pd.DataFrame:
+def address_parts(persons: pd.DataFrame) -> pd.DataFrame:
     """town, village, group, house_no of each person: the golden address's, else the record's."""
     from schemas.addresses import parse_addresses
 
@@ -426,7 +427,7 @@ def _leads(places: pd.DataFrame, target: Community) -> list[str]:
 def _ordered(frame: pd.DataFrame, spec: LedgerSpec, households: bool) -> pd.DataFrame:
     if frame.empty:
         return frame.assign(household_no=pd.Series(dtype=int), household_size=pd.Series(dtype=int))
-    frame = pd.concat([frame, _address_parts(frame)], axis=1)
+    frame = pd.concat([frame, address_parts(frame)], axis=1)
     sort = spec.sort if households else [k for k in spec.sort if k.lstrip("-") not in ("household", "head")] or ["address"]
     return order_members(frame, sort, households=households)
 
@@ -438,7 +439,7 @@ def _members(conn: sa.Connection, spec: LedgerSpec, release_no: int, target: Com
     per_person = _per_person(qualifying, spec)
     persons = golden_persons(conn, release_no, per_person["master_id"].tolist()).merge(
         per_person, on="master_id", how="inner", validate="one_to_one")
-    persons["age"] = _age(persons["birth_date"], as_of)
+    persons["age"] = age_on(persons["birth_date"], as_of)
     dead = persons["status"].eq("deceased")
     alive = persons[~dead]
     m = spec.members
@@ -528,9 +529,9 @@ def generate_ledger(conn: sa.Connection, kind: str, community: str, out_path: Pa
     config.check_sources(sources)
     zone = ZoneInfo(config.timezone)
     generated = dt.datetime.now(zone)
-    release = _release(conn, release_no)
-    places = _places(conn, release.release_no)
-    target = _resolve(community, _community_list(places))
+    release = release_of(conn, release_no)
+    places = release_places(conn, release.release_no)
+    target = resolve_name(community, community_list(places))
     ledger = _Ledger(kind, spec, target, release, release.published_at.astimezone(zone).date(),
                      as_of or generated.date(), generated)
     main, gone = _members(conn, spec, release.release_no, target, _leads(places, target), ledger.as_of)

@@ -39,7 +39,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from reports.errors import LedgerError, StatisticsError
-from reports.ledgers import Community, Release, _address_parts, _age, _community_list, _places, _release, _resolve
+from reports.ledgers import Community, Release, address_parts, age_on, community_list, release_of, release_places, resolve_name
 from reports.report_spec import UNKNOWN, Breakdown, KindSpec, StatisticsFile, shipped_statistics
 from warehouse.report_queries import previous_release, report_enrolments, report_persons
 
@@ -84,19 +84,19 @@ def load_release(conn: sa.Connection, *, release_no: int | None = None, as_of: d
     config = config or shipped_statistics()
     zone = ZoneInfo(config.timezone)
     try:
-        release = _release(conn, release_no)
+        release = release_of(conn, release_no)
     except LedgerError as exc:
         raise StatisticsError(str(exc), exc.known) from None
-    places = _places(conn, release.release_no)
+    places = release_places(conn, release.release_no)
     persons = report_persons(conn, release.release_no)
     placed = places[["lead", "town", "village"]].drop_duplicates("lead")
     persons = persons.merge(placed, on="lead", how="left")
     day = as_of or release.published_at.astimezone(zone).date()
-    persons["age"] = _age(persons["birth_date"], day)
+    persons["age"] = age_on(persons["birth_date"], day)
     sources = sorted({s for k in config.kinds.values() for s in (k.population.sources or [])})
     fields = list(dict.fromkeys(f for k in config.kinds.values() for f in k.fields()))
     enrolments = report_enrolments(conn, release.release_no, sources, fields)
-    return ReleaseData(release, day, places, _community_list(places), persons, enrolments,
+    return ReleaseData(release, day, places, community_list(places), persons, enrolments,
                        previous_release(conn, release.release_no), zone)
 
 
@@ -222,7 +222,7 @@ def _pairs(frame: pd.DataFrame, records: pd.DataFrame, config: StatisticsFile) -
 def _households(frame: pd.DataFrame) -> pd.Series:
     """The household key as the ledgers group households: town, village, group and house number of the
     golden address (else the record's); a person without a house number is a household alone."""
-    parts = _address_parts(frame.reset_index(drop=True)).set_index(frame.index)
+    parts = address_parts(frame.reset_index(drop=True)).set_index(frame.index)
     housed = parts["house_no"].notna() & (parts["town"].notna() | parts["village"].notna())
     key = (parts["town"].fillna("") + "|" + parts["village"].fillna("") + "|" + parts["group"].fillna("")
            + "|" + parts["house_no"].fillna(""))
@@ -423,7 +423,7 @@ def resolve_community(data: ReleaseData, community: str | None = None, town: str
     if not name:
         return None
     try:
-        found = _resolve(name, data.communities)
+        found = resolve_name(name, data.communities)
     except LedgerError as exc:
         raise StatisticsError(str(exc), exc.known) from None
     if town and found.level != "town":

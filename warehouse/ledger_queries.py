@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 import sqlalchemy as sa
 
-_LEAD = "regexp_replace({col}, '[0-9].*$', '')"
+ADDRESS_LEAD = "regexp_replace({col}, '[0-9].*$', '')"
 
 PERSON_COLUMNS = ("master_id", "name", "id_number", "sex", "birth_date", "phone", "address", "status", "status_date",
                   "sources")
@@ -26,7 +26,7 @@ def _frame(result: sa.CursorResult) -> pd.DataFrame:
 def address_leads(conn: sa.Connection, release_no: int) -> pd.DataFrame:
     """lead, persons: the release's golden addresses down to the village, with how many persons have each."""
     return _frame(conn.execute(sa.text(
-        f"SELECT {_LEAD.format(col='address')} AS lead, count(*) AS persons FROM publish.master_person"
+        f"SELECT {ADDRESS_LEAD.format(col='address')} AS lead, count(*) AS persons FROM publish.master_person"
         " WHERE release_no = :n AND address IS NOT NULL GROUP BY 1"), {"n": release_no}))
 
 
@@ -49,7 +49,7 @@ def ledger_enrolments(conn: sa.Connection, release_no: int, *, sources: Sequence
         " FROM publish.enrolment e"
         " JOIN publish.master_person p ON p.release_no = e.release_no AND p.master_id = e.master_id"
         " WHERE e.release_no = :n AND e.source = ANY(CAST(:sources AS text[]))"
-        f"   AND ((p.address IS NOT NULL AND {_LEAD.format(col='p.address')} = ANY(CAST(:leads AS text[])))"
+        f"   AND ((p.address IS NOT NULL AND {ADDRESS_LEAD.format(col='p.address')} = ANY(CAST(:leads AS text[])))"
         "     OR (p.address IS NULL AND e.address_town IS NOT DISTINCT FROM CAST(:town AS text)" + village_test + "))"
         " ORDER BY e.master_id, e.source, e.source_record_id"),
         {"n": release_no, "sources": list(sources), "leads": list(leads), "town": town, "village": village,

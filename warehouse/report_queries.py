@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 import sqlalchemy as sa
 
-from warehouse.ledger_queries import _LEAD
+from warehouse.ledger_queries import ADDRESS_LEAD
 
 
 def _frame(result: sa.CursorResult) -> pd.DataFrame:
@@ -24,7 +24,7 @@ def report_persons(conn: sa.Connection, release_no: int) -> pd.DataFrame:
     """master_id, sex, birth_date, status, status_date, address, lead (the golden address before its
     first digit: down to the village) of every person of the release."""
     return _frame(conn.execute(sa.text(
-        f"SELECT master_id, sex, birth_date, status, status_date, address, {_LEAD.format(col='address')} AS lead"
+        f"SELECT master_id, sex, birth_date, status, status_date, address, {ADDRESS_LEAD.format(col='address')} AS lead"
         " FROM publish.master_person WHERE release_no = :n ORDER BY master_id"), {"n": release_no}))
 
 
