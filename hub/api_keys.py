@@ -10,7 +10,8 @@ A key that swept master ids is **blocked** (``audit.api_key.blocked_at``, by :mo
 (``hub api-key unblock KEY_ID``, :func:`unblock_key`).
 
 Scopes are extra rights beyond reading the department's published data (``steward``: may read and
-decide the review queue).
+decide the review queue; ``auditor``: may work the findings inbox of the workbench). A key also signs in
+to the workbench (``/workbench/``), where its scopes decide which pages it gets.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from warehouse import api_keys as stored
 from warehouse import quotas
 from warehouse.sharing import load_sharing
 
-SCOPES = ("steward",)
+SCOPES = ("steward", "auditor")
 _KEY_ID = re.compile(r"^ak_[0-9a-f]{12}$")
 
 
@@ -62,7 +63,7 @@ def create_key(conn: sa.Connection, department: str, label: str, *, scopes: Iter
     """Create a key for ``department`` and return it — the only time the secret is shown.
 
     ``departments`` (default: those of ``warehouse/sharing.yaml``) are the departments a key may be
-    given to; ``scopes`` are extra rights (``steward``).
+    given to; ``scopes`` are extra rights (``steward``, ``auditor``).
     """
     if departments is None:
         departments = load_sharing()

@@ -263,14 +263,18 @@ def grants_drop(prefix: Annotated[str, typer.Option(help="Prefix of the roles th
 def api_key_create(
     department: Annotated[str, typer.Argument(help="The department the key reads for (see warehouse/sharing.yaml).")],
     label: Annotated[str, typer.Option(help="Who holds the key (team or system).")],
-    steward: Annotated[bool, typer.Option(help="Also allow reading and deciding the review queue.")] = False,
+    steward: Annotated[bool, typer.Option(help="Also allow reading and deciding the review queue (API and workbench).")]
+    = False,
+    auditor: Annotated[bool, typer.Option(help="Also allow the workbench's findings inbox: acknowledge, assign, resolve"
+                                               " or dismiss findings of every department.")] = False,
 ) -> None:
-    """Create a key; its secret is shown this once."""
+    """Create a key; its secret is shown this once. It also signs in to the workbench (/workbench/ of hub serve)."""
     from hub import settings
     from hub.api_keys import create_key
 
+    scopes = [s for s, wanted in (("steward", steward), ("auditor", auditor)) if wanted]
     with user_errors(), settings.engine().begin() as conn:
-        key = create_key(conn, department, label, scopes=["steward"] if steward else [])
+        key = create_key(conn, department, label, scopes=scopes)
     console.print(f"key id {key.split('.', 1)[0]} for {department}; the key (shown only now):", highlight=False)
     print(key)
 
