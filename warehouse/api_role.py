@@ -11,7 +11,10 @@ NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS NOINHERIT`` and holds exactly 
 * ``publish.current_release``: read ``release_no``; ``publish.release``: read (the releases' figures and
   manifests, no personal data); nothing else in ``publish``;
 * the steward routes: read ``mpi`` and ``std.resident``, insert ``mpi.decision``, update
-  ``mpi.review_pair``; the sequences behind those tables' ids.
+  ``mpi.review_pair``; the sequences behind those tables' ids;
+* the workbench: its sessions (``audit.workbench_session``: read, insert, end), the findings inbox (read
+  ``audit.finding`` and update only its lifecycle columns, read and append ``audit.finding_event``), the
+  quality pages (read the validation history and finding counts), and ``audit.export_log`` (append).
 
 It is a member of every department role (``<prefix>dept_<department>``), and being ``NOINHERIT`` it
 holds none of their privileges until a request does ``SET LOCAL ROLE`` to the caller's department:
@@ -47,9 +50,25 @@ TABLE_PRIVILEGES = (
     ("std", "resident", "SELECT", None),
     ("mpi", "decision", "INSERT", None),
     ("mpi", "review_pair", "UPDATE", None),
+    # the workbench: its sessions, the auditors' inbox, the quality pages, exports from its pages
+    ("audit", "workbench_session", "SELECT", None),
+    ("audit", "workbench_session", "INSERT", None),
+    ("audit", "workbench_session", "UPDATE", ("ended_at",)),
+    ("audit", "finding", "SELECT", None),
+    ("audit", "finding", "UPDATE", ("status", "assigned_to", "due_at", "acknowledged_at", "assigned_at", "closed_at",
+                                    "close_reason", "closed_by")),
+    ("audit", "finding_event", "SELECT", None),
+    ("audit", "finding_event", "INSERT", None),
+    ("audit", "finding_count", "SELECT", None),
+    ("audit", "validation_run", "SELECT", None),
+    ("audit", "validation_result", "SELECT", None),
+    ("audit", "validation_suite", "SELECT", None),
+    ("audit", "publish_attempt", "SELECT", None),
+    ("audit", "export_log", "INSERT", None),
 )
 SCHEMAS = ("audit", "publish", "mpi", "std")
-SEQUENCES_OF = ("audit.access_log", "audit.access_alert", "mpi.decision", "mpi.review_pair")
+SEQUENCES_OF = ("audit.access_log", "audit.access_alert", "mpi.decision", "mpi.review_pair", "audit.finding_event",
+                "audit.export_log")
 
 
 def api_role(prefix: str) -> str:

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api import changes, persons, probe, releases, reviews
@@ -79,6 +80,10 @@ Read access to the published master person index (一人一档) of the resident 
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException):
+    from hub.workbench import pages
+
+    if pages.is_workbench(request):  # the workbench answers with a page
+        return pages.http_error(request, exc)
     body = NOT_FOUND if exc.status_code == 404 else {"detail": exc.detail}
     return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
@@ -132,8 +137,10 @@ def create_app(engine: sa.Engine | None = None, *,
     if max_batch < 1:
         raise ValueError("max_batch must be at least 1")
 
-    app = FastAPI(
+    # /docs and /redoc from the files in fastapi-offline's wheel (no CDN); no online validator badge either
+    app = FastAPIOffline(
         title="Resident data hub — read API", version="1", description=_DESCRIPTION,
+        swagger_ui_parameters={"validatorUrl": None},
         openapi_tags=[{"name": "persons", "description": "the published master person index"},
                       {"name": "reviews", "description": "the review queue (keys with the steward scope)"},
                       {"name": "changes", "description": "the department's change feed after a release"},
@@ -154,6 +161,9 @@ def create_app(engine: sa.Engine | None = None, *,
     app.include_router(releases.router)
     app.include_router(changes.router)
     persons.describe_batch_limit(app, max_batch)
+    from hub import workbench
+
+    workbench.mount(app)
     return app
 
 

@@ -22,10 +22,12 @@ from warehouse.tables.audit import (
     audit_export_log,
     audit_finding,
     audit_finding_count,
+    audit_finding_event,
     audit_publish_attempt,
     audit_validation_result,
     audit_validation_run,
     audit_validation_suite,
+    audit_workbench_session,
 )
 from warehouse.tables.base import is_view, metadata
 from warehouse.tables.mpi import (
@@ -78,6 +80,8 @@ __all__ = [
     "audit_api_key",
     "audit_api_quota",
     "audit_export_log",
+    "audit_finding_event",
+    "audit_workbench_session",
     "audit_finding",
     "audit_finding_count",
     "audit_publish_attempt",

@@ -85,8 +85,51 @@ audit_finding = sa.Table(
     sa.Column("first_seen_at", TIMESTAMP, nullable=False),
     sa.Column("last_seen_at", TIMESTAMP, nullable=False),
     sa.Column("status", TEXT, nullable=False),
-    sa.CheckConstraint("status IN ('open', 'resolved')", name="finding_status_check"),
+    sa.Column("assigned_to", TEXT),
+    sa.Column("due_at", TIMESTAMP),
+    sa.Column("acknowledged_at", TIMESTAMP),
+    sa.Column("assigned_at", TIMESTAMP),
+    sa.Column("closed_at", TIMESTAMP),
+    sa.Column("close_reason", TEXT),
+    sa.Column("closed_by", TEXT),
+    sa.CheckConstraint("status IN ('open', 'acknowledged', 'assigned', 'resolved', 'dismissed')",
+                       name="finding_status_check"),
     sa.Index("finding_department_status_idx", "department", "status"),
+    schema=SCHEMA,
+)
+
+#: The history of each finding (append-only): every step of its lifecycle, by whom, why, in which release.
+audit_finding_event = sa.Table(
+    "finding_event", metadata,
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("finding_id", TEXT, sa.ForeignKey("audit.finding.finding_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", TIMESTAMP, nullable=False),
+    sa.Column("actor", TEXT, nullable=False),
+    sa.Column("action", TEXT, nullable=False),
+    sa.Column("from_status", TEXT),
+    sa.Column("to_status", TEXT, nullable=False),
+    sa.Column("assigned_to", TEXT),
+    sa.Column("reason", TEXT),
+    sa.Column("comment", TEXT),
+    sa.Column("release_no", sa.Integer),
+    sa.CheckConstraint("action IN ('opened', 'acknowledged', 'assigned', 'resolved', 'dismissed', 'reopened',"
+                       " 'auto_resolved', 'commented')", name="finding_event_action_check"),
+    sa.Index("finding_event_finding_id_idx", "finding_id", "event_id"),
+    schema=SCHEMA,
+)
+
+#: Sign-ins to the workbench: a hash of the session token (the cookie holds the token), the key it was opened
+#: with, the token every form posts back, when it expires and when it ended.
+audit_workbench_session = sa.Table(
+    "workbench_session", metadata,
+    sa.Column("session_hash", TEXT, primary_key=True),
+    sa.Column("key_id", TEXT, sa.ForeignKey("audit.api_key.key_id"), nullable=False),
+    sa.Column("csrf_token", TEXT, nullable=False),
+    sa.Column("client", TEXT),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("expires_at", TIMESTAMP, nullable=False),
+    sa.Column("ended_at", TIMESTAMP),
+    sa.Index("workbench_session_key_id_idx", "key_id"),
     schema=SCHEMA,
 )
 
@@ -185,4 +228,4 @@ audit_export_log = sa.Table(
 
 TABLES = (audit_validation_run, audit_validation_result, audit_publish_attempt, audit_validation_suite,
           audit_finding, audit_finding_count, audit_api_key, audit_access_log, audit_api_quota, audit_access_alert,
-          audit_export_log)
+          audit_export_log, audit_finding_event, audit_workbench_session)

@@ -1,0 +1,113 @@
+"""Driving the workbench in Debian's Chromium through Playwright's Python API, with the network cut off.
+
+:func:`open_browser` launches the system's headless Chromium (never a downloaded one; skipped with the package
+to install when there is none) in a context where every request is routed through a handler: a request for
+127.0.0.1 goes on, any other is aborted and recorded in ``Browser.blocked``. A test asserts ``blocked == []``
+after its pages: no page of the hub asked for anything outside the machine. :func:`serve` runs an app with
+uvicorn on a free loopback port; :func:`artefact_path` is where screenshots go (``HUB_TEST_ARTEFACTS``, else
+``.hub/test-artefacts/workbench`` of the checkout).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.browser import require_browser
+
+LOOPBACK = {"127.0.0.1"}
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def artefact_path(name: str) -> Path:
+    """Where a test writes the screenshot ``name`` (the folder is made)."""
+    folder = Path(os.environ.get("HUB_TEST_ARTEFACTS") or PROJECT_ROOT / ".hub" / "test-artefacts") / "workbench"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """uvicorn on a free loopback port in a thread; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "the hub's server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass
+class Browser:
+    """A browser context with the network cut off: ``blocked`` lists every request it refused."""
+    context: object
+    blocked: list[str] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def new_page(self):
+        page = self.context.new_page()
+        page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        return page
+
+
+@contextmanager
+def open_browser(*, width: int = 1400, height: int = 1000) -> Iterator[Browser]:
+    """Headless Chromium of the system with every request outside 127.0.0.1 aborted and recorded."""
+    executable = require_browser()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover — a dev dependency of the project
+        pytest.skip("Playwright's Python package is missing: uv sync installs it (dev group)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN",
+                                      timezone_id="Asia/Shanghai", service_workers="block")
+        driven = Browser(context)
+
+        def route(r):
+            url = r.request.url
+            driven.requested.append(url)
+            scheme, host = urlsplit(url).scheme, urlsplit(url).hostname
+            if scheme in ("data", "blob", "about") or host in LOOPBACK:
+                r.continue_()
+            else:
+                driven.blocked.append(url)
+                r.abort("blockedbyclient")
+
+        context.route("**/*", route)
+        try:
+            yield driven
+        finally:
+            context.close()
+            browser.close()
+
+
+def sign_in(page, base: str, key: str, next_path: str = "/workbench/") -> None:
+    """Sign in through the form, as a person would: type the key, press Enter."""
+    page.goto(f"{base}/workbench/login?next={next_path}")
+    page.fill("input[name=key]", key)
+    page.press("input[name=key]", "Enter")
+    page.wait_for_load_state()

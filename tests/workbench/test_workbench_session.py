@@ -1,0 +1,146 @@
+"""Signing in to the workbench with a department's key, as its own database role (hub_api, never a superuser):
+the session cookie, the access-log row of every page (refused ones too), forms that must carry the session's
+token, a revoked key that ends its sessions at once, and the sign-in page drawn with the network cut off."""
+
+from __future__ import annotations
+
+import secrets
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from hub.api import create_app
+from hub.api_db import api_engine
+from hub.api_keys import create_key, revoke_key
+from tests.helpers import empty_warehouse
+from tests.workbench.browser import artefact_path, open_browser, serve, sign_in
+from warehouse.grants import apply_grants, drop_grants
+from warehouse.sharing import load_sharing
+
+PREFIX = f"hub_w{secrets.token_hex(4)}_"
+
+
+@pytest.fixture(scope="module")
+def hub(engine, database_url):
+    """An empty warehouse with the department roles and the API's role of this module; the app on loopback,
+    connected as the API's role; keys of a department, a steward and an auditor."""
+    empty_warehouse(engine)
+    with engine.begin() as conn:
+        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
+        keys = {"plain": create_key(conn, "health", "health office"),
+                "steward": create_key(conn, "civil_affairs", "civil affairs data office", scopes=["steward"]),
+                "auditor": create_key(conn, "social_security", "audit team", scopes=["auditor"])}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("HUB_API_DATABASE_URL", raising=False)
+        api = api_engine(database_url, role_prefix=PREFIX)
+    try:
+        with serve(create_app(api, rate_limit=None)) as base:
+            yield {"base": base, "keys": keys, "engine": engine}
+    finally:
+        api.dispose()
+        with engine.begin() as conn:
+            drop_grants(conn, role_prefix=PREFIX)
+        empty_warehouse(engine)
+
+
+def _log(engine, since: int = 0) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT endpoint, key_id, department, status FROM audit.access_log WHERE access_id > :a ORDER BY access_id"),
+            {"a": since})]
+
+
+def _last_id(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT coalesce(max(access_id), 0) FROM audit.access_log")).scalar_one()
+
+
+def _client(hub) -> httpx.Client:
+    return httpx.Client(base_url=hub["base"], timeout=10, follow_redirects=False)
+
+
+def _signed_in(hub, which: str) -> httpx.Client:
+    client = _client(hub)
+    answer = client.post("/workbench/login", data={"key": hub["keys"][which], "next": "/workbench/"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/workbench/"
+    return client
+
+
+def test_a_page_without_a_session_sends_to_sign_in_and_is_logged(hub):
+    since = _last_id(hub["engine"])
+    with _client(hub) as client:
+        answer = client.get("/workbench/findings?kind=x")
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/workbench/login?next=/workbench/findings%3Fkind%3Dx"
+        assert "default-src 'self'" in answer.headers["content-security-policy"]
+    assert _log(hub["engine"], since) == [("GET /workbench/findings", None, None, 303)]
+
+
+def test_a_wrong_key_is_refused_alike_and_logged_without_the_key(hub):
+    since = _last_id(hub["engine"])
+    with _client(hub) as client:
+        for key in ("ak_000000000000.nope", "anything", hub["keys"]["plain"] + "x"):
+            answer = client.post("/workbench/login", data={"key": key, "next": "https://elsewhere.example/"})
+            assert answer.status_code == 401 and "unknown or revoked key" in answer.text
+            assert "hub_workbench" not in answer.headers.get("set-cookie", "")
+    rows = _log(hub["engine"], since)
+    assert rows == [("POST /workbench/login", None, None, 401)] * 3
+
+
+def test_signing_in_opens_a_session_every_page_is_logged_and_forms_need_the_token(hub):
+    since = _last_id(hub["engine"])
+    client = _signed_in(hub, "plain")
+    cookie = client.cookies.jar
+    assert any(c.name == "hub_workbench" and c.path == "/workbench" for c in cookie)
+    home = client.get("/workbench/")
+    assert home.status_code == 200 and "卫健" in home.text and "北京时间" in home.text
+    key_id = hub["keys"]["plain"].split(".")[0]
+    # a form without the session's token is refused and changes nothing: still signed in
+    assert client.post("/workbench/logout", data={}).status_code == 403
+    assert client.get("/workbench/").status_code == 200
+    # signing out with the token ends the session: the cookie no longer opens a page
+    token = home.text.split('name="csrf" value="')[1].split('"')[0]
+    assert client.post("/workbench/logout", data={"csrf": token}).status_code == 303
+    client.cookies.set("hub_workbench", next(c.value for c in cookie if c.name == "hub_workbench") if list(cookie)
+                       else "", path="/workbench")
+    assert client.get("/workbench/").status_code == 303
+    assert _log(hub["engine"], since) == [
+        ("POST /workbench/login", key_id, "health", 303), ("GET /workbench/", key_id, "health", 200),
+        ("POST /workbench/logout", key_id, "health", 403), ("GET /workbench/", key_id, "health", 200),
+        ("POST /workbench/logout", key_id, "health", 303), ("GET /workbench/", None, None, 303)]
+
+
+def test_a_revoked_key_ends_its_sessions_at_once(hub):
+    with hub["engine"].begin() as conn:
+        key = create_key(conn, "health", "a key about to be revoked")
+    client = _client(hub)
+    assert client.post("/workbench/login", data={"key": key}).status_code == 303
+    assert client.get("/workbench/").status_code == 200
+    with hub["engine"].begin() as conn:
+        revoke_key(conn, key.split(".")[0])
+    assert client.get("/workbench/").status_code == 303
+
+
+def test_scopes_decide_the_pages(hub):
+    plain, auditor = _signed_in(hub, "plain"), _signed_in(hub, "auditor")
+    for client in (plain, auditor):  # no steward scope: no review queue
+        answer = client.get("/workbench/reviews")
+        assert answer.status_code == 403 and "steward" in answer.text
+    steward = _signed_in(hub, "steward")
+    assert "/workbench/reviews" in steward.get("/workbench/").text
+    assert "/workbench/reviews" not in plain.get("/workbench/").text
+
+
+def test_the_sign_in_page_draws_with_the_network_cut_off(hub):
+    with open_browser() as browser:
+        page = browser.new_page()
+        sign_in(page, hub["base"], hub["keys"]["steward"])
+        assert page.url.endswith("/workbench/")
+        assert "民政" in page.inner_text("header")
+        page.screenshot(path=str(artefact_path("home.png")), full_page=True)
+        # the style sheet came from the hub: the header is dark, not the browser's default white
+        colour = page.eval_on_selector("header.top", "e => getComputedStyle(e).backgroundColor")
+        assert colour == "rgb(16, 42, 67)"
+    assert browser.blocked == [] and browser.console_errors == []
+    assert browser.requested and all(u.startswith(hub["base"]) for u in browser.requested)
