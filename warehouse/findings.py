@@ -27,8 +27,9 @@ records it is about, so the same finding keeps its id from release to release. S
 evidence carry record references, codes and masked values only: never a name, never a full ID number.
 
 :func:`refresh_findings` stores a release's findings: new ones open, those seen again get the
-release and time, a resolved one seen again reopens, open ones not detected any more are resolved;
-and it writes the counts per kind and department for the release (the trend).
+release and time, a resolved one seen again reopens, those not closed and not detected any more are
+resolved (each step an event of the finding's history, :mod:`warehouse.finding_lifecycle`, where the
+auditors' steps are too); and it writes the counts per kind and department for the release (the trend).
 """
 
 from __future__ import annotations
@@ -394,34 +395,26 @@ def _foreign_id_numbers(conn: sa.Connection, release_no: int) -> list[Finding]:
 
 def refresh_findings(conn: sa.Connection, release_no: int, findings: Sequence[Finding],
                      departments: Iterable[str] = ()) -> dict:
-    """Store release ``release_no``'s findings and its counts (caller's transaction).
+    """Store release ``release_no``'s findings and its counts (caller's transaction), set-based.
 
-    New findings open; findings seen again get ``last_release`` / ``last_seen_at`` (a resolved one
-    reopens); open findings not in ``findings`` are resolved. ``audit.finding_count`` gets one row per
-    kind and department (the ``departments`` given and those with findings), zeros included.
-    Returns counts only.
+    New findings open (with the due date of their kind's SLA); findings seen again get ``last_release`` /
+    ``last_seen_at`` and keep their step (a resolved one reopens with a new due date, a dismissed one stays
+    dismissed); findings not closed that ``findings`` no longer holds are resolved, closed by ``release N``.
+    Each of these steps is an ``audit.finding_event`` row by ``hub`` (:mod:`warehouse.finding_lifecycle`).
+    ``audit.finding_count`` gets one row per kind and department (the ``departments`` given and those with
+    findings), zeros included. Returns counts only; ``open`` counts the findings not closed.
     """
+    from warehouse.finding_lifecycle import NOT_CLOSED, open_and_reopen, resolve_gone
+
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": FINDING_LOCK})
     staging_table(conn, "audit_found", "finding_id text PRIMARY KEY, kind text, department text, master_id text,"
                                        " summary text, evidence jsonb")
     copy_rows(conn, "audit_found", ("finding_id", "kind", "department", "master_id", "summary", "evidence"),
               ((f.finding_id, f.kind, f.department, f.master_id, f.summary,
                 json.dumps(list(f.evidence), ensure_ascii=False, sort_keys=True)) for f in findings))
-    before = dict(conn.execute(sa.text(
-        "SELECT count(*) FILTER (WHERE f.finding_id IS NULL) AS new,"
-        "       count(*) FILTER (WHERE f.status = 'open') AS seen_again,"
-        "       count(*) FILTER (WHERE f.status = 'resolved') AS reopened"
-        " FROM audit_found a LEFT JOIN audit.finding f USING (finding_id)")).mappings().one())
-    conn.execute(sa.text(
-        "INSERT INTO audit.finding AS f (finding_id, kind, department, master_id, summary, evidence, first_release,"
-        "                                last_release, status)"
-        " SELECT finding_id, kind, department, master_id, summary, evidence, :n, :n, 'open' FROM audit_found"
-        " ON CONFLICT (finding_id) DO UPDATE SET department = EXCLUDED.department, master_id = EXCLUDED.master_id,"
-        "   summary = EXCLUDED.summary, evidence = EXCLUDED.evidence, status = 'open',"
-        "   last_release = greatest(f.last_release, EXCLUDED.last_release), last_seen_at = now()"), {"n": release_no})
-    resolved = conn.execute(sa.text(
-        "UPDATE audit.finding f SET status = 'resolved' WHERE f.status = 'open'"
-        " AND NOT EXISTS (SELECT 1 FROM audit_found a WHERE a.finding_id = f.finding_id)")).rowcount
+    conn.execute(sa.text("ANALYZE audit_found"))
+    before = open_and_reopen(conn, release_no)
+    resolved = resolve_gone(conn, release_no)
     conn.execute(sa.text(
         "INSERT INTO audit.finding_count (release_no, kind, department, findings)"
         " SELECT :n, k.kind, d.department, count(a.finding_id)"
@@ -431,9 +424,9 @@ def refresh_findings(conn: sa.Connection, release_no: int, findings: Sequence[Fi
         " GROUP BY k.kind, d.department"
         " ON CONFLICT (release_no, kind, department) DO UPDATE SET findings = EXCLUDED.findings, counted_at = now()"),
         {"n": release_no, "kinds": list(KINDS), "departments": sorted(set(departments))})
-    open_now = conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = 'open'")).scalar_one()
-    return {"release_no": release_no, "detected": len(findings), **{k: int(v) for k, v in before.items()},
-            "resolved": resolved, "open": open_now}
+    open_now = conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = ANY(CAST(:nc AS text[]))"),
+                            {"nc": list(NOT_CLOSED)}).scalar_one()
+    return {"release_no": release_no, "detected": len(findings), **before, "resolved": resolved, "open": open_now}
 
 
 @contextmanager
@@ -458,17 +451,35 @@ def finding_counts(conn: sa.Connection) -> list[dict]:
         " ORDER BY release_no, department, kind")).mappings()]
 
 
-def list_findings(conn: sa.Connection, *, department: str | None = None, status: str | None = "open") -> list[dict]:
-    """Stored findings (of one department, of one status; ``None`` for all), by kind and id."""
-    clauses, params = [], {}
-    if department is not None:
-        clauses.append("department = :d")
-        params["d"] = department
+def list_findings(conn: sa.Connection, *, department: str | None = None,
+                  status: str | Sequence[str] | None = "open", kind: str | None = None,
+                  opened_days_ago: int | None = None, overdue: bool | None = None,
+                  assigned_to: str | None = None, limit: int | None = None) -> list[dict]:
+    """Stored findings, by kind and id, each with ``opened_at`` (when it last opened) and ``overdue``.
+
+    Filters (``None``: any): ``department`` (the owner), ``status`` (one or several), ``kind``,
+    ``opened_days_ago`` (opened at least that many days ago), ``overdue`` (not closed and past its due date),
+    ``assigned_to``; ``limit`` rows at most."""
+    from warehouse.finding_lifecycle import NOT_CLOSED, OPENED_AT
+
+    clauses, params = [], {"nc": list(NOT_CLOSED)}
+    for column, value in (("department", department), ("kind", kind), ("assigned_to", assigned_to)):
+        if value is not None:
+            clauses.append(f"f.{column} = :{column}")
+            params[column] = value
     if status is not None:
-        clauses.append("status = :s")
-        params["s"] = status
+        clauses.append("f.status = ANY(CAST(:statuses AS text[]))")
+        params["statuses"] = [status] if isinstance(status, str) else list(status)
+    overdue_sql = "(f.status = ANY(CAST(:nc AS text[])) AND f.due_at < now())"
+    if overdue is not None:
+        clauses.append(overdue_sql if overdue else f"NOT coalesce({overdue_sql}, false)")
+    if opened_days_ago is not None:
+        clauses.append(f"{OPENED_AT} <= now() - make_interval(days => :age)")
+        params["age"] = int(opened_days_ago)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = conn.execute(sa.text(
-        f"SELECT * FROM audit.finding{where} ORDER BY array_position(CAST(:kinds AS text[]), kind), finding_id"),
-        {**params, "kinds": list(KINDS)}).mappings().all()
+        f"SELECT f.*, {OPENED_AT} AS opened_at, coalesce({overdue_sql}, false) AS overdue FROM audit.finding f{where}"
+        " ORDER BY array_position(CAST(:kinds AS text[]), f.kind), f.finding_id"
+        + (" LIMIT :limit" if limit is not None else "")),
+        {**params, "kinds": list(KINDS), **({"limit": int(limit)} if limit is not None else {})}).mappings().all()
     return [dict(r) for r in rows]
