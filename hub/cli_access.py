@@ -72,7 +72,7 @@ def report(department: Annotated[str, typer.Option("--department", "-d", help="T
         return
     console.print(_chain_line(ok, first_bad, checked), highlight=False, markup=False)
     titles = {code: p.title for code, p in sharing[department].purposes.items()}
-    title = f"{sharing[department].title}: read API use in {month} (China Standard Time)"
+    title = f"{sharing[department].title}: read API use in {month} (北京时间 China Standard Time)"
     rows = figures["by_key_and_purpose"]
     if not rows:
         console.print(f"{title}: no request with a key of this department.", highlight=False, markup=False)

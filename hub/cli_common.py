@@ -13,7 +13,31 @@ from rich.markup import escape
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables"
+                                                          " (times in ISO 8601 with their offset, +08:00: China"
+                                                          " Standard Time).")]
+
+#: The label beside a time the CLI prints: China Standard Time, the zone the hub shows people times in.
+TIME_LABEL = "北京时间 (UTC+8)"
+#: The same label in a table's column header, so that the cells can show the bare time.
+TIME_HEADER = "（北京时间 UTC+8）"
+
+
+def local_time(value, *, labelled: bool = True, sep: str = " ") -> str:
+    """A time for people: China Standard Time to the second, labelled ``2026-12-07 10:15:03 北京时间 (UTC+8)``
+    (bare in a table whose header carries :data:`TIME_HEADER`). ``value`` is a datetime or an ISO 8601 string
+    (as a manifest stores it); a naive one is taken as the machine's local time. None or empty: empty."""
+    import datetime as dt
+
+    from reports.render import CHINA_STANDARD_TIME
+
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    value = value.astimezone(CHINA_STANDARD_TIME)  # a naive time: the machine's local time, as generated_time does
+    text = f"{value:%Y-%m-%d}{sep}{value:%H:%M:%S}"
+    return f"{text} {TIME_LABEL}" if labelled else text
 
 
 @contextlib.contextmanager
@@ -61,8 +85,8 @@ def configure_logging(verbose: bool) -> None:
 
 
 def _jsonable(value):
-    """Plain JSON values for what the warehouse returns: ISO timestamps and dates, numbers for decimals,
-    lists for arrays and sets, dicts for rows."""
+    """Plain JSON values for what the warehouse returns: ISO timestamps (an aware one in China Standard Time,
+    +08:00) and dates, numbers for decimals, lists for arrays and sets, dicts for rows."""
     import dataclasses
     import datetime as dt
     import decimal
@@ -71,6 +95,10 @@ def _jsonable(value):
     from collections.abc import Mapping
     from pathlib import PurePath
 
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        from reports.render import CHINA_STANDARD_TIME
+
+        return value.astimezone(CHINA_STANDARD_TIME).isoformat()
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -96,7 +124,8 @@ def _jsonable(value):
 
 def print_json(data) -> None:
     """Print ``data`` as one JSON document on stdout, and nothing else (machine output for ``--json``):
-    timestamps and dates in ISO 8601, decimals as numbers, keys in the order given."""
+    timestamps and dates in ISO 8601 (times in China Standard Time, +08:00), decimals as numbers, keys in the
+    order given."""
     import json
     import sys
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hub.cli_common import JsonOption, console, print_json, user_errors
+from hub.cli_common import TIME_HEADER, JsonOption, console, local_time, print_json, user_errors
 
 release_app = typer.Typer(help="Published releases of the master index.", no_args_is_help=True)
 grants_app = typer.Typer(help="Department roles, views and row-level security in the warehouse.",
@@ -22,7 +22,8 @@ key_app = typer.Typer(help="API keys of the read API (one or more per department
 @release_app.command("list")
 def release_list(as_json: JsonOption = False) -> None:
     """List the published releases; the current one is marked. A last attempt that published nothing
-    (the gate held it, or nothing changed) is shown below with its reason."""
+    (the gate held it, or nothing changed) is shown below with its reason. Times in China Standard Time
+    (北京时间, UTC+8)."""
     from hub import settings
     from warehouse.releases import last_publish_attempt, list_releases
 
@@ -33,15 +34,15 @@ def release_list(as_json: JsonOption = False) -> None:
         current = next((r["release_no"] for r in rows if r["is_current"]), None)
         print_json({"current": current, "releases": rows, "last_attempt": attempt})
         return
-    table = Table("release", "published at 发布（北京时间）", "masters", "records", "validation run", "current",
-                  "withdrawn 撤回（北京时间）")
+    table = Table("release", f"发布 published{TIME_HEADER}", "masters", "records", "validation run", "current",
+                  f"撤回 withdrawn{TIME_HEADER}")
     for r in rows:
-        table.add_row(str(r["release_no"]), _local(r["published_at"], labelled=False), str(r["master_count"]),
+        table.add_row(str(r["release_no"]), local_time(r["published_at"], labelled=False), str(r["master_count"]),
                       str(r["record_count"]), str(r["validation_run_id"]), "✓" if r["is_current"] else "",
-                      _local(r["withdrawn_at"], labelled=False) if r["withdrawn_at"] else "")
+                      local_time(r["withdrawn_at"], labelled=False))
     console.print(table if rows else "no release has been published yet")
     if attempt and attempt["outcome"] in ("blocked", "unchanged"):
-        console.print(f"last attempt {_local(attempt['attempted_at'])}: {attempt['outcome']}"
+        console.print(f"last attempt {local_time(attempt['attempted_at'])}: {attempt['outcome']}"
                       f" — {attempt['reason']}", highlight=False, markup=False, soft_wrap=True)
 
 
@@ -64,9 +65,9 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
         print_json(r)
         return
     state = "current" if r["is_current"] else (
-        f"withdrawn {_local(r['withdrawn_at'])} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
+        f"withdrawn {local_time(r['withdrawn_at'])} ({r['withdrawn_reason']})" if r["withdrawn_at"] else "earlier")
     console.print(f"release {r['release_no']} — {state}", highlight=False)
-    console.print(f"published at:   {_local(r['published_at'])}", highlight=False)
+    console.print(f"published at:   {local_time(r['published_at'])}", highlight=False)
     console.print(f"masters:        {r['master_count']:,}  (records {r['record_count']:,})")
     console.print(f"content hash:   {r['content_hash']}")
     if r.get("ran_with_lines"):
@@ -80,7 +81,7 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
                       f" {e['changed']:,} changed (status, dates, address or fields)")
     gate = r["gate"]
     if gate:
-        console.print(f"gate run {gate['run_id']} at {_local(gate['started_at'])}: "
+        console.print(f"gate run {gate['run_id']} at {local_time(gate['started_at'])}: "
                       f"{gate['successful']} of {gate['evaluated']} expectations passed")
         if gate["docs_path"]:
             console.print(f"Data Docs:      {gate['docs_path']}", highlight=False)
@@ -94,19 +95,6 @@ def release_show(release_no: Annotated[int, typer.Argument(help="The release num
         console.print("masters holding records of each source: "
                       + ", ".join(f"{k} {v:,}" for k, v in r["by_source"].items()), highlight=False)
     _print_manifest(r["manifest"])
-
-
-def _local(value, *, labelled: bool = True) -> str:
-    """A time for people: China Standard Time to the second, labelled (unless a column header says it)."""
-    import datetime as dt
-
-    from warehouse.quotas import LOCAL_TZ
-
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is not None:
-        value = value.astimezone(LOCAL_TZ)
-    return f"{value:%Y-%m-%d %H:%M:%S}" + ("（北京时间 China Standard Time）" if labelled else "")
 
 
 def _print_manifest(m: dict) -> None:
@@ -129,12 +117,12 @@ def _print_manifest(m: dict) -> None:
     if batches is None:
         console.print("  来源批次 source batches: not recorded (published before the hub recorded them)")
         return
-    table = Table("来源 source", "批次 batch", "方式 mode", "开始接收 started（北京时间）", "完成 finished（北京时间）",
+    table = Table("来源 source", "批次 batch", "方式 mode", f"开始接收 started{TIME_HEADER}", f"完成 finished{TIME_HEADER}",
                   "收到 received", "入库 landed", "隔离 quarantined", "本版记录 records in release")
     for source, s in batches.items():
         for b in s["batches"]:
             table.add_row(source, str(b["batch_id"]), b["mode"] or "",
-                          *(_local(b[k], labelled=False) if b[k] else "" for k in ("started_at", "finished_at")),
+                          *(local_time(b[k], labelled=False) for k in ("started_at", "finished_at")),
                           *(f"{b[k]:,}" if b[k] is not None else "" for k in ("received", "landed", "quarantined")),
                           f"{b['records']:,}")
     console.print(f"  来源批次 source batches (records of the release by the batch that landed them;"
@@ -282,7 +270,8 @@ def api_key_create(
 @key_app.command("list")
 def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoked keys too.")] = False,
                  as_json: JsonOption = False) -> None:
-    """List the keys (never their secrets). Printed in full when stdout is not a terminal (a file, a mail)."""
+    """List the keys (never their secrets), times in China Standard Time (北京时间). Printed in full when stdout
+    is not a terminal (a file, a mail)."""
     from hub import settings
     from hub.api_keys import list_keys
 
@@ -295,12 +284,12 @@ def api_key_list(include_revoked: Annotated[bool, typer.Option(help="Show revoke
 
     table = Table()
     table.add_column("key id", no_wrap=True)
-    for name in ("department", "label", "scopes", "created", "revoked", "blocked"):
+    for name in ("department", "label", "scopes", f"created{TIME_HEADER}", f"revoked{TIME_HEADER}",
+                 f"blocked{TIME_HEADER}"):
         table.add_column(name, overflow="fold")
     for r in rows:
         table.add_row(r["key_id"], r["department"], r["label"], ", ".join(r["scopes"]),
-                      f"{r['created_at']:%Y-%m-%d %H:%M}", f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "",
-                      f"{r['blocked_at']:%Y-%m-%d %H:%M}" if r.get("blocked_at") else "")
+                      *(local_time(r.get(k), labelled=False) for k in ("created_at", "revoked_at", "blocked_at")))
     if rows:
         print_table(table)  # in full when not printed to a terminal: nothing cut
     else:
@@ -338,5 +327,5 @@ def api_key_unblock(key_id: Annotated[str, typer.Argument(help="The key id (ak_�
 
     with user_errors(), settings.engine().begin() as conn:
         row = unblock_key(conn, key_id)
-    console.print(f"unblocked {key_id} ({row['department']}); it was blocked at {row['blocked_at']:%Y-%m-%d %H:%M}:"
+    console.print(f"unblocked {key_id} ({row['department']}); it was blocked at {local_time(row['blocked_at'])}:"
                   f" {row['blocked_reason'] or 'no reason recorded'}", highlight=False)

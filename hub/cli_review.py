@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hub.cli_common import JsonOption, console, err, print_json, user_errors
+from hub.cli_common import TIME_HEADER, JsonOption, console, err, local_time, print_json, user_errors
 
 review_app = typer.Typer(help="The review queue: pairs a steward decides.", no_args_is_help=True)
 
@@ -41,7 +41,8 @@ def review_list(
 @review_app.command("show")
 def review_show(review_id: Annotated[int, typer.Argument(help="The review pair's id.")],
                 as_json: JsonOption = False) -> None:
-    """Show a review pair: both records (masked) and the weight of each comparison."""
+    """Show a review pair: both records (masked) and the weight of each comparison (a decision's time in China
+    Standard Time, 北京时间)."""
     from hub import settings
     from hub.stewardship import show_review
 
@@ -51,7 +52,7 @@ def review_show(review_id: Annotated[int, typer.Argument(help="The review pair's
         print_json(r)
         return
     console.print(f"review {r['review_id']}: {r['review_reason']}, match probability {r['match_probability']:.4f}"
-                  + (f" — decided {r['decision']} by {r['reviewer']} at {r['decided_at']:%Y-%m-%d %H:%M}"
+                  + (f" — decided {r['decision']} by {r['reviewer']} at {local_time(r['decided_at'])}"
                      if r["decision"] else " — open"))
     table = Table("field", r["record_key_l"], r["record_key_r"])
     for field in ("master_id", "name", "id_number", "id_number_status", "sex", "birth_date", "phone",
@@ -157,7 +158,7 @@ def review_detach_id(
 def history(master_id: Annotated[str, typer.Argument(help="A master id (a retired one redirects).")],
             as_json: JsonOption = False) -> None:
     """The timeline of a master id: its records, its events with their causes, its review pairs and every
-    steward decision touching it (superseded ones marked)."""
+    steward decision touching it (superseded ones marked); times in China Standard Time (北京时间, UTC+8)."""
     from hub import settings
     from hub.stewardship import history as master_history
 
@@ -170,17 +171,17 @@ def history(master_id: Annotated[str, typer.Argument(help="A master id (a retire
         console.print(f"{master_id} was retired: it redirects to {h['master_id']} "
                       f"(via {' → '.join(h['redirected_from'] + [h['master_id']])})")
     m = h["master"]
-    console.print(f"master {m['master_id']} ({m['status']}), created {m['created_at']:%Y-%m-%d %H:%M}, "
+    console.print(f"master {m['master_id']} ({m['status']}), created {local_time(m['created_at'])}, "
                   f"anchor {m['anchor']}, {len(h['records'])} records")
-    records = Table("source", "record", "match rule", "since")
+    records = Table("source", "record", "match rule", f"since{TIME_HEADER}")
     for r in h["records"]:
-        records.add_row(r["source"], r["source_record_id"], r["match_rule"], f"{r['updated_at']:%Y-%m-%d %H:%M}")
+        records.add_row(r["source"], r["source_record_id"], r["match_rule"], local_time(r["updated_at"], labelled=False))
     console.print(records)
-    events = Table("when", "run", "event", "cause", "other id", "record")
+    events = Table(f"when{TIME_HEADER}", "run", "event", "cause", "other id", "record")
     for e in h["events"]:
         record = f"{e['source']}/{e['source_record_id']}" if e["source"] else ""
         other = e["other_master_id"] if e["master_id"] in (h["master_id"], *h["redirected_from"]) else e["master_id"]
-        events.add_row(f"{e['created_at']:%Y-%m-%d %H:%M}", str(e["run_id"]), e["event"], e["cause"], other or "", record)
+        events.add_row(local_time(e["created_at"], labelled=False), str(e["run_id"]), e["event"], e["cause"], other or "", record)
     console.print(events)
     if h["reviews"]:
         reviews = Table("review", "pair", "reason", "decision", "reviewer", "comment")
@@ -189,11 +190,11 @@ def history(master_id: Annotated[str, typer.Argument(help="A master id (a retire
                             r["decision"] or "open", r["reviewer"] or "", r["comment"] or "")
         console.print(reviews)
     if h["decisions"]:
-        decisions = Table("decision", "when", "kind", "records", "reviewer", "comment", "in force",
+        decisions = Table("decision", f"when{TIME_HEADER}", "kind", "records", "reviewer", "comment", "in force",
                           title="steward decisions")
         for d in h["decisions"]:
             apart = f" (apart from {', '.join(d['other_keys'])})" if d["other_keys"] else ""
-            decisions.add_row(str(d["decision_id"]), f"{d['decided_at']:%Y-%m-%d %H:%M}", d["kind"],
+            decisions.add_row(str(d["decision_id"]), local_time(d["decided_at"], labelled=False), d["kind"],
                               " / ".join(d["record_keys"]) + apart, d["reviewer"], d["comment"] or "",
                               f"superseded by {d['superseded_by']}" if d["superseded_by"] else "yes")
         console.print(decisions)

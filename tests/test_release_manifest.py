@@ -111,8 +111,8 @@ def test_hub_release_show_prints_the_manifest_in_china_standard_time(releases):
     assert shown.exit_code == 0, shown.output
     out = shown.output
     published = m["published_at"].astimezone(LOCAL_TZ)
-    assert f"published at:   {published:%Y-%m-%d %H:%M:%S}（北京时间 China Standard Time）" in out
-    assert "开始接收 started（北京时间）" in out
+    assert f"published at:   {published:%Y-%m-%d %H:%M:%S} 北京时间 (UTC+8)" in out
+    assert "开始接收 started（北京时间 UTC+8）" in out
     for name, digest in m["rules"].items():
         assert f"{name:<13} sha256 {digest}" in out
     assert m["model"]["sha256"] in out and (m["code"]["commit"] or "commit unknown") in out

@@ -58,6 +58,11 @@ def _when(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
+def _cst(stored: dt.datetime) -> str:
+    """A stored time as the CLI prints it: its UTC clock moved on 8 hours (China Standard Time), to the second."""
+    return f"{stored.astimezone(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=8):%Y-%m-%d %H:%M:%S}"
+
+
 def test_status_of_an_empty_warehouse(clean_warehouse):
     from warehouse.migrate import current_revision
 
@@ -144,6 +149,7 @@ def test_status_after_ingest_match_publish_and_a_failed_load(engine, published):
         open_reviews = conn.execute(sa.text("SELECT count(*) FROM mpi.review_pair WHERE decided_at IS NULL")).scalar_one()
         open_findings = conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = 'open'")).scalar_one()
         match_run = conn.execute(sa.text("SELECT max(run_id) FROM mpi.link_run")).scalar_one()
+        published_at = conn.execute(sa.text("SELECT published_at FROM publish.release WHERE release_no = 1")).scalar_one()
         id_numbers = set(conn.execute(sa.text("SELECT id_number FROM std.resident WHERE id_number IS NOT NULL")).scalars())
     for name, src in doc["sources"].items():
         last = src["last_load"]
@@ -163,7 +169,9 @@ def test_status_after_ingest_match_publish_and_a_failed_load(engine, published):
             assert src["cursor"] is None and src["last_file"]
     current = doc["release"]["current"]
     assert current["release_no"] == release["release_no"] == 1 and doc["release"]["count"] == 1
-    assert current["master_count"] == masters and _when(current["published_at"]) is not None
+    assert current["master_count"] == masters and _when(current["published_at"]) == published_at
+    # --json: ISO 8601 in China Standard Time, with its offset
+    assert current["published_at"].endswith("+08:00") and doc["last_publish_attempt"]["attempted_at"].endswith("+08:00")
     assert doc["last_publish_attempt"]["outcome"] == "published"
     assert doc["last_publish_attempt"]["release_no"] == 1
     gate = doc["last_gate_run"]
@@ -184,7 +192,8 @@ def test_status_after_ingest_match_publish_and_a_failed_load(engine, published):
         figures = r"\s+".join(f"{last[k]:,}" for k in ("received", "landed", "quarantined", "duplicates"))
         assert re.search(rf"^\s*{name}\s+\S+\s+{last['status']}\s+{figures}\s", out, re.MULTILINE), (name, out)
     assert "mz_gaoling: last load failed:" in shown.stderr
-    assert f"release:         1 (current), published {_when(current['published_at']):%Y-%m-%d %H:%M:%S}," in out
+    assert f"release:         1 (current), published {_cst(published_at)} 北京时间 (UTC+8)," in out
+    assert f"last attempt:    {_cst(_when(doc['last_publish_attempt']['attempted_at']))} 北京时间 (UTC+8) published" in out
     assert f"{masters:,} masters" in out
     assert f"run {gate['run_id']} at" in out and f"{gate['successful']} expectations passed, 0 failed" in out
     assert f"open reviews:    {open_reviews:,}" in out and f"open findings:   {open_findings:,}" in out
@@ -201,6 +210,8 @@ def test_json_of_release_and_db_commands(published):
     assert listed["last_attempt"]["outcome"] == "published"
     table = _hub("release", "list").stdout
     assert re.search(rf"│ 1 .*│ {first['master_count']} .*│ {first['record_count']} .*✓", table), table
+    assert first["published_at"].endswith("+08:00") and "发布 published（北京时间 UTC+8）" in table, table
+    assert re.search(rf"│ 1 +│ {_when(first['published_at']):%Y-%m-%d %H:%M:%S} +│", table), table
 
     shown = _json("release", "show", "1")
     assert shown["release_no"] == 1 and shown["master_count"] == first["master_count"]
@@ -270,6 +281,10 @@ def test_json_of_review_history_and_ledger_commands(engine, published):
     assert not anchor.startswith("id:") or "********" in anchor
     timeline = _hub("history", master).stdout
     assert all(r.split("/", 1)[1] in timeline for r in records)
+    created = history["master"]["created_at"]
+    assert created.endswith("+08:00") and f"created {_when(created):%Y-%m-%d %H:%M:%S} 北京时间 (UTC+8)," in timeline
+    assert "when（北京时间 UTC+8）" in timeline and "since（北京时间 UTC+8）" in timeline, timeline
+    assert f"│ {_when(history['events'][0]['created_at']):%Y-%m-%d %H:%M:%S} " in timeline, timeline
 
     explained = _json("explain", master)
     assert explained["first"]["record"] == records[0]
@@ -302,6 +317,19 @@ def test_json_of_api_key_list(clean_warehouse):
     assert (row["key_id"], row["department"], row["label"], row["scopes"]) == (key_id, "health", "birth follow-up team",
                                                                                 ["steward"])
     assert _when(row["created_at"]) is not None and row["revoked_at"] is None
+    # times in China Standard Time: a stored 18:15:03 UTC is the next day's 02:15:03, labelled
+    with clean_warehouse.begin() as conn:
+        conn.execute(sa.text("UPDATE audit.api_key SET created_at = '2026-12-06 18:15:03+00',"
+                             " blocked_at = '2026-12-07 01:02:03+00', blocked_reason = 'sweep' WHERE key_id = :k"),
+                     {"k": key_id})
+    (row,) = _json("api-key", "list")["keys"]
+    assert (row["created_at"], row["blocked_at"]) == ("2026-12-07T02:15:03+08:00", "2026-12-07T09:02:03+08:00")
+    table = _hub("api-key", "list").stdout
+    assert "created（北京时间 UTC+8）" in table and "blocked（北京时间 UTC+8）" in table, table
+    assert re.search(rf"{key_id} .*│ 2026-12-07 02:15:03 +│ +│ 2026-12-07 09:02:03 ", table), table
+    unblocked = _hub("api-key", "unblock", key_id)
+    assert unblocked.returncode == 0, unblocked.stderr
+    assert f"unblocked {key_id} (health); it was blocked at 2026-12-07 09:02:03 北京时间 (UTC+8): sweep" in unblocked.stdout
     assert _hub("api-key", "revoke", key_id).returncode == 0
     assert _json("api-key", "list") == {"keys": []}
     (revoked,) = _json("api-key", "list", "--include-revoked")["keys"]
