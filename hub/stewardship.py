@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -145,7 +146,8 @@ def list_reviews(conn: sa.Connection, *, status: str = "open", limit: int = 50, 
     return pairs_for(conn, viewer, rows)
 
 
-def _record(conn: sa.Connection, record_key: str, viewer: DepartmentSharing | None = None) -> dict:
+def _record(conn: sa.Connection, record_key: str, viewer: DepartmentSharing | None = None,
+            full: Collection[str] = ()) -> dict:
     source, _, record_id = record_key.partition("/")
     if viewer is not None and source not in own_sources(viewer):
         master = stored.masters_of(conn, [record_key]).get(record_key)
@@ -155,9 +157,11 @@ def _record(conn: sa.Connection, record_key: str, viewer: DepartmentSharing | No
     out = stored.standardized_record(conn, source, record_id)
     if out is None:
         return {"record_key": record_key, "present": False}
+    kept = {f: out.get(f) for f, shared in RECORD_SHARING.items() if shared in full and f in out}
     out.update(record_key=record_key, present=True, name=mask_name(out["name"]),
                id_number=mask_id_number(out["id_number"]) if out["id_number"] else None,
                phone=mask_phone(out.get("phone")), address_house_no=mask_house_no(out.get("address_house_no")))
+    out.update(kept)  # the fields an approved purpose releases (the caller's), in full
     if viewer is not None:
         visible = set(viewer.visible())
         withheld = sorted(f for f, shared in RECORD_SHARING.items() if shared not in visible)
@@ -166,18 +170,20 @@ def _record(conn: sa.Connection, record_key: str, viewer: DepartmentSharing | No
     return out
 
 
-def show_review(conn: sa.Connection, review_id: int, *, viewer: DepartmentSharing | None = None) -> dict:
+def show_review(conn: sa.Connection, review_id: int, *, viewer: DepartmentSharing | None = None,
+                full: Collection[str] = ()) -> dict:
     """One review pair: both records (masked), their master ids, the evidence per comparison (as
     stored) and its ``explanation`` (:meth:`mpi.explain.Explanation.to_dict`; None without evidence).
     With a ``viewer``: only a pair with a record of its department's sources, each record cut to the
-    fields the department may see (``withheld`` lists the others)."""
+    fields the department may see (``withheld`` lists the others). ``full``: published fields shown in full
+    on the viewer's own records (the 有条件 fields its approved purpose releases), the others stay masked."""
     out = stored.review_pair(conn, review_id)
     if out is None or not in_scope(viewer, [out["record_key_l"], out["record_key_r"]]):
         raise HubError(f"no review pair {review_id}")
     evidence = out.pop("evidence")
     out["evidence"] = evidence if isinstance(evidence, dict) else json.loads(evidence or "{}")
-    out["left"] = _record(conn, out["record_key_l"], viewer)
-    out["right"] = _record(conn, out["record_key_r"], viewer)
+    out["left"] = _record(conn, out["record_key_l"], viewer, full)
+    out["right"] = _record(conn, out["record_key_r"], viewer, full)
     out = pairs_for(conn, viewer, [out])[0]
     # the evidence explained as hub explain --pair explains it: labelled levels, weights adding up
     out["explanation"] = None
@@ -450,6 +456,21 @@ def master_decisions(conn: sa.Connection, master_id: str, *, viewer: DepartmentS
         raise HubError(f"no master id {master_id!r}")
     return {"asked": master_id, "master_id": current,
             "decisions": decisions_for(conn, viewer, stored.decisions_touching(conn, keys, [current, *chain]))}
+
+
+def records_of_master(conn: sa.Connection, master_id: str, *, viewer: DepartmentSharing | None = None,
+                      full: Collection[str] = ()) -> dict:
+    """The records a master id holds now, as a viewer may read them: its own department's records with the
+    fields it may see (masked, but ``full`` as in :func:`show_review`) and their match rule; the others only
+    counted in ``other_records``."""
+    mine, others = [], 0
+    for r in stored.master_records(conn, master_id):
+        key = f"{r['source']}/{r['source_record_id']}"
+        if not _own(viewer, key):
+            others += 1
+            continue
+        mine.append(dict(_record(conn, key, viewer, full), match_rule=r["match_rule"], linked_at=r["updated_at"]))
+    return {"master_id": master_id, "records": mine, "other_records": others}
 
 
 def resolve(conn: sa.Connection, master_id: str) -> tuple[str, list[str]]:

@@ -1,0 +1,149 @@
+"""Who gets the stewards' pages of the workbench, over real HTTP as the API's own database role, on the small
+seeded warehouse of the steward-scope tests: a key without the steward scope gets neither the review pages nor
+the master view (403), an auditor cannot decide a pair (403, nothing recorded), a steward of another department
+gets 404 for what is outside its scope, and every page view is in the access log with the purpose code given —
+the purpose showing the 有条件 fields it releases in full."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from hub.api import create_app
+from hub.api_db import api_engine
+from hub.api_keys import create_key
+from tests.helpers import empty_warehouse
+from tests.test_steward_scope import id_number_of, seed_reviews
+from tests.workbench.browser import serve
+from warehouse.grants import apply_grants, drop_grants
+from warehouse.sharing import load_sharing
+
+PREFIX = f"hub_r{secrets.token_hex(4)}_"
+
+
+@pytest.fixture(scope="module")
+def hub(engine, database_url):
+    seed_reviews(engine)
+    with engine.begin() as conn:
+        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
+        keys = {"plain": create_key(conn, "civil_affairs", "civil affairs office"),
+                "auditor": create_key(conn, "civil_affairs", "audit team", scopes=["auditor"]),
+                "civil": create_key(conn, "civil_affairs", "civil affairs data office", scopes=["steward"]),
+                "health": create_key(conn, "health", "health data office", scopes=["steward"])}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("HUB_API_DATABASE_URL", raising=False)
+        api = api_engine(database_url, role_prefix=PREFIX)
+    try:
+        with serve(create_app(api, rate_limit=None)) as base:
+            yield {"base": base, "keys": keys, "engine": engine}
+    finally:
+        api.dispose()
+        with engine.begin() as conn:
+            drop_grants(conn, role_prefix=PREFIX)
+        empty_warehouse(engine)
+
+
+@contextmanager
+def _signed_in(hub, which: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=hub["base"], timeout=30, follow_redirects=False) as client:
+        assert client.post("/workbench/login", data={"key": hub["keys"][which]}).status_code == 303
+        yield client
+
+
+def _csrf(client: httpx.Client) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get("/workbench/").text).group(1)
+
+
+def _log_since(engine, since: int) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT endpoint, key_id, purpose, status, results, master_ids FROM audit.access_log WHERE access_id > :a"
+            " ORDER BY access_id"), {"a": since})]
+
+
+def _last(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT coalesce(max(access_id), 0) FROM audit.access_log")).scalar_one()
+
+
+def _decisions(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM mpi.decision")).scalar_one()
+
+
+def test_without_the_steward_scope_no_review_page_and_no_master_page(hub):
+    for which in ("plain", "auditor"):
+        with _signed_in(hub, which) as client:
+            for path in ("/workbench/reviews", "/workbench/reviews/1", "/workbench/masters/M000000001"):
+                answer = client.get(path)
+                assert answer.status_code == 403, (which, path)
+                assert "数据管理员" in answer.text and "赵" not in answer.text
+
+
+def test_an_auditor_cannot_decide_pairs_or_split_masters(hub):
+    before = _decisions(hub["engine"])
+    with _signed_in(hub, "auditor") as client:
+        token = _csrf(client)
+        answer = client.post("/workbench/reviews/1/decision", data={"csrf": token, "decision": "not_a_match"})
+        assert answer.status_code == 403 and "steward" in answer.text
+        answer = client.post("/workbench/masters/M000000001/split",
+                             data={"csrf": token, "records": "mz_dibao/D1", "reason": "test"})
+        assert answer.status_code == 403
+    assert _decisions(hub["engine"]) == before
+    with hub["engine"].connect() as conn:
+        assert conn.execute(sa.text("SELECT decided_at FROM mpi.review_pair WHERE review_id = 1")).scalar() is None
+
+
+def test_a_steward_of_another_department_gets_404_outside_its_scope(hub):
+    with _signed_in(hub, "health") as client:
+        # pair 1 (civil affairs + social security) and 3 (social security only) are not health's
+        for path in ("/workbench/reviews/1", "/workbench/reviews/3", "/workbench/masters/M000000001",
+                     "/workbench/masters/M000000002", "/workbench/masters/M999999999"):
+            assert client.get(path).status_code == 404, path
+        answer = client.post("/workbench/reviews/3/decision", data={"csrf": _csrf(client), "decision": "match"})
+        assert answer.status_code == 404
+        # its own: pair 2 (civil affairs + health) with the civil-affairs record shown by its master only
+        page = client.get("/workbench/reviews/2")
+        assert page.status_code == 200
+        assert "wj_chusheng/B1" in page.text and "mz_canji/C1" not in page.text and "M000000003" in page.text
+        queue = client.get("/workbench/reviews").text
+        assert 'data-review="2"' in queue and 'data-review="4"' in queue
+        assert 'data-review="1"' not in queue and 'data-review="3"' not in queue
+    assert _decisions(hub["engine"]) == 0
+
+
+def test_every_page_view_is_logged_with_the_purpose_which_shows_its_fields_in_full(hub):
+    key_id = hub["keys"]["civil"].split(".")[0]
+    since = _last(hub["engine"])
+    full_id = id_number_of("mz_dibao/D1")
+    with _signed_in(hub, "civil") as client:
+        masked = client.get("/workbench/reviews/1")
+        assert masked.status_code == 200
+        assert "赵建国" not in masked.text and full_id not in masked.text and "赵**" in masked.text
+        shown = client.get("/workbench/reviews/1", params={"purpose": "mz-dibao-review"})
+        assert shown.status_code == 200 and "赵建国" in shown.text and full_id in shown.text
+        # a purpose of another department releases nothing, and is logged as a marker, not as sent
+        other = client.get("/workbench/reviews/1", params={"purpose": "wj-birth-followup"})
+        assert "赵建国" not in other.text and "不是本部门有效的用途" in other.text
+        master = client.get("/workbench/masters/M000000001", params={"purpose": "mz-tekun-support"})
+        assert master.status_code == 200 and "赵建国" in master.text
+        assert client.get("/workbench/reviews", params={"reason": "grey"}).status_code == 200
+    rows = _log_since(hub["engine"], since)
+    assert [r[:4] for r in rows] == [
+        ("POST /workbench/login", key_id, None, 303),
+        ("GET /workbench/reviews/1", key_id, None, 200),
+        ("GET /workbench/reviews/1", key_id, "mz-dibao-review", 200),
+        ("GET /workbench/reviews/1", key_id, rows[3][2], 200),
+        ("GET /workbench/masters/M000000001", key_id, "mz-tekun-support", 200),
+        ("GET /workbench/reviews", key_id, None, 200)]
+    assert rows[3][2] not in (None, "wj-birth-followup")
+    assert rows[2][4] >= 1 and set(rows[2][5]) == {"M000000001", "M000000002"}
+    assert rows[4][5] == ["M000000001"]
+    # the queue logs what it listed: civil affairs' pairs 1 and 2
+    assert rows[5][4] == 2 and set(rows[5][5]) == {"M000000001", "M000000002", "M000000003", "M000000004"}
