@@ -38,6 +38,7 @@ Layout under ``gx_dir`` (standard GX file context, ``project_root_dir=gx_dir``):
     gx_dir/gx/checkpoints/publish_gate.json
     gx_dir/gx/uncommitted/validations/...      one result JSON per run and suite
     gx_dir/gx/uncommitted/data_docs/local_site/index.html
+    gx_dir/gx/uncommitted/data_docs/local_site/static/vendor/   the CDN assets (:mod:`expectations.offline_docs`)
 
 PII: the checkpoint uses :data:`PII_SAFE_RESULT_FORMAT`, so results, the stored validation
 JSON and the Data Docs carry counts and percentages only, never column values; the
@@ -64,6 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from expectations.offline_docs import make_site_offline
 from expectations.outcomes import ExpectationOutcome, ValidationSummary, summarize_suite_group
 from expectations.sources import (
     SOURCE_SUITE_PREFIX,
@@ -207,6 +209,12 @@ def run_gate_suites(
         )
 
     docs_index = _docs_index(context)
+    if docs_index is not None:  # GX links its scripts, styles and fonts from CDNs: vendor them, rewrite the links
+        try:
+            make_site_offline(docs_index.parent)
+        except OSError as exc:
+            logger.warning("Data Docs left with CDN links (%s): re-run expectations.offline_docs.make_docs_offline",
+                           type(exc).__name__)
     by_suite = {r.suite_name: r for r in result.run_results.values()}
     summaries = [
         summarize_suite_group(
