@@ -72,6 +72,8 @@ def _masked(field: str, value: str | None) -> str | None:
         return mask_id_number(value)
     if field == "phone":
         return mask_phone(value)
+    if field == "birth_date":
+        return value[:4] + "-**-**"
     if field == "address":
         return _HOUSE.sub(lambda m: (mask_house_no(m.group(0)[:-1]) or "") + "号", value)
     return value

@@ -126,8 +126,12 @@ def test_every_page_view_is_logged_with_the_purpose_which_shows_its_fields_in_fu
         masked = client.get("/workbench/reviews/1")
         assert masked.status_code == 200
         assert "赵建国" not in masked.text and full_id not in masked.text and "赵**" in masked.text
+        assert "1962-**-**" in masked.text and "1962-03-14" not in masked.text
         shown = client.get("/workbench/reviews/1", params={"purpose": "mz-dibao-review"})
         assert shown.status_code == 200 and "赵建国" in shown.text and full_id in shown.text
+        assert "1962-03-14" in shown.text and "13900001111" in shown.text
+        # the other department's record of the pair stays withheld whatever the purpose
+        assert "rs_yanglao/Y1" not in shown.text and id_number_of("rs_yanglao/Y1") not in shown.text
         # a purpose of another department releases nothing, and is logged as a marker, not as sent
         other = client.get("/workbench/reviews/1", params={"purpose": "wj-birth-followup"})
         assert "赵建国" not in other.text and "不是本部门有效的用途" in other.text
