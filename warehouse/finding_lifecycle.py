@@ -285,6 +285,14 @@ def resolve_gone(conn: sa.Connection, release_no: int) -> int:
          "n": release_no}).rowcount
 
 
+def record_download(conn: sa.Connection, *, actor: str, department: str | None, what: str, rows: int) -> None:
+    """The ``audit.export_log`` row of an inbox sent as a download (no file kept: no path), in the caller's
+    transaction. No RETURNING: the read API's role may append to the log but not read it."""
+    conn.execute(sa.text("INSERT INTO audit.export_log (actor, department, kind, what, path, rows)"
+                         " VALUES (:actor, :department, 'findings', :what, NULL, :rows)"),
+                 {"actor": actor, "department": department, "what": what, "rows": rows})
+
+
 # --------------------------------------------------------------------------------------------- reading
 #: the time a finding last opened: its last opened/reopened event (a finding stored before the history began:
 #: when it was first seen)
