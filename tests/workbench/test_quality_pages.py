@@ -4,9 +4,9 @@ page, the Data Docs themselves (their index lists the runs, a validation page dr
 API's /docs — no request leaving 127.0.0.1.
 
 The Data Docs are a real gate build: two runs of the master-index suites (tests/expectations/test_gate.py's
-stand-in tables, in a throwaway database) into the session's ``settings.gx_dir()``, each recorded in the
-warehouse's validation history as the pipeline records it, the first published as release 1, the second blocked.
-The scorecards are written beside them by the reports' own builders.
+stand-in tables, in a throwaway database) into ``settings.gx_dir()`` of a hub home of the module's own, each
+recorded in the warehouse's validation history as the pipeline records it, the first published as release 1, the
+second blocked. The scorecards are written beside them by the reports' own builders.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _source_suites(success: bool) -> list[dict]:
 
 
 def _gate_runs(server_admin_url: str, engine: sa.Engine) -> list[int]:
-    """Two real gate runs into the session's gx_dir, recorded in the validation history; release 1 from the first."""
+    """Two real gate runs into the hub home's gx_dir, recorded in the validation history; release 1 from the first."""
     from expectations.gate import validate_master_index
 
     name = f"hub_gx_quality_{uuid.uuid4().hex[:10]}"
@@ -95,32 +95,34 @@ def _gate_runs(server_admin_url: str, engine: sa.Engine) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def hub(engine, database_url, server_admin_url):
-    """The gate's Data Docs and the scorecards in the session's hub home, the app on loopback as the API's role,
+def hub(engine, database_url, server_admin_url, tmp_path_factory):
+    """The gate's Data Docs and the scorecards in a hub home of this module, the app on loopback as the API's role,
     keys of an auditor and of two departments."""
     from reports.department_scorecard import build_department_scorecards
     from reports.scorecard import build_scorecard
 
-    empty_warehouse(engine)
-    runs = _gate_runs(server_admin_url, engine)
-    with engine.begin() as conn:
-        build_scorecard(conn, docs_site(), DEPARTMENTS)
-        build_department_scorecards(conn, docs_site(), DEPARTMENTS)
-        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
-        keys = {"auditor": create_key(conn, "social_security", "audit team", scopes=["auditor"]),
-                "civil": create_key(conn, "civil_affairs", "civil affairs data office"),
-                "health": create_key(conn, "health", "health office")}
     with pytest.MonkeyPatch.context() as mp:
+        # a hub home of its own: the session's gx_dir (other modules' gate runs) stays as they left it
+        mp.setenv("HUB_HOME", str(tmp_path_factory.mktemp("quality_hub_home")))
         mp.delenv("HUB_API_DATABASE_URL", raising=False)
-        api = api_engine(database_url, role_prefix=PREFIX)
-    try:
-        with serve(create_app(api, rate_limit=None)) as base:
-            yield {"base": base, "keys": keys, "engine": engine, "runs": runs}
-    finally:
-        api.dispose()
-        with engine.begin() as conn:
-            drop_grants(conn, role_prefix=PREFIX)
         empty_warehouse(engine)
+        runs = _gate_runs(server_admin_url, engine)
+        with engine.begin() as conn:
+            build_scorecard(conn, docs_site(), DEPARTMENTS)
+            build_department_scorecards(conn, docs_site(), DEPARTMENTS)
+            apply_grants(conn, load_sharing(), role_prefix=PREFIX)
+            keys = {"auditor": create_key(conn, "social_security", "audit team", scopes=["auditor"]),
+                    "civil": create_key(conn, "civil_affairs", "civil affairs data office"),
+                    "health": create_key(conn, "health", "health office")}
+        api = api_engine(database_url, role_prefix=PREFIX)
+        try:
+            with serve(create_app(api, rate_limit=None)) as base:
+                yield {"base": base, "keys": keys, "engine": engine, "runs": runs}
+        finally:
+            api.dispose()
+            with engine.begin() as conn:
+                drop_grants(conn, role_prefix=PREFIX)
+            empty_warehouse(engine)
 
 
 @contextmanager
