@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from hub.audits import export_all, run_audits
 from reports.audit import XLSX_COLUMNS
 from tests.browser import colour_census, dump_dom, read_png, require_browser, screenshot
-from tests.helpers import empty_warehouse, publish_served_county
+from tests.helpers import publish_day0, publish_served_county
 from warehouse.findings import BIRTH_DATE_CONFLICT, KINDS, list_findings
 from warehouse.sharing import department_titles
 
@@ -75,11 +75,8 @@ def _day_one(county):
 @pytest.fixture(scope="module")
 def audited(engine, _served_platforms, county, tmp_path_factory):
     platforms = _served_platforms
-    platforms.set_faults(None)
-    platforms.advance(county)
-    empty_warehouse(engine)
     try:
-        first_no = _release()
+        first_no = publish_day0(engine, platforms, county)["release_no"]
         first = run_audits(engine, first_no)
         detected1 = _detected(engine, first_no)
         day1, struck = _day_one(county)

@@ -123,12 +123,9 @@ def published(engine, _served_platforms, county):
     """The session's county ingested, matched, gated, published and audited; then one load of mz_gaoling that
     fails (its platform's address refuses connections), through the CLI."""
     from hub import pipeline
-    from tests.helpers import empty_warehouse, publish_served_county
+    from tests.helpers import publish_day0
 
-    _served_platforms.set_faults(None)
-    _served_platforms.advance(county)
-    empty_warehouse(engine)
-    release = publish_served_county()
+    release = publish_day0(engine, _served_platforms, county)
     audit = pipeline.audit_release()
     refused = connection_json(conn_type="http", host="127.0.0.1", port=1, schema="http", login="x", password="y")
     failed = _hub("ingest", "mz_gaoling", env={"AIRFLOW_CONN_MZ_PLATFORM": refused, "HUB_HTTP_TIMEOUT": "2"})

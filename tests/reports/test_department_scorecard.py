@@ -26,7 +26,7 @@ from reports import charts as chart_kit
 from reports.department_figures import collect_department_scorecards
 from reports.department_scorecard import build_department_scorecards, render_charts
 from tests.browser import colour_census, dump_dom, png_size, read_png, require_browser, screenshot
-from tests.helpers import empty_warehouse, publish_served_county
+from tests.helpers import publish_day0, publish_served_county
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 11, 23, 9, 30, tzinfo=CHINA)
@@ -76,13 +76,10 @@ def _record_findings(engine, releases: tuple[int, int]) -> None:
 def built(engine, _served_platforms, county, tmp_path_factory):
     require_browser()  # skip before filling a warehouse when there is no browser
     platforms = _served_platforms
-    platforms.set_faults(None)
-    platforms.advance(county)
-    empty_warehouse(engine)
     departments, source_titles = _departments()
     out = tmp_path_factory.mktemp("department_scorecards")
     try:
-        first = _release()
+        first = publish_day0(engine, platforms, county)["release_no"]
         with engine.connect() as conn:
             before_audit = build_department_scorecards(conn, out / "release1", departments,
                                                        source_titles=source_titles, now=NOW)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from connectors.registry import load_registry
 from reports.scorecard import THRESHOLDS, build_scorecard, collect_scorecard
 from tests.browser import colour_census, dump_dom, png_size, read_png, require_browser, screenshot
-from tests.helpers import publish_served_county
+from tests.helpers import publish_day0
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 FAILING_SOURCE = "mz_dibao"  # its latest source-gate run fails
@@ -110,7 +110,7 @@ def browser() -> str:
 @pytest.fixture
 def filled_warehouse(clean_warehouse, platforms, county):
     """Every simulated source ingested, standardized, matched, gated and published."""
-    return publish_served_county()["gate"]
+    return publish_day0(clean_warehouse, platforms, county)["gate"]
 
 
 def test_scorecard_of_a_filled_warehouse_renders_in_chromium(browser, filled_warehouse, clean_warehouse, county,
