@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api import changes, persons, probe, releases, reviews
 from hub.api.deps import NOT_FOUND
+from hub.api.docs_policy import docs_policy
 from hub.api.guard import RateLimit, TokenBuckets, guard_and_log
 from hub.api.limits import Quotas
 from hub.api.models import DEFAULT_MAX_BATCH, UNEXPECTED_FIELD, UNEXPECTED_FIELD_ELSEWHERE
@@ -155,6 +156,7 @@ def create_app(engine: sa.Engine | None = None, *,
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(DepartmentViewsMissing, _views_missing)
     app.middleware("http")(guard_and_log)
+    app.middleware("http")(docs_policy)  # /docs, /redoc: the browser may fetch from the hub only
     app.include_router(persons.router)
     app.include_router(probe.router)
     app.include_router(reviews.router)

@@ -10,7 +10,8 @@ key's scopes decide the pages: ``steward`` the review queue and the master view 
 ``auditor`` the findings inbox; every key the quality pages of its own department. A revoked or blocked
 key ends its sessions at once.
 
-Every request to a page, refused ones too, is written to ``audit.access_log`` (:mod:`hub.workbench.guard`)
+Every request to a page, refused ones too, is written to ``audit.access_log`` (:mod:`hub.workbench.guard`;
+the scripts, styles and fonts a Data Docs page loads are not page views and are not logged when served)
 like the read API's: who, which page (master ids and numbers kept, anything else in the path masked),
 the purpose code, the persons shown. A page that changes something writes its row in the transaction of the
 change (:func:`hub.api.deps.log_in`).

@@ -37,6 +37,10 @@ _WORDS = frozenset({"workbench", "login", "logout", "reviews", "decision", "mast
 _SAFE = re.compile(r"^(M\d{9,12}|\d{1,10}|[0-9a-f]{12,64}|[a-z_]{1,40}\.html|[A-Za-z0-9_.-]{1,80}\.(?:html|svg|png))$")
 
 
+def _is_asset(path: str) -> bool:
+    return path.startswith(PREFIX + "/quality/docs/") and not path.endswith((".html", "/"))
+
+
 def safe_path(path: str) -> str:
     """The path for the access log: the workbench's own words, master ids, numbers and ids; the rest masked."""
     return "/".join(p if not p or p in _WORDS or _SAFE.match(p) else "<masked>" for p in path.split("/"))[:300]
@@ -84,6 +88,8 @@ async def workbench_guard(request: Request, call_next):
             response = await not_signed_in(request, None)  # nothing of the workbench is shown or named before
         else:
             response = await call_next(request)
+    if _is_asset(path) and response.status_code == 200:
+        access.logged = True  # a Data Docs page's script, style or font: the page that named it is the view logged
     try:
         await run_in_threadpool(_write, request, access, response.status_code)
     except Exception as exc:  # noqa: BLE001 — nothing is shown that is not logged
