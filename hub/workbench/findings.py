@@ -159,7 +159,8 @@ def _visible(request: Request, user: User, finding_id: str) -> dict:
     return finding
 
 
-def _detail(request: Request, user: User, finding: dict, *, status: int = 200, error: str | None = None):
+def _detail(request: Request, user: User, finding: dict, *, status: int = 200, error: str | None = None,
+            done: str | None = None):
     with request.app.state.engine.connect() as conn:
         events = history(conn, finding["finding_id"])
     masters = sorted({m for m in [finding["master_id"], *(e.get("master_id") for e in finding["evidence"] or [])] if m})
@@ -167,7 +168,7 @@ def _detail(request: Request, user: User, finding: dict, *, status: int = 200, e
     rules = finding_rules()
     actions = [a for a, (starts, _, _) in TRANSITIONS.items() if finding["status"] in starts] if user.is_auditor else []
     return page(request, "finding.html.j2", status=status, title=f"问题 Finding {finding['finding_id']}",
-                f=finding, events=events, actions=actions, error=error, titles=_titles(request),
+                f=finding, events=events, actions=actions, error=error, done=done, titles=_titles(request),
                 kind_labels=KIND_LABELS, status_labels=STATUS_LABELS, action_labels=ACTION_LABELS,
                 resolve_reasons=rules.reasons("resolve", offered=True),
                 dismiss_reasons=rules.reasons("dismiss", offered=True), reason_label=rules.reason_label,
@@ -175,8 +176,9 @@ def _detail(request: Request, user: User, finding: dict, *, status: int = 200, e
 
 
 @router.get("/workbench/findings/{finding_id}")
-def finding_page(request: Request, user: UserDep, finding_id: str):
-    return _detail(request, user, _visible(request, user, finding_id))
+def finding_page(request: Request, user: UserDep, finding_id: str, done: str | None = None):
+    finding = _visible(request, user, finding_id)
+    return _detail(request, user, finding, done=TRANSITIONS[done][2] if done in TRANSITIONS else None)
 
 
 def acting_auditor(request: Request, user: UserDep, csrf: Annotated[str, Form(max_length=100)] = "") -> User:

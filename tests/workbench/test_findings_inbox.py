@@ -193,6 +193,7 @@ def test_an_auditor_works_a_finding_that_reopens_when_the_next_release_shows_it_
             with page.expect_navigation():
                 page.click(f"form[data-form={action}] button[type=submit]")
             assert f"done={action}" in page.url, page.inner_text("main")
+            assert "已记录" in page.inner_text("p[role=status]")
 
         act("acknowledge")
         assert "已确认" in page.inner_text("#status")
