@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from hub.errors import HubError
+from reports.render import beijing_time
 from warehouse import api_keys as stored
 from warehouse import quotas
 from warehouse.sharing import load_sharing
@@ -48,7 +49,7 @@ class KeyBlocked(HubError):
 
     def __init__(self, key_id: str, department: str, blocked_at, reason: str | None):
         self.key_id, self.department, self.blocked_at, self.reason = key_id, department, blocked_at, reason
-        super().__init__(f"API key {key_id} was blocked at {blocked_at:%Y-%m-%d %H:%M %Z}"
+        super().__init__(f"API key {key_id} was blocked at {beijing_time(blocked_at)}"
                          f" ({reason or 'no reason recorded'}). A data steward of the hub can lift the block with"
                          f" `hub api-key unblock {key_id}` once the cause is understood.")
 
@@ -111,7 +112,7 @@ def revoke_key(conn: sa.Connection, key_id: str) -> dict:
     if row is None:
         known = stored.key_revocation(conn, key_id)
         raise HubError(f"no API key {key_id!r}" if known is None
-                       else f"API key {key_id} was already revoked at {known.revoked_at:%Y-%m-%d %H:%M}")
+                       else f"API key {key_id} was already revoked at {beijing_time(known.revoked_at)}")
     return row
 
 

@@ -18,26 +18,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
                                                           " Standard Time).")]
 
 #: The label beside a time the CLI prints: China Standard Time, the zone the hub shows people times in.
-TIME_LABEL = "北京时间 (UTC+8)"
+TIME_LABEL = "北京时间 (UTC+8)"  # as reports.render.TIME_LABEL
 #: The same label in a table's column header, so that the cells can show the bare time.
 TIME_HEADER = "（北京时间 UTC+8）"
 
 
 def local_time(value, *, labelled: bool = True, sep: str = " ") -> str:
     """A time for people: China Standard Time to the second, labelled ``2026-12-07 10:15:03 北京时间 (UTC+8)``
-    (bare in a table whose header carries :data:`TIME_HEADER`). ``value`` is a datetime or an ISO 8601 string
-    (as a manifest stores it); a naive one is taken as the machine's local time. None or empty: empty."""
-    import datetime as dt
+    (bare in a table whose header carries :data:`TIME_HEADER`); see :func:`reports.render.beijing_time`."""
+    from reports.render import beijing_time
 
-    from reports.render import CHINA_STANDARD_TIME
-
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    value = value.astimezone(CHINA_STANDARD_TIME)  # a naive time: the machine's local time, as generated_time does
-    text = f"{value:%Y-%m-%d}{sep}{value:%H:%M:%S}"
-    return f"{text} {TIME_LABEL}" if labelled else text
+    return beijing_time(value, labelled=labelled, sep=sep)
 
 
 @contextlib.contextmanager

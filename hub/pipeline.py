@@ -285,8 +285,10 @@ def _plan_extract(source, kind, stored: str | None, last_full: dt.datetime | Non
     if every and last_full is None:
         return "full", None, cursor, f"scheduled every {every} days: no complete extract yet"
     if every and now - last_full >= dt.timedelta(days=every):
+        from reports.render import beijing_time
+
         return "full", None, cursor, (f"scheduled every {every} days: the last complete extract finished "
-                                      f"{last_full.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC")
+                                      f"{beijing_time(last_full)}")
     since = cursor.write(cursor.at - dt.timedelta(minutes=inc.overlap_minutes))
     return "incremental", since, cursor, f"changes since {since} (the cursor less {inc.overlap_minutes:g} minutes)"
 

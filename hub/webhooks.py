@@ -186,9 +186,9 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> 
 
 
 def _cst(when) -> str:
-    from zoneinfo import ZoneInfo
+    from reports.render import beijing_time
 
-    return f"{when.astimezone(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M:%S} 北京时间 China Standard Time"
+    return beijing_time(when)
 
 
 def _deliver_one(engine: sa.Engine, hook: dict, secret: str, sharing: DepartmentSharing | None,

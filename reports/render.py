@@ -20,6 +20,8 @@ from markupsafe import Markup
 __all__ = [
     "CHINA_STANDARD_TIME",
     "TEMPLATES",
+    "TIME_LABEL",
+    "beijing_time",
     "environment",
     "escape",
     "generated_time",
@@ -36,6 +38,8 @@ __all__ = [
 TEMPLATES = Path(__file__).parent / "templates"
 #: The time zone pages show times in unless the caller gives another (the hub serves Chinese counties).
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+#: the label beside a time shown in China Standard Time
+TIME_LABEL = "北京时间 (UTC+8)"
 
 
 def escape(value: object) -> Markup:
@@ -76,6 +80,19 @@ def when(value: dt.datetime | None, tz: dt.tzinfo | None = CHINA_STANDARD_TIME, 
     if short:
         return value.strftime("%Y-%m-%d %H:%M")
     return value.isoformat(sep=" ", timespec="seconds")
+
+
+def beijing_time(value: dt.datetime | str | None, *, labelled: bool = True, sep: str = " ") -> str:
+    """A time for people: China Standard Time to the second, labelled ``2026-12-07 10:15:03 北京时间 (UTC+8)``.
+    ``value`` is a datetime or an ISO 8601 string; a naive one is taken as the machine's local time. None or
+    empty: empty."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    value = value.astimezone(CHINA_STANDARD_TIME)
+    text = f"{value:%Y-%m-%d}{sep}{value:%H:%M:%S}"
+    return f"{text} {TIME_LABEL}" if labelled else text
 
 
 def utc_offset(value: dt.datetime) -> str:

@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from warehouse.locks import lock_index
 from warehouse.tables import audit_publish_attempt
+
+_BEIJING = ZoneInfo("Asia/Shanghai")
 
 PUBLISH_LOCK = 20261122
 
@@ -422,7 +425,8 @@ def rollback(conn: sa.Connection, release_no: int, *, reason: str, actor: str | 
     if target["is_current"]:
         raise ValueError(f"release {release_no} is already the current release")
     if target["withdrawn_at"] is not None:
-        raise ValueError(f"release {release_no} was withdrawn on {target['withdrawn_at']:%Y-%m-%d %H:%M}"
+        raise ValueError(f"release {release_no} was withdrawn on"
+                         f" {target['withdrawn_at'].astimezone(_BEIJING):%Y-%m-%d %H:%M} 北京时间 (UTC+8)"
                          f" ({target['withdrawn_reason']}); roll back to a release that was not")
     withdrawn = conn.execute(sa.text(
         "UPDATE publish.release SET withdrawn_at = now(), withdrawn_reason = :r"
