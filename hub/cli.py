@@ -15,6 +15,7 @@ from hub.cli_access import access_app
 from hub.cli_airflow import airflow_app
 from hub.cli_changes import changes, webhook_app
 from hub.cli_common import JsonOption, configure_logging, console, err, print_json, user_errors
+from hub.cli_findings import findings_app
 from hub.cli_probe import probe
 from hub.cli_publish import audit_app, grants_app, key_app, release_app
 from hub.cli_report import report
@@ -29,6 +30,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(release_app, name="release")
 app.add_typer(grants_app, name="grants")
 app.add_typer(audit_app, name="audit")
+app.add_typer(findings_app, name="findings")
 app.add_typer(key_app, name="api-key")
 app.add_typer(airflow_app, name="airflow")
 app.add_typer(access_app, name="access")
@@ -397,14 +399,18 @@ def serve(
     = 100,
     sweep_window: Annotated[float, typer.Option(min=1.0, help="Seconds of the sweep window.")] = 600.0,
 ) -> None:
-    """Serve the read API (OpenAPI at /openapi.json): lookups, batch checks and the review queue.
+    """Serve the read API (OpenAPI at /openapi.json, its documentation at /docs) and the workbench (/workbench/).
 
-    It reads as its own database role (hub_api, made by hub grants apply) and each department's views."""
+    The read API: lookups, batch checks, the review queue. The workbench: web pages for stewards (review queue,
+    master view), auditors (findings inbox) and every department (quality pages), signed in with the
+    department's API key. Both read as their own database role (hub_api, made by hub grants apply) and each
+    department's views, and log every request in audit.access_log."""
     from hub.api import Quotas, RateLimit
     from hub.api import serve as run
     from hub.api_db import api_engine
 
-    console.print(f"read API on http://{host}:{port} (OpenAPI: /openapi.json); every access is logged in"
+    console.print(f"read API on http://{host}:{port} (OpenAPI: /openapi.json, documentation: /docs); workbench on"
+                  f" http://{host}:{port}/workbench/ (sign in with a department's API key); every access is logged in"
                   " audit.access_log", highlight=False)
     with user_errors():
         quotas = Quotas(persons_per_key=persons_per_key, persons_per_department=persons_per_department,
