@@ -218,6 +218,15 @@ def test_a_steward_decides_by_keyboard_is_refused_splits_and_the_next_run_honour
     assert [e for e in browser.console_errors if "409 (Conflict)" not in e] == []
     assert browser.requested and all(u.startswith(base) for u in browser.requested)
 
+    # the decisions are in the access log, the refused one too: (path, status)
+    with engine.connect() as conn:
+        logged = conn.execute(sa.text("SELECT endpoint, status FROM audit.access_log WHERE endpoint LIKE 'POST %'"
+                                      " ORDER BY access_id")).all()
+    assert [tuple(r) for r in logged if "/login" not in r[0]] == [
+        (f"POST /workbench/reviews/{accepted['review_id']}/decision", 303),
+        (f"POST /workbench/reviews/{refused['review_id']}/decision", 409),
+        (f"POST /workbench/masters/{split_master}/split", 303)]
+
     build_master_index()
     with engine.connect() as conn:
         now = masters_of(conn, [accepted["left"], accepted["right"], split_off, *rest])

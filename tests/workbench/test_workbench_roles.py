@@ -151,3 +151,42 @@ def test_every_page_view_is_logged_with_the_purpose_which_shows_its_fields_in_fu
     assert rows[4][5] == ["M000000001"]
     # the queue logs what it listed: civil affairs' pairs 1 and 2
     assert rows[5][4] == 2 and set(rows[5][5]) == {"M000000001", "M000000002", "M000000003", "M000000004"}
+
+
+def test_the_queue_filters_by_the_records_department_reason_band_and_age(hub):
+    def listed(client, **params) -> set[str]:
+        answer = client.get("/workbench/reviews", params=params)
+        assert answer.status_code == 200
+        return set(re.findall(r'data-review="(\d+)"', answer.text))
+
+    with _signed_in(hub, "civil") as client:
+        assert listed(client) == {"1", "2"}
+        assert listed(client, department="mz_dibao") == {"1"}
+        assert listed(client, department="other") == {"1", "2"}
+        assert listed(client, department="own") == set()
+        # pair 1 at 0.8, pair 2 at 0.7 (give or take a rounding): each in one band only
+        upper, lower = listed(client, reason="grey_zone", band="0.7-0.9"), listed(client, band="0.5-0.7")
+        assert "1" in upper and upper | lower == {"1", "2"} and not upper & lower
+        assert listed(client, band="0.9-1") == set() and listed(client, reason="constraint") == set()
+        assert listed(client, waited="1") == set()  # queued just now
+
+
+def test_a_steward_moves_its_own_record_out_with_a_reason_and_nothing_of_another_department(hub):
+    with _signed_in(hub, "civil") as client:
+        token = _csrf(client)
+        # no reason: refused on the master's page, nothing recorded
+        answer = client.post("/workbench/masters/M000000005/split", data={"csrf": token, "records": "mz_canji/C2"})
+        assert answer.status_code == 409 and "reason" in answer.text
+        # another department's record under the master: as if it did not exist
+        answer = client.post("/workbench/masters/M000000005/move-out",
+                             data={"csrf": token, "record": "rs_yiliao/Y2", "reason": "not ours"})
+        assert answer.status_code == 404
+        assert _decisions(hub["engine"]) == 0
+        answer = client.post("/workbench/masters/M000000005/move-out",
+                             data={"csrf": token, "record": "mz_canji/C2", "reason": "另一人 another person"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/workbench/masters/M000000005?done=move_out"
+        page = client.get(answer.headers["location"]).text
+        assert "移出" in page and "另一人 another person" in page and "rs_yiliao/Y2" not in page
+    with hub["engine"].connect() as conn:
+        assert conn.execute(sa.text("SELECT kind, record_keys, master_id FROM mpi.decision")).all() == [
+            ("move_out", ["mz_canji/C2"], "M000000005")]
