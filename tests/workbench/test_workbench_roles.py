@@ -35,7 +35,8 @@ def hub(engine, database_url):
         keys = {"plain": create_key(conn, "civil_affairs", "civil affairs office"),
                 "auditor": create_key(conn, "civil_affairs", "audit team", scopes=["auditor"]),
                 "civil": create_key(conn, "civil_affairs", "civil affairs data office", scopes=["steward"]),
-                "health": create_key(conn, "health", "health data office", scopes=["steward"])}
+                "health": create_key(conn, "health", "health data office", scopes=["steward"]),
+                "social": create_key(conn, "social_security", "pension office", scopes=["steward"])}
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("HUB_API_DATABASE_URL", raising=False)
         api = api_engine(database_url, role_prefix=PREFIX)
@@ -190,3 +191,36 @@ def test_a_steward_moves_its_own_record_out_with_a_reason_and_nothing_of_another
     with hub["engine"].connect() as conn:
         assert conn.execute(sa.text("SELECT kind, record_keys, master_id FROM mpi.decision")).all() == [
             ("move_out", ["mz_canji/C2"], "M000000005")]
+
+
+def test_the_master_view_shows_golden_values_with_their_source_and_rule_as_the_department_may_see_them(hub):
+    with hub["engine"].begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO mpi.golden_value (master_id, field, value, source, source_record_id, loaded_at, rule) VALUES"
+            " ('M000000005', 'name', '孙立', 'rs_yiliao', 'Y2', now(), 'authority:social_security'),"
+            " ('M000000005', 'phone', '+8613600005555', 'mz_dibao', 'D2', now(), 'frequency')"))
+        conn.execute(sa.text(
+            "INSERT INTO mpi.golden_conflict (master_id, field, value, sources, records, chosen) VALUES"
+            " ('M000000005', 'name', '孙立', ARRAY['rs_yanglao', 'rs_yiliao'], 2, true),"
+            " ('M000000005', 'name', '周红', ARRAY['mz_canji', 'mz_dibao'], 2, false)"))
+    try:
+        with _signed_in(hub, "civil") as client:
+            page = client.get("/workbench/masters/M000000005").text
+            golden = page.split('class="golden"')[1].split("</table>")[0]
+            # another department's record gave the name: its key is not named; the rule is in words
+            assert "孙*" in golden and "孙立" not in golden and "rs_yiliao/Y2" not in golden
+            assert "其他部门的记录" in golden and "权威来源" in golden and "authority:social_security" in golden
+            assert "mz_dibao/D2" in golden and "136****5555" in golden and "多数记录的取值" in golden
+            conflicts = page.split('class="conflicts"')[1].split("</table>")[0]
+            assert "周*" in conflicts and "mz_canji" in conflicts and "rs_yiliao" not in conflicts
+            assert "+2 个其他部门来源" in conflicts
+            full = client.get("/workbench/masters/M000000005", params={"purpose": "mz-dibao-review"}).text
+            assert "孙立" in full and "周红" in full and "+8613600005555" in full
+        with _signed_in(hub, "social") as client:  # 人社 may not see phones (不予共享): withheld, purpose or not
+            page = client.get("/workbench/masters/M000000005", params={"purpose": "rs-pension-qualification"}).text
+            golden = page.split('class="golden"')[1].split("</table>")[0]
+            assert "孙立" in golden and "5555" not in golden and "不予共享" in golden
+    finally:
+        with hub["engine"].begin() as conn:
+            conn.execute(sa.text("DELETE FROM mpi.golden_conflict WHERE master_id = 'M000000005'"))
+            conn.execute(sa.text("DELETE FROM mpi.golden_value WHERE master_id = 'M000000005'"))
