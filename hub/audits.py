@@ -86,6 +86,18 @@ def run_audits(conn_or_engine: sa.Engine | sa.Connection | None = None, release_
     return result
 
 
+def refresh_gate_findings(conn: sa.Connection, run_id: int, departments: Mapping[str, str] | None = None) -> dict:
+    """After gate run ``run_id`` (passed or failed), its failed expectations as items of the auditors' inbox and
+    the gate items it no longer fails resolved (:mod:`warehouse.gate_findings`), in the caller's transaction (the
+    one recording the run). ``departments``: source → department (default: the registry). Returns counts only."""
+    from warehouse.gate_findings import refresh_gate_findings as refresh
+
+    result = refresh(conn, run_id, departments if departments is not None else source_departments())
+    log.info("gate run %s: %d failed expectations in the inbox (%d new, %d reopened, %d resolved, %d not closed)",
+             run_id, result["failed"], result["new"], result["reopened"], result["resolved"], result["open"])
+    return result
+
+
 def export_all(conn_or_engine: sa.Engine | sa.Connection | None = None, out_dir: str | Path | None = None,
                departments: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Each department's findings workbook and the audit report (:func:`reports.audit.export_all`), in

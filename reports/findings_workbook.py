@@ -1,5 +1,10 @@
-"""One XLSX workbook per department with its audit findings (sheet ``findings``, and ``about`` saying
-what each kind means). Everything written carries record references, codes and masked values only."""
+"""One XLSX workbook per department with its audit findings and failed gate expectations (sheet ``findings``,
+and ``about`` saying what each kind means). Everything written carries record references, codes and masked
+values only.
+
+By default a workbook holds what the department still has to act on: every finding not closed (open,
+acknowledged or assigned: :data:`warehouse.finding_lifecycle.NOT_CLOSED`), which is what ``"open"`` means here.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,12 @@ import sqlalchemy as sa
 
 from reports.render import CHINA_STANDARD_TIME
 from reports.xlsx import Column, new_workbook, save_workbook, write_table
-from warehouse.findings import KIND_LABELS, KINDS, list_findings, transaction
+from warehouse.finding_lifecycle import NOT_CLOSED
+from warehouse.findings import INBOX_KINDS, KIND_LABELS, list_findings, transaction
+from warehouse.gate_findings import DATA_OFFICE, DATA_OFFICE_TITLE
 from warehouse.sharing import department_titles
+
+OPEN = "open"  # the default selection: every finding not closed
 
 #: (key, bilingual heading, width in characters)
 XLSX_COLUMNS = (
@@ -54,29 +63,32 @@ def _finding_row(finding: dict) -> list:
 
 
 def export_findings_xlsx(conn: sa.Connection | sa.Engine, department: str, path: str | Path, *,
-                         status: str | None = "open") -> Path:
+                         status: str | None = OPEN) -> Path:
     """Write ``department``'s findings workbook (:func:`write_findings_workbook`); returns the path."""
     return write_findings_workbook(conn, department, path, status=status)[0]
 
 
 def write_findings_workbook(conn: sa.Connection | sa.Engine, department: str, path: str | Path, *,
-                            status: str | None = "open") -> tuple[Path, int]:
-    """Write ``department``'s findings (open ones by default; ``None`` for all) to an XLSX workbook.
+                            status: str | None = OPEN) -> tuple[Path, int]:
+    """Write ``department``'s findings to an XLSX workbook: ``"open"`` (the default) every one not closed (open,
+    acknowledged or assigned), ``None`` all, another status only those.
 
     Sheet ``findings``: one row per finding (columns :data:`XLSX_COLUMNS`, bilingual header); sheet
     ``about``: what each kind means. The file is readable by its owner only. Returns the path and
     the number of findings written.
     """
     with transaction(conn) as c:
-        rows = list_findings(c, department=department, status=status)
-    title = department_titles().get(department, department)
+        rows = list_findings(c, department=department, status=NOT_CLOSED if status == OPEN else status)
+    title = {DATA_OFFICE: DATA_OFFICE_TITLE, **department_titles()}.get(department, department)
     book = new_workbook(title=f"审计发现 Findings · {title}")
     sheet = book.active
     sheet.title = "findings"
     columns = [Column(label, width, text=key in IDENTIFIER_COLUMNS, wrap=True) for key, label, width in XLSX_COLUMNS]
     write_table(sheet, columns, (_finding_row(r) for r in rows), frozen_columns=1)
-    about = [[kind, *KIND_LABELS[kind]] for kind in KINDS]
-    about += [[None, None, None], ["部门 Department", title, None], ["状态 Status", status or "all", None],
+    about = [[kind, *KIND_LABELS[kind]] for kind in INBOX_KINDS]
+    selected = ("未关闭（待处理、已确认、已分派） not closed (open, acknowledged, assigned)" if status == OPEN
+                else status or "all")
+    about += [[None, None, None], ["部门 Department", title, None], ["状态 Status", selected, None],
               ["说明 Note", "证据只含记录引用、代码和脱敏值 · evidence holds record references, codes and masked values only",
                None]]
     write_table(book.create_sheet("about"),

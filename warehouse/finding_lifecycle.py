@@ -16,7 +16,9 @@ would be allowed.
 After each publish the hub itself moves findings (actor ``hub``): a new one opens (``opened``); a finding
 not closed that the release no longer shows is resolved (``auto_resolved``, reason ``not_detected``,
 closed by ``release N``); a resolved one shown again reopens (``reopened``, a new due date); a dismissed
-one stays dismissed.
+one stays dismissed. After each gate run it does the same with the failed gate expectations
+(:mod:`warehouse.gate_findings`, closed by ``gate run N``). Each refresh moves only its own kinds: the audits
+never resolve a gate item, a gate run never resolves an audit finding.
 """
 
 from __future__ import annotations
@@ -104,10 +106,11 @@ def _reasons(data: dict, key: str, path: Path) -> dict[str, tuple[str, str]]:
 
 
 def load_finding_rules(path: str | Path | None = None, kinds: Iterable[str] | None = None) -> FindingRules:
-    """The rules of ``path`` (default ``warehouse/finding_rules.yaml``); every kind (default: the audits'
-    kinds) needs an SLA of 1 to 365 days. Raises :class:`FindingRulesError` naming the file and the key."""
+    """The rules of ``path`` (default ``warehouse/finding_rules.yaml``); every kind (default: the inbox's, the
+    audits' and ``gate_expectation``) needs an SLA of 1 to 365 days. Raises :class:`FindingRulesError` naming the
+    file and the key."""
     if kinds is None:
-        from warehouse.findings import KINDS as kinds  # noqa: N811 — the audits' kinds
+        from warehouse.findings import INBOX_KINDS as kinds  # noqa: N811 — the audits' kinds and the gate's
     path = Path(path) if path is not None else RULES_PATH
     data = read_policy(path, FindingRulesError, "findings rules")
     unknown = sorted(set(data) - {"sla_days", "resolve_reasons", "dismiss_reasons"})
@@ -229,12 +232,17 @@ def transition(conn: sa.Connection, finding_id: str, action: str, *, actor: str,
 
 
 # --------------------------------------------------------------------------- what the hub does after a publish
-def open_and_reopen(conn: sa.Connection, release_no: int, rules: FindingRules | None = None) -> dict:
+def open_and_reopen(conn: sa.Connection, release_no: int, rules: FindingRules | None = None, *,
+                    name_release: bool = True, note: str | None = None) -> dict:
     """Store the findings staged in ``audit_found`` (see :func:`warehouse.findings.refresh_findings`), set-based:
     new ones open with their due date, those seen again keep their status (a resolved one reopens with a new due
     date; a dismissed one stays dismissed), and each opened or reopened one gets its event. Returns the counts
-    ``new``, ``seen_again`` (not closed), ``reopened``."""
-    params = {"n": release_no, "actor": HUB_ACTOR, **sla_params(rules)}
+    ``new``, ``seen_again`` (not closed), ``reopened``.
+
+    ``release_no`` is the findings' first/last release; the events name it too unless ``name_release`` is False
+    (a gate run's items: the run is not a release; ``note``, the events' comment, names the run)."""
+    params = {"n": release_no, "actor": HUB_ACTOR, **sla_params(rules),
+              "event_n": release_no if name_release else None, "note": note}
     conn.execute(sa.text("DROP TABLE IF EXISTS audit_seen"))
     conn.execute(sa.text(
         "CREATE TEMPORARY TABLE audit_seen ON COMMIT DROP AS"
@@ -261,28 +269,37 @@ def open_and_reopen(conn: sa.Connection, release_no: int, rules: FindingRules | 
                   for c in ("acknowledged_at", "assigned_at", "assigned_to", "closed_at", "close_reason"))
         + f"  closed_by = CASE WHEN {reopen} THEN NULL ELSE f.closed_by END"), params)
     conn.execute(sa.text(
-        "INSERT INTO audit.finding_event (finding_id, actor, action, from_status, to_status, release_no)"
+        "INSERT INTO audit.finding_event (finding_id, actor, action, from_status, to_status, release_no, comment)"
         " SELECT finding_id, :actor, CASE WHEN old_status IS NULL THEN 'opened' ELSE 'reopened' END, old_status,"
-        "        'open', :n FROM audit_seen WHERE old_status IS NULL OR old_status = 'resolved'"
+        "        'open', CAST(:event_n AS int), CAST(:note AS text) FROM audit_seen"
+        " WHERE old_status IS NULL OR old_status = 'resolved'"
         " ORDER BY finding_id"), params)
     return {k: int(v) for k, v in counts.items()}
 
 
-def resolve_gone(conn: sa.Connection, release_no: int) -> int:
-    """Resolve every finding not closed that ``audit_found`` (the release's findings) no longer holds, each with
-    its ``auto_resolved`` event (closed by ``release N``). Returns how many."""
+def resolve_gone(conn: sa.Connection, release_no: int | None, *, kinds: Iterable[str], closed_by: str | None = None,
+                 note: str | None = None) -> int:
+    """Resolve every finding of ``kinds`` not closed that ``audit_found`` (the release's findings) no longer holds,
+    each with its ``auto_resolved`` event (closed by ``closed_by``, default ``release N``; ``note``: the event's
+    comment). Findings of other kinds are left alone: each refresh resolves only what it detects. Returns how
+    many."""
+    kinds = sorted(set(kinds))
+    if not kinds:
+        raise ValueError("resolve_gone needs the kinds of finding the refresh detects")
     return conn.execute(sa.text(
         "WITH gone AS (SELECT f.finding_id, f.status FROM audit.finding f"
-        "              WHERE f.status = ANY(CAST(:nc AS text[]))"
+        "              WHERE f.status = ANY(CAST(:nc AS text[])) AND f.kind = ANY(CAST(:kinds AS text[]))"
         "                AND NOT EXISTS (SELECT 1 FROM audit_found a WHERE a.finding_id = f.finding_id)"
         "              FOR UPDATE),"
         " closed AS (UPDATE audit.finding f SET status = 'resolved', closed_at = now(), close_reason = :reason,"
         "              closed_by = :by FROM gone WHERE f.finding_id = gone.finding_id RETURNING f.finding_id)"
-        " INSERT INTO audit.finding_event (finding_id, actor, action, from_status, to_status, reason, release_no)"
-        " SELECT gone.finding_id, :actor, 'auto_resolved', gone.status, 'resolved', :reason, :n"
+        " INSERT INTO audit.finding_event (finding_id, actor, action, from_status, to_status, reason, release_no,"
+        "                                 comment)"
+        " SELECT gone.finding_id, :actor, 'auto_resolved', gone.status, 'resolved', :reason, CAST(:n AS int),"
+        "        CAST(:note AS text)"
         " FROM gone JOIN closed USING (finding_id) ORDER BY gone.finding_id"),
-        {"nc": list(NOT_CLOSED), "reason": AUTO_REASON, "by": f"release {release_no}", "actor": HUB_ACTOR,
-         "n": release_no}).rowcount
+        {"nc": list(NOT_CLOSED), "kinds": kinds, "reason": AUTO_REASON, "by": closed_by or f"release {release_no}",
+         "actor": HUB_ACTOR, "n": release_no, "note": note}).rowcount
 
 
 def record_download(conn: sa.Connection, *, actor: str, department: str | None, what: str, rows: int) -> None:

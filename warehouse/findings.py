@@ -52,7 +52,10 @@ EXCLUSIVE_PROGRAMS = "exclusive_programs"
 SEX_CONFLICT = "sex_conflict"
 BIRTH_DATE_CONFLICT = "birth_date_conflict"
 SHARED_ID_NUMBER = "shared_id_number"
-KINDS = (DECEASED_ACTIVE, EXCLUSIVE_PROGRAMS, SEX_CONFLICT, BIRTH_DATE_CONFLICT, SHARED_ID_NUMBER)
+KINDS = (DECEASED_ACTIVE, EXCLUSIVE_PROGRAMS, SEX_CONFLICT, BIRTH_DATE_CONFLICT, SHARED_ID_NUMBER)  # the audits'
+#: a failed expectation of the publish gate, an item of the same inbox (:mod:`warehouse.gate_findings`)
+GATE_EXPECTATION = "gate_expectation"
+INBOX_KINDS = (*KINDS, GATE_EXPECTATION)  # every kind of ``audit.finding``
 
 KIND_LABELS = {
     DECEASED_ACTIVE: ("死亡后仍在享受待遇", "deceased but still active on a roll"),
@@ -60,6 +63,7 @@ KIND_LABELS = {
     SEX_CONFLICT: ("性别不一致", "sex conflicts between departments"),
     BIRTH_DATE_CONFLICT: ("出生日期不一致", "birth date conflicts between departments"),
     SHARED_ID_NUMBER: ("身份证号被他人使用", "ID number used by another person"),
+    GATE_EXPECTATION: ("发布前校验未通过", "failed gate expectation"),
 }
 SEX_LABELS = {1: "男 male", 2: "女 female"}
 
@@ -402,10 +406,15 @@ def refresh_findings(conn: sa.Connection, release_no: int, findings: Sequence[Fi
     dismissed); findings not closed that ``findings`` no longer holds are resolved, closed by ``release N``.
     Each of these steps is an ``audit.finding_event`` row by ``hub`` (:mod:`warehouse.finding_lifecycle`).
     ``audit.finding_count`` gets one row per kind and department (the ``departments`` given and those with
-    findings), zeros included. Returns counts only; ``open`` counts the findings not closed.
+    findings), zeros included. Only the audits' kinds (:data:`KINDS`): a failed gate expectation is the gate
+    run's to open and resolve (:mod:`warehouse.gate_findings`), and is not counted per release. Returns counts
+    only; ``open`` counts the findings not closed, of every kind.
     """
     from warehouse.finding_lifecycle import NOT_CLOSED, open_and_reopen, resolve_gone
 
+    foreign = sorted({f.kind for f in findings} - set(KINDS))
+    if foreign:
+        raise ValueError(f"refresh_findings stores the audits' kinds only, not {', '.join(foreign)}")
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": FINDING_LOCK})
     staging_table(conn, "audit_found", "finding_id text PRIMARY KEY, kind text, department text, master_id text,"
                                        " summary text, evidence jsonb")
@@ -414,7 +423,7 @@ def refresh_findings(conn: sa.Connection, release_no: int, findings: Sequence[Fi
                 json.dumps(list(f.evidence), ensure_ascii=False, sort_keys=True)) for f in findings))
     conn.execute(sa.text("ANALYZE audit_found"))
     before = open_and_reopen(conn, release_no)
-    resolved = resolve_gone(conn, release_no)
+    resolved = resolve_gone(conn, release_no, kinds=KINDS)
     conn.execute(sa.text(
         "INSERT INTO audit.finding_count (release_no, kind, department, findings)"
         " SELECT :n, k.kind, d.department, count(a.finding_id)"
@@ -481,5 +490,5 @@ def list_findings(conn: sa.Connection, *, department: str | None = None,
         f"SELECT f.*, {OPENED_AT} AS opened_at, coalesce({overdue_sql}, false) AS overdue FROM audit.finding f{where}"
         " ORDER BY array_position(CAST(:kinds AS text[]), f.kind), f.finding_id"
         + (" LIMIT :limit" if limit is not None else "")),
-        {**params, "kinds": list(KINDS), **({"limit": int(limit)} if limit is not None else {})}).mappings().all()
+        {**params, "kinds": list(INBOX_KINDS), **({"limit": int(limit)} if limit is not None else {})}).mappings().all()
     return [dict(r) for r in rows]

@@ -93,5 +93,8 @@ def release_count(conn: sa.Connection) -> int:
 
 
 def open_finding_count(conn: sa.Connection) -> int:
-    """Audit findings still open."""
-    return conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = 'open'")).scalar_one()
+    """Findings not closed yet (open, acknowledged or assigned), of every kind: the audits' and the gate's."""
+    from warehouse.finding_lifecycle import NOT_CLOSED
+
+    return conn.execute(sa.text("SELECT count(*) FROM audit.finding WHERE status = ANY(CAST(:nc AS text[]))"),
+                        {"nc": list(NOT_CLOSED)}).scalar_one()

@@ -34,7 +34,8 @@ from warehouse.finding_lifecycle import (
     record_download,
     transition,
 )
-from warehouse.findings import KIND_LABELS, KINDS, list_findings
+from warehouse.findings import GATE_EXPECTATION, INBOX_KINDS, KIND_LABELS, list_findings
+from warehouse.gate_findings import DATA_OFFICE, DATA_OFFICE_TITLE
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,8 +48,10 @@ _FINDING_ID = re.compile(r"^F[0-9A-F]{15}$")
 
 
 def _titles(request: Request) -> dict[str, str]:
+    """The owner departments: the sharing configuration's, and the hub's data office (the master index's gate
+    expectations are its own)."""
     sharing = request.app.state.sharing
-    return {name: getattr(d, "title", None) or name for name, d in sharing.items()}
+    return {**{name: getattr(d, "title", None) or name for name, d in sharing.items()}, DATA_OFFICE: DATA_OFFICE_TITLE}
 
 
 def _filters(request: Request, user: User) -> dict[str, str]:
@@ -56,7 +59,7 @@ def _filters(request: Request, user: User) -> dict[str, str]:
     q = request.query_params
     chosen = {"department": q.get("department", ""), "kind": q.get("kind", ""),
               "status": q.get("status", "") or "active", "age": q.get("age", "")}
-    known = {"department": set(_titles(request)), "kind": set(KINDS), "status": set(STATUS_FILTERS), "age": set(AGES)}
+    known = {"department": set(_titles(request)), "kind": set(INBOX_KINDS), "status": set(STATUS_FILTERS), "age": set(AGES)}
     for name, value in chosen.items():
         if value and value not in known[name]:
             raise HTTPException(422, f"{name}: unknown value; choose one of {', '.join(sorted(known[name]))}")
@@ -111,7 +114,7 @@ def inbox(request: Request, user: UserDep):
     titles = _titles(request)
     query = "&".join(f"{k}={v}" for k, v in chosen.items() if v and not (k == "department" and not user.is_auditor))
     return page(request, "findings.html.j2", title="问题清单 Findings inbox", rows=rows, more=more, shown=SHOWN,
-                chosen=chosen, titles=titles, kinds=KINDS, kind_labels=KIND_LABELS, ages=AGES,
+                chosen=chosen, titles=titles, kinds=INBOX_KINDS, kind_labels=KIND_LABELS, ages=AGES,
                 status_filters=STATUS_FILTERS, status_labels=STATUS_LABELS, times=_times, query=query,
                 filter_words=_filter_words(chosen, titles))
 
@@ -172,7 +175,7 @@ def _detail(request: Request, user: User, finding: dict, *, status: int = 200, e
                 kind_labels=KIND_LABELS, status_labels=STATUS_LABELS, action_labels=ACTION_LABELS,
                 resolve_reasons=rules.reasons("resolve", offered=True),
                 dismiss_reasons=rules.reasons("dismiss", offered=True), reason_label=rules.reason_label,
-                times=_times(finding), statuses=STATUSES)
+                times=_times(finding), statuses=STATUSES, gate_kind=GATE_EXPECTATION)
 
 
 @router.get("/workbench/findings/{finding_id}")

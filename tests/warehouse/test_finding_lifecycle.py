@@ -19,7 +19,7 @@ from warehouse.finding_lifecycle import (
     load_finding_rules,
     transition,
 )
-from warehouse.findings import DECEASED_ACTIVE, KINDS, SEX_CONFLICT, Finding, list_findings, refresh_findings
+from warehouse.findings import DECEASED_ACTIVE, INBOX_KINDS, SEX_CONFLICT, Finding, list_findings, refresh_findings
 
 DEPARTMENTS = ("civil_affairs", "health", "social_security")
 
@@ -155,7 +155,7 @@ def test_an_auditor_works_a_finding_and_illegal_steps_are_refused(clean_warehous
      "resolve_reasons.not_detected: missing"),
 ])
 def test_the_rules_file_names_file_and_key_at_fault(tmp_path, text, message):
-    sla = "sla_days: {" + ", ".join(f"{k}: 5" for k in KINDS) + "}\n"
+    sla = "sla_days: {" + ", ".join(f"{k}: 5" for k in INBOX_KINDS) + "}\n"
     path = tmp_path / "finding_rules.yaml"
     path.write_text(text.replace("{SLA}", sla), encoding="utf-8")
     with pytest.raises(FindingRulesError, match=f"finding_rules.yaml: {message}"):
@@ -164,5 +164,5 @@ def test_the_rules_file_names_file_and_key_at_fault(tmp_path, text, message):
 
 def test_the_hubs_own_rules_load():
     rules = load_finding_rules()
-    assert set(rules.sla_days) == set(KINDS)
+    assert set(rules.sla_days) == set(INBOX_KINDS)  # the audits' kinds and the gate's
     assert AUTO_REASON in rules.resolve_reasons and AUTO_REASON not in rules.reasons("resolve", offered=True)
