@@ -8,19 +8,12 @@ import sqlalchemy as sa
 from hub import pipeline
 from hub.errors import GateFailed
 from simulators.rest_server import FaultPlan
-
-
-def _load_and_match(full: bool = False) -> None:
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name, full=full)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
+from tests.helpers import publish_day0
 
 
 def test_a_source_with_a_third_of_its_id_numbers_blank_is_blocked(clean_warehouse, platforms, county):
-    _load_and_match()
-    gate = pipeline.run_gate()
-    first = pipeline.publish_release(gate["validation_run_id"])
+    first = publish_day0(clean_warehouse, platforms, county)
+    gate = first["gate"]
     assert first["outcome"] == "published" and gate["failed"] == 0 and gate["suites"] >= 2
     with clean_warehouse.connect() as conn:
         served_before = conn.execute(sa.text("SELECT count(*) FROM publish.master_person_current")).scalar_one()

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from hub import pipeline
 from simulators.rest_server import FaultPlan
-from tests.helpers import empty_warehouse
+from tests.helpers import empty_warehouse, publish_day0
 from warehouse.releases import PUBLISHED_COLUMNS
 
 SOURCE = "rs_yanglao"  # REST with a cursor, five pages of 500 records in the session's county
@@ -155,11 +155,7 @@ def _release_state(conn, release_no: int) -> dict:
 def test_publish_killed_before_the_switch_leaves_the_current_release_and_the_rerun_publishes_what_was_validated(
         clean_warehouse, platforms, _served_platforms, county):
     engine = clean_warehouse
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
-    first = pipeline.publish_release(pipeline.run_gate()["validation_run_id"])
+    first = publish_day0(engine, platforms, county)
     assert first["outcome"] == "published"
     with engine.connect() as conn:
         before = _release_state(conn, first["release_no"])
