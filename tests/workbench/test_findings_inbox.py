@@ -235,3 +235,43 @@ def test_an_auditor_works_a_finding_that_reopens_when_the_next_release_shows_it_
         assert (f"POST /workbench/findings/{fid}/{step}", 303) in logged
     assert (f"GET /workbench/findings/{struck}", 200) in logged
     assert sum(1 for e, s in logged if e == "GET /workbench/findings" and s == 200) >= 3
+
+
+def test_failed_gate_expectations_are_in_the_inbox_with_their_kind_and_owner(hub):
+    """A gate run (recorded as the gate records it) that fails a source's expectation and a master-index one: both
+    are inbox items of kind gate_expectation, filterable by kind, owned by the source's department and the hub's
+    data office; the owner's plain key sees its own, the item page links the suite's validation history."""
+    from connectors.registry import source_departments
+    from hub.audits import refresh_gate_findings
+    from warehouse.audit import record_gate_run
+    from warehouse.findings import GATE_EXPECTATION
+    from warehouse.gate_findings import DATA_OFFICE, gate_finding_id
+
+    engine, own = hub["engine"], hub["worked"]["department"]
+    source = sorted(s for s, d in source_departments().items() if d == own)[0]
+    suite, table = f"source.{source}", f"std.resident[{source}]"
+    failed = {"expectation": "expect_column_values_to_be_valid_cn_ric", "table": table, "column": "id_number",
+              "success": False, "observed": "5 unexpected rows", "unexpected_count": 5, "unexpected_percent": 0.5}
+    counted = {"expectation": "expect_table_row_count_to_be_between", "table": "mpi.golden", "column": None,
+               "success": False, "observed": "observed 0", "unexpected_count": None, "unexpected_percent": None}
+    with engine.begin() as conn:
+        run = record_gate_run(conn, [{"suite": suite, "success": False, "row_count": 100, "outcomes": [failed]},
+                                     {"suite": "master_index", "success": False, "row_count": 0, "outcomes": [counted]}],
+                              docs_path=None)
+        assert refresh_gate_findings(conn, run)["new"] == 2
+    mine = gate_finding_id(suite, failed["expectation"], table, "id_number")
+    office = gate_finding_id("master_index", counted["expectation"], "mpi.golden", None)
+    with closing(_client(hub, "auditor")) as client:
+        listed = client.get(f"/workbench/findings?kind={GATE_EXPECTATION}")
+        assert listed.status_code == 200 and f'<option value="{GATE_EXPECTATION}" selected>' in listed.text
+        assert set(re.findall(r'data-finding="(F[0-9A-F]{15})"', listed.text)) == {mine, office}
+        assert "发布前校验未通过" in listed.text and "数据中心 hub data office" in listed.text
+        by_office = client.get(f"/workbench/findings?department={DATA_OFFICE}&status=all")
+        assert set(re.findall(r'data-finding="(F[0-9A-F]{15})"', by_office.text)) == {office}
+        page = client.get(f"/workbench/findings/{mine}")
+        assert page.status_code == 200 and f'href="/workbench/quality/?suite={suite}"' in page.text
+        assert f"last failing gate run</span>: {run}" in page.text and "5 rows (0.5%)" in page.text
+    with closing(_client(hub, "plain")) as client:
+        shown = set(re.findall(r'data-finding="(F[0-9A-F]{15})"', client.get("/workbench/findings").text))
+        assert mine in shown and office not in shown
+        assert client.get(f"/workbench/findings/{office}").status_code == 404
