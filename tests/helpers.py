@@ -41,6 +41,16 @@ def publish_served_county() -> dict:
     return {**release, "gate": gate}
 
 
+def match_served_county() -> dict:
+    """Ingest every served source, standardize and match (no gate, no release); the matching run's counts."""
+    from hub import pipeline
+
+    for name in pipeline.source_names():
+        pipeline.ingest_source(name)
+    pipeline.standardize_sources()
+    return pipeline.build_master_index()
+
+
 def publish_day0(engine: sa.Engine, platforms, county) -> dict:
     """An empty warehouse, then the simulated county of day 0 served (no faults), ingested, matched and
     published (:func:`publish_served_county`); returns what that returned.
@@ -51,32 +61,45 @@ def publish_day0(engine: sa.Engine, platforms, county) -> dict:
     county, platforms and ``HUB_*``/``AIRFLOW*`` environment, the same drop files waiting, the gate's Great
     Expectations files still there) and the restored warehouse digests to what the run left. Otherwise
     the pipeline runs again (and its result becomes the snapshot)."""
-    global _DAY0
+    return _day0("published", publish_served_county, engine, platforms, county)
+
+
+def match_day0(engine: sa.Engine, platforms, county) -> dict:
+    """As :func:`publish_day0`, up to the matching run (:func:`match_served_county`): nothing gated or
+    published; returns the matching run's counts. Run once per session, then restored."""
+    return _day0("matched", match_served_county, engine, platforms, county)
+
+
+def _day0(stage: str, run, engine: sa.Engine, platforms, county) -> dict:
     empty_warehouse(engine)
     platforms.set_faults(None)
     platforms.advance(county)
-    if _DAY0 is not None:
-        reason = _DAY0.unusable(engine, platforms, county)
+    snapshot = _SNAPSHOTS.pop(stage, None)
+    if snapshot is not None:
+        reason = snapshot.unusable(engine, platforms, county)
         if reason is None:
-            _DAY0.restore(engine, platforms)
-            if _warehouse_digest(engine) == _DAY0.digest:
-                return copy.deepcopy(_DAY0.result)
-            reason = "the restored warehouse differs from what the pipeline left"
-            warnings.warn(f"day-0 snapshot not used: {reason}", stacklevel=2)
+            snapshot.restore(engine, platforms)
+            if _warehouse_digest(engine) == snapshot.digest:
+                _SNAPSHOTS[stage] = snapshot
+                return copy.deepcopy(snapshot.result)
+            warnings.warn(f"day-0 snapshot ({stage}) not used: the restored warehouse differs from what the"
+                          " pipeline left", stacklevel=3)
             empty_warehouse(engine)
             platforms.advance(county)  # the drop files again, where the restore had moved them aside
-        _DAY0 = None
     inbox = _drop_files(platforms, waiting=True)
     before = _drop_files(platforms)
-    result = publish_served_county()
-    _DAY0 = Day0Snapshot.take(engine, platforms, county, result, inbox, before)
+    result = run()
+    taken = Day0Snapshot.take(engine, platforms, county, result, inbox, before)
+    if taken is not None:
+        _SNAPSHOTS[stage] = taken
     return copy.deepcopy(result)
 
 
 # ------------------------------------------------------------------------------- the day-0 snapshot
 @dataclass
 class Day0Snapshot:
-    """What :func:`publish_day0` left, and what must hold for restoring it to give the same state."""
+    """What :func:`publish_day0` (or :func:`match_day0`) left, and what must hold for restoring it to give the
+    same state."""
 
     database: str
     county: object
@@ -168,7 +191,8 @@ class Day0Snapshot:
             raw.close()
 
 
-_DAY0: Day0Snapshot | None = None
+#: stage ("published", "matched") → what the pipeline left on day 0, this session
+_SNAPSHOTS: dict[str, Day0Snapshot] = {}
 # a binary COPY of no rows: the 19-byte header and the 2-byte trailer
 _EMPTY_COPY = 21
 

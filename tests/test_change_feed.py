@@ -23,7 +23,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import empty_warehouse
+from tests.helpers import match_day0
 
 HUB = str(Path(sys.executable).with_name("hub"))
 SECRET = "s3cret-of-the-health-office-0123"
@@ -84,21 +84,15 @@ def _records(conn, master_id: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_releases(engine, _served_platforms, county):
-    from hub import pipeline, stewardship
+    from hub import stewardship
     from simulators.county import DeltaSpec
     from tests.test_api import _with_department_views
     from warehouse.changes import add_webhook
     from warehouse.sharing import load_sharing
 
+    match_day0(engine, _served_platforms, county)
     mp = pytest.MonkeyPatch()
     mp.setenv("HUB_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")  # the receiver of the test is on loopback, plain http
-    empty_warehouse(engine)
-    _served_platforms.set_faults(None)
-    _served_platforms.advance(county)
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
     with engine.begin() as conn:
         # two persons of records from three sources or more: one kept apart in two masters today and merged
         # again tomorrow, one split tomorrow

@@ -12,13 +12,13 @@ import sqlalchemy as sa
 
 from hub import pipeline
 from tests import helpers
-from tests.helpers import empty_warehouse, publish_day0
+from tests.helpers import empty_warehouse, match_day0, publish_day0
 
 
 def test_a_second_call_restores_what_the_pipeline_left(engine, _served_platforms, county):
     platforms = _served_platforms
     first = publish_day0(engine, platforms, county)
-    snapshot = helpers._DAY0
+    snapshot = helpers._SNAPSHOTS["published"]
     assert snapshot is not None and first == snapshot.result and first["release_no"] == 1
     # something else in the warehouse and tonight's drop files again, as another module leaves them
     empty_warehouse(engine)
@@ -27,7 +27,7 @@ def test_a_second_call_restores_what_the_pipeline_left(engine, _served_platforms
     platforms.advance(county)
 
     second = publish_day0(engine, platforms, county)
-    assert helpers._DAY0 is snapshot, "the pipeline ran again instead of the restore"
+    assert helpers._SNAPSHOTS["published"] is snapshot, "the pipeline ran again instead of the restore"
     assert second == first and second is not first
     # every row and sequence value as the pipeline left them (the digest was taken right after it ran)
     assert helpers._warehouse_digest(engine) == snapshot.digest
@@ -50,10 +50,26 @@ def test_a_second_call_restores_what_the_pipeline_left(engine, _served_platforms
     platforms.advance(county)  # tonight's drop files again for the modules after this one
 
 
+def test_the_matched_county_is_restored_without_a_gate_run_or_a_release(engine, _served_platforms, county):
+    first = match_day0(engine, _served_platforms, county)
+    snapshot = helpers._SNAPSHOTS["matched"]
+    assert first["mode"] == "full" and first["masters"] > 0
+    publish_day0(engine, _served_platforms, county)  # another stage in between
+    second = match_day0(engine, _served_platforms, county)
+    assert helpers._SNAPSHOTS["matched"] is snapshot and second == first
+    assert helpers._warehouse_digest(engine) == snapshot.digest
+    with engine.connect() as conn:
+        gates, releases, masters = conn.execute(sa.text(
+            "SELECT (SELECT count(*) FROM audit.validation_run), (SELECT count(*) FROM publish.release),"
+            " (SELECT count(*) FROM mpi.master)")).one()
+    assert (gates, releases, masters) == (0, 0, first["masters"])
+    _served_platforms.advance(county)
+
+
 def test_a_restore_is_refused_when_it_would_not_give_the_same_state(engine, _served_platforms, county, monkeypatch):
     platforms = _served_platforms
     publish_day0(engine, platforms, county)
-    snapshot = helpers._DAY0
+    snapshot = helpers._SNAPSHOTS["published"]
     empty_warehouse(engine)
     platforms.advance(county)
     assert snapshot.unusable(engine, platforms, county) is None

@@ -58,13 +58,10 @@ def test_link_refuses_rows_it_could_not_report(tmp_path):
     assert result.returncode == 1 and "missing column" in result.stderr
 
 
-def test_explain_a_master_and_a_pair(clean_warehouse, platforms, tmp_path):
-    from hub import pipeline
+def test_explain_a_master_and_a_pair(clean_warehouse, platforms, county, tmp_path):
+    from tests.helpers import match_day0
 
-    for name in pipeline.source_names():
-        pipeline.ingest_source(name)
-    pipeline.standardize_sources()
-    pipeline.build_master_index()
+    match_day0(clean_warehouse, platforms, county)
     with clean_warehouse.connect() as conn:
         master, left, right = conn.execute(sa.text(
             "SELECT master_id, min(source || '/' || source_record_id), max(source || '/' || source_record_id)"

@@ -6,6 +6,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from hub import pipeline
+from tests.helpers import match_day0
 
 BIG_DELTA = dict(births=0.004, deaths=0.003, moves=0.006, corrections=0.4, deletions=0.006)
 
@@ -34,7 +35,7 @@ def _snapshot(engine) -> dict[str, pd.DataFrame]:
 def test_next_day_keeps_ids_explains_changes_and_incremental_equals_full(clean_warehouse, platforms, county):
     from simulators.county import DeltaSpec
 
-    first = _load_and_match()
+    first = match_day0(clean_warehouse, platforms, county)
     assert first["mode"] == "full"
     before = _snapshot(clean_warehouse)
 
@@ -91,12 +92,12 @@ def test_next_day_keeps_ids_explains_changes_and_incremental_equals_full(clean_w
         pd.testing.assert_frame_equal(rebuilt[table], after[table], obj=table)
 
 
-def test_steward_decisions_survive_a_full_rebuild_with_a_retrained_model(clean_warehouse, platforms, tmp_path):
+def test_steward_decisions_survive_a_full_rebuild_with_a_retrained_model(clean_warehouse, platforms, county, tmp_path):
     from hub.stewardship import DecisionRefused, decide, list_reviews
     from mpi.model import train_model
     from warehouse.standardized import read_for_matching
 
-    _load_and_match()
+    match_day0(clean_warehouse, platforms, county)
     with clean_warehouse.begin() as conn:
         open_pairs = list_reviews(conn, limit=1000)
         assert len(open_pairs) >= 6
