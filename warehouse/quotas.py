@@ -30,6 +30,8 @@ from warehouse.tables import audit_api_quota as quota
 #: the hub's users keep Beijing time (no daylight saving): quotas start anew at their midnight
 LOCAL_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 PERSON_PATH = "GET /v1/persons/"
+#: the look-ups of one person by master id a sweep is counted over: the read API's and the workbench's master view
+PERSON_PATHS = (PERSON_PATH, "GET /workbench/masters/")
 UNBLOCKED = "unblocked"  # the kind of alert that records a lifted block
 
 
@@ -136,13 +138,14 @@ def swept_master_ids(conn: sa.Connection, key_id: str, window_seconds: float) ->
     """The distinct master ids ``key_id`` looked up one by one in the last ``window_seconds`` (since it
     was last unblocked, if that is later: an unblocked key starts afresh)."""
     c = access_log.c
-    path_id = sa.func.substr(c.endpoint, len(PERSON_PATH) + 1)
+    path_id = sa.func.substring(c.endpoint, r"/(M\d+)$")
     unblocked = (sa.select(sa.func.max(alert.c.raised_at))
                  .where(alert.c.kind == UNBLOCKED, alert.c.key_id == key_id).scalar_subquery())
     since = sa.func.greatest(sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, float(window_seconds)),
                              sa.func.coalesce(unblocked, sa.literal("-infinity", type_=sa.DateTime(timezone=True))))
     rows = conn.execute(sa.select(path_id).distinct()
-                        .where(c.key_id == key_id, c.accessed_at > since, c.endpoint.like(PERSON_PATH + "M%")))
+                        .where(c.key_id == key_id, c.accessed_at > since,
+                               sa.or_(*(c.endpoint.like(p + "M%") for p in PERSON_PATHS))))
     return {r[0] for r in rows}
 
 

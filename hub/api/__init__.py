@@ -99,6 +99,10 @@ def _loc(loc) -> list:
 
 async def _invalid_request(request: Request, exc: RequestValidationError):
     # pydantic would echo the input (an ID number, a name): keep where and what, never the value
+    from hub.workbench import pages
+
+    if pages.is_workbench(request):  # the workbench answers with a page
+        return pages.invalid_input(request, [{"loc": _loc(e.get("loc", ()))} for e in exc.errors()])
     errors = []
     for e in exc.errors():
         msg, kind = e.get("msg", ""), e.get("type", "")

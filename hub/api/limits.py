@@ -164,6 +164,22 @@ def refuse_unknown_key(conn: sa.Connection, client: str | None, quotas: Quotas |
                             " this minute; check the key (X-API-Key) and try again in a minute")
 
 
+def address_throttled(conn: sa.Connection, client: str | None, quotas: Quotas | None) -> Admission | None:
+    """A 429 (with no access-log row) when this address already sent more than ``bad_keys_per_minute`` missing,
+    unknown, revoked or blocked keys this minute — whatever it sends now, a right key included — else None."""
+    if quotas is None or quotas.bad_keys_per_minute is None:
+        return None
+    now = stored.local_now()
+    address = client or "unknown"
+    subject = f"{address} {now:%H:%M}"
+    sent = stored.count(conn, [("client", subject)], now.date(), requests=0).get("client", (0, 0))[0]
+    if sent <= quotas.bad_keys_per_minute:
+        return None
+    stored.count(conn, [("client", subject)], now.date(), requests=1)
+    return Admission(status=429, log=False, headers={"Retry-After": str(max(1, 60 - now.second))},
+                     detail=f"too many attempts with a wrong key from {address} this minute; wait a minute")
+
+
 def count_persons(conn: sa.Connection, access: Access, persons: int) -> None:
     """Add the persons an answer gave to its key's and department's day (a negative number gives back
     what a reservation did not use)."""

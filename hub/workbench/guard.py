@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from hub.api import limits
 from hub.api.deps import Caller
 from hub.api.guard import _cause, _hostile
 from hub.api_keys import ApiKey
-from hub.workbench.pages import CSP, HEADERS, PREFIX, not_signed_in
+from hub.workbench.pages import CSP, HEADERS, PREFIX, not_signed_in, refusal
 from warehouse.access_log import Access, log_access
 from warehouse.workbench_sessions import live_session
 
 log = logging.getLogger("hub.workbench")
 
+_MASTER_ID = re.compile(r"M\d{9,12}")
+#: the largest form a page takes (a comment, a reason, a list of records)
+MAX_FORM = 64 * 1024
 #: the paths open before signing in
 _OPEN = frozenset({PREFIX + "/login", PREFIX})
 
@@ -61,11 +66,66 @@ def _user(request: Request, access: Access):
     return User(Caller(key, request.app.state.sharing.get(row.department)), row.csrf_token)
 
 
+def _master_id(request: Request) -> str | None:
+    """The master id of a master view (``GET /workbench/masters/<id>``): a look-up of one person by id."""
+    parts = request.url.path.split("/")
+    if request.method == "GET" and len(parts) == 4 and parts[2] == "masters" and _MASTER_ID.fullmatch(parts[3]):
+        return parts[3]
+    return None
+
+
+def _admit(request: Request, key: ApiKey) -> tuple[int, str] | None:
+    """The read API's limits, for a page: the daily quotas, the sweep of master ids (which blocks the key, and
+    with it its sessions) and the token bucket of the key. None when the page may be shown, else (status, why)."""
+    state = request.app.state
+    if state.quotas is not None:
+        with state.engine.begin() as conn:
+            refusal = limits.over_quota(conn, key, state.quotas)
+            master_id = _master_id(request)
+            if refusal is None and master_id is not None:
+                refusal = limits.sweep(conn, key, master_id, state.quotas)
+        if refusal is not None:
+            return refusal.status, refusal.detail
+    if state.buckets is not None and state.buckets.take(key.key_id):
+        return 429, "too many pages at once; wait a moment"
+    return None
+
+
 def _write(request: Request, access: Access, status: int) -> None:
-    if access.logged:
-        return
-    with request.app.state.engine.begin() as conn:
-        log_access(conn, access, status)
+    state = request.app.state
+    with state.engine.begin() as conn:
+        if not access.logged:
+            log_access(conn, access, status)
+        persons = len(set(access.master_ids or ()))
+        if persons and state.quotas is not None and access.key_id and status < 400:
+            limits.count_persons(conn, access, persons)
+
+
+def _same_origin(request: Request) -> bool:
+    """A form posted from a page of this hub: its Origin (or, without one, its Referer) names this host."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if not sent:
+        return True  # browsers send Origin on every cross-site POST; a client without one is not a browser
+    if sent == "null":
+        return False  # a sandboxed frame or a page that hides where it is: not a page of the hub
+    parts = urlsplit(sent)
+    return f"{parts.scheme}://{parts.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def _refused_post(request: Request) -> HTMLResponse | None:
+    """Why a POST to a page cannot be taken (another site's form, an oversized or NUL-bearing body), else None."""
+    if not _same_origin(request):
+        return refusal(request, 403, "表单来自其他网站，已拒绝", "a form sent from another site is refused")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_FORM:
+        return refusal(request, 413, "提交内容过大", f"the form is larger than {MAX_FORM // 1024} KB")
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        return refusal(request, 413, "提交内容过大", f"the form is larger than {MAX_FORM // 1024} KB")
+    if b"\x00" in body or b"%00" in body:
+        return refusal(request, 400, "提交内容含有空字符（NUL），已拒绝",
+                       "the form holds a NUL character, which no field accepts; remove it and send it again")
+    return None
 
 
 async def workbench_guard(request: Request, call_next):
@@ -75,21 +135,32 @@ async def workbench_guard(request: Request, call_next):
     access = Access(endpoint=f"{request.method} {safe_path(path)}",
                     client=request.client.host if request.client else None)
     request.state.access = access
+    request.state.user = None
     hostile = _hostile(request)
     if hostile:
-        response = HTMLResponse(f"<p>{hostile}</p>", 400, headers=HEADERS)
+        response = refusal(request, 400, "请求含有空字符（NUL），已拒绝", hostile)
     else:
         try:
             request.state.user = await run_in_threadpool(_user, request, access)
+            refused = None
+            if request.state.user is not None and not _is_asset(path):
+                refused = await run_in_threadpool(_admit, request, request.state.user.key)
         except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
             log.error("workbench: session lookup failed: %s", _cause(exc))
             return HTMLResponse("<p>服务暂不可用 service unavailable</p>", 503, headers=HEADERS)
-        if request.state.user is None and path not in _OPEN:
+        if refused is not None:
+            status, why = refused
+            response = refusal(request, status, "已超出访问限额" if status == 429 else "密钥已被封禁", why)
+        elif request.state.user is None and path not in _OPEN:
             response = await not_signed_in(request, None)  # nothing of the workbench is shown or named before
+        elif request.method == "POST" and (bad := await _refused_post(request)) is not None:
+            response = bad
         else:
             response = await call_next(request)
     if _is_asset(path) and response.status_code == 200:
         access.logged = True  # a Data Docs page's script, style or font: the page that named it is the view logged
+    if getattr(request.state, "unlogged", False):
+        access.logged = True  # a throttled address: counted in audit.api_quota, not one row each
     try:
         await run_in_threadpool(_write, request, access, response.status_code)
     except Exception as exc:  # noqa: BLE001 — nothing is shown that is not logged

@@ -113,17 +113,23 @@ def _sign_in(request: Request, key_text: str) -> tuple[str | None, str | None]:
     """(cookie token, None) when the key opens a session, else (None, why) — the same words for any bad key."""
     state, access = request.app.state, request.state.access
     with state.engine.begin() as conn:
+        throttled = limits.address_throttled(conn, access.client, state.quotas)
+        if throttled is not None:  # checked before the key: a right key guessed at last opens nothing either
+            request.state.unlogged = True
+            return None, "本地址错误尝试过多，请一分钟后再试 " + throttled.detail
         try:
             key = verify_key(conn, key_text.strip())
         except KeyBlocked as blocked:
             access.key_id, access.department = blocked.key_id, blocked.department
-            return None, str(blocked)
+            return None, "密钥已被封禁 " + str(blocked)
         if key is None:
             refused = limits.refuse_unknown_key(conn, access.client, state.quotas)
             if refused.status == 429:
-                return None, "too many attempts from this address; wait a few minutes"
-            return None, "unknown or revoked key"
+                request.state.unlogged = True
+                return None, "本地址错误尝试过多，请一分钟后再试 " + refused.detail
+            return None, "密钥无效或已撤销 unknown or revoked key"
         access.key_id, access.department = key.key_id, key.department
+        end_session(conn, request.cookies.get(COOKIE))  # one session per browser: a sign-in ends the one it had
         token, _ = open_session(conn, key.key_id, access.client)
     return token, None
 
@@ -133,7 +139,11 @@ async def login(request: Request, key: Annotated[str, Form(max_length=200)] = ""
                 next: Annotated[str, Form(max_length=500)] = ""):
     token, why = await run_in_threadpool(_sign_in, request, key)
     if token is None:
-        return page(request, "login.html.j2", status=401, title="登录 Sign in", next=_safe_next(next), error=why)
+        status = 429 if getattr(request.state, "unlogged", False) else 401
+        answer = page(request, "login.html.j2", status=status, title="登录 Sign in", next=_safe_next(next), error=why)
+        if status == 429:
+            answer.headers["Retry-After"] = "60"
+        return answer
     response = RedirectResponse(_safe_next(next), 303, headers=HEADERS)
     response.set_cookie(COOKIE, token, max_age=int(SESSION_HOURS * 3600), path=PREFIX, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")
@@ -145,5 +155,5 @@ def logout(request: Request, user: FormUser):
     with request.app.state.engine.begin() as conn:
         end_session(conn, request.cookies.get(COOKIE))
     response = RedirectResponse(PREFIX + "/login", 303, headers=HEADERS)
-    response.delete_cookie(COOKIE, path=PREFIX)
+    response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response

@@ -144,3 +144,59 @@ def test_the_sign_in_page_draws_with_the_network_cut_off(hub):
         assert colour == "rgb(16, 42, 67)"
     assert browser.blocked == [] and browser.console_errors == []
     assert browser.requested and all(u.startswith(hub["base"]) for u in browser.requested)
+
+
+def test_forms_from_another_site_nul_characters_and_bad_values_are_refused_with_a_page_and_logged(hub):
+    client = _signed_in(hub, "plain")
+    token = client.get("/workbench/").text.split('name="csrf" value="')[1].split('"')[0]
+    since = _last_id(hub["engine"])
+    other_site = client.post("/workbench/logout", data={"csrf": token}, headers={"Origin": "http://127.0.0.1:9999"})
+    assert other_site.status_code == 403 and "其他网站" in other_site.text
+    nul = client.post("/workbench/logout", data={"csrf": token, "comment": "a\x00b"})
+    assert nul.status_code == 400 and "NUL" in nul.text
+    stale = client.post("/workbench/logout", data={"csrf": "an old token"})
+    assert stale.status_code == 403 and "表单已过期" in stale.text and "--session" not in stale.text
+    bad_value = client.get("/workbench/quality/", params={"release": "abc"})
+    assert bad_value.status_code == 422 and "release" in bad_value.text and "<html" in bad_value.text
+    assert client.get("/workbench/").status_code == 200  # none of it ended the session
+    key_id = hub["keys"]["plain"].split(".")[0]
+    assert [r[3] for r in _log(hub["engine"], since)] == [403, 400, 403, 422, 200]
+    assert {r[1] for r in _log(hub["engine"], since)} == {key_id}
+
+
+def test_a_throttled_address_cannot_sign_in_even_with_the_right_key(engine, database_url):
+    from hub.api import Quotas
+
+    with engine.begin() as conn:
+        key = create_key(conn, "health", "a key tried after many wrong ones")
+    app = create_app(engine, rate_limit=None, quotas=Quotas(bad_keys_per_minute=3))
+    # from an address of its own on loopback: the throttle counts per address and minute
+    address = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
+    transport = httpx.HTTPTransport(local_address=address)
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10, transport=transport) as client:
+        since = _last_id(engine)
+        answers = [client.post("/workbench/login", data={"key": f"ak_000000000000.wrong{i}"}).status_code
+                   for i in range(5)]
+        right = client.post("/workbench/login", data={"key": key})
+    assert answers == [401, 401, 401, 429, 429]
+    assert right.status_code == 429 and right.headers["retry-after"] and "hub_workbench" not in right.headers.get(
+        "set-cookie", "")
+    assert [r[3] for r in _log(engine, since)] == [401, 401, 401]  # throttled attempts: counted, not a row each
+
+
+def test_looking_through_master_pages_one_by_one_blocks_the_key_like_the_api(engine, database_url):
+    from hub.api import Quotas
+
+    with engine.begin() as conn:
+        key = create_key(conn, "civil_affairs", "a steward walking master ids", scopes=["steward"])
+    app = create_app(engine, rate_limit=None, quotas=Quotas(sweep_ids=3, sweep_window=600))
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        assert client.post("/workbench/login", data={"key": key}).status_code == 303
+        statuses = [client.get(f"/workbench/masters/M00000000{i}").status_code for i in range(1, 6)]
+        after = client.get("/workbench/")
+    assert statuses[:3] == [404, 404, 404] and statuses[3] == 403  # the fourth distinct id blocks the key
+    assert after.status_code == 303  # a blocked key has no session any more
+    with engine.connect() as conn:
+        blocked = conn.execute(sa.text("SELECT blocked_at IS NOT NULL FROM audit.api_key WHERE key_id = :k"),
+                               {"k": key.split(".")[0]}).scalar_one()
+    assert blocked

@@ -44,7 +44,7 @@
       if (help) { help.hidden = !help.hidden; }
       return;
     }
-    var target = document.querySelector('[data-key="' + (key.length === 1 ? key : "") + '"]');
+    var target = key.length === 1 ? document.querySelector('[data-key="' + CSS.escape(key) + '"]') : null;
     if (target && key.length === 1) {
       event.preventDefault();
       if (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT") { target.focus(); }
