@@ -39,13 +39,13 @@ def findings_list(
     from hub import settings
     from hub.errors import HubError
     from warehouse.finding_lifecycle import NOT_CLOSED, STATUSES
-    from warehouse.findings import KINDS, list_findings
+    from warehouse.findings import INBOX_KINDS, list_findings
 
     with user_errors():
         if status not in (*STATUSES, "active", "all", "overdue"):
             raise HubError(f"--status {status}: choose active, all, overdue or one of {', '.join(STATUSES)}")
-        if kind is not None and kind not in KINDS:
-            raise HubError(f"--kind {kind}: unknown kind; choose one of {', '.join(KINDS)}")
+        if kind is not None and kind not in INBOX_KINDS:
+            raise HubError(f"--kind {kind}: unknown kind; choose one of {', '.join(INBOX_KINDS)}")
         with settings.engine().connect() as conn:
             rows = list_findings(conn, department=department, kind=kind, opened_days_ago=age, limit=limit,
                                  status=None if status in ("all", "overdue") else NOT_CLOSED if status == "active"
@@ -95,13 +95,14 @@ def _step(finding_id: str, action: str, *, comment: str | None, reason: str | No
     from hub.errors import HubError
     from hub.exports import os_user
     from warehouse.finding_lifecycle import TransitionRefused, transition
+    from warehouse.gate_findings import DATA_OFFICE
     from warehouse.sharing import department_titles
 
     with user_errors():
         try:
             with settings.engine().begin() as conn:
                 f = transition(conn, finding_id, action, actor=os_user(), reason=reason, assigned_to=assigned_to,
-                               comment=comment, departments=department_titles())
+                               comment=comment, departments=[*department_titles(), DATA_OFFICE])
         except (TransitionRefused, LookupError) as exc:
             raise HubError(str(exc).strip("'\"")) from None
     console.print(f"{f['finding_id']}: {f['status']}" + (f" → {f['assigned_to']}" if f["assigned_to"] else "")

@@ -363,6 +363,7 @@ def run_gate() -> dict:
 
 def _run_gate_locked() -> dict:
     from expectations.gate import load_gate_rules, run_gate_suites
+    from hub.audits import refresh_gate_findings
     from hub.provenance import ran_with
     from warehouse.audit import last_passed_gate_at, last_passed_row_counts, record_gate_run
     from warehouse.releases import content_hash, current_release, record_blocked
@@ -391,6 +392,7 @@ def _run_gate_locked() -> dict:
         run_id = record_gate_run(conn, ({"suite": s.suite, "success": s.success, "row_count": s.row_count,
                                          "outcomes": [asdict(o) for o in s.outcomes]} for s in summaries),
                                  docs_path=str(docs or ""), ran_with=context, content_hash=validated)
+        refresh_gate_findings(conn, run_id)  # its failed expectations in the auditors' inbox, the fixed ones resolved
         reason = "; ".join(f"{suite}: {o.table or '-'}.{o.column or '*'} {o.expectation}: {o.observed}"
                            for suite, o in failing)
         if failing:

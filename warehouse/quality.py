@@ -239,7 +239,8 @@ def open_findings(conn: sa.Connection, department: str) -> tuple[bool, dict[str,
     if not audited:
         return False, {}, None
     open_ = {r.kind: int(r.n) for r in conn.execute(sa.text(
-        "SELECT kind, count(*) AS n FROM audit.finding WHERE department = :d AND status = 'open'"
+        "SELECT kind, count(*) AS n FROM audit.finding WHERE department = :d"
+        " AND status IN ('open', 'acknowledged', 'assigned')"
         " GROUP BY kind ORDER BY kind"), {"d": department})}
     last = conn.execute(sa.text(
         "SELECT greatest((SELECT max(release_no) FROM audit.finding_count),"
