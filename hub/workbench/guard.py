@@ -29,6 +29,8 @@ from warehouse.workbench_sessions import live_session
 
 log = logging.getLogger("hub.workbench")
 
+#: a folder or file name of the Data Docs (suite, run name, run time, batch): no long digit run (an ID number)
+_DOCS_SEGMENT = re.compile(r"^(?!.*\d{15})[A-Za-z0-9_.:+-]{1,100}$")
 _MASTER_ID = re.compile(r"M\d{9,12}")
 #: the largest form a page takes (a comment, a reason, a list of records)
 MAX_FORM = 64 * 1024
@@ -39,7 +41,8 @@ _WORDS = frozenset({"workbench", "login", "logout", "reviews", "decision", "mast
                     "findings", "export.xlsx", "acknowledge", "assign", "resolve", "dismiss", "reopen", "quality",
                     "docs", "scorecard", "scorecards", "validations", "expectations", "static", "index.html",
                     "explain", "waterfall.svg"})
-_SAFE = re.compile(r"^(M\d{9,12}|\d{1,10}|[0-9a-f]{12,64}|[a-z_]{1,40}\.html|[A-Za-z0-9_.-]{1,80}\.(?:html|svg|png))$")
+_SAFE = re.compile(r"^(?!.*\d{15})(M\d{9,12}|\d{1,10}|F[0-9A-F]{15}|(?=[0-9a-f]*[a-f])[0-9a-f]{12,64}"
+                   r"|[a-z_]{1,40}\.html|[A-Za-z0-9_.-]{1,80}\.(?:html|svg|png))$")
 
 
 def _is_asset(path: str) -> bool:
@@ -47,8 +50,11 @@ def _is_asset(path: str) -> bool:
 
 
 def safe_path(path: str) -> str:
-    """The path for the access log: the workbench's own words, master ids, numbers and ids; the rest masked."""
-    return "/".join(p if not p or p in _WORDS or _SAFE.match(p) else "<masked>" for p in path.split("/"))[:300]
+    """The path for the access log: the workbench's own words, master ids, numbers and ids, and the Data Docs'
+    suite and run folders (GX's own names); the rest masked."""
+    docs = path.startswith(PREFIX + "/quality/docs/")
+    return "/".join(p if not p or p in _WORDS or _SAFE.match(p) or (docs and _DOCS_SEGMENT.match(p)) else "<masked>"
+                    for p in path.split("/"))[:300]
 
 
 def _user(request: Request, access: Access):
