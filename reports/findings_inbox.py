@@ -1,6 +1,8 @@
 """The auditors' inbox as a workbook: the findings a filter of the workbench's inbox selected, with their step in
 the lifecycle (status, owner, due date, response and resolution times), written with the reports' one XLSX
-writer. Like the departments' findings workbooks it holds record references, codes and masked values only."""
+writer. Like the departments' findings workbooks it holds record references, codes and masked values only; a
+department's export holds what its inbox shows it (:func:`reports.finding_view.department_view`): another
+department's record by its department and role, birth dates to the year."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 
+from reports.finding_view import WITHHELD, role_label
 from reports.findings_workbook import record_refs
 from reports.render import CHINA_STANDARD_TIME
 from reports.xlsx import Column, new_workbook, write_table
@@ -39,6 +42,15 @@ INBOX_COLUMNS = (
 )
 
 
+#: the sheet's note on birth dates: an auditor's (month: to judge a birth-date conflict) and a department's (year)
+BIRTH_DATE_NOTE = {
+    True: "出生日期显示到月（1968-01-**），供审计员判断出生日期不一致 · birth dates to the month, for auditors to judge"
+          " a conflict",
+    False: "出生日期只显示年份（1968-**-**）；他部门记录只显示部门和角色 · birth dates to the year; another department's"
+           " records by department and role only",
+}
+
+
 def _local(ts: dt.datetime | None) -> str:
     return ts.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M") if ts else ""
 
@@ -46,6 +58,14 @@ def _local(ts: dt.datetime | None) -> str:
 def _hours(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
     hours = hours_between(start, end)
     return round(hours, 1) if hours is not None else None
+
+
+def _evidence_line(item: Mapping, titles: Mapping[str, str]) -> str:
+    if item.get(WITHHELD):
+        department = titles.get(item.get("department") or "", item.get("department") or "另一部门 another department")
+        zh, en = role_label(item.get("role"))
+        return f"{department}：{zh} {en}（他部门记录，不共享 another department's record: not shared）"
+    return json.dumps(item, ensure_ascii=False, sort_keys=True)
 
 
 def inbox_row(finding: Mapping, titles: Mapping[str, str], rules: FindingRules) -> list:
@@ -60,28 +80,35 @@ def inbox_row(finding: Mapping, titles: Mapping[str, str], rules: FindingRules) 
               "response_hours": _hours(finding.get("opened_at"), finding.get("acknowledged_at")),
               "resolution_hours": _hours(finding.get("opened_at"), finding.get("closed_at")),
               "records": record_refs(evidence),
-              "evidence": "\n".join(json.dumps(e, ensure_ascii=False, sort_keys=True) for e in evidence),
+              "evidence": "\n".join(_evidence_line(e, titles) for e in evidence),
               **{k: _local(finding.get(k)) for k in ("opened_at", "due_at", "acknowledged_at", "closed_at")}}
     return [values.get(key) for key, _, _, _ in INBOX_COLUMNS]
 
 
 def inbox_workbook(findings: Sequence[Mapping], *, titles: Mapping[str, str], filters: Sequence[str],
-                   generated: dt.datetime, rules: FindingRules | None = None) -> bytes:
-    """The workbook (bytes) of ``findings`` (rows of :func:`warehouse.findings.list_findings`): sheet
-    ``findings`` with the filter and the time above the table, sheet ``about`` with the kinds and statuses."""
+                   generated: dt.datetime, rules: FindingRules | None = None, auditor: bool = True) -> bytes:
+    """The workbook (bytes) of ``findings`` (rows of :func:`warehouse.findings.list_findings`, as the reader may
+    read them: :func:`reports.finding_view.department_view`): sheet ``findings`` with the filter and the time above
+    the table, sheet ``about`` with the kinds and statuses. ``auditor``: the reader sees every department's
+    records (else the sheet says what a department's view withholds)."""
     rules = rules or finding_rules()
     book = new_workbook(title="问题清单 Findings inbox")
     sheet = book.active
     sheet.title = "findings"
     columns = [Column(label, width, text=text, wrap=True) for _, label, width, text in INBOX_COLUMNS]
     notes = [f"筛选 Filter: {'; '.join(filters) or '全部 all'}",
-             f"导出时间 exported {_local(generated)} 北京时间 China Standard Time · {len(findings)} 条 findings"]
+             f"导出时间 exported {_local(generated)} 北京时间 China Standard Time · {len(findings)} 条 findings",
+             BIRTH_DATE_NOTE[auditor]]
     write_table(sheet, columns, (inbox_row(f, titles, rules) for f in findings), title="问题清单 Findings inbox",
                 notes=notes, empty_note="没有符合筛选条件的问题 no finding matches the filter", frozen_columns=1)
     about = [[kind, *KIND_LABELS[kind]] for kind in KINDS]
     about += [[status, *label] for status, label in STATUS_LABELS.items()]
     about += [[code, *label] for code, label in {**rules.resolve_reasons, **rules.dismiss_reasons}.items()]
     about += [["note", "证据只含记录引用、代码和脱敏值", "evidence holds record references, codes and masked values only"]]
+    if not auditor:
+        about += [["note", "他部门的记录只显示部门和在问题中的角色，不显示来源、记录号和内容",
+                   "another department's record: its department and its role in the finding only, never its source,"
+                   " record id or values"]]
     write_table(book.create_sheet("about"),
                 [Column("代码 Code", 22), Column("中文", 40, wrap=True), Column("English", 60, wrap=True)], about)
     out = io.BytesIO()

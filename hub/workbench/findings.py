@@ -3,8 +3,10 @@
 Who sees what: a key with the ``auditor`` scope sees every department's findings and moves them through their
 lifecycle (:mod:`warehouse.finding_lifecycle`: acknowledge, assign to an owner department, resolve or dismiss
 with a reason from the list, reopen, comment); any other key sees its own department's findings, read-only
-(no forms; a post answers 403 and writes nothing). Each step is written with its history event and the
-request's access-log row in one transaction. The filtered list downloads as a workbook
+(no forms; a post answers 403 and writes nothing), and in their evidence its own department's records only: another
+department's record by its department and role, birth dates to the year (:func:`reports.finding_view.department_view`,
+in the list, a finding's page and the export alike). Each step is written with its history event and the request's
+access-log row in one transaction. The filtered list downloads as a workbook
 (:mod:`reports.findings_inbox`), recorded in ``audit.export_log`` in the transaction of the read.
 """
 
@@ -20,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from hub.api.deps import log_in
 from hub.workbench.pages import HEADERS, Forbidden, now_cst, page
 from hub.workbench.session import User, UserDep
+from reports.finding_view import ROLE_LABELS, WITHHELD, department_view
 from warehouse.finding_lifecycle import (
     ACTION_LABELS,
     NOT_CLOSED,
@@ -52,6 +55,16 @@ def _titles(request: Request) -> dict[str, str]:
     expectations are its own)."""
     sharing = request.app.state.sharing
     return {**{name: getattr(d, "title", None) or name for name, d in sharing.items()}, DATA_OFFICE: DATA_OFFICE_TITLE}
+
+
+def _shown(request: Request, user: User, findings: list[dict]) -> list[dict]:
+    """The findings as ``user`` may read them: as stored for an auditor, a department's view for anyone else."""
+    if user.is_auditor:
+        return findings
+    from connectors.registry import source_departments
+
+    departments, titles = source_departments(), _titles(request)
+    return [department_view(f, user.department, departments=departments, titles=titles) for f in findings]
 
 
 def _filters(request: Request, user: User) -> dict[str, str]:
@@ -109,7 +122,7 @@ def inbox(request: Request, user: UserDep):
     chosen = _filters(request, user)
     with request.app.state.engine.connect() as conn:
         rows = _select(conn, chosen, SHOWN + 1)
-    more, rows = len(rows) > SHOWN, rows[:SHOWN]
+    more, rows = len(rows) > SHOWN, _shown(request, user, rows[:SHOWN])
     request.state.access.results = len(rows)
     titles = _titles(request)
     query = "&".join(f"{k}={v}" for k, v in chosen.items() if v and not (k == "department" and not user.is_auditor))
@@ -129,8 +142,9 @@ def export(request: Request, user: UserDep):
     titles = _titles(request)
     generated = now_cst()
     with request.app.state.engine.begin() as conn:
-        rows = _select(conn, chosen, None)
-        data = inbox_workbook(rows, titles=titles, filters=_filter_words(chosen, titles), generated=generated)
+        rows = _shown(request, user, _select(conn, chosen, None))
+        data = inbox_workbook(rows, titles=titles, filters=_filter_words(chosen, titles), generated=generated,
+                              auditor=user.is_auditor)
         record_download(conn, actor=user.key.key_id, department=chosen["department"] or None,
                         what=describe("findings", {"page": "workbench inbox", **{k: v for k, v in chosen.items() if v}}),
                         rows=len(rows))
@@ -159,7 +173,7 @@ def _visible(request: Request, user: User, finding_id: str) -> dict:
         finding = get_finding(conn, finding_id)
     if finding is None or not (user.is_auditor or finding["department"] == user.department):
         raise HTTPException(404)
-    return finding
+    return _shown(request, user, [finding])[0]
 
 
 def _detail(request: Request, user: User, finding: dict, *, status: int = 200, error: str | None = None,
@@ -175,7 +189,8 @@ def _detail(request: Request, user: User, finding: dict, *, status: int = 200, e
                 kind_labels=KIND_LABELS, status_labels=STATUS_LABELS, action_labels=ACTION_LABELS,
                 resolve_reasons=rules.reasons("resolve", offered=True),
                 dismiss_reasons=rules.reasons("dismiss", offered=True), reason_label=rules.reason_label,
-                times=_times(finding), statuses=STATUSES, gate_kind=GATE_EXPECTATION)
+                times=_times(finding), statuses=STATUSES, gate_kind=GATE_EXPECTATION, role_labels=ROLE_LABELS,
+                withheld=WITHHELD)
 
 
 @router.get("/workbench/findings/{finding_id}")
@@ -210,7 +225,7 @@ def act(request: Request, user: Annotated[User, Depends(acting_auditor)], findin
             log_in(conn, request, 303)
     except TransitionRefused as refused:
         with request.app.state.engine.connect() as conn:
-            finding = get_finding(conn, finding_id)
+            finding = _shown(request, user, [get_finding(conn, finding_id)])[0]
         return _detail(request, user, finding, status=409, error=str(refused))
     return RedirectResponse(f"/workbench/findings/{finding_id}?done={action}", 303, headers=HEADERS)
 

@@ -134,6 +134,72 @@ def test_a_key_without_the_auditor_scope_sees_its_department_only_and_cannot_act
                                                                 403, 0)]
 
 
+def _key_of(hub, department: str) -> str:
+    """A plain key of ``department`` (made once for the module)."""
+    name = f"plain:{department}"
+    if name not in hub["keys"]:
+        with hub["engine"].begin() as conn:
+            hub["keys"][name] = create_key(conn, department, f"{department} without the auditor scope")
+    return name
+
+
+def _sheet_text(content: bytes) -> str:
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(content))
+    return "\n".join(str(v) for sheet in book for row in sheet.iter_rows(values_only=True) for v in row if v is not None)
+
+
+def test_a_department_sees_another_departments_records_by_department_and_role_and_birth_dates_by_year(hub):
+    """A death registered by another department: the roll's department sees that department's title and the role
+    (死亡登记), never its source, record id or status code, on the finding's page, in the list and in the export;
+    the auditor sees them. A birth-date conflict: the department sees the year, the auditor the month."""
+    from connectors.registry import source_departments
+    from warehouse.findings import BIRTH_DATE_CONFLICT
+
+    departments = source_departments()
+    with hub["engine"].connect() as conn:
+        stored = list_findings(conn, status=None)
+    finding = next(f for f in stored if f["kind"] == DECEASED_ACTIVE and any(
+        e.get("role") == "death_registration" and e.get("department") != f["department"] for e in f["evidence"]))
+    own = finding["department"]
+    theirs = [e for f in stored if f["department"] == own for e in f["evidence"]
+              if "source" in e and (e.get("department") or departments[e["source"]]) != own]
+    registration = next(e for e in finding["evidence"] if e["role"] == "death_registration" and e["department"] != own)
+    secrets_shown = {e["source"] for e in theirs} | {e["source_record_id"] for e in theirs}
+    assert registration["source"] in finding["summary"]  # the stored summary names it: the department's is rewritten
+    title = load_sharing()[registration["department"]].title
+    with closing(_client(hub, _key_of(hub, own))) as client:
+        page = client.get(f"/workbench/findings/{finding['finding_id']}").text
+        listed = client.get("/workbench/findings?status=all").text
+        export = client.get("/workbench/findings/export.xlsx?status=all")
+    assert export.status_code == 200
+    evidence = page.split('<table id="evidence">')[1].split("</table>")[0]
+    withheld = [row for row in re.findall(r"<tr data-withheld>.*?</tr>", evidence, re.DOTALL) if title in row]
+    assert withheld and "死亡登记" in withheld[0] and "death registration" in withheld[0]
+    assert f"registered by {title}" in page and "其他部门的记录只显示部门" in page
+    for text in (page, listed, _sheet_text(export.content)):
+        assert not [s for s in secrets_shown if s in text], "another department's record is named"
+    assert registration["status_raw"] not in evidence
+    with closing(_client(hub, "auditor")) as client:
+        audited = client.get(f"/workbench/findings/{finding['finding_id']}").text
+    assert f"{registration['source']} / {registration['source_record_id']}" in audited
+    assert "data-withheld" not in audited and registration["source"] in audited.split('<table id="evidence">')[0]
+
+    conflict = next(f for f in stored if f["kind"] == BIRTH_DATE_CONFLICT)
+    month = re.compile(r"\b(?:19|20)\d\d-\d\d-\*\*")
+    with closing(_client(hub, _key_of(hub, conflict["department"]))) as client:
+        page = client.get(f"/workbench/findings/{conflict['finding_id']}").text
+        export = client.get(f"/workbench/findings/export.xlsx?kind={BIRTH_DATE_CONFLICT}&status=all")
+    assert re.search(r"value=(?:19|20)\d\d-\*\*-\*\*", page) and not month.search(page)
+    assert "出生日期只显示年份" in page
+    sheet = _sheet_text(export.content)
+    assert re.search(r"(?:19|20)\d\d-\*\*-\*\*", sheet) and not month.search(sheet)
+    with closing(_client(hub, "auditor")) as client:
+        audited = client.get(f"/workbench/findings/{conflict['finding_id']}").text
+    assert len(month.findall(audited)) >= 2  # the record's and the master's, to the month
+
+
 def test_refused_steps_say_why_bad_filters_are_named_and_the_export_holds_the_filtered_rows(hub):
     from openpyxl import load_workbook
 
