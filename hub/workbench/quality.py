@@ -9,7 +9,10 @@
   data_docs/local_site``), where the scorecards are written too: GX's pages, made offline after each build
   (:mod:`expectations.offline_docs`), served with a Content-Security-Policy that lets their inline scripts run
   and fetch from the hub only. A path that leaves the site (``..``, a link pointing out) is refused alike
-  (404); a scorecard file obeys the same rights as the list.
+  (404); a scorecard file obeys the same rights as the list, and a suite's validation and expectation pages
+  (``validations/<suite>/…``, ``expectations/<suite>.html``; GX writes ``source.<name>`` as ``source/<name>``) the
+  same rights as the history: another department's answer 403. The index (which lists every suite's runs, counts
+  and results only) and the site's static files are open to every signed-in key.
 
 Which run of GX made which validation page: the pages sit under ``validations/<suite>/<run name>/<run time>/``;
 a gate run's pages are those whose GX run time falls after the previous gate run was recorded and no later than
@@ -88,6 +91,26 @@ def may_open_scorecard(user: User, name: str) -> bool:
         return True
     found = DEPARTMENT_SCORECARD.match(name)
     return bool(found) and found.group("department") == user.department
+
+
+def docs_suite(relative: tuple[str, ...]) -> str | None:
+    """The suite a file of the site belongs to (its path's parts inside the site), or None for a file of no suite
+    (the index, the static files, the scorecards): ``validations/source/mz_dibao/…`` and
+    ``expectations/source/mz_dibao.html`` are ``source.mz_dibao``'s, ``…/master_index/…`` the master index's."""
+    if len(relative) < 2 or relative[0] not in ("validations", "expectations"):
+        return None
+    first = relative[1].removesuffix(".html") if len(relative) == 2 else relative[1]
+    if first == "source" and len(relative) >= 3:
+        return SOURCE_SUITE_PREFIX + relative[2].removesuffix(".html")
+    if first.startswith(SOURCE_SUITE_PREFIX):
+        return first
+    return MASTER_INDEX_SUITE if first.split(".")[0] == MASTER_INDEX_SUITE else first
+
+
+def may_open_docs(user: User, relative: tuple[str, ...]) -> bool:
+    """Whether ``user`` may open the site's file at ``relative``: a suite's pages as the history shows the suite."""
+    suite = docs_suite(relative)
+    return suite is None or bool(visible_suites(user, [suite]))
 
 
 def _scorecards(user: User, site: Path) -> list[Scorecard]:
@@ -199,6 +222,8 @@ def docs(request: Request, path: str, user: UserDep):
     if target.parent == site.resolve() and (target.name == SCORECARD or DEPARTMENT_SCORECARD.match(target.name)):
         if not may_open_scorecard(user, target.name):
             raise Forbidden("auditor", "Another department's scorecard")
+    if not may_open_docs(user, target.relative_to(site.resolve()).parts):
+        raise Forbidden("auditor", "Another department's Data Docs page")
     headers = dict(HEADERS)
     if target.suffix.lower() == ".html":
         headers["Content-Security-Policy"] = DOCS_CSP

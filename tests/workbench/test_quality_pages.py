@@ -29,6 +29,7 @@ from hub.api import create_app
 from hub.api_db import api_engine
 from hub.api_keys import create_key
 from hub.workbench.quality import docs_site
+from reports.render import CHINA_STANDARD_TIME, when
 from tests.expectations.test_gate import DDL, load_bad, load_good
 from tests.helpers import empty_warehouse
 from tests.workbench.browser import artefact_path, open_browser, serve, sign_in
@@ -165,8 +166,14 @@ def test_an_auditor_sees_every_scorecard_and_the_history_per_suite_and_release(h
         published = [r for r in rows if f'data-run="{first}"' in r]
         assert len(published) == 3 and all("第 1 版" in r for r in published)
         assert all("blocked" in r for r in rows if f'data-run="{second}"' in r)
-        assert re.search(r"<td>20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\+08:00</td>", rows[0]), "run times are in CST"
-        assert "运行时间（北京时间）" in text
+        # run times to the minute in China Standard Time under a header saying so, as on the other pages
+        assert re.search(r"<td>20\d\d-\d\d-\d\d \d\d:\d\d</td>", rows[0]), "run times are in CST, to the minute"
+        assert "+08:00" not in text.split('<table id="history">')[1] and "运行时间（北京时间）" in text
+        with hub["engine"].connect() as conn:
+            started = conn.execute(sa.text("SELECT started_at FROM audit.validation_run WHERE run_id = :r"),
+                                   {"r": second}).scalar_one()
+        assert f"<td>{when(started, short=True)}</td>" in rows[0] and when(started, short=True).endswith(
+            started.astimezone(CHINA_STANDARD_TIME).strftime("%H:%M"))
         # each master-index run links its own two validation pages, and they are served
         links = re.findall(r'class="docs-link" href="([^"]+)">(\w+)</a>',
                            [r for r in rows if f'data-run="{first}" data-suite="master_index"' in r][0])
@@ -197,6 +204,53 @@ def test_a_department_sees_its_own_scorecard_and_suites_only(hub):
             assert refused.status_code == 403 and "审计员" in refused.text
         # asking for another department's suite shows the suites it may see
         assert "source.wj_chusheng" not in client.get("/workbench/quality/", params={"suite": "source.wj_chusheng"}).text
+
+
+def test_a_department_opens_the_data_docs_of_its_own_sources_and_the_master_index_only(hub):
+    """Validation and expectation pages of a source suite (as GX lays them out, and in the dotted form) beside the
+    master index's: civil affairs opens mz_dibao's and the master index's, not health's wj_chusheng (403 page, as
+    for a scorecard); health the other way round; the auditor every one; the index stays open to all."""
+    site = docs_site()
+    master = sorted(p.relative_to(site).as_posix() for p in (site / "validations" / "master_index").rglob("*.html"))[0]
+    planted = []
+    for name in ("mz_dibao", "wj_chusheng"):
+        for path in (f"validations/source/{name}/__none__/20200101T000000.000000Z/hub_warehouse-source.{name}.html",
+                     f"validations/source.{name}/__none__/20200101T000000.000000Z/hub_warehouse-source.{name}.html",
+                     f"expectations/source/{name}.html"):
+            (site / path).parent.mkdir(parents=True, exist_ok=True)
+            (site / path).write_text(f"<p>suite source.{name}: 3 unexpected rows</p>", encoding="utf-8")
+            planted.append(path)
+    mine = {"civil": "mz_dibao", "health": "wj_chusheng"}
+    with hub["engine"].connect() as conn:
+        since = conn.execute(sa.text("SELECT coalesce(max(access_id), 0) FROM audit.access_log")).scalar_one()
+    try:
+        for which, own in mine.items():
+            with _signed_in(hub, which) as client:
+                text = client.get("/workbench/quality/").text
+                assert "其他部门的页面需要审计员权限" in text and "only: another department's pages" in text
+                for path in planted:
+                    answer = client.get(f"/workbench/quality/docs/{path}")
+                    if own in path:
+                        assert answer.status_code == 200 and f"source.{own}" in answer.text, path
+                    else:
+                        assert answer.status_code == 403 and "审计员" in answer.text, (which, path)
+                        assert "unexpected rows" not in answer.text
+                for path in (master, "expectations/master_index/golden.html", "index.html"):
+                    assert client.get(f"/workbench/quality/docs/{path}").status_code == 200, path
+        with _signed_in(hub, "auditor") as client:
+            assert "docs-rights" not in client.get("/workbench/quality/").text
+            assert all(client.get(f"/workbench/quality/docs/{path}").status_code == 200 for path in planted)
+    finally:
+        for path in planted:
+            (site / path).unlink()
+            folder = (site / path).parent
+            while folder != site and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+    with hub["engine"].connect() as conn:
+        refused = conn.execute(sa.text("SELECT count(*) FROM audit.access_log WHERE access_id > :a AND endpoint LIKE"
+                                       " 'GET /workbench/quality/docs/%' AND status = 403"), {"a": since}).scalar_one()
+    assert refused == 6  # each refusal is in the access log: three pages of the other department, two keys
 
 
 def test_the_docs_are_for_signed_in_users_and_never_leave_the_site(hub, tmp_path):
