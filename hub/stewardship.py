@@ -52,7 +52,21 @@ DECISIONS = ("match", "not_a_match")
 
 
 class DecisionRefused(HubError):
-    """A decision that would corrupt the index (two people in one master); the message says what to do instead."""
+    """A decision that would corrupt the index (two people in one master); the message says what to do instead.
+    ``why`` (different_id | parent_child | twins | steward) and ``facts`` (the records named as the viewer may see
+    them, their masters, the holders of the numbers, the years apart) let a page say it in its own words."""
+
+    def __init__(self, message: str, *, why: str | None = None, facts: dict | None = None):
+        super().__init__(message)
+        self.why, self.facts = why, dict(facts or {})
+
+
+class StewardRefused(HubError):
+    """A split or move-out that cannot be done as asked; ``code`` and ``facts`` let a page say why in its words."""
+
+    def __init__(self, message: str, *, code: str, **facts):
+        super().__init__(message)
+        self.code, self.facts = code, facts
 
 
 class OutOfScope(HubError):
@@ -201,7 +215,8 @@ def _who(reviewer: str, reason: str | None = None, *, reason_needed: bool = Fals
     if not reviewer or not reviewer.strip():
         raise HubError(f"a decision needs the reviewer's name ({dash}reviewer)")
     if reason_needed and (not reason or not reason.strip()):
-        raise HubError(f"this decision needs a reason ({dash}reason), kept in the master's history")
+        raise StewardRefused(f"this decision needs a reason ({dash}reason), kept in the master's history",
+                             code="reason_needed")
     return reviewer.strip(), (reason or "").strip() or None
 
 
@@ -213,19 +228,50 @@ def decide(conn: sa.Connection, review_id: int, decision: str, *, reviewer: str,
     if decision not in DECISIONS:
         raise HubError(f"unknown decision {decision!r}: expected one of {', '.join(DECISIONS)}")
     reviewer, comment = _who(reviewer, comment, viewer=viewer)
+    # one decision on a pair at a time (until the caller's transaction ends): a repeat sent in parallel waits, then
+    # finds the first one in force
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"hub review pair {review_id}"))))
     pair = stored.review_pair(conn, review_id)
     if pair is None or not in_scope(viewer, [pair["record_key_l"], pair["record_key_r"]]):
         raise HubError(f"no review pair {review_id}")
     left, right = pair["record_key_l"], pair["record_key_r"]
+    hidden = [k for k in (left, right) if not _own(viewer, k)]
+    done = {"review_id": review_id, "record_key_l": None if left in hidden else left,
+            "record_key_r": None if right in hidden else right, "other_records": len(hidden), "decision": decision}
+    same = _in_force_on_pair(conn, decision, left, right) if pair.get("decision") == decision else None
+    if same is not None and comment in (None, same["comment"]):
+        # the decision in force, sent again (a key pressed twice, a form posted twice): nothing new to record
+        return dict(done, decided_at=same["decided_at"], decision_id=same["decision_id"], supersedes=[], repeated=True)
     if decision == "match":
         check_match(conn, left, right, viewer=viewer)
     row = stored.append_decision(conn, decision, [left, right], reviewer=reviewer, comment=comment,
                                  review_id=review_id)
     stored.mark_review(conn, review_id, decision, reviewer=reviewer, comment=comment, decided_at=row["decided_at"])
-    hidden = [k for k in (left, right) if not _own(viewer, k)]
-    return {"review_id": review_id, "record_key_l": None if left in hidden else left,
-            "record_key_r": None if right in hidden else right, "other_records": len(hidden), "decision": decision,
-            "decided_at": row["decided_at"], "decision_id": row["decision_id"], "supersedes": row["replaces"]}
+    return dict(done, decided_at=row["decided_at"], decision_id=row["decision_id"], supersedes=row["replaces"],
+                repeated=False)
+
+
+def would_refuse(conn: sa.Connection, review_id: int, decision: str, *,
+                 viewer: DepartmentSharing | None = None) -> DecisionRefused | None:
+    """Why ``decision`` on a review pair would be refused now — the check :func:`decide` makes — recording
+    nothing; None when it would be accepted. A pair outside the viewer's scope raises :class:`HubError`."""
+    pair = stored.review_pair(conn, review_id)
+    if pair is None or not in_scope(viewer, [pair["record_key_l"], pair["record_key_r"]]):
+        raise HubError(f"no review pair {review_id}")
+    if decision != "match":
+        return None
+    try:
+        check_match(conn, pair["record_key_l"], pair["record_key_r"], viewer=viewer)
+    except DecisionRefused as exc:
+        return exc
+    return None
+
+
+def _in_force_on_pair(conn: sa.Connection, decision: str, left: str, right: str) -> dict | None:
+    """The decision ``decision`` on the pair of records in force, if it is."""
+    subject = stored.subject_of(decision, [left, right])
+    force = stored.in_force(stored.all_decisions(conn, [left, right]))
+    return next((d for d in force.active.values() if d["subject"] == subject and d["kind"] == decision), None)
 
 
 def _features(conn: sa.Connection, keys: set[str], detached: set[str]) -> pd.DataFrame:
@@ -285,7 +331,14 @@ def check_match(conn: sa.Connection, key_a: str, key_b: str, *, viewer: Departme
         holders = sorted(k for k, i in zip(keys, feats["id_valid"].astype(object)) if isinstance(i, str)
                          and (i in a_ids) != (i in b_ids))
     apart = sorted((a, b) for a in partners for b in partners[a] if a < b)
-    raise DecisionRefused(_refusal(conn, why, key_a, key_b, ma, mb, comps, holders, apart, viewer))
+    mine = [k for k in holders if _own(viewer, k)]
+    facts = {"records": [k if _own(viewer, k) else None for k in (key_a, key_b)], "masters": [ma, mb],
+             "holders": mine, "other_holders": len(holders) - len(mine),
+             "holder_master": stored.masters_of(conn, mine[:1]).get(mine[0]) if mine else None,
+             "years": (max(comps[0].max_dob, comps[1].max_dob) - min(comps[0].min_dob, comps[1].min_dob)) // 365
+             if why == "parent_child" else None}
+    raise DecisionRefused(_refusal(conn, why, key_a, key_b, ma, mb, comps, holders, apart, viewer), why=why,
+                          facts=facts)
 
 
 def _refusal(conn, why: str, key_a: str, key_b: str, ma: str | None, mb: str | None, comps, holders: list[str],
@@ -339,7 +392,8 @@ def _refusal(conn, why: str, key_a: str, key_b: str, ma: str | None, mb: str | N
 def _current_master(conn: sa.Connection, master_id: str) -> tuple[str, list[str]]:
     current, chain = resolve(conn, master_id)
     if chain:
-        raise HubError(f"master id {master_id} was retired into {current}: decide on {current}")
+        raise StewardRefused(f"master id {master_id} was retired into {current}: decide on {current}", code="retired",
+                             master_id=master_id, current=current)
     keys = [r["source"] + "/" + r["source_record_id"] for r in stored.master_records(conn, current)]
     return current, keys
 
@@ -353,8 +407,9 @@ def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: 
     current, keys = _current_master(conn, master_id)
     taken = sorted({r.strip() for r in records if r.strip()})
     if not taken:
-        raise HubError("name the records to split off: " + ("--records SOURCE/RECORD[,SOURCE/RECORD…]" if viewer is None
-                                                            else "records, as source/record id"))
+        raise StewardRefused("name the records to split off: " + (
+            "--records SOURCE/RECORD[,SOURCE/RECORD…]" if viewer is None else "records, as source/record id"),
+            code="no_records", master_id=current)
     strangers = [k for k in taken if k not in keys or not _own(viewer, k)]
     if strangers and viewer is not None:
         raise OutOfScope(f"no record {strangers[0]!r}")
@@ -363,7 +418,8 @@ def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: 
                        f" its records are listed by hub history {current}")
     rest = sorted(set(keys) - set(taken))
     if not rest:
-        raise HubError(f"these are all the records of {current}: name the records to take out, not all of them")
+        raise StewardRefused(f"these are all the records of {current}: name the records to take out, not all of them",
+                             code="all_records", master_id=current)
     kind = "move_out" if len(taken) == 1 else "split"
     row = stored.append_decision(conn, kind, taken, other_keys=rest, master_id=current, reviewer=reviewer,
                                  comment=reason)
@@ -396,7 +452,8 @@ def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str
     current, keys = _current_master(conn, master)
     rest = sorted(set(keys) - {record_key})
     if not rest:
-        raise HubError(f"{record_key} is already alone under {current}: there is nothing to move it out of")
+        raise StewardRefused(f"{record_key} is already alone under {current}: there is nothing to move it out of",
+                             code="alone", master_id=current, record=record_key)
     row = stored.append_decision(conn, "move_out", [record_key], other_keys=rest, master_id=current,
                                  reviewer=reviewer, comment=reason)
     return _decided(conn, row, viewer)

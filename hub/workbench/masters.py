@@ -5,12 +5,15 @@ decisions — and the decisions on it: split records off, move one record out, e
 Scope as in the read API (:mod:`hub.stewardship`): a master without a record of the steward's department is
 404; of another department's records only their number is shown; golden values follow the department's
 sharing classes (不予共享 withheld, 有条件 masked unless an approved purpose releases them, then in full).
+
+A decision that cannot be done as asked leads (303) to the master's page with ``?refused=<why>``, which says why
+and what to do instead in Chinese and English (409): reloading it sends nothing again.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -20,6 +23,7 @@ from hub.api.deps import log_in
 from hub.errors import HubError
 from hub.stewardship import (
     OutOfScope,
+    StewardRefused,
     master_decisions,
     master_in_scope,
     move_out,
@@ -30,6 +34,7 @@ from hub.stewardship import (
     split,
 )
 from hub.workbench.pages import HEADERS, page
+from hub.workbench.refusals import master_words
 from hub.workbench.reviews import DECISION_WORDS, REASONS, StewardForm, declared_purpose, purposes_of, viewer_of
 from hub.workbench.session import StewardDep, User
 from schemas.masking import mask_house_no, mask_id_number, mask_name, mask_phone
@@ -151,7 +156,29 @@ def master_context(conn, user: User, master_id: str, purpose: str | None, full: 
             "reason_words": REASONS, "decision_words": DECISION_WORDS}
 
 
-def _master_page(request: Request, ctx: dict, *, status: int = 200, error: str | None = None, done: str | None = None):
+#: why a decision on a master was refused, as the page's query names it
+REFUSED = Literal["reason_needed", "no_records", "all_records", "alone", "retired", "other"]
+
+
+def _refusal_words(conn, ctx: dict, refused: str, record: str | None, asked: str | None) -> tuple[str, str]:
+    """The words of a refusal named in the page's query; the record and the retired id only when they are the
+    steward's own record of this master and an id retired into it (else not named)."""
+    own = {r.get("record_key") for r in ctx["records"]}
+    facts = {"master_id": ctx["master_id"], "record": record if record in own else "该记录 the record"}
+    if refused == "retired":
+        try:
+            retired = asked if asked and asked != ctx["master_id"] and resolve(conn, asked)[0] == ctx["master_id"] else None
+        except HubError:
+            retired = None
+        facts = {"master_id": retired or "该主索引 the master", "current": ctx["master_id"]}
+    if refused == "other":
+        return ("操作被拒绝，未记录：请检查所勾选的记录和理由后重试。",
+                "Refused, nothing recorded: check the records ticked and the reason, and send it again.")
+    return master_words(StewardRefused("", code=refused, **facts))
+
+
+def _master_page(request: Request, ctx: dict, *, status: int = 200, error: tuple[str, str] | None = None,
+                 done: str | None = None):
     request.state.access.results = len(ctx["records"]) + 1
     request.state.access.master_ids = [ctx["master_id"]]
     return page(request, "master.html.j2", status=status, title=f"主索引 {ctx['master_id']} Master {ctx['master_id']}",
@@ -161,7 +188,10 @@ def _master_page(request: Request, ctx: dict, *, status: int = 200, error: str |
 @router.get("/workbench/masters/{master_id}")
 def master_page(request: Request, user: StewardDep, master_id: str,
                 purpose: Annotated[str | None, Query(max_length=100)] = None,
-                done: Annotated[str | None, Query(max_length=20)] = None):
+                done: Annotated[str | None, Query(max_length=20)] = None,
+                refused: Annotated[REFUSED | None, Query()] = None,
+                record: Annotated[str | None, Query(max_length=200)] = None,
+                asked: Annotated[str | None, Query(max_length=40)] = None):
     purpose, full = declared_purpose(request, user, purpose)
     request.state.access.requested = 1
     with request.app.state.engine.connect() as conn:
@@ -169,21 +199,24 @@ def master_page(request: Request, user: StewardDep, master_id: str,
             ctx = master_context(conn, user, master_id, purpose, full)
         except HubError:
             raise HTTPException(404) from None
+        error = _refusal_words(conn, ctx, refused, record, asked) if refused else None
     if ctx["master_id"] != master_id:  # a retired id: the page of the id in force
         query = urlencode({"purpose": purpose} if purpose else {})
         return RedirectResponse(f"/workbench/masters/{ctx['master_id']}" + (f"?{query}" if query else ""), 303,
                                 headers=HEADERS)
+    if error is not None:
+        return _master_page(request, ctx, status=409, error=error)
     return _master_page(request, ctx, done=done if done in ("split", "move_out") else None)
 
 
 def _on_master(request: Request, user: User, master_id: str, purpose: str, act) -> object:
-    """Run a decision on a master the steward may see, its access-log row in the same transaction; a refusal is
-    the master's page with the reason (409)."""
-    purpose_code, full = declared_purpose(request, user, purpose)
+    """Run a decision on a master the steward may see, its access-log row in the same transaction; a refusal leads
+    to the master's page saying why (``?refused=…``)."""
+    purpose_code, _ = declared_purpose(request, user, purpose)
     request.state.access.requested = 1
     viewer = viewer_of(user)
     engine = request.app.state.engine
-    error = None
+    refused: dict[str, str] | None = None
     with engine.begin() as conn:
         try:
             current = master_in_scope(conn, master_id, viewer)
@@ -193,17 +226,20 @@ def _on_master(request: Request, user: User, master_id: str, purpose: str, act) 
             out = act(conn, viewer)
         except OutOfScope:
             raise HTTPException(404) from None
-        except HubError as exc:
-            error = str(exc)
+        except StewardRefused as exc:  # nothing was written
+            refused = {"refused": exc.code, **({"record": exc.facts["record"]} if "record" in exc.facts else {}),
+                       **({"asked": exc.facts["master_id"]} if exc.code == "retired" else {})}
+        except HubError:
+            refused = {"refused": "other"}
         else:
             request.state.access.results = 1
             request.state.access.master_ids = [current]
             log_in(conn, request, 303)  # the decision and its access-log row commit together, or neither does
-    if error is not None:
-        with engine.connect() as conn:
-            ctx = master_context(conn, user, master_id, purpose_code, full)
-        return _master_page(request, ctx, status=409, error=error)
-    query = urlencode({"done": out["kind"], **({"purpose": purpose_code} if purpose_code else {})})
+    purpose_query = {"purpose": purpose_code} if purpose_code else {}
+    if refused is not None:
+        return RedirectResponse(f"/workbench/masters/{current}?{urlencode({**refused, **purpose_query})}#refused", 303,
+                                headers=HEADERS)
+    query = urlencode({"done": out["kind"], **purpose_query})
     return RedirectResponse(f"/workbench/masters/{current}?{query}", 303, headers=HEADERS)
 
 

@@ -7,14 +7,17 @@ the pairs with a record of its own department's sources, of those records the fi
 records, and its code goes to the access log with the page view.
 
 Keyboard: in the queue ``j`` / ``k`` move, ``Enter`` opens the pair; on a pair ``m`` decides "match", ``n``
-"not a match", ``c`` goes to the comment. After a decision the next pair of the (filtered) queue opens. A
-refused "match" answers 409 with the reason and what to do instead, on the pair's page.
+"not a match", ``c`` goes to the comment. After a decision the next pair of the (filtered) queue opens; the same
+decision sent again (a key pressed twice, parallel posts) records nothing new and opens the next pair too. A
+refused "match" leads (303) to the pair's page with ``?refused=match``, which checks again — recording nothing —
+and answers 409 with the reason and what to do instead on the workbench, in Chinese and English: every POST ends
+in a redirect, so reloading a page never sends a decision again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
@@ -23,8 +26,9 @@ from fastapi.responses import RedirectResponse
 from connectors.registry import source_departments
 from hub.api.deps import log_in
 from hub.errors import HubError
-from hub.stewardship import DecisionRefused, decide, list_reviews, own_sources, records_of_master, show_review
+from hub.stewardship import DecisionRefused, decide, list_reviews, own_sources, records_of_master, show_review, would_refuse
 from hub.workbench.pages import HEADERS, Forbidden, page
+from hub.workbench.refusals import decision_words
 from hub.workbench.session import FormUser, StewardDep, User
 from warehouse.sharing import CONDITIONAL
 
@@ -187,13 +191,20 @@ def _pair_masters(ctx: dict) -> list[str]:
     return sorted(m for m in found if m)
 
 
-def _pair_page(request: Request, ctx: dict, filters: dict[str, str], *, status: int = 200, refused: str | None = None,
-               comment: str = ""):
-    request.state.access.results = 1 + sum(len(s["others"]["records"]) for s in ctx["sides"])
+def _shown_records(ctx: dict) -> int:
+    """The records the pair page shows with their fields: the pair's own department's records still in the
+    warehouse, and the other records of their masters (another department's record is shown by its master only)."""
+    pair_records = sum(1 for s in ctx["sides"] if s["record"].get("record_key") and s["record"].get("present", True))
+    return pair_records + sum(len(s["others"]["records"]) for s in ctx["sides"])
+
+
+def _pair_page(request: Request, ctx: dict, filters: dict[str, str], *, status: int = 200,
+               refused: tuple[str, str] | None = None):
+    request.state.access.results = _shown_records(ctx)
     request.state.access.master_ids = _pair_masters(ctx)
     review_id = ctx["pair"]["review_id"]
     return page(request, "review.html.j2", status=status, title=f"待审核配对 {review_id} Review pair {review_id}",
-                filters=filters, query=urlencode(filters), refused=refused, comment=comment, **ctx)
+                filters=filters, query=urlencode(filters), refused=refused, **ctx)
 
 
 @router.get("/workbench/reviews/{review_id}")
@@ -202,14 +213,20 @@ def pair_page(request: Request, user: StewardDep, review_id: int,
               department: Annotated[str | None, Query(max_length=40)] = None,
               reason: Annotated[str | None, Query(max_length=100)] = None,
               band: Annotated[str | None, Query(max_length=10)] = None,
-              waited: Annotated[str | None, Query(max_length=4)] = None):
+              waited: Annotated[str | None, Query(max_length=4)] = None,
+              refused: Annotated[Literal["match"] | None, Query()] = None):
     purpose, full = declared_purpose(request, user, purpose)
     request.state.access.requested = 1
     with request.app.state.engine.connect() as conn:
         try:
             ctx = pair_context(conn, user, review_id, purpose, full)
+            # after a refused decision: the same check again, nothing recorded (None: it would be accepted now)
+            why = would_refuse(conn, review_id, refused, viewer=viewer_of(user)) if refused else None
         except HubError:
             raise HTTPException(404) from None
+    if why is not None:
+        return _pair_page(request, ctx, _filters(department, reason, band, waited), status=409,
+                          refused=decision_words(why))
     return _pair_page(request, ctx, _filters(department, reason, band, waited))
 
 
@@ -234,7 +251,7 @@ def decision(request: Request, user: StewardForm, review_id: int,
              band: Annotated[str, Form(max_length=10)] = "",
              waited: Annotated[str, Form(max_length=4)] = ""):
     filters = _filters(department, reason, band, waited)
-    purpose_code, full = declared_purpose(request, user, purpose)
+    purpose_code, _ = declared_purpose(request, user, purpose)
     request.state.access.requested = 1
     if decision not in ("match", "not_a_match"):
         raise HTTPException(422, "decision: match or not_a_match")
@@ -243,19 +260,18 @@ def decision(request: Request, user: StewardForm, review_id: int,
     with engine.begin() as conn:
         try:
             out = decide(conn, review_id, decision, reviewer=reviewer, comment=comment, viewer=viewer_of(user))
-        except DecisionRefused as exc:
-            refused = str(exc)  # nothing was written: the guard logs the refusal (409)
+        except DecisionRefused:
+            refused = True  # nothing was written; the pair's page says why (409), a reload sends nothing
         except HubError:
             raise HTTPException(404) from None
         else:
-            refused = None
+            refused = False
             request.state.access.results = 1
             request.state.access.master_ids = _masters_of(conn, out)
             log_in(conn, request, 303)  # the decision and its access-log row commit together, or neither does
-    if refused is not None:
-        with engine.connect() as conn:
-            ctx = pair_context(conn, user, review_id, purpose_code, full)
-        return _pair_page(request, ctx, filters, status=409, refused=refused, comment=comment)
+    if refused:
+        query = urlencode({**filters, **({"purpose": purpose_code} if purpose_code else {}), "refused": decision})
+        return RedirectResponse(f"/workbench/reviews/{review_id}?{query}#refused", 303, headers=HEADERS)
     return RedirectResponse(_next_pair(request, user, filters, purpose_code, review_id), 303, headers=HEADERS)
 
 

@@ -179,6 +179,9 @@ def test_a_steward_decides_by_keyboard_is_refused_splits_and_the_next_run_honour
         bars = page.locator("figure.waterfall svg g.mark-rect path")
         assert bars.count() >= 4  # the prior, comparisons, the final score: the waterfall drew
         assert "先验" in page.inner_text("table.explanation")
+        chart = page.inner_html("figure.waterfall")  # its words in Chinese, the English beside them
+        assert "匹配权重瀑布图 Match weights waterfall chart" in chart and "姓名 name" in chart
+        assert "比较 comparison" in chart and ">Column<" not in chart
         page.keyboard.press("c")
         page.keyboard.type("同一人：同名同生日，同一户 same person, same household")
         page.keyboard.press("Escape")
@@ -191,15 +194,19 @@ def test_a_steward_decides_by_keyboard_is_refused_splits_and_the_next_run_honour
         assert _decisions(engine, accepted["review_id"]) == [
             ("match", sorted([accepted["left"], accepted["right"]]), "同一人：同名同生日，同一户 same person, same household")]
 
-        # a match of two people is refused: the reason on the page (409), nothing recorded
+        # a match of two people is refused: the POST leads to the pair's page, which says why (409), nothing recorded
         page.goto(f"{base}/workbench/reviews/{refused['review_id']}")
-        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        with page.expect_navigation(url=lambda u: "refused=match" in u) as shown, \
+                page.expect_response(lambda r: r.request.method == "POST") as answer:
             page.keyboard.press("m")
-        assert answer.value.status == 409
-        page.wait_for_load_state()
+        assert answer.value.status == 303 and shown.value.status == 409
         alert = page.inner_text("#refused")
-        assert "判定被拒绝" in alert and "refused: a match of" in alert and "not_a_match" in alert
+        assert "判定被拒绝" in alert and "拒绝：将" in alert and "Refused: a match of" in alert
+        assert "不是同一人" in alert and "not a match" in alert and "/v1/" not in alert
         assert page.locator("#refused a[href^='/workbench/masters/']").count() >= 1  # where to act instead
+        with page.expect_response(lambda r: r.url.startswith(base)) as again:
+            page.reload()  # a reload asks again, sends no decision
+        assert again.value.request.method == "GET" and again.value.status == 409
         assert _decisions(engine, refused["review_id"]) == []
         page.screenshot(path=str(artefact_path("review-refused.png")), full_page=False)
 
@@ -224,8 +231,11 @@ def test_a_steward_decides_by_keyboard_is_refused_splits_and_the_next_run_honour
                                       " ORDER BY access_id")).all()
     assert [tuple(r) for r in logged if "/login" not in r[0]] == [
         (f"POST /workbench/reviews/{accepted['review_id']}/decision", 303),
-        (f"POST /workbench/reviews/{refused['review_id']}/decision", 409),
+        (f"POST /workbench/reviews/{refused['review_id']}/decision", 303),
         (f"POST /workbench/masters/{split_master}/split", 303)]
+    with engine.connect() as conn:  # the refusal shown, then reloaded: two page views answered 409
+        assert conn.execute(sa.text("SELECT endpoint FROM audit.access_log WHERE status = 409")).scalars().all() == [
+            f"GET /workbench/reviews/{refused['review_id']}"] * 2
 
     build_master_index()
     with engine.connect() as conn:

@@ -177,7 +177,11 @@ def test_a_steward_moves_its_own_record_out_with_a_reason_and_nothing_of_another
         token = _csrf(client)
         # no reason: refused on the master's page, nothing recorded
         answer = client.post("/workbench/masters/M000000005/split", data={"csrf": token, "records": "mz_canji/C2"})
-        assert answer.status_code == 409 and "reason" in answer.text
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/workbench/masters/M000000005?refused=reason_needed#refused"
+        shown = client.get(answer.headers["location"])
+        assert shown.status_code == 409 and "请填写理由" in shown.text and "Give a reason" in shown.text
+        assert "--reason" not in shown.text and "(reason)" not in shown.text
         # another department's record under the master: as if it did not exist
         answer = client.post("/workbench/masters/M000000005/move-out",
                              data={"csrf": token, "record": "rs_yiliao/Y2", "reason": "not ours"})
@@ -224,3 +228,63 @@ def test_the_master_view_shows_golden_values_with_their_source_and_rule_as_the_d
         with hub["engine"].begin() as conn:
             conn.execute(sa.text("DELETE FROM mpi.golden_conflict WHERE master_id = 'M000000005'"))
             conn.execute(sa.text("DELETE FROM mpi.golden_value WHERE master_id = 'M000000005'"))
+
+
+def test_the_pair_page_logs_every_record_it_shows_and_a_refused_match_leads_to_a_page_saying_why(hub):
+    engine = hub["engine"]
+    since, before = _last(engine), _decisions(engine)
+    with _signed_in(hub, "social") as client:  # pair 3: both records social security's, under M000000005
+        assert client.get("/workbench/reviews/3").status_code == 200
+    with _signed_in(hub, "civil") as client:
+        # pair 1: two different valid ID numbers; a "match" ends in a redirect to the pair's page saying why
+        answer = client.post("/workbench/reviews/1/decision", data={"csrf": _csrf(client), "decision": "match",
+                                                                     "band": "0.7-0.9"})
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/workbench/reviews/1?band=0.7-0.9&refused=match#refused"
+        shown = client.get(answer.headers["location"])
+        assert shown.status_code == 409  # a reload asks again, records nothing
+        alert = shown.text.split('id="refused"')[1].split("</section>")[0]
+        assert "两个各自有效的不同身份证号" in alert and "two different ID numbers" in alert
+        assert "数据中心" in alert and "no form to detach an ID number" in alert and "（按 n）" in alert
+        assert "/v1/" not in alert and "POST" not in alert and "rs_yanglao" not in alert  # no API route, no other record
+        assert "mz_dibao/D1" in alert and 'href="/workbench/masters/M000000001"' in alert
+        # a refusal asked for where a decision would be accepted: the plain page
+        plain = client.get("/workbench/reviews/1", params={"refused": "bogus"})
+        assert plain.status_code == 422
+    assert _decisions(engine) == before
+    rows = _log_since(engine, since)
+    pages = [(r[0], r[3], r[4], r[5]) for r in rows if "/workbench/reviews/" in r[0]]
+    assert pages[0] == ("GET /workbench/reviews/3", 200, 2, ["M000000005"])  # both records of the pair
+    assert pages[1][:2] == ("POST /workbench/reviews/1/decision", 303)
+    assert pages[2][:3] == ("GET /workbench/reviews/1", 409, 1)
+
+
+def test_a_decision_sent_again_or_in_parallel_is_recorded_once(hub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = hub["engine"]
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM mpi.decision WHERE review_id = 2")).scalar_one()
+    assert before == 0
+    with _signed_in(hub, "civil") as client:
+        form = {"csrf": _csrf(client), "decision": "not_a_match", "comment": "不同门牌 different houses"}
+
+        def post(_):
+            with httpx.Client(base_url=hub["base"], cookies=client.cookies, timeout=30) as c:
+                return c.post("/workbench/reviews/2/decision", data=form)
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, range(4)))
+        assert [a.status_code for a in answers] == [303] * 4
+        assert all("/workbench/reviews/2" not in a.headers["location"] for a in answers)  # on to the next pair
+        # pressed again, without the comment: still the decision in force
+        again = client.post("/workbench/reviews/2/decision", data={**form, "comment": ""})
+        assert again.status_code == 303
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT kind, comment FROM mpi.decision WHERE review_id = 2")).all() == [
+                ("not_a_match", "不同门牌 different houses")]
+        # a new reason is a new decision, superseding the first
+        assert client.post("/workbench/reviews/2/decision",
+                           data={**form, "comment": "户籍核实 household register"}).status_code == 303
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM mpi.decision WHERE review_id = 2")).scalar_one() == 2
