@@ -334,7 +334,6 @@ def check_match(conn: sa.Connection, key_a: str, key_b: str, *, viewer: Departme
     mine = [k for k in holders if _own(viewer, k)]
     facts = {"records": [k if _own(viewer, k) else None for k in (key_a, key_b)], "masters": [ma, mb],
              "holders": mine, "other_holders": len(holders) - len(mine),
-             "holder_master": stored.masters_of(conn, mine[:1]).get(mine[0]) if mine else None,
              "years": (max(comps[0].max_dob, comps[1].max_dob) - min(comps[0].min_dob, comps[1].min_dob)) // 365
              if why == "parent_child" else None}
     raise DecisionRefused(_refusal(conn, why, key_a, key_b, ma, mb, comps, holders, apart, viewer), why=why,
