@@ -186,6 +186,7 @@ def audit_export(
     """Write one department's findings workbook (record references and masked values) for handing
     over: readable by its owner only, into the hub's export folder unless --out says otherwise, and
     recorded in the export log (who, what, why, where, how many findings)."""
+    from connectors.registry import source_departments
     from hub import exports
     from hub.errors import HubError
     from reports.audit import workbook_name
@@ -199,7 +200,8 @@ def audit_export(
         status = None if all_findings else "open"
         with exports.recorded(purpose=purpose) as export:
             path = exports.target(out, workbook_name(department))
-            path, rows = write_findings_workbook(export.conn, department, path, status=status)
+            path, rows = write_findings_workbook(export.conn, department, path, status=status,
+                                                 sources=source_departments())
             export.record("findings", path, rows=rows, department=department,
                           arguments={"department": department, "status": status or "all"})
     console.print(f"{rows} {'' if all_findings else 'open '}findings of {department} -> {path}", highlight=False)

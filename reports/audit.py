@@ -28,7 +28,8 @@ def export_all(conn_or_engine: sa.Engine | sa.Connection, out_dir: str | Path,
     """One XLSX per department (``findings_<department>.xlsx``) and the HTML report, in ``out_dir``.
 
     ``departments`` (source → department, the registry's) names the departments that get a workbook
-    even without findings; every department owning a stored finding gets one too.
+    even without findings; every department owning a stored finding gets one too. Each workbook is the
+    department's copy: another department's records show only their department and role.
     The folder is made readable by its owner only (0700): the workbooks (0600) and the report name
     records of persons. Returns {department or "report": path}.
     """
@@ -37,6 +38,6 @@ def export_all(conn_or_engine: sa.Engine | sa.Connection, out_dir: str | Path,
     out.chmod(0o700)
     with transaction(conn_or_engine) as conn:
         names = sorted(set((departments or {}).values()) | set(finding_departments(conn)))
-        paths = {d: export_findings_xlsx(conn, d, out / workbook_name(d)) for d in names}
+        paths = {d: export_findings_xlsx(conn, d, out / workbook_name(d), sources=departments or {}) for d in names}
         paths["report"] = write_audit_report(conn, out)
     return paths

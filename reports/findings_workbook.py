@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from reports.finding_view import department_view
 from reports.render import CHINA_STANDARD_TIME
 from reports.xlsx import Column, new_workbook, save_workbook, write_table
 from warehouse.finding_lifecycle import NOT_CLOSED
@@ -63,23 +65,30 @@ def _finding_row(finding: dict) -> list:
 
 
 def export_findings_xlsx(conn: sa.Connection | sa.Engine, department: str, path: str | Path, *,
-                         status: str | None = OPEN) -> Path:
+                         status: str | None = OPEN, sources: Mapping[str, str] | None = None) -> Path:
     """Write ``department``'s findings workbook (:func:`write_findings_workbook`); returns the path."""
-    return write_findings_workbook(conn, department, path, status=status)[0]
+    return write_findings_workbook(conn, department, path, status=status, sources=sources)[0]
 
 
 def write_findings_workbook(conn: sa.Connection | sa.Engine, department: str, path: str | Path, *,
-                            status: str | None = OPEN) -> tuple[Path, int]:
+                            status: str | None = OPEN, sources: Mapping[str, str] | None = None) -> tuple[Path, int]:
     """Write ``department``'s findings to an XLSX workbook: ``"open"`` (the default) every one not closed (open,
     acknowledged or assigned), ``None`` all, another status only those.
 
     Sheet ``findings``: one row per finding (columns :data:`XLSX_COLUMNS`, bilingual header); sheet
     ``about``: what each kind means. The file is readable by its owner only. Returns the path and
     the number of findings written.
+
+    ``sources`` (source → department, the registry's): the workbook is the department's copy — another
+    department's records show only their department and role (:func:`reports.finding_view.department_view`),
+    birth dates to the year; without it, the auditors' copy with every record.
     """
     with transaction(conn) as c:
         rows = list_findings(c, department=department, status=NOT_CLOSED if status == OPEN else status)
-    title = {DATA_OFFICE: DATA_OFFICE_TITLE, **department_titles()}.get(department, department)
+    titles = {DATA_OFFICE: DATA_OFFICE_TITLE, **department_titles()}
+    title = titles.get(department, department)
+    if sources is not None:
+        rows = [department_view(r, department, departments=sources, titles=titles) for r in rows]
     book = new_workbook(title=f"审计发现 Findings · {title}")
     sheet = book.active
     sheet.title = "findings"
@@ -91,6 +100,9 @@ def write_findings_workbook(conn: sa.Connection | sa.Engine, department: str, pa
     about += [[None, None, None], ["部门 Department", title, None], ["状态 Status", selected, None],
               ["说明 Note", "证据只含记录引用、代码和脱敏值 · evidence holds record references, codes and masked values only",
                None]]
+    if sources is not None:
+        about.append(["本部门副本 Department's copy", "其他部门的记录只显示其部门和角色，出生日期只显示年份",
+                      "another department's records show only their department and role; birth dates show the year"])
     write_table(book.create_sheet("about"),
                 [Column("类型 Kind", 22), Column("中文", 40, wrap=True), Column("English", 60, wrap=True)], about)
     return save_workbook(book, path, private=True), len(rows)  # record references of persons: the owner only
