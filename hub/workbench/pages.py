@@ -82,10 +82,10 @@ async def _forbidden(request: Request, exc: Forbidden):
                    f" (hub api-key create … --{exc.needed}).")
 
 
-_STATUS_WORDS = {400: ("请求有误", "Bad request"), 403: ("无权访问", "Forbidden"), 404: ("未找到", "Not found"), 405: ("不支持的操作", "Method not allowed"),
-                 409: ("操作被拒绝", "Refused"), 413: ("内容过大", "Too large"), 415: ("不支持的内容类型", "Unsupported media type"),
-                 422: ("输入有误", "Invalid input"),
-                 429: ("请求过于频繁", "Too many requests")}
+_STATUS_WORDS = {400: ("请求有误", "Bad request"), 403: ("无权访问", "Forbidden"), 404: ("未找到", "Not found"),
+                 405: ("不支持的操作", "Method not allowed"), 409: ("操作被拒绝", "Refused"),
+                 413: ("内容过大", "Too large"), 415: ("不支持的内容类型", "Unsupported media type"),
+                 422: ("输入有误", "Invalid input"), 429: ("请求过于频繁", "Too many requests")}
 
 
 def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:

@@ -58,6 +58,29 @@ def serve(app) -> Iterator[str]:
         thread.join(10)
 
 
+@contextmanager
+def served_as_api_role(engine, database_url: str, prefix: str, **app_options) -> Iterator[str]:
+    """The hub's app on loopback as the read API's own database role (never a superuser), with the department
+    roles and the API's role made under ``prefix`` first and dropped afterwards; yields the base URL."""
+    from hub.api import create_app
+    from hub.api_db import api_engine
+    from warehouse.grants import apply_grants, drop_grants
+    from warehouse.sharing import load_sharing
+
+    with engine.begin() as conn:
+        apply_grants(conn, load_sharing(), role_prefix=prefix)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("HUB_API_DATABASE_URL", raising=False)
+        api = api_engine(database_url, role_prefix=prefix)
+    try:
+        with serve(create_app(api, **{"rate_limit": None, **app_options})) as base:
+            yield base
+    finally:
+        api.dispose()
+        with engine.begin() as conn:
+            drop_grants(conn, role_prefix=prefix)
+
+
 @dataclass
 class Browser:
     """A browser context with the network cut off: ``blocked`` lists every request it refused."""

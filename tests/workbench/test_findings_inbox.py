@@ -19,14 +19,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from hub.api import create_app
-from hub.api_db import api_engine
 from hub.api_keys import create_key
 from hub.audits import run_audits
 from tests.helpers import empty_warehouse, publish_day0, publish_served_county
-from tests.workbench.browser import artefact_path, open_browser, serve, sign_in
+from tests.workbench.browser import artefact_path, open_browser, served_as_api_role, sign_in
 from warehouse.findings import DECEASED_ACTIVE, SEX_CONFLICT, finding_id, list_findings
-from warehouse.grants import apply_grants, drop_grants
 from warehouse.sharing import load_sharing
 
 PREFIX = f"hub_f{secrets.token_hex(4)}_"
@@ -57,21 +54,14 @@ def hub(engine, database_url, _served_platforms, county):
     assert struck in {f["finding_id"] for f in stored}
     worked = next(f for f in stored if f["kind"] == SEX_CONFLICT)
     with engine.begin() as conn:
-        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
         keys = {"auditor": create_key(conn, "civil_affairs", "county audit office", scopes=["auditor"]),
                 "plain": create_key(conn, worked["department"], "a department without the auditor scope")}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("HUB_API_DATABASE_URL", raising=False)
-        api = api_engine(database_url, role_prefix=PREFIX)
     try:
-        with serve(create_app(api, rate_limit=None)) as base:
+        with served_as_api_role(engine, database_url, PREFIX) as base:
             yield {"base": base, "keys": keys, "engine": engine, "worked": worked, "struck": struck,
                    "day1": day1, "platforms": _served_platforms}
     finally:
-        api.dispose()
         _served_platforms.advance(county)
-        with engine.begin() as conn:
-            drop_grants(conn, role_prefix=PREFIX)
         empty_warehouse(engine)
 
 

@@ -25,18 +25,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from hub import settings
-from hub.api import create_app
-from hub.api_db import api_engine
 from hub.api_keys import create_key
 from hub.workbench.quality import docs_site
 from reports.render import CHINA_STANDARD_TIME, when
 from tests.expectations.test_gate import DDL, load_bad, load_good
 from tests.helpers import empty_warehouse
-from tests.workbench.browser import artefact_path, open_browser, serve, sign_in
+from tests.workbench.browser import artefact_path, open_browser, served_as_api_role, sign_in
 from warehouse.audit import record_gate_run
-from warehouse.grants import apply_grants, drop_grants
 from warehouse.releases import record_blocked
-from warehouse.sharing import load_sharing
 
 PREFIX = f"hub_q{secrets.token_hex(4)}_"
 DEPARTMENTS = {"civil_affairs": ["mz_dibao"], "health": ["wj_chusheng"], "social_security": ["rs_yanglao"]}
@@ -111,18 +107,13 @@ def hub(engine, database_url, server_admin_url, tmp_path_factory):
         with engine.begin() as conn:
             build_scorecard(conn, docs_site(), DEPARTMENTS)
             build_department_scorecards(conn, docs_site(), DEPARTMENTS)
-            apply_grants(conn, load_sharing(), role_prefix=PREFIX)
             keys = {"auditor": create_key(conn, "social_security", "audit team", scopes=["auditor"]),
                     "civil": create_key(conn, "civil_affairs", "civil affairs data office"),
                     "health": create_key(conn, "health", "health office")}
-        api = api_engine(database_url, role_prefix=PREFIX)
         try:
-            with serve(create_app(api, rate_limit=None)) as base:
+            with served_as_api_role(engine, database_url, PREFIX) as base:
                 yield {"base": base, "keys": keys, "engine": engine, "runs": runs}
         finally:
-            api.dispose()
-            with engine.begin() as conn:
-                drop_grants(conn, role_prefix=PREFIX)
             empty_warehouse(engine)
 
 

@@ -11,14 +11,11 @@ import secrets
 import pytest
 import sqlalchemy as sa
 
-from hub.api import create_app
-from hub.api_db import api_engine
 from hub.api_keys import create_key
 from hub.errors import HubError
 from hub.stewardship import DecisionRefused, check_match, list_reviews, move_out
 from tests.helpers import empty_warehouse, publish_day0
-from tests.workbench.browser import artefact_path, open_browser, serve, sign_in
-from warehouse.grants import apply_grants, drop_grants
+from tests.workbench.browser import artefact_path, open_browser, served_as_api_role, sign_in
 from warehouse.sharing import load_sharing
 from warehouse.stewardship import master_records, masters_of
 
@@ -61,18 +58,11 @@ def hub(engine, database_url, _served_platforms, county):
     publish_day0(engine, _served_platforms, county)
     _wrong_move_out(engine)
     with engine.begin() as conn:
-        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
         key = create_key(conn, "civil_affairs", "civil affairs data office", scopes=["steward"])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("HUB_API_DATABASE_URL", raising=False)
-        api = api_engine(database_url, role_prefix=PREFIX)
     try:
-        with serve(create_app(api, rate_limit=None)) as base:
+        with served_as_api_role(engine, database_url, PREFIX) as base:
             yield {"base": base, "key": key, "engine": engine}
     finally:
-        api.dispose()
-        with engine.begin() as conn:
-            drop_grants(conn, role_prefix=PREFIX)
         empty_warehouse(engine)
 
 

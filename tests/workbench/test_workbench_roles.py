@@ -15,14 +15,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from hub.api import create_app
-from hub.api_db import api_engine
 from hub.api_keys import create_key
 from tests.helpers import empty_warehouse
 from tests.test_steward_scope import id_number_of, seed_reviews
-from tests.workbench.browser import serve
-from warehouse.grants import apply_grants, drop_grants
-from warehouse.sharing import load_sharing
+from tests.workbench.browser import served_as_api_role
 
 PREFIX = f"hub_r{secrets.token_hex(4)}_"
 
@@ -31,22 +27,15 @@ PREFIX = f"hub_r{secrets.token_hex(4)}_"
 def hub(engine, database_url):
     seed_reviews(engine)
     with engine.begin() as conn:
-        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
         keys = {"plain": create_key(conn, "civil_affairs", "civil affairs office"),
                 "auditor": create_key(conn, "civil_affairs", "audit team", scopes=["auditor"]),
                 "civil": create_key(conn, "civil_affairs", "civil affairs data office", scopes=["steward"]),
                 "health": create_key(conn, "health", "health data office", scopes=["steward"]),
                 "social": create_key(conn, "social_security", "pension office", scopes=["steward"])}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("HUB_API_DATABASE_URL", raising=False)
-        api = api_engine(database_url, role_prefix=PREFIX)
     try:
-        with serve(create_app(api, rate_limit=None)) as base:
+        with served_as_api_role(engine, database_url, PREFIX) as base:
             yield {"base": base, "keys": keys, "engine": engine}
     finally:
-        api.dispose()
-        with engine.begin() as conn:
-            drop_grants(conn, role_prefix=PREFIX)
         empty_warehouse(engine)
 
 

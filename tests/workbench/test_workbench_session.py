@@ -11,12 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from hub.api import create_app
-from hub.api_db import api_engine
 from hub.api_keys import create_key, revoke_key
 from tests.helpers import empty_warehouse
-from tests.workbench.browser import artefact_path, open_browser, serve, sign_in
-from warehouse.grants import apply_grants, drop_grants
-from warehouse.sharing import load_sharing
+from tests.workbench.browser import artefact_path, open_browser, serve, served_as_api_role, sign_in
 
 PREFIX = f"hub_w{secrets.token_hex(4)}_"
 
@@ -27,20 +24,13 @@ def hub(engine, database_url):
     connected as the API's role; keys of a department, a steward and an auditor."""
     empty_warehouse(engine)
     with engine.begin() as conn:
-        apply_grants(conn, load_sharing(), role_prefix=PREFIX)
         keys = {"plain": create_key(conn, "health", "health office"),
                 "steward": create_key(conn, "civil_affairs", "civil affairs data office", scopes=["steward"]),
                 "auditor": create_key(conn, "social_security", "audit team", scopes=["auditor"])}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("HUB_API_DATABASE_URL", raising=False)
-        api = api_engine(database_url, role_prefix=PREFIX)
     try:
-        with serve(create_app(api, rate_limit=None)) as base:
+        with served_as_api_role(engine, database_url, PREFIX) as base:
             yield {"base": base, "keys": keys, "engine": engine}
     finally:
-        api.dispose()
-        with engine.begin() as conn:
-            drop_grants(conn, role_prefix=PREFIX)
         empty_warehouse(engine)
 
 
