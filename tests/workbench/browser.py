@@ -11,9 +11,6 @@ uvicorn on a free loopback port; :func:`artefact_path` is where screenshots go (
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,22 +34,12 @@ def artefact_path(name: str) -> Path:
 
 @contextmanager
 def serve(app) -> Iterator[str]:
-    """uvicorn on a free loopback port in a thread; yields the base URL."""
-    import uvicorn
+    """uvicorn on a free loopback port in a thread (the read API tests' own server); yields the base URL."""
+    from tests.test_api import _serve
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "the hub's server did not start"
-        time.sleep(0.02)
+    server, thread, url = _serve(app)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(10)
