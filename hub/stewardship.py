@@ -267,6 +267,22 @@ def would_refuse(conn: sa.Connection, review_id: int, decision: str, *,
     return None
 
 
+def _lock_master(conn: sa.Connection, master_id: str) -> None:
+    """One decision on a master at a time (until the caller's transaction ends): a repeat sent in parallel
+    waits, then finds the first one in force."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"hub master decision {master_id}"))))
+
+
+def _same_in_force(conn: sa.Connection, kind: str, record_keys: list[str], other_keys: list[str],
+                   comment: str | None) -> dict | None:
+    """The decision of this kind on exactly these records in force with this comment (a form sent twice), if any."""
+    subject = stored.subject_of(kind, record_keys)
+    force = stored.in_force(stored.all_decisions(conn, [*record_keys, *other_keys]))
+    return next((d for d in force.active.values() if d["subject"] == subject and d["kind"] == kind
+                 and sorted(d["record_keys"]) == sorted(record_keys)
+                 and sorted(d["other_keys"] or []) == sorted(other_keys) and d["comment"] == comment), None)
+
+
 def _in_force_on_pair(conn: sa.Connection, decision: str, left: str, right: str) -> dict | None:
     """The decision ``decision`` on the pair of records in force, if it is."""
     subject = stored.subject_of(decision, [left, right])
@@ -403,6 +419,7 @@ def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: 
     parts (and must-links among ``records``) in every later run. The rest keeps the master id. A
     ``viewer`` names only records of its own sources (anything else: :class:`OutOfScope`)."""
     reviewer, reason = _who(reviewer, reason, reason_needed=True, viewer=viewer)
+    _lock_master(conn, resolve(conn, master_id)[0])
     current, keys = _current_master(conn, master_id)
     taken = sorted({r.strip() for r in records if r.strip()})
     if not taken:
@@ -420,6 +437,9 @@ def split(conn: sa.Connection, master_id: str, records: list[str], *, reviewer: 
         raise StewardRefused(f"these are all the records of {current}: name the records to take out, not all of them",
                              code="all_records", master_id=current)
     kind = "move_out" if len(taken) == 1 else "split"
+    same = _same_in_force(conn, kind, taken, rest, reason)
+    if same is not None:  # the same split sent again: nothing new to record
+        return _decided(conn, dict(same, replaces=[]), viewer, repeated=True)
     row = stored.append_decision(conn, kind, taken, other_keys=rest, master_id=current, reviewer=reviewer,
                                  comment=reason)
     return _decided(conn, row, viewer)
@@ -448,11 +468,15 @@ def move_out(conn: sa.Connection, record_key: str, *, reviewer: str, reason: str
     master = _of_master(conn, record_key, master_id, viewer)
     if master is None:
         raise HubError(f"no record {record_key} in the index: give SOURCE/RECORD as hub history lists it")
+    _lock_master(conn, master)
     current, keys = _current_master(conn, master)
     rest = sorted(set(keys) - {record_key})
     if not rest:
         raise StewardRefused(f"{record_key} is already alone under {current}: there is nothing to move it out of",
                              code="alone", master_id=current, record=record_key)
+    same = _same_in_force(conn, "move_out", [record_key], rest, reason)
+    if same is not None:  # the same move-out sent again: nothing new to record
+        return _decided(conn, dict(same, replaces=[]), viewer, repeated=True)
     row = stored.append_decision(conn, "move_out", [record_key], other_keys=rest, master_id=current,
                                  reviewer=reviewer, comment=reason)
     return _decided(conn, row, viewer)
@@ -476,15 +500,20 @@ def detach_id(conn: sa.Connection, record_key: str, *, reviewer: str, reason: st
     if not record["id_number"] or record["id_number_status"] not in USABLE:
         raise HubError(f"{record_key} carries no valid ID number (status {record['id_number_status']}):"
                        " there is none to detach")
+    _lock_master(conn, record["master_id"] or record_key)
+    same = _same_in_force(conn, "detach_id", [record_key], [], reason)
+    if same is not None:  # sent again: nothing new to record
+        return _decided(conn, dict(same, replaces=[]), viewer, repeated=True)
     row = stored.append_decision(conn, "detach_id", [record_key], master_id=record["master_id"], reviewer=reviewer,
                                  comment=reason)
     return _decided(conn, row, viewer)
 
 
-def _decided(conn: sa.Connection, row: dict, viewer: DepartmentSharing | None = None) -> dict:
+def _decided(conn: sa.Connection, row: dict, viewer: DepartmentSharing | None = None, *, repeated: bool = False) -> dict:
     out = {"decision_id": row["decision_id"], "kind": row["kind"], "record_keys": row["record_keys"],
            "other_keys": row["other_keys"], "master_id": row["master_id"], "reviewer": row["reviewer"],
-           "comment": row["comment"], "decided_at": row["decided_at"], "supersedes": row["replaces"]}
+           "comment": row["comment"], "decided_at": row["decided_at"], "supersedes": row["replaces"],
+           "repeated": repeated}
     if viewer is None:
         return out
     out = decisions_for(conn, viewer, [dict(out, subject=None)])[0]

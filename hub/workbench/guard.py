@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from hub.api import limits
 from hub.api.deps import Caller
@@ -80,9 +81,10 @@ def _master_id(request: Request) -> str | None:
     return None
 
 
-def _admit(request: Request, key: ApiKey) -> tuple[int, str] | None:
+def _admit(request: Request, key: ApiKey) -> tuple[int, str, str] | None:
     """The read API's limits, for a page: the daily quotas, the sweep of master ids (which blocks the key, and
-    with it its sessions) and the token bucket of the key. None when the page may be shown, else (status, why)."""
+    with it its sessions) and the token bucket of the key. None when the page may be shown, else (status, why
+    in Chinese, why in English)."""
     state = request.app.state
     if state.quotas is not None:
         with state.engine.begin() as conn:
@@ -91,9 +93,11 @@ def _admit(request: Request, key: ApiKey) -> tuple[int, str] | None:
             if refusal is None and master_id is not None:
                 refusal = limits.sweep(conn, key, master_id, state.quotas)
         if refusal is not None:
-            return refusal.status, refusal.detail
+            if refusal.status == 403:
+                return 403, "密钥已被封禁：短时间内逐个查看的人员过多", refusal.detail
+            return refusal.status, "已超出今日访问限额（人数或次数）", refusal.detail
     if state.buckets is not None and state.buckets.take(key.key_id):
-        return 429, "too many pages at once; wait a moment"
+        return 429, "请求过于频繁，请稍候再试", "too many pages at once; wait a moment"
     return None
 
 
@@ -119,15 +123,16 @@ def _same_origin(request: Request) -> bool:
 
 
 async def _refused_post(request: Request) -> HTMLResponse | None:
-    """Why a POST to a page cannot be taken (another site's form, an oversized or NUL-bearing body), else None."""
-    if not _same_origin(request):
-        return refusal(request, 403, "表单来自其他网站，已拒绝", "a form sent from another site is refused")
+    """Why a POST to a page cannot be taken (a body of unknown length, oversized, cut off or NUL-bearing), else None."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_FORM:
+    if length is None or not length.isdigit():  # a browser always says how long a form is; nothing is read blind
+        return refusal(request, 411, "提交内容缺少长度（Content-Length）", "a form needs a Content-Length")
+    if int(length) > MAX_FORM:
         return refusal(request, 413, "提交内容过大", f"the form is larger than {MAX_FORM // 1024} KB")
-    body = await request.body()
-    if len(body) > MAX_FORM:
-        return refusal(request, 413, "提交内容过大", f"the form is larger than {MAX_FORM // 1024} KB")
+    try:
+        body = await request.body()  # at most Content-Length bytes: the server refuses a body longer than it says
+    except ClientDisconnect:
+        return refusal(request, 400, "提交未完成：连接已断开", "the form was not sent whole: the connection closed")
     if b"\x00" in body or b"%00" in body:
         return refusal(request, 400, "提交内容含有空字符（NUL），已拒绝",
                        "the form holds a NUL character, which no field accepts; remove it and send it again")
@@ -143,20 +148,24 @@ async def workbench_guard(request: Request, call_next):
     request.state.access = access
     request.state.user = None
     hostile = _hostile(request)
+    try:
+        request.state.user = await run_in_threadpool(_user, request, access)
+        refused = None
+        if request.state.user is not None and not _is_asset(path) and not hostile:
+            refused = await run_in_threadpool(_admit, request, request.state.user.key)
+    except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
+        log.error("workbench: session lookup failed: %s", _cause(exc))
+        return HTMLResponse("<p>服务暂不可用 service unavailable</p>", 503, headers=HEADERS)
     if hostile:
         response = refusal(request, 400, "请求含有空字符（NUL），已拒绝", hostile)
     else:
-        try:
-            request.state.user = await run_in_threadpool(_user, request, access)
-            refused = None
-            if request.state.user is not None and not _is_asset(path):
-                refused = await run_in_threadpool(_admit, request, request.state.user.key)
-        except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
-            log.error("workbench: session lookup failed: %s", _cause(exc))
-            return HTMLResponse("<p>服务暂不可用 service unavailable</p>", 503, headers=HEADERS)
         if refused is not None:
-            status, why = refused
-            response = refusal(request, status, "已超出访问限额" if status == 429 else "密钥已被封禁", why)
+            status, zh, en = refused
+            response = refusal(request, status, zh, en)
+            if status == 429:
+                response.headers["Retry-After"] = "60" if "quota" in en else "2"
+        elif request.method == "POST" and not _same_origin(request):  # before the session: say what it is
+            response = refusal(request, 403, "表单来自其他网站，已拒绝", "a form sent from another site is refused")
         elif request.state.user is None and path not in _OPEN:
             response = await not_signed_in(request, None)  # nothing of the workbench is shown or named before
         elif request.method == "POST" and (bad := await _refused_post(request)) is not None:

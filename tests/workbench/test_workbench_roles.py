@@ -181,6 +181,17 @@ def test_a_steward_moves_its_own_record_out_with_a_reason_and_nothing_of_another
         assert answer.status_code == 303 and answer.headers["location"] == "/workbench/masters/M000000005?done=move_out"
         page = client.get(answer.headers["location"]).text
         assert "移出" in page and "另一人 another person" in page and "rs_yiliao/Y2" not in page
+        # the same move-out sent again, and four times at once: the decision in force, nothing new recorded
+        from concurrent.futures import ThreadPoolExecutor
+
+        form = {"csrf": token, "record": "mz_canji/C2", "reason": "另一人 another person"}
+
+        def post(_):
+            with httpx.Client(base_url=hub["base"], cookies=client.cookies, timeout=30) as c:
+                return c.post("/workbench/masters/M000000005/move-out", data=form).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(post, range(4))) == [303] * 4
     with hub["engine"].connect() as conn:
         assert conn.execute(sa.text("SELECT kind, record_keys, master_id FROM mpi.decision")).all() == [
             ("move_out", ["mz_canji/C2"], "M000000005")]

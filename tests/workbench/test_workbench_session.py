@@ -190,3 +190,16 @@ def test_looking_through_master_pages_one_by_one_blocks_the_key_like_the_api(eng
         blocked = conn.execute(sa.text("SELECT blocked_at IS NOT NULL FROM audit.api_key WHERE key_id = :k"),
                                {"k": key.split(".")[0]}).scalar_one()
     assert blocked
+
+
+def test_a_form_of_unknown_length_is_not_read(hub):
+    client = _signed_in(hub, "plain")
+    token = client.get("/workbench/").text.split('name="csrf" value="')[1].split('"')[0]
+
+    def chunks():  # sent without a Content-Length (chunked): refused before a byte is read
+        yield f"csrf={token}&comment=".encode()
+        yield b"x" * 1000
+
+    answer = client.post("/workbench/logout", content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 411 and "Content-Length" in answer.text
+    assert client.get("/workbench/").status_code == 200  # still signed in: the form was not taken
