@@ -36,8 +36,8 @@ XLSX_COLUMNS = (
     ("evidence", "证据（已脱敏）Masked evidence", 80),
     ("first_release", "首次发现版本 First release", 12),
     ("last_release", "最近发现版本 Last release", 12),
-    ("first_seen_at", "首次发现时间 First seen", 20),
-    ("last_seen_at", "最近发现时间 Last seen", 20),
+    ("first_seen_at", "首次发现时间（北京时间）First seen (China Standard Time)", 22),
+    ("last_seen_at", "最近发现时间（北京时间）Last seen (China Standard Time)", 22),
     ("status", "状态 Status", 10),
 )
 IDENTIFIER_COLUMNS = frozenset({"finding_id", "master_id", "records"})  # typed as text
