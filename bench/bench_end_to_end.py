@@ -1,0 +1,295 @@
+"""End to end: where a county's full run and its next-day delta spend their time.
+
+Usage: uv run python bench/bench_end_to_end.py [--persons 200000] [--seed 20261121] [--delta 1.0|sim]
+       [--backend duckdb]
+
+simulate → serve + ingest → standardize → match → gate → publish → audit → audit workbooks → statistical
+reports → scorecards, first in full on a fresh warehouse (embedded PostgreSQL in a temporary HUB_HOME, or
+HUB_DATABASE_URL), then once more after the county moves one day on (the simulator's own next-day changes,
+scaled so that about ``--delta`` percent of the records are new, changed or deleted; ``--delta sim`` keeps the
+simulator's default day). Prints, for the full run and the delta, each step's seconds, the peak RSS of this
+process and its worker processes during the step (the PostgreSQL server's processes are not counted; the
+simulated platforms are threads of this process and are), and its rows, with the totals and the targets of
+issue 24 beside them.
+
+Each step is the function the DAGs call (``hub.pipeline``: ingest_source per source, standardize_sources,
+build_master_index, run_gate, publish_release, audit_release, build_reports with ``HUB_REPORTS=all``), called in
+this process, not through Airflow: Airflow's own start-up (≈ 20 s per ingestion DAG in the issue's table) is not
+included. The ingestion DAGs run one source after another here (seconds summed). The three parts of the report
+task (build_reports) are timed separately as it runs them, in one call. The simulated county is cached in
+BENCH_CACHE (default /tmp/bench-reports, shared with bench_reports.py).
+
+Only ``--backend duckdb`` exists: the Spark backend of issue 24 is not built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_matching import simulator_digest  # noqa: E402
+from bench.bench_reports import CACHE, simulated  # noqa: E402
+
+#: issue 24's acceptance targets: persons → (full run seconds, peak RSS MB or None)
+TARGETS = {1_000_000: (300, 6 * 1024), 200_000: (75, None)}
+DELTA_TARGET = 0.10  # the delta's seconds as a share of the full run's
+
+
+class PeakTree:
+    """Samples the resident memory of this process plus its child processes, leaving out PostgreSQL's."""
+
+    def __init__(self, interval: float = 0.1):
+        self.proc, self.interval, self.peak, self._stop = psutil.Process(os.getpid()), interval, 0, threading.Event()
+
+    def _rss(self) -> int:
+        total = self.proc.memory_info().rss
+        try:
+            children = self.proc.children(recursive=True)
+        except psutil.Error:
+            return total
+        for child in children:
+            try:
+                if "postgres" not in child.name() and "pg_ctl" not in child.name():
+                    total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+
+class Steps:
+    """The rows of one run: (step, seconds, peak RSS MB, rows)."""
+
+    def __init__(self, label: str):
+        self.label, self.rows = label, []
+
+    def run(self, step: str, fn, rows=None):
+        """Time ``fn()``; ``rows(result)`` gives the rows column. Returns the result (or the exception raised)."""
+        with PeakTree() as mem:
+            t = time.perf_counter()
+            try:
+                result = fn()
+            except Exception as exc:  # e.g. the gate failing: shown in the table, the run goes on
+                result = exc
+            seconds = time.perf_counter() - t
+        shown = f"failed: {type(result).__name__}" if isinstance(result, Exception) else (rows(result) if rows else "")
+        self.rows.append((step, seconds, mem.peak_mb, shown))
+        print(f"  {self.label}: {step:<16} {seconds:8.1f} s  {mem.peak_mb:7.0f} MB  {shown}", flush=True)
+        return result
+
+    def add(self, step: str, seconds: float, peak_mb: float, shown: str) -> None:
+        self.rows.append((step, seconds, peak_mb, shown))
+        print(f"  {self.label}: {step:<16} {seconds:8.1f} s  {peak_mb:7.0f} MB  {shown}", flush=True)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r[1] for r in self.rows)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(r[2] for r in self.rows)
+
+
+def _ingest_all(pipeline) -> dict:
+    per = {}
+    for name in pipeline.source_names():
+        per[name] = pipeline.ingest_source(name)
+    return per
+
+
+def _reports(pipeline, steps: Steps) -> dict:
+    """build_reports() as the DAG's report task runs it, its three parts timed as they run."""
+    from hub import audits
+
+    parts: dict[str, tuple[float, float, object]] = {}
+    export_all, statistical = audits.export_all, pipeline._statistical_reports
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            with PeakTree() as mem:
+                t = time.perf_counter()
+                out = fn(*args, **kwargs)
+                parts[name] = (time.perf_counter() - t, mem.peak_mb, out)
+            return out
+        return wrapper
+
+    audits.export_all = timed("audit workbooks", export_all)
+    pipeline._statistical_reports = timed("reports", statistical)
+    try:
+        with PeakTree() as mem:
+            t = time.perf_counter()
+            result = pipeline.build_reports()
+            total = time.perf_counter() - t
+    finally:
+        audits.export_all, pipeline._statistical_reports = export_all, statistical
+    workbook_s, workbook_mb, audit = parts["audit workbooks"]
+    steps.add("audit workbooks", workbook_s, workbook_mb, f"{len(audit)} files")
+    report_s, report_mb, files = parts["reports"]
+    steps.add("reports", report_s, report_mb, f"{files:,} files (HUB_REPORTS=all)")
+    steps.add("scorecards", total - workbook_s - report_s, mem.peak_mb,  # the peak: of the whole report task
+              f"1 + {result['department_scorecards']} department pages")
+    return result
+
+
+def _after_match(pipeline, steps: Steps) -> None:
+    """gate → publish → audit → report, as the master-index DAG runs them after matching."""
+    gate = steps.run("gate", pipeline.run_gate, lambda g: f"{g['evaluated']:,} expectations, {g['suites']} suites")
+    if isinstance(gate, Exception):
+        print(f"  the gate failed, nothing published: {str(gate)[:300]}")
+    else:
+        outcome = steps.run("publish", lambda: pipeline.publish_release(gate["validation_run_id"]),
+                            lambda o: f"{o['outcome']} release {o['release_no']}")
+        if not isinstance(outcome, Exception) and outcome["outcome"] == "published":
+            steps.run("audit", lambda: pipeline.audit_release(outcome["release_no"]),
+                      lambda a: f"{a['detected']:,} findings, {a['open']:,} open")
+    _reports(pipeline, steps)  # a teardown in the DAG: runs whatever happened before
+
+
+def _match_rows(m: dict) -> str:
+    return f"{m['mode']}: {m['records']:,} → {m['masters']:,} masters, {m['affected']:,} re-clustered"
+
+
+def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int) -> None:
+    print(f"\n{persons:,} persons, {records:,} records, backend duckdb, {os.cpu_count()} CPUs "
+          "(Airflow's own start-up not included)\n")
+    print(f"| {'step':<16} | {'full s':>8} | {'full MB':>8} | {'full rows':<52} | {'delta s':>8} | {'delta MB':>8} "
+          f"| {'delta rows':<52} |")
+    print(f"|{'-' * 18}|{'-' * 10}|{'-' * 10}|{'-' * 54}|{'-' * 10}|{'-' * 10}|{'-' * 54}|")
+    drows = {r[0]: r for r in delta.rows}
+    names = [r[0] for r in full.rows] + [r[0] for r in delta.rows if r[0] not in {f[0] for f in full.rows}]
+    frows = {r[0]: r for r in full.rows}
+    for name in names:
+        f, d = frows.get(name), drows.get(name)
+        cells = [f"{f[1]:8.1f} | {f[2]:8.0f} | {f[3][:52]:<52}" if f else f"{'':>8} | {'':>8} | {'':<52}",
+                 f"{d[1]:8.1f} | {d[2]:8.0f} | {d[3][:52]:<52}" if d else f"{'':>8} | {'':>8} | {'':<52}"]
+        print(f"| {name:<16} | {cells[0]} | {cells[1]} |")
+    sim_f = frows["simulate"][1]
+    sim_d = drows["simulate"][1]
+    print(f"| {'total':<16} | {full.seconds:8.1f} | {full.peak_mb:8.0f} | {'':<52} | {delta.seconds:8.1f} "
+          f"| {delta.peak_mb:8.0f} | {'':<52} |")
+    print(f"| {'total w/o sim.':<16} | {full.seconds - sim_f:8.1f} | {'':>8} | {'':<52} | "
+          f"{delta.seconds - sim_d:8.1f} | {'':>8} | {'':<52} |")
+    hub_full, hub_delta = full.seconds - sim_f, delta.seconds - sim_d
+    share = hub_delta / hub_full if hub_full else 0.0
+    print(f"\nnext day: {touched:,} records new, changed or deleted = {100 * touched / records:.2f}% of {records:,} "
+          f"({'near' if 0.5 <= 100 * touched / records <= 1.5 else 'NOT near'} 1%)")
+    target = TARGETS.get(persons)
+    print("\ntargets (issue 24; seconds without simulating):")
+    if target:
+        seconds, mb = target
+        print(f"  full run ≤ {seconds} s: {hub_full:.0f} s {'met' if hub_full <= seconds else 'NOT met'}")
+        if mb:
+            print(f"  peak ≤ {mb / 1024:.0f} GB: {full.peak_mb / 1024:.1f} GB "
+                  f"{'met' if full.peak_mb <= mb else 'NOT met'}")
+    else:
+        print(f"  (the full-run targets are set for {', '.join(f'{p:,}' for p in TARGETS)} persons: "
+              "1M ≤ 300 s and ≤ 6 GB, 200k ≤ 75 s)")
+    print(f"  delta ≤ {DELTA_TARGET:.0%} of the full run: {share:.1%} {'met' if share <= DELTA_TARGET else 'NOT met'}")
+    print("  Spark backend: not built yet (only --backend duckdb)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument("--delta", default="1.0",
+                        help="percent of records touched by the next day, or 'sim' for the simulator's default day")
+    parser.add_argument("--backend", default="duckdb", choices=["duckdb"],
+                        help="the matcher's backend (only duckdb: the Spark backend is not built yet)")
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="hub-bench-e2e-")
+    os.environ.setdefault("HUB_HOME", home)
+    os.environ["HUB_REPORTS"] = "all"
+
+    from hub import pipeline
+    from hub.simulation import connection_env
+    from simulators.county import DeltaSpec, SimulatedCounty
+    from simulators.platforms import start_platforms
+    from simulators.population import CountySpec
+
+    print(f"HUB_HOME {os.environ['HUB_HOME']}; warehouse "
+          f"{'HUB_DATABASE_URL' if os.environ.get('HUB_DATABASE_URL') else 'embedded PostgreSQL'}", flush=True)
+    pipeline.prepare_warehouse()
+    full, delta = Steps("full"), Steps("delta")
+    spec = CountySpec(persons=args.persons, seed=args.seed)
+    cached = (CACHE / f"county-{args.persons}-{args.seed}-{simulator_digest()}.pickle").exists()
+    county = full.run("simulate", lambda: SimulatedCounty(spec, 0, *simulated(args.persons, args.seed), {}),
+                      lambda c: f"{sum(map(len, c.rolls.values())):,} records ({'cached' if cached else 'generated'})")
+    box = {}
+
+    def serve_and_ingest():
+        box["platforms"] = start_platforms(county, Path(home) / "sim")
+        os.environ.update(connection_env(box["platforms"]))
+        return _ingest_all(pipeline)
+
+    def ingest_rows(per: dict) -> str:
+        return (f"{sum(r['landed'] for r in per.values()):,} landed of {sum(r['received'] for r in per.values()):,}"
+                f" received, {len(per)} src")
+
+    full.run("serve + ingest", serve_and_ingest, ingest_rows)
+    full.run("standardize", pipeline.standardize_sources,
+             lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized")
+    first = full.run("match", lambda: pipeline.build_master_index(mode="full"), _match_rows)
+    _after_match(pipeline, full)
+
+    if args.delta == "sim":
+        day = DeltaSpec()
+    else:
+        share = float(args.delta)
+        day = DeltaSpec(births=0.0018 * share, deaths=0.0012 * share, moves=0.003 * share, corrections=0.5,
+                        deletions=0.003 * share)
+    day1 = delta.run("simulate", lambda: county.next_day(day),
+                     lambda d: " ".join(f"{k.split('_')[-1][:6]} {v}" for k, v in d.changes.items()))
+    platforms = box["platforms"]
+
+    def advance_and_ingest():
+        platforms.advance(day1)
+        return _ingest_all(pipeline)
+
+    delta.run("serve + ingest", advance_and_ingest, ingest_rows)
+    delta.run("standardize", pipeline.standardize_sources,
+              lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized, "
+                        f"{sum(v['removed'] for v in s.values()):,} removed")
+    inc = delta.run("match", pipeline.build_master_index, _match_rows)
+    _after_match(pipeline, delta)
+    platforms.stop()
+
+    records = first["records"] if isinstance(first, dict) else 0
+    touched = inc["new"] + inc["changed"] + inc["removed"] if isinstance(inc, dict) else 0
+    _table(args.persons, full, delta, touched, records or 1)
+    if isinstance(first, dict) and isinstance(inc, dict):
+        print("\nmatching, seconds per step:")
+        for label, r in (("full", first), ("delta", inc)):
+            print(f"  {label:<6} " + ", ".join(f"{k} {v}" for k, v in r["step_seconds"].items()))
+
+
+if __name__ == "__main__":
+    main()
