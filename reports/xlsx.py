@@ -173,13 +173,15 @@ def write_table(ws, columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
         ws.column_dimensions[get_column_letter(i)].width = column.width
     body = Alignment(vertical="top")
     wrapped = Alignment(vertical="top", wrap_text=True)
+    plain = _font()
     count = 0
     for values in rows:
         ws.append([_cell_value(c, v) for c, v in zip(columns, values)])
         count += 1
+        # the row just appended, counted: ws.max_row scans the whole sheet, which made large tables quadratic
         for i, column in enumerate(columns, start=1):
-            cell = ws.cell(ws.max_row, i)
-            cell.font = _font()
+            cell = ws.cell(header_row + count, i)
+            cell.font = plain
             cell.border = border
             cell.alignment = wrapped if column.wrap else body
             if column.text:

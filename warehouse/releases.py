@@ -132,6 +132,9 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
             f"INSERT INTO publish.enrolment (release_no, {enrolment_columns})"
             f" SELECT :n, {enrolment_columns} FROM ({_ENROLMENTS}) e"),
             {"n": release_no, **_department_params(departments)})
+        # fresh statistics for the audits and reports that read the new release next: without them the planner
+        # took release N's rows for an empty table until autovacuum came round (200 s instead of 5 s at 200,000)
+        conn.execute(sa.text("ANALYZE publish.master_person, publish.enrolment"))
         conn.execute(sa.text(
             "INSERT INTO publish.current_release (release_no) VALUES (:n)"
             " ON CONFLICT (singleton) DO UPDATE SET release_no = EXCLUDED.release_no, switched_at = now()"),
