@@ -9,17 +9,17 @@ HUB_DATABASE_URL), then once more after the county moves one day on (the simulat
 scaled so that about ``--delta`` percent of the records are new, changed or deleted; ``--delta sim`` keeps the
 simulator's default day). Prints, for the full run and the delta, each step's seconds, the peak RSS of this
 process and its worker processes during the step (the PostgreSQL server's processes are not counted; the
-simulated platforms are threads of this process and are), and its rows, with the totals and the targets of
-issue 24 beside them.
+simulated platforms are threads of this process and are), and its rows, with the totals and the targets
+beside them.
 
 Each step is the function the DAGs call (``hub.pipeline``: ingest_source per source, standardize_sources,
 build_master_index, run_gate, publish_release, audit_release, build_reports with ``HUB_REPORTS=all``), called in
-this process, not through Airflow: Airflow's own start-up (≈ 20 s per ingestion DAG in the issue's table) is not
+this process, not through Airflow: Airflow's own start-up (≈ 20 s per ingestion DAG, measured under the scheduler) is not
 included. The ingestion DAGs run one source after another here (seconds summed). The three parts of the report
 task (build_reports) are timed separately as it runs them, in one call. The simulated county is cached in
 BENCH_CACHE (default /tmp/bench-reports, shared with bench_reports.py).
 
-Only ``--backend duckdb`` exists: the Spark backend of issue 24 is not built yet.
+Only ``--backend duckdb`` exists: there is no Spark backend yet.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_matching import simulator_digest  # noqa: E402
 from bench.bench_reports import CACHE, simulated  # noqa: E402
 
-#: issue 24's acceptance targets: persons → (full run seconds, peak RSS MB or None)
+#: the targets: persons → (full run seconds, peak RSS MB or None)
 TARGETS = {1_000_000: (300, 6 * 1024), 200_000: (75, None)}
 DELTA_TARGET = 0.10  # the delta's seconds as a share of the full run's
 
@@ -202,7 +202,7 @@ def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int) 
     print(f"\nnext day: {touched:,} records new, changed or deleted = {100 * touched / records:.2f}% of {records:,} "
           f"({'near' if 0.5 <= 100 * touched / records <= 1.5 else 'NOT near'} 1%)")
     target = TARGETS.get(persons)
-    print("\ntargets (issue 24; seconds without simulating):")
+    print("\ntargets (seconds without simulating):")
     if target:
         seconds, mb = target
         print(f"  full run ≤ {seconds} s: {hub_full:.0f} s {'met' if hub_full <= seconds else 'NOT met'}")
@@ -213,7 +213,7 @@ def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int) 
         print(f"  (the full-run targets are set for {', '.join(f'{p:,}' for p in TARGETS)} persons: "
               "1M ≤ 300 s and ≤ 6 GB, 200k ≤ 75 s)")
     print(f"  delta ≤ {DELTA_TARGET:.0%} of the full run: {share:.1%} {'met' if share <= DELTA_TARGET else 'NOT met'}")
-    print("  Spark backend: not built yet (only --backend duckdb)")
+    print("  Spark backend: none yet (only --backend duckdb)")
 
 
 def main() -> None:
