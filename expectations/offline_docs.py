@@ -80,10 +80,11 @@ class OfflineReport:
 
 @functools.cache
 def vendored_assets() -> dict[str, str]:
-    """CDN address → vendored file (relative to ``vendor/``), from ``vendor/MANIFEST.json``."""
+    """CDN address → vendored file (relative to ``vendor/``), from ``vendor/MANIFEST.json`` (which keeps each
+    address as host and path, ``stands_for``: the pages name them over https)."""
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    return {url: entry["path"] for package in manifest["packages"] for entry in package["files"]
-            for url in entry["replaces"]}
+    return {f"https://{address}": entry["path"] for package in manifest["packages"] for entry in package["files"]
+            for address in entry["stands_for"]}
 
 
 def site_dir(gx_dir: Path, site_name: str = "local_site") -> Path:
