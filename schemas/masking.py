@@ -66,3 +66,12 @@ def mask_house_no(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     return "*" * len(value.strip())
+
+
+def mask_birth_date(value: object) -> object:
+    """A birth date shown to the year only: ``1968-**-**``, from a date, ``1968-01-02`` or ``1968-01-**``;
+    None as None, anything else as it is."""
+    text = value.isoformat() if hasattr(value, "isoformat") else value
+    if isinstance(text, str) and re.match(r"^\d{4}-(?:\d{2}|\*\*)-(?:\d{2}|\*\*)$", text):
+        return text[:4] + "-**-**"
+    return value

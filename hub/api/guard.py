@@ -134,7 +134,7 @@ def _finish(engine: sa.Engine, access: Access, status: int, counted: bool, reser
             limits.count_persons(conn, access, persons - reserved)
 
 
-def _cause(exc: BaseException) -> str:
+def db_cause(exc: BaseException) -> str:
     """What the database said, without values: the exception's kind, the SQL state and the first line of
     the server's message (``permission denied for table access_log``); never the statement's parameters."""
     orig = getattr(exc, "orig", None)
@@ -160,7 +160,7 @@ async def _guarded(request: Request, call_next, access: Access, hostile: str | N
         admission = await run_in_threadpool(_admit, state.engine, request.headers.get("x-api-key"), access,
                                             state.quotas, _person_id(request))
     except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
-        log.error("read API: key lookup failed: %s", _cause(exc))
+        log.error("read API: key lookup failed: %s", db_cause(exc))
         return JSONResponse({"detail": "service unavailable"}, 503), True
     if admission.key is None:
         if admission.status == 401:
@@ -202,7 +202,7 @@ def _too_large(request: Request, state) -> str:
     return f"{said}; send only the fields this request takes"
 
 
-def _hostile(request: Request) -> str | None:
+def hostile_reason(request: Request) -> str | None:
     """Why the request's path, query or headers cannot be used (a NUL character), else None."""
     if "\x00" in request.url.path or "\x00" in urllib.parse.unquote(request.scope.get("path", "")):
         return NUL_REFUSED.format(where="the path")
@@ -223,7 +223,7 @@ async def guard_and_log(request: Request, call_next):
     access = Access(endpoint=f"{request.method} {safe_path(path)}",
                     client=request.client.host if request.client else None)
     request.state.access = access
-    hostile = _hostile(request)
+    hostile = hostile_reason(request)
     declare_purpose(request, None, None if hostile else request.headers.get("x-purpose"))
     response, write = await _guarded(request, call_next, access, hostile)
     if not write:  # a throttled address: counted in audit.api_quota and alerted once, not one row each
@@ -233,7 +233,7 @@ async def guard_and_log(request: Request, call_next):
                                 request.app.state.quotas is not None, getattr(request.state, "reserved_persons", 0))
     except Exception as exc:  # noqa: BLE001 — nothing is served that is not logged
         reserved = getattr(request.state, "reserved_persons", 0)
-        log.error("read API: access log write failed: %s; nothing was served (503)%s", _cause(exc),
+        log.error("read API: access log write failed: %s; nothing was served (503)%s", db_cause(exc),
                   f"; the {reserved} persons reserved for the answer stay counted against today's quotas"
                   if reserved else "")
         return JSONResponse({"detail": "service unavailable: the access could not be logged"}, 503)

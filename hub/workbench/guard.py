@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from hub.api import limits
 from hub.api.deps import Caller
-from hub.api.guard import _cause, _hostile
+from hub.api.guard import db_cause, hostile_reason
 from hub.api_keys import ApiKey
 from hub.workbench.pages import CSP, HEADERS, PREFIX, not_signed_in, refusal
 from warehouse.access_log import Access, log_access
@@ -147,14 +147,14 @@ async def workbench_guard(request: Request, call_next):
                     client=request.client.host if request.client else None)
     request.state.access = access
     request.state.user = None
-    hostile = _hostile(request)
+    hostile = hostile_reason(request)
     try:
         request.state.user = await run_in_threadpool(_user, request, access)
         refused = None
         if request.state.user is not None and not _is_asset(path) and not hostile:
             refused = await run_in_threadpool(_admit, request, request.state.user.key)
     except Exception as exc:  # noqa: BLE001 — the database is away: say so, without details
-        log.error("workbench: session lookup failed: %s", _cause(exc))
+        log.error("workbench: session lookup failed: %s", db_cause(exc))
         return HTMLResponse("<p>服务暂不可用 service unavailable</p>", 503, headers=HEADERS)
     if hostile:
         response = refusal(request, 400, "请求含有空字符（NUL），已拒绝", hostile)
@@ -179,7 +179,7 @@ async def workbench_guard(request: Request, call_next):
     try:
         await run_in_threadpool(_write, request, access, response.status_code)
     except Exception as exc:  # noqa: BLE001 — nothing is shown that is not logged
-        log.error("workbench: access log write failed: %s; nothing was shown (503)", _cause(exc))
+        log.error("workbench: access log write failed: %s; nothing was shown (503)", db_cause(exc))
         return HTMLResponse("<p>服务暂不可用：访问记录无法写入 service unavailable: the access could not be logged</p>",
                             503, headers=HEADERS)
     response.headers.setdefault("Content-Security-Policy", CSP)

@@ -37,7 +37,7 @@ from hub.workbench.pages import HEADERS, page
 from hub.workbench.refusals import master_words
 from hub.workbench.reviews import DECISION_WORDS, REASONS, StewardForm, declared_purpose, purposes_of, viewer_of
 from hub.workbench.session import StewardDep, User
-from schemas.masking import mask_house_no, mask_id_number, mask_name, mask_phone
+from schemas.masking import mask_birth_date, mask_house_no, mask_id_number, mask_name, mask_phone
 from warehouse import stewardship as stored
 from warehouse.master_view import golden_conflicts, golden_values
 from warehouse.sharing import CONDITIONAL, NOT_SHARED
@@ -78,7 +78,7 @@ def _masked(field: str, value: str | None) -> str | None:
     if field == "phone":
         return mask_phone(value)
     if field == "birth_date":
-        return value[:4] + "-**-**"
+        return mask_birth_date(value)
     if field == "address":
         return _HOUSE.sub(lambda m: (mask_house_no(m.group(0)[:-1]) or "") + "号", value)
     return value
