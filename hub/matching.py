@@ -97,15 +97,16 @@ def _incremental(conn: sa.Connection, matcher: Matcher, new: set[str], restd: se
 
 def run_matching(conn: sa.Connection, *, mode: str = "auto", model_path: str | Path | None = None,
                  refresh_frequencies: bool = False, on_progress: Callable[[str, dict], None] | None = None,
-                 golden: Golden | None = None, backend_options: dict | None = None) -> dict:
+                 golden: Golden | None = None, backend: str = "duckdb", backend_options: dict | None = None) -> dict:
     """Run matching in ``mode`` (``auto``: incremental when possible) and store the outcome.
 
-    ``golden(conn, master_ids)`` rebuilds golden records (``None``: all). One run at a time: a second one
+    ``golden(conn, master_ids)`` rebuilds golden records (``None``: all). ``backend``: the matcher's
+    (``duckdb`` or ``spark``), ``backend_options`` go to it (:class:`mpi.Matcher`). One run at a time: a second one
     waits for the first to commit (the index lock, :mod:`warehouse.locks`). The run records what it ran
     with (model, rules, code version, Airflow run: :mod:`hub.provenance`) in ``mpi.link_run.ran_with``."""
     from hub.provenance import ran_with
 
-    matcher = Matcher.from_model(model_path, backend_options=backend_options)
+    matcher = Matcher.from_model(model_path, backend=backend, backend_options=backend_options)
     ms.lock_matching(conn)  # before planning: a run that waited for another plans on what that one stored
     mode, model_changed, state, last = _plan(conn, matcher, mode, refresh_frequencies)
     run_id = ms.start_run(conn, mode, matcher.version, ran_with(matcher.model_path))

@@ -88,6 +88,24 @@ def match_options() -> dict:
     return {"memory_limit": os.environ.get("HUB_MATCH_MEMORY") or "400MB"}
 
 
+MATCH_BACKENDS = ("duckdb", "spark")
+
+
+def match_backend() -> str:
+    """The matcher's backend (``HUB_MATCH_BACKEND``): ``duckdb`` (the default, in this process) or ``spark``
+    (Spark, on the master ``HUB_SPARK_MASTER`` names)."""
+    value = (os.environ.get("HUB_MATCH_BACKEND") or "duckdb").strip().lower()
+    if value not in MATCH_BACKENDS:
+        raise ValueError(f"HUB_MATCH_BACKEND={value!r}: expected one of {', '.join(MATCH_BACKENDS)}")
+    return value
+
+
+def spark_master() -> str:
+    """The Spark master the Spark backend runs on (``HUB_SPARK_MASTER``): ``local[*]`` by default (every core of
+    this machine); ``spark://host:7077`` for a standalone cluster, ``yarn``, or ``k8s://https://host:port``."""
+    return (os.environ.get("HUB_SPARK_MASTER") or "local[*]").strip()
+
+
 def statistical_reports() -> list[str] | None:
     """Which statistical report kinds (统计报表) the pipeline writes after each release into
     ``HUB_HOME/reports/<release>/`` (``HUB_REPORTS``): ``all`` (the default), ``none``, or kinds separated by
