@@ -28,7 +28,7 @@ the clusters of a group of records do not depend on which other records are load
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -207,16 +207,19 @@ def constrained_clusters(feats: pd.DataFrame, edges: pd.DataFrame, threshold: fl
 
 
 def cluster_records(feats: pd.DataFrame, edges: pd.DataFrame, threshold: float, *,
-                    must: Iterable[tuple[str, str]] = (), cannot: Iterable[tuple[str, str]] = ()
-                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                    must: Iterable[tuple[str, str]] = (), cannot: Iterable[tuple[str, str]] = (),
+                    solve: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Cluster ``feats`` (record_key, anchor_key, features; ``unique_id`` = position) on ``edges``.
 
     Returns (record_key, cluster_key, match_probability, reason per record in order; the reviews; counts).
     The cluster key is the smallest record key of the cluster. Pairs a steward decided are not
-    reviewed again."""
+    reviewed again. ``solve``: what clusters under the hard constraints — :func:`constrained_clusters`
+    in this process (the default), or :func:`mpi.spark.clusterer`'s on Spark, per connected component;
+    the reasons, probabilities and reviews are derived here from its result either way."""
+    must, cannot = list(must), list(cannot)
     feats = feats.assign(unique_id=np.arange(len(feats)),
                          anchor=pd.factorize(feats["anchor_key"], sort=True)[0])
-    roots, edges = constrained_clusters(feats, edges, threshold, must=must, cannot=cannot)
+    roots, edges = (solve or constrained_clusters)(feats, edges, threshold, must=must, cannot=cannot)
     keys = feats["record_key"].to_numpy(dtype=object)
     cluster_key = pd.Series(keys).groupby(roots).transform("min").to_numpy()
     anchor_size = feats["anchor"].map(feats["anchor"].value_counts()).to_numpy()

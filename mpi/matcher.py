@@ -130,8 +130,10 @@ class Matcher:
     """The model file, the thresholds and the term-frequency snapshot matching runs with.
 
     ``frequencies``: the snapshot to score with (default: taken from the records of
-    :meth:`match_all`, or from the stored index for :meth:`match_delta`); ``backend_options`` go to
-    the Splink database API (``memory_limit=`` for DuckDB, ``spark_session=`` for ``backend="spark"``);
+    :meth:`match_all`, or from the stored index for :meth:`match_delta`); ``backend``: ``duckdb`` (in this
+    process) or ``spark`` (features, scoring and the constrained clustering per connected component on
+    Spark, see :mod:`mpi.spark`; same clusters); ``backend_options`` go to the Splink database API
+    (``memory_limit=`` for DuckDB; ``spark_session=``, or ``master=`` and ``spark_config=``, for Spark);
     ``detached``: record keys whose ID number a steward said belongs to someone else (:func:`detach_ids`)."""
 
     model_path: Path = DEFAULT_MODEL
@@ -163,13 +165,24 @@ class Matcher:
     def features(self, std: pd.DataFrame) -> pd.DataFrame:
         """Matching features of standardized records (same order) with their provenance
         (source, source_record_id, standardized_at when ``std`` has it); no anchors yet."""
-        from mpi.features import build_features
+        if self.backend == "spark":
+            from mpi.spark import features
 
-        feats = build_features(std)
+            feats = features(self.spark(), std)
+        else:
+            from mpi.features import build_features
+
+            feats = build_features(std)
         feats["source"] = std["source"].astype(str).to_numpy()
         feats["source_record_id"] = std["source_record_id"].astype(str).to_numpy()
         feats["standardized_at"] = std["standardized_at"].to_numpy() if "standardized_at" in std else pd.NaT
         return detach_ids(feats, std, self.detached) if self.detached else feats
+
+    def spark(self):
+        """The Spark session of a ``backend="spark"`` matcher (see :func:`mpi.spark.session_from`)."""
+        from mpi.spark import session_from
+
+        return session_from(self.backend_options)
 
     def score(self, left: pd.DataFrame, right: pd.DataFrame | None = None, *,
               frequencies: Frequencies) -> pd.DataFrame:
@@ -208,7 +221,13 @@ class Matcher:
         timer("score")
         progress(on_progress, "predicted", pairs=len(edges))
 
-        clustered, reviews, cstats = cluster_records(feats, edges, self.threshold, must=must, cannot=cannot)
+        solve = None
+        if self.backend == "spark":  # per connected component, on Spark
+            from mpi.spark import clusterer
+
+            solve = clusterer(self.spark())
+        clustered, reviews, cstats = cluster_records(feats, edges, self.threshold, must=must, cannot=cannot,
+                                                     solve=solve)
         stats.update(cstats)
         stats["reasons"] = clustered["reason"].value_counts().to_dict()
         keys = feats["record_key"].astype(str).to_numpy()
@@ -222,7 +241,10 @@ class Matcher:
                     cannot: Iterable[tuple[str, str]] = (), on_progress: Progress | None = None) -> MatchOutcome:
         """Match what changed since ``stored`` was built (see :mod:`mpi.delta`): score the records
         that are new or changed against the stored records their blocking keys reach, store the
-        new features and links, and cluster again the part of the index they can reach."""
+        new features and links, and cluster again the part of the index they can reach.
+
+        A delta region is small: on a ``spark`` matcher the features and scoring run on Spark, and the
+        region is clustered in this process (:func:`mpi.clustering.constrained_clusters`, the same rules)."""
         from mpi.delta import match_delta
 
         return match_delta(self, delta, stored, must=list(must), cannot=list(cannot), on_progress=on_progress)

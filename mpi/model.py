@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +131,12 @@ DUCKDB_MEMORY_LIMIT = "400MB"
 
 
 def db_api(backend: str = "duckdb", *, memory_limit: str | None = DUCKDB_MEMORY_LIMIT, **kwargs: Any):
-    """The Splink database API: ``duckdb`` (default, in memory) or ``spark`` (pass ``spark_session=``).
+    """The Splink database API: ``duckdb`` (default, in memory) or ``spark``.
 
-    ``memory_limit`` bounds DuckDB's memory (``None``: DuckDB's default), unless a ``connection=`` is given."""
+    ``memory_limit`` bounds DuckDB's memory (``None``: DuckDB's default), unless a ``connection=`` is given.
+    Spark: ``spark_session=`` a session, or ``master=`` (default ``local[*]``) and ``spark_config=`` for one
+    made by :func:`mpi.spark.spark_session`; ``break_lineage_method=`` as Splink's (default: parquet files
+    under the session's checkpoint folder)."""
     if backend == "duckdb":
         import tempfile
 
@@ -146,10 +150,13 @@ def db_api(backend: str = "duckdb", *, memory_limit: str | None = DUCKDB_MEMORY_
                 con.execute(f"SET memory_limit = '{memory_limit}'")
             kwargs["connection"] = con
         return DuckDBAPI(**kwargs)
-    if backend == "spark":  # untested here: provincial volumes
+    if backend == "spark":
+        from mpi.spark import session_from
+
+        session = session_from(kwargs)  # raises SparkUnavailable, saying what to install, without pyspark or Java
         from splink import SparkAPI
 
-        return SparkAPI(**kwargs)
+        return SparkAPI(spark_session=session, break_lineage_method=kwargs.get("break_lineage_method"))
     raise ValueError(f"unknown matching backend {backend!r}; expected 'duckdb' or 'spark'")
 
 
@@ -256,12 +263,14 @@ def _round(obj: Any) -> Any:
     return obj
 
 
-def load_model(path: str | Path | None = None, *, records: int | None = None) -> dict:
+def load_model(path: str | Path | None = None, *, records: int | None = None, dialect: str = "duckdb") -> dict:
     """The saved model as a settings dict (current blocking rules; hub metadata removed).
 
     ``records``: the size of the set to be matched. The prior that two random records match falls
     with the size of the set (each person has a handful of records among ``records``), so it is
-    rescaled from the training set's size.
+    rescaled from the training set's size. ``dialect``: the SQL the comparisons are written in —
+    the file holds DuckDB's; for ``spark`` each level's condition is written again from
+    :func:`comparisons` in Spark SQL (same levels, same trained weights).
     """
     model = json.loads(Path(path or DEFAULT_MODEL).read_text(encoding="utf-8"))
     trained_on = model.get("hub_training", {}).get("records")
@@ -272,4 +281,33 @@ def load_model(path: str | Path | None = None, *, records: int | None = None) ->
     model["blocking_rules_to_generate_predictions"] = blocking_rules()
     model["retain_intermediate_calculation_columns"] = True  # mw_* and gamma_* are the review evidence
     model["retain_matching_columns"] = False
+    if dialect != model.get("sql_dialect", "duckdb"):
+        _write_in_dialect(model, dialect)
     return model
+
+
+def _write_in_dialect(model: dict, dialect: str) -> None:
+    """Rewrite the comparison levels' SQL of ``model`` (a saved model) in ``dialect``, level by level."""
+    fresh = {c.get_comparison(dialect).as_dict()["output_column_name"]: c.get_comparison(dialect).as_dict()
+             for c in comparisons()}
+    for comparison in model["comparisons"]:
+        name = comparison["output_column_name"]
+        levels = comparison["comparison_levels"]
+        target = fresh.get(name, {}).get("comparison_levels", [])
+        if len(target) != len(levels):
+            raise ValueError(f"the model file's comparison {name!r} has {len(levels)} levels where mpi.model defines "
+                             f"{len(target)}: retrain the model (mpi.train_model) before matching on {dialect}")
+        for level, new in zip(levels, target):
+            level["sql_condition"] = _byte_distances(new["sql_condition"]) if dialect == "spark" else new["sql_condition"]
+    model["sql_dialect"] = dialect
+
+
+# DuckDB's edit distances count UTF-8 bytes (two Chinese characters that differ are up to 3 apart), Spark's
+# count characters: on Spark the strings are compared byte for byte too (each byte read as one Latin-1
+# character), so that both backends put every pair at the same level
+_DISTANCE_CALL = re.compile(r"\b(levenshtein|damerau_levenshtein)\((`[A-Za-z0-9_]+`), (`[A-Za-z0-9_]+`)\)")
+
+
+def _byte_distances(sql: str) -> str:
+    return _DISTANCE_CALL.sub(lambda m: f"{m.group(1)}(decode(encode({m.group(2)}, 'UTF-8'), 'ISO-8859-1'), "
+                                        f"decode(encode({m.group(3)}, 'UTF-8'), 'ISO-8859-1'))", sql)

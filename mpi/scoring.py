@@ -52,8 +52,10 @@ def score(left: pd.DataFrame, right: pd.DataFrame | None = None, *, frequencies:
           backend_options: dict | None = None) -> pd.DataFrame:
     """Scored candidate pairs at or above ``review_threshold``: within ``left``, and between ``left``
     and ``right`` when given. Both carry ``unique_id`` (distinct across the two) and ``anchor_key``.
+    ``backend``: ``duckdb`` or ``spark`` (see :func:`mpi.model.db_api`); the pairs come back to this process.
 
     Columns: unique_id_l, unique_id_r (l < r), match_weight, match_probability, mw_*, gamma_*."""
+    import pyarrow as pa
     from splink import Linker
 
     from mpi.model import SPLINK_COLUMNS, db_api, load_model
@@ -68,17 +70,17 @@ def score(left: pd.DataFrame, right: pd.DataFrame | None = None, *, frequencies:
     for i, frame in enumerate(frames):
         table = frame.assign(anchor=codes[start:start + len(frame)])[list(SPLINK_COLUMNS)]
         start += len(frame)
-        if backend == "duckdb":  # DuckDB scans an Arrow table in place; a pandas frame costs a conversion
-            import pyarrow as pa
-
-            table = pa.Table.from_pandas(table, preserve_index=False)
+        # DuckDB scans an Arrow table in place (a pandas frame costs a conversion); Spark takes it whole
+        table = pa.Table.from_pandas(table, preserve_index=False)
         registered.append(api.register(table, dataset_display_name=f"records_{i}"))
-    linker = Linker(registered[0], load_model(model_path, records=frequencies.records), log_level=logging.WARNING)
+    model = load_model(model_path, records=frequencies.records, dialect=backend)
+    linker = Linker(registered[0], model, log_level=logging.WARNING)
     for col, table in frequencies.tables.items():
         present = pd.concat([f[col] for f in frames]).dropna().astype(str).unique()
         if len(present) < len(table):  # a lookup needs only the values being compared
             table = table[table[col].isin(present)]
-        linker.table_management.register_term_frequency_lookup(api.register(table), col)
+        linker.table_management.register_term_frequency_lookup(
+            api.register(pa.Table.from_pandas(table, preserve_index=False)), col)
     preds = [linker.inference.predict_within(registered[0], threshold_match_probability=review_threshold)]
     if right is not None and len(right):
         preds.append(linker.inference.predict_between(registered[0], registered[1],
