@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 EVENTS = ("created", "merged", "split", "record_added", "record_moved", "record_removed", "retired")
@@ -72,6 +73,47 @@ class Assignment:
         return out
 
 
+_CODES = {cause: code for code, cause in enumerate(CAUSES[:4])}  # steward, deletion, correction, new data
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Plain Python strings (an object column): hashed fast by every step below, unlike Arrow strings."""
+    return pd.Series(values.astype(str).to_numpy(dtype=object), dtype=object)
+
+
+def _obj(values) -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=object), dtype=object)
+
+
+def _record_causes(records: pd.Series, causes: Causes) -> np.ndarray:
+    """Per record, the code of the first cause in :meth:`Causes.of`'s order that it has (4: none of them)."""
+    code = np.full(len(records), 4, dtype=np.int8)
+    for kinds, c in ((causes.new, 3), (causes.changed, 2), (causes.deleted, 1), (causes.steward, 0)):
+        if kinds:
+            code[records.isin(np.fromiter(kinds, dtype=object, count=len(kinds))).to_numpy()] = c
+    return code
+
+
+def _cause_names(codes: np.ndarray, causes: Causes) -> np.ndarray:
+    names = np.array([*CAUSES[:4], "model_change" if causes.model_changed else "rule_change"], dtype=object)
+    return names[np.asarray(codes, dtype=np.int64)]
+
+
+def _details(records: np.ndarray | None, n: int) -> list[dict]:
+    return [{} for _ in range(n)] if records is None else [{"records": int(r)} for r in records]
+
+
+def _events(master_id, event: str, cause, other, record_key, detail: list[dict]) -> pd.DataFrame:
+    n = len(detail)
+
+    def col(v) -> np.ndarray:
+        return np.full(n, v, dtype=object) if v is None or isinstance(v, str) else np.asarray(v, dtype=object)
+
+    return pd.DataFrame({"master_id": col(master_id), "event": col(event), "cause": col(cause),
+                         "other_master_id": col(other), "record_key": col(record_key), "detail": detail},
+                        columns=EVENT_COLUMNS, dtype=object)
+
+
 def assign_master_ids(clusters: pd.DataFrame, previous: pd.DataFrame, *, mint: Callable[[int], list[str]],
                       age: Callable[[str], object] | None = None, causes: Causes | None = None,
                       leaving: dict[str, str] | None = None) -> Assignment:
@@ -81,12 +123,22 @@ def assign_master_ids(clusters: pd.DataFrame, previous: pd.DataFrame, *, mint: C
     included); ``mint(n)`` returns ``n`` fresh ids in order; ``age(master_id)`` sorts older ids first
     (default: the id itself); ``leaving`` maps records a steward took out of a master id (a split or
     a move-out) to that id: while they are still under it, they do not count in claiming it.
+
+    Column operations throughout (no Python loop over records or clusters), so that a county's
+    two million records take seconds.
     """
-    causes = causes or Causes()
-    age = age or (lambda m: m)
-    clusters = clusters[["record_key", "cluster_key"]].astype({"record_key": str, "cluster_key": str})
-    previous = previous[["record_key", "master_id"]].astype({"record_key": str, "master_id": str})
-    members = clusters.groupby("cluster_key", sort=True)["record_key"].apply(list).to_dict()
+    return _assign(clusters, previous, mint, age, causes or Causes(), leaving)
+
+
+def _assign(clusters: pd.DataFrame, previous: pd.DataFrame, mint: Callable[[int], list[str]],
+            age: Callable[[str], object] | None, causes: Causes, leaving: dict[str, str] | None) -> Assignment:
+    clusters = pd.DataFrame({c: _text(clusters[c]) for c in ("record_key", "cluster_key")})
+    previous = pd.DataFrame({c: _text(previous[c]) for c in ("record_key", "master_id")})
+    record_code = _record_causes(clusters["record_key"], causes)
+    # per cluster (in key order): its size and the cause its records give (Causes.of over its members)
+    per_cluster = pd.DataFrame({"cluster_key": clusters["cluster_key"], "code": record_code}) \
+        .groupby("cluster_key", sort=True)["code"].agg(["size", "min"])
+    per_cluster.index = pd.Index(per_cluster.index.to_numpy(dtype=object), dtype=object)
 
     both = clusters.merge(previous, on="record_key", how="inner")
     if leaving:
@@ -95,61 +147,76 @@ def assign_master_ids(clusters: pd.DataFrame, previous: pd.DataFrame, *, mint: C
     # each previous id is claimed by the cluster holding most of its records (ties: smallest key)
     claims = overlap.sort_values(["master_id", "n", "cluster_key"], ascending=[True, False, True]) \
         .drop_duplicates("master_id")
-    by_cluster: dict[str, list[tuple[int, str]]] = {}
-    for m, c, n in claims[["master_id", "cluster_key", "n"]].itertuples(index=False):
-        by_cluster.setdefault(c, []).append((n, m))
+    # a cluster claiming several ids keeps the one carrying most of its records (ties: the older id)
+    claims = claims.assign(age=claims["master_id"] if age is None else claims["master_id"].map(age))
+    ranked = claims.sort_values(["cluster_key", "n", "age"], ascending=[True, False, True], kind="stable")
+    ranked["rank"] = ranked.groupby("cluster_key", sort=False).cumcount()
+    first_ranked = ranked[ranked["rank"] == 0]
+    survivor = pd.Series(first_ranked["master_id"].to_numpy(dtype=object), dtype=object,
+                         index=pd.Index(first_ranked["cluster_key"].to_numpy(dtype=object), dtype=object))
+    merged = ranked[ranked["rank"] > 0]
+    merged_into = merged["cluster_key"].map(survivor).to_numpy(dtype=object)
 
-    keys = sorted(members)
-    unclaimed = [c for c in keys if c not in by_cluster]
-    fresh = iter(mint(len(unclaimed)))
-    master_of: dict[str, str] = {}
-    events: list[tuple] = []
-    retired: list[tuple[str, str | None]] = []
-    for c in keys:
-        if c in by_cluster:
-            ranked = sorted(by_cluster[c], key=lambda t: (-t[0], age(t[1])))
-            survivor = ranked[0][1]
-            master_of[c] = survivor
-            if len(ranked) > 1:
-                why = causes.of(members[c])
-                for n, m in ranked[1:]:
-                    retired.append((m, survivor))
-                    events.append((m, "merged", why, survivor, None, {"records": n}))
-        else:
-            master_of[c] = next(fresh)
-            events.append((master_of[c], "created", causes.of(members[c]), None, None,
-                           {"records": len(members[c])}))
+    unclaimed = per_cluster.index[~per_cluster.index.isin(survivor.index)]
+    fresh = pd.Series(list(mint(len(unclaimed))), index=unclaimed, dtype=object)
+    master_of = pd.concat([survivor.astype(object), fresh]).sort_index()
+
+    # merges and creations, in cluster-key order (a cluster's merges in rank order)
+    retired = pd.DataFrame({"master_id": merged["master_id"].to_numpy(dtype=object), "retired_into": merged_into},
+                           dtype=object)
+    merge_events = _events(merged["master_id"].to_numpy(), "merged",
+                           _cause_names(per_cluster["min"].reindex(merged["cluster_key"]).to_numpy(), causes),
+                           merged_into, None, _details(merged["n"].to_numpy(), len(merged)))
+    made = per_cluster.loc[unclaimed]
+    created_events = _events(fresh.to_numpy(), "created", _cause_names(made["min"].to_numpy(), causes), None, None,
+                             _details(made["size"].to_numpy(), len(made)))
+    first = pd.concat([merge_events.assign(_c=merged["cluster_key"].to_numpy(), _r=merged["rank"].to_numpy()),
+                       created_events.assign(_c=unclaimed.to_numpy(), _r=0)], ignore_index=True) \
+        .sort_values(["_c", "_r"], kind="stable").drop(columns=["_c", "_r"])
 
     crosswalk = pd.DataFrame({"record_key": clusters["record_key"].to_numpy(),
-                              "master_id": clusters["cluster_key"].map(master_of).to_numpy()})
-    moves = crosswalk.merge(previous.rename(columns={"master_id": "was"}), on="record_key", how="left")
-    survivors = dict(retired)
-    added = moves[moves["was"].isna()]
-    created = {m for m, e, *_ in events if e == "created"}
-    for rk, m in added[["record_key", "master_id"]].itertuples(index=False):
-        if m not in created:
-            events.append((m, "record_added", causes.of([rk]), None, rk, {}))
-    moved = moves[moves["was"].notna() & (moves["was"] != moves["master_id"])]
-    # records that left an id by a merge follow it: the merge event says so
-    moved = moved[moved["was"].map(lambda m: survivors.get(m, "")) != moved["master_id"]]
-    cluster_of = dict(zip(clusters["record_key"], clusters["cluster_key"]))
-    splits: dict[tuple[str, str], list[str]] = {}
-    for rk, m, was in moved[["record_key", "master_id", "was"]].itertuples(index=False):
-        splits.setdefault((was, m), []).append(rk)
-    kept = set(master_of.values())
-    for (was, m), records in sorted(splits.items()):
-        why = causes.of(set(records) | set(members[cluster_of[records[0]]]))
-        if was in kept:
-            events.append((was, "split", why, m, None, {"records": len(records)}))
-        for rk in records:
-            events.append((m, "record_moved", why, was, rk, {}))
+                              "master_id": clusters["cluster_key"].map(master_of).to_numpy(dtype=object)}, dtype=object)
+    was = crosswalk["record_key"].map(previous.drop_duplicates("record_key").set_index("record_key")["master_id"])
+    now = crosswalk["master_id"]
+    cluster_code = clusters["cluster_key"].map(per_cluster["min"]).to_numpy()
+    # new records joining an existing id
+    added = (was.isna() & ~now.isin(fresh.to_numpy())).to_numpy()
+    added_events = _events(now[added].to_numpy(), "record_added", _cause_names(record_code[added], causes), None,
+                           crosswalk["record_key"][added].to_numpy(), _details(None, int(added.sum())))
+    # records moving between ids; those that left an id by a merge follow it: the merge event says so
+    followed = was.map(pd.Series(merged_into, index=merged["master_id"].to_numpy(), dtype=object)) \
+        .astype(object).fillna("")
+    moving = (was.notna() & (was != now) & (followed != now)).to_numpy()
+    moves = pd.DataFrame({"was": _obj(was[moving]), "m": _obj(now[moving]),
+                          "record_key": _obj(crosswalk["record_key"][moving]),
+                          "code": cluster_code[moving]})  # the records moving belong to the cluster of m
+    moves["_s"] = np.arange(len(moves))
+    moves = moves.sort_values(["was", "m", "_s"], kind="stable")
+    groups = moves.drop_duplicates(["was", "m"])
+    groups = groups[groups["was"].isin(master_of.to_numpy())]
+    sizes = moves.groupby(["was", "m"], sort=False).size()
+    split_events = _events(groups["was"].to_numpy(), "split", _cause_names(groups["code"].to_numpy(), causes),
+                           groups["m"].to_numpy(), None,
+                           _details(sizes.reindex(pd.MultiIndex.from_frame(groups[["was", "m"]])).to_numpy(),
+                                    len(groups)))
+    moved_events = _events(moves["m"].to_numpy(), "record_moved", _cause_names(moves["code"].to_numpy(), causes),
+                           moves["was"].to_numpy(), moves["record_key"].to_numpy(), _details(None, len(moves)))
+    second = pd.concat([split_events.assign(_w=groups["was"].to_numpy(), _m=groups["m"].to_numpy(), _s=-1),
+                        moved_events.assign(_w=moves["was"].to_numpy(), _m=moves["m"].to_numpy(),
+                                            _s=moves["_s"].to_numpy())], ignore_index=True) \
+        .sort_values(["_w", "_m", "_s"], kind="stable").drop(columns=["_w", "_m", "_s"])
 
-    gone = previous[~previous["record_key"].isin(cluster_of)]
-    for rk, m in gone[["record_key", "master_id"]].itertuples(index=False):
-        events.append((m, "record_removed", causes.of([rk], lost=True), None, rk, {}))
-    emptied = sorted(set(previous["master_id"]) - set(claims["master_id"]))
-    for m in emptied:
-        retired.append((m, None))
-        events.append((m, "retired", "source_deletion", None, None, {}))
-    return Assignment(crosswalk, pd.DataFrame(retired, columns=["master_id", "retired_into"]),
-                      pd.DataFrame(events, columns=EVENT_COLUMNS))
+    gone = previous[~previous["record_key"].isin(clusters["record_key"])]
+    steward = gone["record_key"].isin(np.fromiter(causes.steward, dtype=object, count=len(causes.steward))).to_numpy()
+    removed_events = _events(gone["master_id"].to_numpy(), "record_removed",
+                             np.where(steward, "steward_decision", "source_deletion").astype(object), None,
+                             gone["record_key"].to_numpy(), _details(None, len(gone)))
+    emptied = np.sort(previous.loc[~previous["master_id"].isin(claims["master_id"]), "master_id"].unique())
+    retired = pd.concat([retired, pd.DataFrame({"master_id": emptied.astype(object),
+                                                "retired_into": np.full(len(emptied), None, dtype=object)},
+                                               dtype=object)],
+                        ignore_index=True)
+    retired_events = _events(emptied, "retired", "source_deletion", None, None, _details(None, len(emptied)))
+    events = pd.concat([e for e in (first, added_events, second, removed_events, retired_events)],
+                       ignore_index=True)
+    return Assignment(crosswalk, retired, events[EVENT_COLUMNS])
