@@ -83,6 +83,7 @@ class _Load:
                                  deleted_flag=deleted_flag, volatile_fields=source.volatile_fields, label=chunk.label)
         c.quarantined += landing.quarantine(db, source=name, batch_id=batch_id, rows=chunk.bad_rows) + set_aside
         c.received += len(chunk.bad_rows) + set_aside
+        c.files_unchanged += chunk.unchanged
         self.drift.observe(chunk)
         self.seen |= {str(r[source.primary_key]) for r in chunk.records
                       if isinstance(r, dict) and r.get(source.primary_key) not in (None, "")}
@@ -112,7 +113,7 @@ class _Load:
             return 0
         tombstones = landing.record_absent(db, source=name, batch_id=self.batch_id, seen=seen)
         landing.record_ingested_file(db, source=name, file_hash=chunk.snapshot_key, file_name=chunk.file_name,
-                                     batch_id=self.batch_id, records=len(seen))
+                                     batch_id=self.batch_id, records=len(seen), stamp=chunk.file_stamp)
         self.last_snapshot = len(seen)
         if chunk.after_commit:
             self.after.append((chunk.after_commit, "committed; the next run only moves it"))
@@ -212,10 +213,12 @@ def _ingest_locked(source, conn, eng, *, full: bool, on_chunk) -> dict:
         stored = landing.source_cursor(db, name)
         last_full = landing.last_full_extract(db, name) if source.full_extract_every_days else None
         already = frozenset(landing.ingested_files(db, name))
+        stamps = landing.ingested_file_stamps(db, name)
         last_file = landing.last_snapshot_file(db, name)
     mode, since, cursor, why = _plan_extract(source, kind, stored, last_full, full=full)
     log.info("%s: %s extract: %s", name, mode, why)
-    state = ExtractState(since=since, ingested_files=already, last_file=last_file, timeout=settings.http_timeout(),
+    state = ExtractState(since=since, ingested_files=already, file_stamps=stamps, last_file=last_file,
+                         timeout=settings.http_timeout(),
                          retry_after_cap=settings.retry_after_cap(), deadline=settings.extract_deadline())
     load = _Load(source, batch_id, cursor)
     try:
@@ -325,9 +328,12 @@ def standardize_sources(names: list[str] | None = None, *, full: bool = False) -
 
 
 def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *, mode: str = "auto",
-                       model_path: str | Path | None = None, refresh_frequencies: bool = False) -> dict:
+                       model_path: str | Path | None = None, refresh_frequencies: bool = False,
+                       backend: str | None = None) -> dict:
     """Match standardized records into master ids (incremental when possible; see :mod:`hub.matching`),
-    store the review pairs and events, and rebuild the golden records the run touched."""
+    store the review pairs and events, and rebuild the golden records the run touched. ``backend``: the
+    matcher's (default ``HUB_MATCH_BACKEND``; Spark runs on ``HUB_SPARK_MASTER``)."""
+    from hub.link_files import matcher_backend
     from hub.matching import run_matching
     from mpi.survivorship import load_rules
     from warehouse.figures import master_count
@@ -335,11 +341,12 @@ def build_master_index(on_progress: Callable[[str, dict], None] | None = None, *
 
     rules = load_rules()
     departments = source_departments()
+    backend, options = matcher_backend(backend)
     with settings.engine().begin() as conn:
         counts = run_matching(conn, mode=mode, model_path=model_path, refresh_frequencies=refresh_frequencies,
                               on_progress=on_progress,
                               golden=lambda c, ids: rebuild_golden(c, rules, departments, ids),
-                              backend_options=settings.match_options())
+                              backend=backend, backend_options=options)
         counts["masters"] = master_count(conn)
     log.info("master index: %s", counts)
     return counts
@@ -457,6 +464,7 @@ def _statistical_reports() -> int:
     """Write the statistical reports (统计报表) of the current release for the county and every community
     into HUB_HOME/reports/<release>/ with an index.html (``HUB_REPORTS`` says which kinds); the number of files."""
     from reports.stat_form import write_all
+    from reports.stat_reuse import earlier_folder
     from warehouse.releases import current_release
 
     kinds = settings.statistical_reports()
@@ -464,9 +472,14 @@ def _statistical_reports() -> int:
         release = current_release(conn)
         if kinds == [] or release is None:
             return 0
-        folder = settings.hub_home() / "reports" / str(release["release_no"])
-        done = write_all(conn, folder, kinds=kinds, release_no=release["release_no"])
-    log.info("reports: %d statistical reports of release %d in %s", done["files"], done["release_no"], folder)
+        root = settings.hub_home() / "reports"
+        folder = root / str(release["release_no"])
+        # forms whose content is the same as in the latest other release's folder are copied from there with
+        # this release's labels; the others are rendered
+        done = write_all(conn, folder, kinds=kinds, release_no=release["release_no"],
+                         earlier=earlier_folder(root, release["release_no"]))
+    log.info("reports: %d statistical reports of release %d in %s (%d unchanged since the release before, copied"
+             " with this release's labels)", done["files"], done["release_no"], folder, done["carried"])
     return done["files"]
 
 

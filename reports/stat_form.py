@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports import xlsx
+from reports import stat_reuse, xlsx
 from reports.errors import StatisticsError
 from reports.statistics import COUNTY, NO_PLACE, NO_TOWN, NO_VILLAGE, ColumnKey, Line, Table
 from schemas.text import formula_safe
@@ -366,7 +366,7 @@ def _take_job(job: dict) -> None:
     _JOB.update(job)
 
 
-def _write_one(task: tuple[str, int]) -> tuple[str, str, str, float]:
+def _write_one(task: tuple[str, int]) -> tuple[str, str, str, float, dict]:
     import time
 
     started = time.perf_counter()
@@ -377,20 +377,53 @@ def _write_one(task: tuple[str, int]) -> tuple[str, str, str, float]:
     table = count.table(_JOB["places"][i])
     path = folder / filename(table)
     drawn = table.level != "village" or _JOB["village_charts"]
-    save(table, path, department=config.departments[count.spec.owner], generated=generated,
-         chart=statistics._chart(table) if drawn else None)
-    return count.spec.title, table.place, path.name, time.perf_counter() - started
+    department = config.departments[count.spec.owner]
+    save(table, path, department=department, generated=generated, chart=statistics._chart(table) if drawn else None)
+    entry = {"form": stat_reuse.entry_key(kind, table.level, table.place), "file": path.name,
+             "key": stat_reuse.content_key(table, department, drawn),
+             "labels": stat_reuse.labels(table, department, generated), "sha256": stat_reuse.sha256_file(path)}
+    return count.spec.title, table.place, path.name, time.perf_counter() - started, entry
+
+
+def _carry_one(task: tuple[str, int], earlier: Path | None, forms: dict) -> tuple | None:
+    """The form of ``task`` copied from the earlier release's folder with this release's labels, when its content
+    is the same there (:mod:`reports.stat_reuse`); None when it has to be rendered."""
+    import time
+
+    if earlier is None:
+        return None
+    started = time.perf_counter()
+    kind, i = task
+    count, config, folder, generated = _JOB["counts"][kind], _JOB["config"], _JOB["folder"], _JOB["generated"]
+    table = count.table(_JOB["places"][i])
+    entry = forms.get(stat_reuse.entry_key(kind, table.level, table.place))
+    drawn = table.level != "village" or _JOB["village_charts"]
+    department = config.departments[count.spec.owner]
+    key = stat_reuse.content_key(table, department, drawn)
+    if entry is None or entry.get("key") != key or not entry.get("file"):
+        return None
+    path = folder / filename(table)
+    new_labels = stat_reuse.labels(table, department, generated)
+    if not stat_reuse.carry(earlier / entry["file"], entry, path, new_labels, generated):
+        return None
+    return count.spec.title, table.place, path.name, time.perf_counter() - started, {
+        "form": entry["form"], "file": path.name, "key": key, "labels": new_labels,
+        "sha256": stat_reuse.sha256_file(path)}
 
 
 def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no: int | None = None,
-              workers: int | None = None, village_charts: bool = False) -> dict:
+              workers: int | None = None, village_charts: bool = False, earlier: Path | None = None,
+              generated: dt.datetime | None = None) -> dict:
     """Write every kind in ``kinds`` (default: all declared) for the county and each community of a release
     into ``folder`` (owner's copies: the folder is the hub's own), with an ``index.html`` listing them.
     The release is read once and each kind counted once; the forms are written by ``workers`` processes
     (default: the machine's cores, at most 4). Charts are drawn on the county's and the towns' forms
     (a village's, with ``village_charts``: drawing is most of the time, and a village's pyramid of a few
-    hundred persons says little that its table does not; ``hub report`` draws them). Returns the release,
-    the number of files, per kind
+    hundred persons says little that its table does not; ``hub report`` draws them). A form whose content is
+    the same in ``earlier`` (another release's folder written by this function) is copied from there with this
+    release's labels instead of rendered again (:mod:`reports.stat_reuse`). ``generated``: the time the forms
+    give as made (default: now). Returns the release,
+    the number of files (``carried``: how many were copied), per kind
     (files, seconds: counting plus writing, summed over the processes) and the index page."""
     import html
     import multiprocessing
@@ -416,29 +449,35 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
         counts[kind] = statistics.count_kind(kind, data, config=config)
         seconds[kind] = time.perf_counter() - started
     _JOB.update(counts=counts, config=config, folder=folder, places=places, village_charts=village_charts,
-                generated=dt.datetime.now(ZoneInfo(config.timezone)))
+                generated=generated or dt.datetime.now(ZoneInfo(config.timezone)))
     tasks = [(kind, i) for kind in wanted for i in range(len(places))]
     workers = workers or min(4, os.cpu_count() or 1)
+    forms = stat_reuse.read_manifest(earlier)
     try:
-        if workers > 1 and len(tasks) > 1:
+        carried = {t: _carry_one(t, earlier, forms) for t in tasks} if forms else {}
+        render = [t for t in tasks if carried.get(t) is None]
+        if workers > 1 and len(render) > 8:
             # fresh processes ("spawn"), never a fork: the report task runs in a process with threads (the
             # Airflow task runner's), and a forked child can wait forever on a lock one of them held
             with _no_main_module(), multiprocessing.get_context("spawn").Pool(
                     workers, initializer=_take_job, initargs=(dict(_JOB),)) as pool:
                 try:
-                    done = pool.map_async(_write_one, tasks, chunksize=8).get(timeout=WRITE_TIMEOUT_S)
+                    rendered = pool.map_async(_write_one, render, chunksize=8).get(timeout=WRITE_TIMEOUT_S)
                 except multiprocessing.TimeoutError:
                     raise StatisticsError(f"writing the {len(tasks)} statistical reports of release "
                                           f"{data.release.release_no} took longer than {WRITE_TIMEOUT_S} s; "
                                           f"forms written so far are in {folder}") from None
         else:
-            done = [_write_one(t) for t in tasks]
+            rendered = [_write_one(t) for t in render]
     finally:
         _JOB.clear()
-    for (kind, _), (_, _, _, took) in zip(tasks, done):
+    by_task = {**carried, **dict(zip(render, rendered))}
+    done = [by_task[t] for t in tasks]
+    for (kind, _), (_, _, _, took, _) in zip(tasks, done):
         seconds[kind] += took
+    stat_reuse.write_manifest(folder, data.release.release_no, {entry["form"]: entry for *_, entry in done})
     rows = "\n".join(f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td>"
-                     f"<td><a href=\"{html.escape(n)}\">{html.escape(n)}</a></td></tr>" for t, p, n, _ in done)
+                     f"<td><a href=\"{html.escape(n)}\">{html.escape(n)}</a></td></tr>" for t, p, n, _, _ in done)
     (folder / "index.html").write_text(
         f"<!doctype html><meta charset=\"utf-8\"><title>统计报表 第{data.release.release_no}版</title>"
         f"<h1>统计报表 Statistical reports — 第{data.release.release_no}版</h1>"
@@ -446,4 +485,5 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
         f"<table border=\"1\" cellpadding=\"4\"><tr><th>报表</th><th>范围</th><th>文件</th></tr>\n{rows}\n</table>\n",
         encoding="utf-8")
     return {"release_no": data.release.release_no, "files": len(done), "read_seconds": round(read, 2),
+            "carried": len(tasks) - len(render),
             "kinds": {k: (len(places), round(seconds[k], 2)) for k in wanted}, "index": str(folder / "index.html")}
