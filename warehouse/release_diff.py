@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from warehouse.releases import PUBLISHED_COLUMNS, release_row
+from warehouse.releases import ENROLMENT_COLUMNS, PUBLISHED_COLUMNS, release_row
 
 
 def row_changes_sql(old: str, new: str) -> str:
@@ -110,3 +110,28 @@ def differing_master_ids(diff: dict) -> list[str]:
     ids = {*diff["added"], *diff["removed"], *(m["master_id"] for m in diff["merged"]),
            *(c["master_id"] for c in diff["changed"])}
     return sorted(ids)
+
+
+def differing(conn: sa.Connection, old: int, new: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """What differs between releases ``old`` and ``new``, compared column for column in one pass each: the masters
+    whose published row differs or any of whose enrolments (in either release) differs, and the enrolments
+    (source, source record id) that differ. Whatever any projection of a release shows of a master or an
+    enrolment outside these is the same in both releases, so a comparison of projections may keep to them."""
+    person = ", ".join(PUBLISHED_COLUMNS[1:])
+    values = [c for c in ENROLMENT_COLUMNS if c not in ("source", "source_record_id")]
+    records = conn.execute(sa.text(
+        "SELECT source, source_record_id, o.master_id AS old_master, n.master_id AS new_master"
+        " FROM (SELECT * FROM publish.enrolment WHERE release_no = :old) o"
+        " FULL JOIN (SELECT * FROM publish.enrolment WHERE release_no = :new) n USING (source, source_record_id)"
+        " WHERE o.release_no IS NULL OR n.release_no IS NULL"
+        f"  OR ROW({', '.join('o.' + c for c in values)}) IS DISTINCT FROM ROW({', '.join('n.' + c for c in values)})"),
+        {"old": old, "new": new}).all()
+    masters = set(conn.execute(sa.text(
+        "SELECT master_id FROM (SELECT * FROM publish.master_person WHERE release_no = :old) o"
+        " FULL JOIN (SELECT * FROM publish.master_person WHERE release_no = :new) n USING (master_id)"
+        " WHERE o.release_no IS NULL OR n.release_no IS NULL"
+        f"  OR ROW({', '.join('o.' + c for c in person.split(', '))})"
+        f"   IS DISTINCT FROM ROW({', '.join('n.' + c for c in person.split(', '))})"),
+        {"old": old, "new": new}).scalars())
+    masters |= {m for r in records for m in (r.old_master, r.new_master) if m is not None}
+    return sorted(masters), sorted((r.source, r.source_record_id) for r in records)
