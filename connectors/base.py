@@ -9,7 +9,7 @@ extractor serves each kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -46,6 +46,8 @@ class Chunk:
     problem: str | None = None  # on a file's last part: why it is not a whole snapshot (one line, no personal data)
     unreadable: bool = False  # the file could not be read at all (``problem`` says why): nothing of it lands
     reject: Callable[[str], None] | None = None  # moves the file into rejected/ with the reason, once committed
+    file_stamp: tuple[int, int] | None = None  # on a file's last part: its (size, modification time in ns)
+    unchanged: bool = False  # a file loaded before, skipped unread (``label`` says why): only moved aside
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class ExtractState:
 
     since: str | None = None  # the cursor less the overlap window: extract what changed since (None: everything)
     ingested_files: frozenset[str] = frozenset()  # content hashes of the files taken before
+    #: (file name, size, modification time in ns) of the files taken before → the batch that took each
+    file_stamps: Mapping[tuple[str, int, int], int] = field(default_factory=dict)
     last_file: str | None = None  # the name of the newest file taken as a complete snapshot
     timeout: float = 30  # seconds to wait for one answer of a remote platform
     retry_after_cap: float = 60  # at most this many seconds are waited when a platform asks to retry later

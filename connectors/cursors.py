@@ -83,10 +83,10 @@ def read_stamp(value: object, *, zone: str, fmt: str | None = None) -> Stamp | N
     else:
         found = _OFFSET.search(text)
         body, offset = (text[:found.start()], found.group(1)) if found and ":" in text[:found.start()] else (text, None)
-        candidates = [f for f, pattern in FORMATS if pattern.fullmatch(body)]
+        candidates = _formats_of(body)
     for candidate in candidates:
         try:
-            parsed = dt.datetime.strptime(body, candidate)
+            parsed = _parse(body, candidate, exact=not fmt)
         except ValueError:
             continue
         if parsed.tzinfo is not None:  # a declared format with %z writes its own offset
@@ -94,6 +94,33 @@ def read_stamp(value: object, *, zone: str, fmt: str | None = None) -> Stamp | N
         tz = _offset_zone(offset) if offset else ZoneInfo(zone)
         return Stamp(text, parsed.replace(tzinfo=tz).astimezone(dt.UTC), candidate, tz, offset)
     return None
+
+
+_SHAPE = str.maketrans("0123456789", "9999999999")
+_SHAPES: dict[str, list[str]] = {}  # the shape of a text (its ASCII digits as 9) → the FORMATS it matches
+
+
+def _formats_of(body: str) -> list[str]:
+    """The FORMATS ``body`` matches exactly; looked up once per shape of text (a page's update times share one)."""
+    shape = body.translate(_SHAPE)
+    found = _SHAPES.get(shape)
+    if found is None:
+        found = [f for f, pattern in FORMATS if pattern.fullmatch(body)]
+        if len(_SHAPES) < 1024:
+            _SHAPES[shape] = found
+    return found
+
+
+def _parse(body: str, fmt: str, *, exact: bool) -> dt.datetime:
+    """``strptime(body, fmt)``; a text that matched one of the FORMATS exactly (``exact``) is read without
+    strptime where the format allows (the same instant, or the same ValueError for an impossible date)."""
+    if exact and body.isascii():
+        if fmt == "%Y%m%d%H%M%S" or fmt == "%Y%m%d":
+            return dt.datetime(int(body[:4]), int(body[4:6]), int(body[6:8]), *(
+                (int(body[8:10]), int(body[10:12]), int(body[12:14])) if len(body) == 14 else ()))
+        if fmt.startswith("%Y-%m-%d") and "%f" not in fmt:
+            return dt.datetime.fromisoformat(body)
+    return dt.datetime.strptime(body, fmt)
 
 
 def later(a: Stamp | None, b: Stamp | None) -> Stamp | None:

@@ -37,12 +37,9 @@ import datetime as dt
 import hashlib
 import itertools
 import logging
-import math
-import os
-import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +47,7 @@ import numpy as np
 
 from connectors.base import Chunk, ExtractError, ExtractState
 from connectors.connections import ConnectionConfigError, ConnectionParts
+from connectors.drop_aside import drop_retention_days, expire_processed, marker_of, move_aside
 from connectors.registry import FileSource
 
 log = logging.getLogger("connectors.files")
@@ -61,8 +59,6 @@ FIELD_LIMIT = 16 << 20
 #: a quoted field may span at most this many lines; a quote still open after them is a stray quote
 RECORD_LINES = 100
 csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
-#: days a processed drop file is kept (``HUB_DROP_RETENTION_DAYS``)
-DROP_RETENTION_DAYS = 30.0
 
 
 def detect_encoding(path: Path, *, cut_tail: bool = False) -> str:
@@ -377,14 +373,8 @@ class FileExtractor:
     marks_snapshots = True
 
     def extract(self, source: FileSource, connection: ConnectionParts, state: ExtractState) -> Iterator[Chunk]:
-        return fetch(source, drop_folder(connection), already=state.ingested_files, last_file=state.last_file)
-
-
-def marker_of(path: Path, source: FileSource) -> Path | None:
-    """The completion marker the source declares for ``path`` (None when it declares none)."""
-    if not source.completion_marker:
-        return None
-    return path.with_name(source.completion_marker.format(name=path.name, stem=path.stem))
+        return fetch(source, drop_folder(connection), already=state.ingested_files, last_file=state.last_file,
+                     stamps=state.file_stamps)
 
 
 def ready_files(source: FileSource, folder: Path) -> list[Path]:
@@ -428,64 +418,28 @@ def _settled(files: list[Path], seconds: float, name: str) -> list[Path]:
     return ready
 
 
-def drop_retention_days() -> float:
-    """Days a processed drop file is kept: ``HUB_DROP_RETENTION_DAYS`` (default 30; 0 deletes them at
-    the next ingest)."""
-    raw = os.environ.get("HUB_DROP_RETENTION_DAYS", "").strip()
-    if not raw:
-        return DROP_RETENTION_DAYS
-    try:
-        days = float(raw)
-    except ValueError:
-        days = math.nan
-    if not (0 <= days < math.inf):
-        raise ConnectionConfigError(f"HUB_DROP_RETENTION_DAYS={raw!r} is not a number of days: set it to e.g. 30"
-                                    " (how long processed drop files are kept; 0 deletes them at the next ingest)")
-    return days
-
-
-def expire_processed(source: FileSource, folder: Path, days: float, *, now: float | None = None) -> int:
-    """Delete the source's files (and their completion markers) in ``processed/`` beside its drops
-    (``wj_liudong/LDRK_*.csv`` → ``wj_liudong/processed/LDRK_*.csv``) that were taken more than ``days``
-    days ago (by modification time, which the move into ``processed/`` sets). Returns how many files
-    were deleted; a file that cannot be deleted is logged and left."""
-    resource = Path(source.resource)
-    cutoff = (time.time() if now is None else now) - days * 86400
-    files = [p for p in sorted(folder.glob(str(resource.parent / "processed" / resource.name))) if p.is_file()]
-    if source.completion_marker:
-        markers = {marker_of(p, source) for p in files}
-        files = [p for p in files if p not in markers]
-    deleted = 0
-    for path in files:
-        try:
-            if path.stat().st_mtime >= cutoff:
-                continue
-            path.unlink()
-            deleted += 1
-            marker = marker_of(path, source)
-            if marker is not None:
-                marker.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("%s: processed/%s is past its retention but could not be deleted (%s); delete it by hand",
-                        source.name, path.name, exc.strerror or type(exc).__name__)
-    if deleted:
-        log.info("%s: %d processed file(s) older than %g days deleted", source.name, deleted, days)
-    return deleted
-
-
 def fetch(source: FileSource, folder: Path, *, already: Collection[str], last_file: str | None = None,
-          retention_days: float | None = None) -> Iterator[Chunk]:
+          retention_days: float | None = None, stamps: Mapping[tuple[str, int, int], int] | None = None
+          ) -> Iterator[Chunk]:
     """The chunks of every new file matching the source's glob that is written completely, oldest name first.
 
-    A new file whose name sorts before ``last_file`` (the newest file already taken as a snapshot) is an
-    older export arriving late: taken as a snapshot it would bring back records deleted or changed since,
-    so it is rejected, unread. First, the source's processed files past ``retention_days`` (default
-    :func:`drop_retention_days`) are deleted."""
+    A file loaded before is skipped unread (one chunk without records, ``unchanged``, that moves it aside): by
+    its name, size and modification time when ``stamps`` (those of the files loaded before → the batch that
+    loaded each) hold them, else by its content hash (``already``). A new file whose name sorts before
+    ``last_file`` (the newest file already taken as a snapshot) is an older export arriving late: taken as a
+    snapshot it would bring back records deleted or changed since, so it is rejected, unread. First, the
+    source's processed files past ``retention_days`` (default :func:`drop_retention_days`) are deleted."""
     if not folder.is_dir():
         raise ExtractError(f"{source.name}: the drop folder {folder} does not exist")
     expire_processed(source, folder, drop_retention_days() if retention_days is None else retention_days)
+    stamps = stamps or {}
     for path in ready_files(source, folder):
         marker = marker_of(path, source)
+        stamp = _stat(path)
+        if stamp is not None and (path.name, *stamp) in stamps:
+            yield _unchanged(source, path, marker, f"loaded in batch {stamps[(path.name, *stamp)]}, and its size and "
+                             "modification time have not changed since")
+            continue
         try:
             with path.open("rb") as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
@@ -493,17 +447,24 @@ def fetch(source: FileSource, folder: Path, *, already: Collection[str], last_fi
             yield _rejected(path, marker, f"{path.name}: cannot be read ({exc.strerror or type(exc).__name__})")
             continue
         if digest in already:  # ingested before (perhaps the move aside was interrupted): only move it
-            yield Chunk(f"file {path.name} (ingested before)", [], file_name=path.name,
-                        after_commit=_aside(path, "processed", marker))
+            yield _unchanged(source, path, marker, "its content equals a file loaded before")
             continue
         if last_file and path.name < last_file:
             yield _rejected(path, marker, f"{path.name}: older than {last_file}, which was loaded already; an older"
                             " export would bring back what was deleted or changed since")
             continue
-        yield from _file_chunks(source, path, digest, marker)
+        yield from _file_chunks(source, path, digest, marker, stamp)
 
 
-def _file_chunks(source: FileSource, path: Path, digest: str, marker: Path | None) -> Iterator[Chunk]:
+def _unchanged(source: FileSource, path: Path, marker: Path | None, why: str) -> Chunk:
+    """The chunk of a file loaded before: nothing of it is read or landed; it is only moved into processed/."""
+    log.info("%s: %s skipped, unchanged: %s; nothing read, it is moved into processed/", source.name, path.name, why)
+    return Chunk(f"file {path.name} (skipped, unchanged: {why})", [], file_name=path.name, unchanged=True,
+                 after_commit=move_aside(path, "processed", marker))
+
+
+def _file_chunks(source: FileSource, path: Path, digest: str, marker: Path | None,
+                 stamp: tuple[int, int] | None = None) -> Iterator[Chunk]:
     """One chunk per part of a file; the last one carries the file's hash and, if it did not parse whole, why."""
     problems: list[str] = []
     try:
@@ -518,11 +479,12 @@ def _file_chunks(source: FileSource, path: Path, digest: str, marker: Path | Non
             problems += part.problems
             last = following is None  # the file's snapshot is complete with its last part, if it read whole
             yield Chunk(f"file {path.name} rows {start}-{start + len(part.records) - 1}", part.records,
-                        snapshot_key=digest if last else None, file_name=path.name, bad_rows=part.bad,
+                        snapshot_key=digest if last else None, file_stamp=stamp if last else None,
+                        file_name=path.name, bad_rows=part.bad,
                         bad_row_keys=part.keys, columns=part.header,
                         problem=_incomplete(path.name, problems) if last else None,
-                        after_commit=_aside(path, "processed", marker) if last else None,
-                        reject=_aside(path, "rejected", marker) if last else None)
+                        after_commit=move_aside(path, "processed", marker) if last else None,
+                        reject=move_aside(path, "rejected", marker) if last else None)
             start += len(part.records)
             part = following
     except (ExtractError, OSError) as exc:
@@ -540,47 +502,4 @@ def _incomplete(name: str, problems: list[str]) -> str | None:
 def _rejected(path: Path, marker: Path | None, reason: str) -> Chunk:
     """The chunk of a file that cannot be read: no records; it goes to rejected/ with the reason."""
     return Chunk(f"file {path.name}", [], file_name=path.name, problem=reason, unreadable=True,
-                 reject=_aside(path, "rejected", marker))
-
-
-def _aside(path: Path, into: str, marker: Path | None):
-    """Moves the file (and its completion marker) into the subfolder ``into``; with a reason, writes
-    ``<file>.reason.txt`` beside it. A move that fails is an :class:`ExtractError` naming the file."""
-
-    def move(reason: str | None = None) -> None:
-        target = path.parent / into
-        try:
-            target.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(target, 0o700)
-            if path.exists():
-                _move_private(path, target / path.name)
-            if marker is not None and marker.exists():
-                _move_private(marker, target / marker.name)
-            if reason is not None:
-                _write_private(target / f"{path.name}.reason.txt", (reason + "\n").encode("utf-8"))
-        except OSError as exc:
-            raise ExtractError(f"{path.name}: could not be moved into {into}/ "
-                               f"({exc.strerror or type(exc).__name__})") from None
-
-    return move
-
-
-def _move_private(path: Path, to: Path) -> None:
-    """Move ``path`` to ``to`` readable by the hub's user only (0600), its modification time set to now
-    (the retention counts from when the hub took the file). A file the hub's user does not own (so
-    cannot chmod) is copied into a new 0600 file and the original removed."""
-    try:
-        os.chmod(path, 0o600)
-    except PermissionError:
-        with path.open("rb") as src, os.fdopen(os.open(to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        path.unlink()
-    else:
-        path.replace(to)
-    os.utime(to)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)  # an older file of that name keeps its mode on O_TRUNC
+                 reject=move_aside(path, "rejected", marker))

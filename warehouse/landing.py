@@ -38,6 +38,7 @@ class LoadCounts:
     duplicates: int = 0
     pages: int = 0
     tombstones: int = 0
+    files_unchanged: int = 0  # files loaded before, seen again and skipped unread
 
     def add(self, other: LoadCounts) -> None:
         for key, value in asdict(other).items():
@@ -52,10 +53,21 @@ class LoadCounts:
 
 def content_hash(record: dict, volatile: Collection[str] = ()) -> str:
     """A stable hash of a record's content (key order does not matter), leaving out ``volatile`` fields."""
+    return _hashed(record, volatile)[0]
+
+
+def _canonical(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _hashed(record: dict, volatile: Collection[str] = ()) -> tuple[str, str]:
+    """(content hash, JSON text of the whole record): one serialisation serves both when no field is volatile
+    (the text is stored as JSONB, where key order and spacing do not count)."""
     if volatile:
-        record = {k: v for k, v in record.items() if k not in volatile}
-    canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        content = {k: v for k, v in record.items() if k not in volatile}
+        return hashlib.sha256(_canonical(content).encode("utf-8")).hexdigest(), _payload(record)
+    text = _canonical(record)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
 
 
 @contextlib.contextmanager
@@ -127,13 +139,23 @@ def ingested_files(conn: sa.Connection, source: str) -> set[str]:
                             {"s": source}).scalars())
 
 
+def ingested_file_stamps(conn: sa.Connection, source: str) -> dict[tuple[str, int, int], int]:
+    """(file name, size, modification time in ns) of the files of ``source`` ingested before → the batch that
+    took each (files taken before their stamps were recorded are not in it)."""
+    return {(name, size, mtime): batch for name, size, mtime, batch in conn.execute(sa.text(
+        "SELECT file_name, file_size, file_mtime_ns, batch_id FROM raw.ingested_file"
+        " WHERE source = :s AND file_size IS NOT NULL AND file_mtime_ns IS NOT NULL"), {"s": source})}
+
+
 def record_ingested_file(conn: sa.Connection, *, source: str, file_hash: str, file_name: str | None,
-                         batch_id: int, records: int) -> None:
-    """Remember a file whose content was ingested, so that the same content is never ingested again."""
+                         batch_id: int, records: int, stamp: tuple[int, int] | None = None) -> None:
+    """Remember a file whose content was ingested, so that the same content is never ingested again, with its
+    ``stamp`` (size, modification time in ns) so that the same file is not even read again."""
+    size, mtime = stamp or (None, None)
     conn.execute(sa.text(
-        "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records)"
-        " VALUES (:s, :h, :f, :b, :n)"),
-        {"s": source, "h": file_hash, "f": file_name, "b": batch_id, "n": records})
+        "INSERT INTO raw.ingested_file (source, content_hash, file_name, batch_id, records, file_size, file_mtime_ns)"
+        " VALUES (:s, :h, :f, :b, :n, :size, :mtime)"),
+        {"s": source, "h": file_hash, "f": file_name, "b": batch_id, "n": records, "size": size, "mtime": mtime})
     # the file's snapshot ends: a later file may hold newer versions of the same keys
     conn.execute(sa.text("DROP TABLE IF EXISTS extract_key"))
 
@@ -242,14 +264,17 @@ def _sort_page(records: list, primary_key: str, volatile_fields: Collection[str]
             bad.append((None, "missing_primary_key", f"{_where(label, position)} has no value in field "
                         f"{_nul_safe(primary_key)!r}", _payload(record)))
             continue
-        flaw = _flaw(record)
+        digest, text = _hashed(record, volatile_fields)
+        # a NUL character shows in the JSON text as its escape, a field over MAX_FIELD_BYTES makes it long:
+        # only then is the record looked at field by field
+        flaw = _flaw(record) if "\\u0000" in text or len(text) > MAX_FIELD_BYTES // 4 else None
         if flaw:
             reason, field = flaw
             what = "holds a NUL character" if reason == "nul_character" else f"is longer than {MAX_FIELD_BYTES} bytes"
             bad.append((_nul_safe(str(key)), reason, f"{_where(label, position, key)}: field {field!r} {what}",
                         _payload(record)))
             continue
-        key, digest = str(key), content_hash(record, volatile_fields)
+        key = str(key)
         if key in first:
             if first[key] == digest:
                 repeats += 1
@@ -258,23 +283,61 @@ def _sort_page(records: list, primary_key: str, volatile_fields: Collection[str]
                             "version of a key received earlier in this extract", _payload(record)))
             continue
         first[key] = digest
-        good.append((key, digest, _payload(record), position))
+        good.append((key, digest, text, position))
     return good, bad, repeats
 
 
-def _conflicts_with_earlier_chunks(conn: sa.Connection, records: list, label: str | None) -> list[tuple]:
-    """Take out of ``incoming_record`` the records whose key an earlier chunk of this extract (or file) sent
-    with other content, as quarantine rows; remember the keys of the rest for the chunks after."""
-    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS extract_key (source_record_id text PRIMARY KEY,"
-                         " content_hash text NOT NULL) ON COMMIT DROP"))
-    taken = conn.execute(sa.text(
-        "DELETE FROM incoming_record i USING extract_key e WHERE e.source_record_id = i.source_record_id"
-        " AND e.content_hash <> i.content_hash RETURNING i.source_record_id, i.position")).all()
-    conn.execute(sa.text("INSERT INTO extract_key SELECT source_record_id, content_hash FROM incoming_record"
-                         " ON CONFLICT DO NOTHING"))
+#: One statement lands a page (one round trip: pages of 500 records each paid seven before). The page comes as
+#: arrays; a key an earlier page of this extract (or file) sent with other content is taken out (returned,
+#: to be quarantined); the rest is remembered for the pages after (``extract_key``, dropped when a file ends).
+#: A record lands as a new version when it differs from the newest landed version of its key. Keys seen again
+#: lift an 'absent from snapshot' tombstone; a record flagged deleted is tombstoned unless a deletion is
+#: recorded already for the key's newest version (the tombstones lifted here do not count; a version landed
+#: here is the newest).
+_LAND_PAGE = """
+CREATE TEMP TABLE IF NOT EXISTS extract_key (source_record_id text PRIMARY KEY, content_hash text NOT NULL)
+    ON COMMIT DROP;
+WITH incoming AS (
+    SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:hashes AS text[]), CAST(:payloads AS jsonb[]),
+                         CAST(:positions AS int[])) AS i (source_record_id, content_hash, payload, position)),
+conflict AS (
+    SELECT i.source_record_id, i.position FROM incoming i JOIN extract_key e USING (source_record_id)
+    WHERE e.content_hash <> i.content_hash),
+ok AS (
+    SELECT i.* FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM conflict c WHERE c.source_record_id = i.source_record_id)),
+remembered AS (
+    INSERT INTO extract_key SELECT source_record_id, content_hash FROM ok ON CONFLICT DO NOTHING),
+ins AS (
+    INSERT INTO raw.record (source, source_record_id, content_hash, payload, batch_id, fetched_at)
+    SELECT :s, o.source_record_id, o.content_hash, o.payload, :b, :f FROM ok o
+    WHERE o.content_hash IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r
+        WHERE r.source = :s AND r.source_record_id = o.source_record_id ORDER BY r.record_id DESC LIMIT 1)
+    ORDER BY o.source_record_id
+    RETURNING source_record_id),
+lifted AS (
+    UPDATE raw.tombstone t SET revoked_in = :b FROM ok o
+    WHERE t.source = :s AND t.source_record_id = o.source_record_id AND t.revoked_in IS NULL
+      AND t.reason = 'absent_from_snapshot' AND t.batch_id < :b),
+flagged AS (
+    INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)
+    SELECT DISTINCT :s, o.source_record_id, :b, 'flagged_deleted' FROM ok o
+    WHERE CAST(:flag_field AS text) IS NOT NULL AND o.payload ->> CAST(:flag_field AS text) = CAST(:flag_value AS text)
+      AND (o.source_record_id IN (SELECT source_record_id FROM ins) OR NOT EXISTS (
+          SELECT 1 FROM raw.tombstone t WHERE t.source = :s AND t.source_record_id = o.source_record_id
+            AND t.revoked_in IS NULL AND NOT (t.reason = 'absent_from_snapshot' AND t.batch_id < :b)
+            AND t.batch_id >= (SELECT max(r.batch_id) FROM raw.record r
+                               WHERE r.source = :s AND r.source_record_id = o.source_record_id)))
+    ON CONFLICT DO NOTHING
+    RETURNING 1)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM flagged),
+       (SELECT coalesce(json_agg(json_build_array(source_record_id, position) ORDER BY position), '[]') FROM conflict)
+"""
+
+
+def _conflict_rows(taken: list, records: list, label: str | None) -> list[tuple]:
+    """Quarantine rows of the records whose key an earlier page of this extract sent with other content."""
     return [(key, "duplicate_key_conflict", f"{_where(label, position, key)}: a second, different version of a key "
-             "received earlier in this extract", _payload(records[position])) for key, position in sorted(
-                 taken, key=lambda t: t[1])]
+             "received earlier in this extract", _payload(records[position])) for key, position in taken]
 
 
 def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: list, primary_key: str,
@@ -295,9 +358,12 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
     good, bad, repeats = _sort_page(records, primary_key, volatile_fields, label)
     counts, candidates = LoadCounts(received=len(records), pages=1), 0
     if good:
-        staging_table(conn, "incoming_record", "source_record_id text, content_hash text, payload jsonb, position int")
-        copy_rows(conn, "incoming_record", ("source_record_id", "content_hash", "payload", "position"), good)
-        conflicts = _conflicts_with_earlier_chunks(conn, records, label)
+        keys, hashes, payloads, positions = (list(column) for column in zip(*good))
+        flag_field, flag_value = deleted_flag or (None, None)
+        counts.landed, counts.tombstones, taken = conn.execute(sa.text(_LAND_PAGE), {
+            "keys": keys, "hashes": hashes, "payloads": payloads, "positions": positions, "s": source,
+            "b": batch_id, "f": fetched_at, "flag_field": flag_field, "flag_value": flag_value}).one()
+        conflicts = _conflict_rows(taken, records, label)
         bad, candidates = bad + conflicts, len(good) - len(conflicts)
     counts.quarantined = len(bad)
     if bad:
@@ -305,33 +371,6 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
             "INSERT INTO raw.quarantine (batch_id, source, source_record_id, reason_code, detail, payload) "
             "VALUES (:b, :s, :k, :r, :d, :p)"),
             [{"b": batch_id, "s": source, "k": k, "r": r, "d": d, "p": p} for k, r, d, p in bad])
-    if good:
-        # a duplicate is a record equal to the newest landed version of its key, not to any older one
-        counts.landed = conn.execute(sa.text(
-            "WITH ins AS ("
-            " INSERT INTO raw.record (source, source_record_id, content_hash, payload, batch_id, fetched_at)"
-            " SELECT :s, i.source_record_id, i.content_hash, i.payload, :b, :f FROM incoming_record i"
-            " WHERE i.content_hash IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r"
-            "   WHERE r.source = :s AND r.source_record_id = i.source_record_id ORDER BY r.record_id DESC LIMIT 1)"
-            " ORDER BY i.source_record_id RETURNING 1)"
-            " SELECT count(*) FROM ins"), {"s": source, "b": batch_id, "f": fetched_at}).scalar_one()
-        conn.execute(sa.text(
-            "UPDATE raw.tombstone t SET revoked_in = :b FROM incoming_record i"
-            " WHERE t.source = :s AND t.source_record_id = i.source_record_id AND t.revoked_in IS NULL"
-            "   AND t.reason = 'absent_from_snapshot' AND t.batch_id < :b"), {"s": source, "b": batch_id})
-        if deleted_flag:
-            counts.tombstones = conn.execute(sa.text(
-                "INSERT INTO raw.tombstone (source, source_record_id, batch_id, reason)"
-                " SELECT DISTINCT :s, i.source_record_id, :b, 'flagged_deleted' FROM incoming_record i"
-                " WHERE i.payload ->> :field = :value"
-                # a deletion already recorded for the key's newest version is not recorded again (a rerun
-                # inside the overlap window re-receives it)
-                "   AND NOT EXISTS (SELECT 1 FROM raw.tombstone t WHERE t.source = :s"
-                "     AND t.source_record_id = i.source_record_id AND t.revoked_in IS NULL"
-                "     AND t.batch_id >= (SELECT max(r.batch_id) FROM raw.record r"
-                "                        WHERE r.source = :s AND r.source_record_id = i.source_record_id))"
-                " ON CONFLICT DO NOTHING"),
-                {"s": source, "b": batch_id, "field": deleted_flag[0], "value": deleted_flag[1]}).rowcount
     counts.duplicates = candidates - counts.landed + repeats
     counts.check(source)
     return counts
