@@ -14,8 +14,9 @@ $(UV):
 	@echo "installing uv (Python package manager) for this user …"
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
 
+# With Java on this machine the Spark backend is installed too (the extra 'spark'), so its tests run
 bootstrap: $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen $(if $(shell command -v java 2>/dev/null),--extra spark)
 
 demo: bootstrap
 	$(UV) run --frozen hub demo

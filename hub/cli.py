@@ -254,6 +254,9 @@ def link(
         "--review-out", help="Where to write the pairs left for review (CSV): grey-zone links and links a "
                              "constraint refused, with both records' keys, master ids, probability and reason.")]
     = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="Where to match: duckdb (in this process) or spark (on HUB_SPARK_MASTER, needs the "
+                          "spark extra and Java); the same clusters either way. Default: HUB_MATCH_BACKEND.")] = None,
 ) -> None:
     """Link resident records into master ids (the master-index DAG's matching) and write a crosswalk.
 
@@ -275,7 +278,8 @@ def link(
         def on_progress(stage, info):
             progress.update(task, description=f"{stage}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
 
-        result = link_files(inputs, out, on_progress=on_progress, previous=previous, review_out=review_out)
+        result = link_files(inputs, out, on_progress=on_progress, previous=previous, review_out=review_out,
+                            backend=backend)
     kept = f", {result['masters_kept']} kept from {previous}" if previous else ""
     pairs = result["reviews"]
     where = (f" → {review_out}" if review_out else
@@ -297,10 +301,14 @@ def match(
     model: Annotated[Path | None, typer.Option(help="A model file (default: the repository's).")] = None,
     refresh_frequencies: Annotated[bool, typer.Option(
         "--refresh-frequencies", help="Recompute the name/phone/address frequencies (implies --full).")] = False,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="Where to match: duckdb (in this process) or spark (on HUB_SPARK_MASTER, needs the "
+                          "spark extra and Java); the same master ids either way. Default: HUB_MATCH_BACKEND.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Match the warehouse's standardized records into the master index (the master-index DAG's step)."""
     from hub.errors import HubError
+    from hub.link_files import matcher_backend
     from hub.pipeline import build_master_index
 
     configure_logging(verbose)
@@ -308,10 +316,11 @@ def match(
         if full and incremental:
             raise HubError("give --full or --incremental, not both")
         mode = "full" if full or refresh_frequencies else ("incremental" if incremental else "auto")
+        backend, _ = matcher_backend(backend)  # no Spark here: say what to install before any work
         with err.status("matching …") as status:
             counts = build_master_index(lambda step, info: status.update(
                 f"{step}: " + ", ".join(f"{k} {v}" for k, v in info.items())), mode=mode, model_path=model,
-                refresh_frequencies=refresh_frequencies)
+                refresh_frequencies=refresh_frequencies, backend=backend)
     console.print(f"{counts['mode']} run {counts['run_id']}: {counts['records']} records, {counts['affected']} "
                   f"re-clustered, {counts['masters']} masters; {counts['masters_created']} created, "
                   f"{counts.get('masters_retired', 0)} retired, {counts['events']} events, "

@@ -88,15 +88,34 @@ def review_rows(reviews: pd.DataFrame, crosswalk: pd.DataFrame, record_keys) -> 
     return pd.DataFrame(out, columns=list(REVIEW_COLUMNS))
 
 
+def matcher_backend(backend: str | None = None) -> tuple[str, dict]:
+    """The matcher's backend (``backend``, default the setting ``HUB_MATCH_BACKEND``) and its options:
+    DuckDB's memory bound, or the Spark master (``HUB_SPARK_MASTER``). Spark's absence (no pyspark, no
+    Java) is reported here, before any work, as an error saying what to install."""
+    backend = (backend or settings.match_backend()).strip().lower()
+    if backend not in settings.MATCH_BACKENDS:
+        raise HubError(f"unknown matching backend {backend!r}: expected one of {', '.join(settings.MATCH_BACKENDS)}")
+    if backend == "duckdb":
+        return backend, settings.match_options()
+    from mpi.spark import SparkUnavailable, require_spark
+
+    try:
+        require_spark()
+    except SparkUnavailable as exc:
+        raise HubError(str(exc)) from None
+    return backend, {"master": settings.spark_master()}
+
+
 def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dict], None] | None = None,
-               previous: Path | None = None, review_out: Path | None = None) -> dict:
+               previous: Path | None = None, review_out: Path | None = None, backend: str | None = None) -> dict:
     """Link the records of ``inputs`` (CSV or XLSX with the canonical columns) and write the crosswalk to ``out``.
 
     Every input row appears in the crosswalk: ``source, source_record_id, master_id,
     match_probability, reason, id_number_status`` (the status tells why an ID number was not used:
     ``precision_lost`` for a number typed into a numeric cell, ``checksum_error``, …). With
     ``previous`` (a crosswalk written earlier), its master ids are kept: merged, split and new
-    clusters are handled as in the warehouse. With ``review_out`` the pairs left for review are
+    clusters are handled as in the warehouse. ``backend``: ``duckdb`` or ``spark`` (default: the setting,
+    see :func:`matcher_backend`); both give the same clusters. With ``review_out`` the pairs left for review are
     written there (:data:`REVIEW_COLUMNS`, see :func:`review_rows`). Returns counts; ``reviews`` is
     the number of pairs (the review file's rows).
     """
@@ -106,6 +125,7 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     from mpi.matcher import Matcher
     from schemas.resident import standardize_frame
 
+    backend, options = matcher_backend(backend)
     if review_out is not None and review_out.resolve() == out.resolve():
         raise HubError(f"--review-out {review_out} is the crosswalk's file too: give the review pairs a file of their own")
     old = _previous(previous) if previous else pd.DataFrame(columns=["record_key", "master_id"])
@@ -121,7 +141,7 @@ def link_files(inputs: list[Path], out: Path, *, on_progress: Callable[[str, dic
     std = standardize_frame(raw)
     if on_progress:
         on_progress("standardized", {"records": len(std)})
-    linked = Matcher.from_model(backend_options=settings.match_options()).match_all(std, on_progress=on_progress)
+    linked = Matcher.from_model(backend=backend, backend_options=options).match_all(std, on_progress=on_progress)
     record_key = linked.clusters["record_key"].astype(str).to_numpy()
     numbers = [int(m.group(1)) for m in map(re.compile(r"^M(\d+)$").match, old["master_id"]) if m]
     start = max(numbers, default=0) + 1
