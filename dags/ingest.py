@@ -11,8 +11,9 @@ DOC = """
 Extracts the {department} subsystem `{name}` ({kind} source, connection `{conn_id}`) and lands
 what it sends in `raw.record` as one load batch: incrementally from the stored cursor, nothing
 lost (received = landed + quarantined + duplicates), nothing doubled on reruns, deletions kept
-as tombstones. Updates the Asset `{asset}` that the `master_index` DAG is scheduled on. Counts per
-page or file are in the task log.
+as tombstones. Updates the Asset `{asset}`: the `master_index` DAG runs once every source's Asset
+has been updated. The ingestion DAGs run side by side. Counts per page or file are in the task log;
+a drop file loaded before is skipped unread (the log says so).
 
 **Failures.** A fault that may pass (connection refused, a server error or "retry later", a
 timeout, a page cut off) is retried `HUB_DAG_RETRIES` times with growing waits. A fault of the

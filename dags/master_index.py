@@ -1,7 +1,7 @@
-"""The master-index DAG: standardize → match → gate → publish → audit → report, whenever a source has landed."""
+"""The master-index DAG: standardize → match → gate → publish → audit → report, once every source has landed."""
 
 import pendulum
-from airflow.sdk import Asset, AssetAny, dag, task, teardown
+from airflow.sdk import Asset, AssetAll, dag, task, teardown
 
 from hub.dag_config import PUBLISHED_ASSET_URI, default_args, raw_asset_uri, sources
 
@@ -41,7 +41,7 @@ def _step(name: str, *args):
 
 @dag(
     dag_id="master_index",
-    schedule=AssetAny(*RAW_ASSETS),
+    schedule=AssetAll(*RAW_ASSETS),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     default_args=default_args(),
@@ -50,8 +50,12 @@ def _step(name: str, *args):
     doc_md="""
 ### Master person index
 
-Runs on every raw-data Asset event (each successful load sends one, even when it landed nothing new;
-then the publish is skipped with "nothing new"):
+Runs once every source has landed since its last run: each successful load sends an event of its
+source's raw-data Asset (even when it landed nothing new; then the publish is skipped with "nothing
+new"), and the run starts when each of the sources' Assets has one. The ingestion DAGs run side by
+side; this DAG runs once after the last of them, not once per source. A source whose load failed
+holds the run until it loads (its DAG retries, or runs again on its schedule); to publish without it,
+trigger this DAG by hand.
 
 1. **standardize** — rebuild `std.resident` from raw (ID numbers, names; raw kept beside clean);
 2. **match** — link records on valid ID numbers into stable master ids (`mpi.crosswalk`, `mpi.golden`);
@@ -81,7 +85,7 @@ then the publish is skipped with "nothing new"):
 
 Faults that may pass (the database unreachable, a timeout) are retried `HUB_DAG_RETRIES` times with
 growing waits; a blocked gate or publish, or a configuration error, fails at once. One run at a time:
-asset events that arrive during a run start the next one.
+the loads that land during a run count towards the next one.
 """,
 )
 def master_index():

@@ -18,9 +18,14 @@ PROBE = textwrap.dedent("""
     socket.create_connection = refuse
     from airflow.dag_processing.dagbag import DagBag
     bag = DagBag(dag_folder=sys.argv[1])
+    def schedule(d):
+        cond = getattr(d.timetable, "asset_condition", None)
+        return {"kind": type(cond).__name__, "assets": sorted(a.uri for a in getattr(cond, "objects", []))}
     out = {"errors": {k: str(v)[:500] for k, v in bag.import_errors.items()},
            "stats": [{"file": s.file, "seconds": s.duration.total_seconds()} for s in bag.dagbag_stats],
            "dags": {d.dag_id: {"owner": d.owner, "tags": sorted(d.tags), "doc": bool(d.doc_md),
+                               "schedule": schedule(d), "max_active_runs": d.max_active_runs,
+                               "pools": sorted({t.pool for t in d.tasks}),
                                "retries": [t.retries for t in d.tasks],
                                "backoff": sorted({(t.retry_exponential_backoff, t.max_retry_delay.total_seconds(),
                                                    t.retry_delay.total_seconds()) for t in d.tasks}),
@@ -80,6 +85,22 @@ def test_master_index_builds_the_reports_once_after_the_audit(probed):
     assert tasks["report"] == {"upstream": ["audit"], "teardown": True, "fails_run": False}
     assert not any(t["teardown"] for name, t in tasks.items() if name != "report")
     assert not any("report" in t["upstream"] for t in tasks.values()), "the report task is the last step"
+
+
+def test_master_index_runs_once_every_source_has_landed(probed):
+    """The ingestion DAGs run side by side (nothing serialises them: no pool, one run of each at a time); the
+    master index is scheduled on all their Assets together, so it runs once after the last load, not per source."""
+    from hub.dag_config import raw_asset_uri, sources
+
+    result, _ = probed
+    dags = result["dags"]
+    names = [s["name"] for s in sources()]
+    assert dags["master_index"]["schedule"] == {"kind": "AssetAll",
+                                                "assets": sorted(raw_asset_uri(n) for n in names)}
+    for name in names:
+        assert dags[f"ingest_{name}"]["schedule"]["kind"] == "NoneType", name  # a time schedule, no Assets
+        assert dags[f"ingest_{name}"]["max_active_runs"] == 1, name
+        assert dags[f"ingest_{name}"]["pools"] == ["default_pool"], name
 
 
 def test_tasks_retry_twice_with_growing_waits_by_default(probed):
