@@ -12,10 +12,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from warehouse.bulk import copy_frame, staging_table
+from warehouse.bulk import copy_columns, copy_frame, indexes_deferred, staging_table
 from warehouse.locks import lock_index
 
 FEATURE_COLUMNS = ("record_key", "source", "source_record_id", "name_key", "name_pinyin", "surname", "given_key",
@@ -209,13 +210,14 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_features(conn: sa.Connection, feats: pd.DataFrame, *, remove: Iterable[str] = (), replace_all: bool = False) -> int:
     """Store the features of ``feats`` (replacing their earlier rows) and drop the ``remove`` keys."""
-    if replace_all:
+    if replace_all:  # the whole store: loaded with its lookup indexes built afterwards
         conn.execute(sa.text("TRUNCATE mpi.match_feature"))
-    else:
-        gone = sorted(set(remove) | set(feats["record_key"].astype(str)))
-        if gone:
-            table = _keys_table(conn, "feature_out", gone)
-            conn.execute(sa.text(f"DELETE FROM mpi.match_feature f USING {table} k WHERE f.record_key = k.record_key"))
+        with indexes_deferred(conn, "mpi.match_feature"):
+            return copy_columns(conn, "mpi.match_feature", feats, FEATURE_COLUMNS)
+    gone = sorted(set(remove) | set(feats["record_key"].astype(str)))
+    if gone:
+        table = _keys_table(conn, "feature_out", gone)
+        conn.execute(sa.text(f"DELETE FROM mpi.match_feature f USING {table} k WHERE f.record_key = k.record_key"))
     return copy_frame(conn, "mpi.match_feature", feats, FEATURE_COLUMNS)
 
 
@@ -264,7 +266,21 @@ def edges_frame(links: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"record_key_l": links["record_key_l"].to_numpy(), "record_key_r": links["record_key_r"].to_numpy(),
                          "match_probability": links["match_probability"].to_numpy(float),
                          "match_weight": links["match_weight"].to_numpy(float),
-                         "evidence": [json.dumps(e, sort_keys=True) for e in evidence.to_dict(orient="records")]})
+                         "evidence": evidence_json(evidence)})
+
+
+_JSON_FLOAT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def evidence_json(evidence: pd.DataFrame) -> np.ndarray:
+    """One JSON object per row of float columns, keys sorted: the text ``json.dumps(row, sort_keys=True)``
+    gives, built a column at a time (a county has millions of pairs)."""
+    out = np.full(len(evidence), "{", dtype=object)
+    for i, col in enumerate(sorted(evidence.columns)):
+        text = np.array([_JSON_FLOAT.get(r, r) for r in map(repr, evidence[col].to_numpy(float).tolist())],
+                        dtype=object)
+        out = out + (", " if i else "") + json.dumps(col) + ": " + text
+    return out + "}"
 
 
 def with_evidence(edges: pd.DataFrame) -> pd.DataFrame:
@@ -275,12 +291,13 @@ def with_evidence(edges: pd.DataFrame) -> pd.DataFrame:
 
 def write_edges(conn: sa.Connection, links: pd.DataFrame, *, touching: Iterable[str] = (), replace_all: bool = False) -> int:
     """Store scored pairs (by record key, with evidence columns), replacing every stored pair touching ``touching``."""
-    if replace_all:
+    if replace_all:  # every pair: loaded with the lookup index built afterwards
         conn.execute(sa.text("TRUNCATE mpi.match_edge"))
-    else:
-        table = _keys_table(conn, "edge_out", touching)
-        conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_l = k.record_key"))
-        conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_r = k.record_key"))
+        with indexes_deferred(conn, "mpi.match_edge"):
+            return copy_columns(conn, "mpi.match_edge", edges_frame(links), EDGE_COLUMNS)
+    table = _keys_table(conn, "edge_out", touching)
+    conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_l = k.record_key"))
+    conn.execute(sa.text(f"DELETE FROM mpi.match_edge e USING {table} k WHERE e.record_key_r = k.record_key"))
     return copy_frame(conn, "mpi.match_edge", edges_frame(links), EDGE_COLUMNS)
 
 
@@ -334,13 +351,21 @@ def region(conn: sa.Connection, seeds: Iterable[str], threshold: float, must: Se
 
 def read_previous(conn: sa.Connection, keys: Iterable[str] | None = None) -> pd.DataFrame:
     """record_key, master_id of the current crosswalk (all, or of ``keys``)."""
-    if keys is None:
-        rows = conn.execute(sa.text(f"SELECT {key('c')} AS record_key, master_id FROM mpi.crosswalk c")).all()
+    if keys is None:  # the whole crosswalk (a full run): via COPY
+        return _copy_out(conn, f"SELECT {key('c')} AS record_key, master_id FROM mpi.crosswalk c",
+                         ["record_key", "master_id"])
     else:
         table = _keys_table(conn, "previous_keys", keys)
         rows = conn.execute(sa.text(f"SELECT k.record_key, c.master_id FROM mpi.crosswalk c"
                                     f" JOIN {table} k USING (source, source_record_id)")).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=["record_key", "master_id"])
+
+
+def masters_without_golden(conn: sa.Connection) -> list[str]:
+    """Master ids the crosswalk holds records under that have no golden record."""
+    return conn.execute(sa.text(
+        "SELECT DISTINCT c.master_id FROM mpi.crosswalk c"
+        " WHERE NOT EXISTS (SELECT 1 FROM mpi.golden g WHERE g.master_id = c.master_id)")).scalars().all()
 
 
 class MatchingStore:
