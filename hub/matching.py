@@ -10,7 +10,10 @@ same data they give the same index:
   since the last run, against the stored state (:class:`warehouse.matching_state.MatchingStore`).
 
 This module does the I/O around the matcher: reading std and the stored state, writing the
-crosswalk, master ids, review pairs, events and golden records. Steward decisions
+crosswalk, master ids, review pairs, events and golden records — in bulk (COPY, set-based statements;
+a first run fills its empty tables and builds their indexes afterwards). Both modes rebuild only the
+golden records of masters whose records or anchor changed (and every one when the survivorship rules
+did: :func:`warehouse.golden.rebuild_golden`). Steward decisions
 (:func:`warehouse.matching_state.decisions`, the latest per pair of records and per record) are honoured by
 every run: must-link / cannot-link pairs, ID numbers detached from their record (the record's features
 are built again), and records a split or move-out took out of a master, which never claim its id.
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -34,6 +38,7 @@ from mpi.ids import Causes, assign_master_ids
 from mpi.matcher import Matcher, MatchOutcome, StepTimer
 from mpi.scoring import Frequencies
 from warehouse import matching_state as ms
+from warehouse.bulk import deferred_when_empty
 from warehouse.master_index import apply_assignment, mint_master_ids, store_reviews
 
 log = logging.getLogger(__name__)
@@ -150,27 +155,46 @@ def _store_index(conn: sa.Connection, run_id: int, mode: str, outcome: MatchOutc
     clusters = outcome.clusters
     previous = ms.read_previous(conn, None if full else region | gone)
     step("read_previous")
-    assignment = assign_master_ids(clusters[["record_key", "cluster_key"]], previous,
-                                   mint=lambda n: mint_master_ids(conn, n), causes=causes, leaving=leaving)
-    step("assign_ids")
-    crosswalk = assignment.crosswalk.assign(match_rule=clusters["reason"].to_numpy())
-    anchors = pd.DataFrame({"master_id": crosswalk["master_id"].to_numpy(), "anchor": outcome.anchors().to_numpy()}) \
-        .drop_duplicates("master_id")
-    counts = apply_assignment(conn, run_id, crosswalk, sorted(gone), assignment.retired, assignment.events, anchors)
+    with deferred_when_empty(conn, "mpi.master"):  # a first run: the masters' indexes built once, at the end
+        assignment = assign_master_ids(clusters[["record_key", "cluster_key"]], previous,
+                                       mint=lambda n: mint_master_ids(conn, n), causes=causes, leaving=leaving)
+        step("assign_ids")
+        crosswalk = assignment.crosswalk.assign(match_rule=clusters["reason"].to_numpy())
+        anchors = pd.DataFrame({"master_id": crosswalk["master_id"].to_numpy(),
+                                "anchor": outcome.anchors().to_numpy()}).drop_duplicates("master_id")
+        counts = apply_assignment(conn, run_id, crosswalk, sorted(gone), assignment.retired, assignment.events,
+                                  anchors)
     step("write_index")
     counts["reviews"] = store_reviews(conn, outcome.reviews, None if full else sorted(region | gone))
     # golden records to rebuild: masters that gained, lost or kept a record that changed in any way,
-    # retired ones, and those whose anchor moved
-    was = previous.set_index("record_key")["master_id"]
-    now = assignment.crosswalk.set_index("record_key")["master_id"]
-    moved = now.index[now.to_numpy() != was.reindex(now.index).to_numpy()]
-    concerned = set(causes.new) | set(restd) | set(moved)
-    touched = set(now[now.index.isin(concerned)]) | set(was[was.index.isin(concerned | gone)]) \
+    # retired ones, and those whose anchor moved — on a full run too, so that a run finding the same
+    # masters on the same records rebuilds none (and one that finds a master without its golden record
+    # rebuilds that one)
+    touched = _touched(previous, assignment.crosswalk, set(causes.new) | set(restd), gone) \
         | set(assignment.retired["master_id"]) | set(counts.pop("anchors_changed"))
-    if not full:  # re-standardized records outside the region (a new status, say)
+    if full:
+        touched |= set(ms.masters_without_golden(conn))
+    else:  # re-standardized records outside the region (a new status, say)
         touched |= set(ms.read_previous(conn, restd - region)["master_id"])
-    counts["golden"] = golden(conn, None if full else sorted(touched)) if golden else 0
+    counts["golden"] = golden(conn, sorted(touched)) if golden else 0
     step("golden")
     counts.update(assignment.counts())
     counts["masters_created"] = counts.get("events_created", 0)
     return counts
+
+
+def _touched(previous: pd.DataFrame, crosswalk: pd.DataFrame, changed: set[str], gone: set[str]) -> set[str]:
+    """Masters that gain or lose a record, or hold (or held) one of ``changed`` or ``gone``, in columns."""
+    was = pd.Series(previous["master_id"].to_numpy(dtype=object), dtype=object,  # object columns: fast set lookups
+                    index=pd.Index(previous["record_key"].to_numpy(dtype=object), dtype=object))
+    now = pd.Series(crosswalk["master_id"].to_numpy(dtype=object), dtype=object,
+                    index=pd.Index(crosswalk["record_key"].to_numpy(dtype=object), dtype=object))
+    before = was.reindex(now.index).to_numpy(dtype=object)
+    moved_mask = now.to_numpy(dtype=object) != before
+    moved = set(now.index[moved_mask])
+    concerned_was = _in(was.index, changed | gone) | _in(was.index, moved)
+    return set(now[moved_mask | _in(now.index, changed)].unique()) | set(was[concerned_was].unique())
+
+
+def _in(index: pd.Index, keys: set[str]) -> np.ndarray:
+    return index.isin(np.fromiter(keys, dtype=object, count=len(keys))) if keys else np.zeros(len(index), bool)

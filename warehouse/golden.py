@@ -37,14 +37,19 @@ whose records disagree.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import pandas as pd
 import sqlalchemy as sa
 
 from schemas import addresses, dates, names, phones, sex
-from warehouse.bulk import staging_table
+from warehouse.bulk import copy_columns, deferred_when_empty, staging_table
 
+FEW = 10_000  # masters to rebuild up to which their old rows are deleted by index lookups
+WORK_MEM = "64MB"
 FIELDS = ("name", "sex", "birth_date", "phone", "address", "status")
 ID_NUMBER = "id_number"
 
@@ -84,10 +89,17 @@ def rebuild_golden(conn: sa.Connection, rules: Rules, departments: Mapping[str, 
     """Rebuild the golden records (all, or only those of ``master_ids``) and their provenance and conflicts.
 
     ``departments``: source name → department name (from the source registry). Masters in
-    ``master_ids`` that no longer hold records (retired) lose their golden record. Returns the
-    number of golden records written. Runs in the caller's transaction.
+    ``master_ids`` that no longer hold records (retired) lose their golden record. When the rules or
+    the registry differ from those the stored golden records were built with (``mpi.golden_basis``),
+    every golden record is rebuilt, whatever ``master_ids`` says. Returns the number of golden records
+    written. Runs in the caller's transaction.
     """
     rules.check_names(departments)
+    basis = _fingerprint(rules, departments)
+    stored = conn.execute(sa.text("SELECT fingerprint FROM mpi.golden_basis")).scalar()
+    if master_ids is not None and stored != basis:
+        master_ids = None  # the rules or the registry changed since the golden records were built: all of them
+    conn.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))  # the field rankings sort in memory
     _scope(conn, master_ids)
     _gather_records(conn, rules, departments)
     staging_table(conn, "golden_candidate",
@@ -102,7 +114,19 @@ def rebuild_golden(conn: sa.Connection, rules: Rules, departments: Mapping[str, 
     for name in FIELDS:
         _pick(conn, name, rules.field(name))
     conn.execute(sa.text("ANALYZE golden_pick (master_id, field)"))
-    return _write(conn)
+    written = _write(conn)
+    conn.execute(sa.text(
+        "INSERT INTO mpi.golden_basis (fingerprint) VALUES (:f) ON CONFLICT (singleton) DO UPDATE"
+        " SET fingerprint = EXCLUDED.fingerprint, built_at = now()"), {"f": basis})
+    return written
+
+
+def _fingerprint(rules: Rules, departments: Mapping[str, str]) -> str:
+    """What the golden records are built with: the rules' content and the source → department registry."""
+    dump = getattr(rules, "model_dump_json", None)
+    text = json.dumps({"rules": dump() if dump else repr(rules), "departments": sorted(departments.items())},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _scope(conn: sa.Connection, master_ids: Sequence[str] | None) -> None:
@@ -112,12 +136,17 @@ def _scope(conn: sa.Connection, master_ids: Sequence[str] | None) -> None:
         for table in ("mpi.golden_conflict", "mpi.golden_value", "mpi.golden"):
             conn.execute(sa.text(f"DELETE FROM {table}"))
         conn.execute(sa.text("INSERT INTO golden_scope SELECT DISTINCT master_id FROM mpi.crosswalk"))
-    else:
+    elif len(master_ids) <= FEW:
         ids = sorted(set(master_ids))
         conn.execute(sa.text("INSERT INTO golden_scope SELECT unnest(CAST(:ids AS text[]))"), {"ids": ids})
         for table in ("mpi.golden_conflict", "mpi.golden_value", "mpi.golden"):
             # an array lookup walks the index; a join with the scope table would scan the whole table
             conn.execute(sa.text(f"DELETE FROM {table} WHERE master_id = ANY(CAST(:ids AS text[]))"), {"ids": ids})
+    else:  # many (a full run's changes): loaded in bulk, deleted by a join
+        copy_columns(conn, "golden_scope", pd.DataFrame({"master_id": sorted(set(master_ids))}), ("master_id",))
+        conn.execute(sa.text("ANALYZE golden_scope"))
+        for table in ("mpi.golden_conflict", "mpi.golden_value", "mpi.golden"):
+            conn.execute(sa.text(f"DELETE FROM {table} t USING golden_scope s WHERE t.master_id = s.master_id"))
     conn.execute(sa.text("ANALYZE golden_scope"))
 
 
@@ -226,7 +255,28 @@ def _write(conn: sa.Connection) -> int:
         " GROUP BY c.master_id, c.field, c.value, p.value"
         " ORDER BY c.master_id, c.field, c.value"))  # in key order: the index is filled from left to right
     # id_number / id_number_status exactly as the anchor gives them (see mpi.anchors)
-    written = conn.execute(sa.text(
+    with deferred_when_empty(conn, "mpi.golden"):
+        written = _write_golden(conn)
+    conn.execute(sa.text(
+        "INSERT INTO mpi.golden_value (master_id, field, value, source, source_record_id, loaded_at, rule)"
+        " SELECT master_id, field, value, source, source_record_id, loaded_at, rule FROM golden_pick"
+        " UNION ALL"
+        " SELECT master_id, 'status_date', to_char(status_date, 'YYYY-MM-DD'), source, source_record_id, loaded_at,"
+        "        'with_status'"
+        " FROM golden_pick WHERE field = 'status' AND status_date IS NOT NULL"
+        " UNION ALL"
+        " SELECT g.master_id, 'id_number', g.id_number, a.source, a.source_record_id, a.loaded_at, 'anchor'"
+        " FROM (SELECT DISTINCT master_id, substr(anchor, 4) AS id_number FROM golden_record"
+        "       WHERE anchor LIKE 'id:%') g"
+        " LEFT JOIN (SELECT DISTINCT ON (master_id) master_id, source, source_record_id, loaded_at FROM golden_record"
+        "            WHERE anchored ORDER BY master_id, id_number_status <> 'valid', source, source_record_id) a"
+        "   USING (master_id)"
+        " ORDER BY 1, 2"))
+    return written
+
+
+def _write_golden(conn: sa.Connection) -> int:
+    return conn.execute(sa.text(
         "INSERT INTO mpi.golden (master_id, name, id_number, id_number_status, sex, birth_date, phone, address,"
         "                        status, status_date, record_count, sources, conflicts)"
         " SELECT g.master_id, p.name, g.id_number, g.id_number_status, CAST(p.sex AS smallint),"
@@ -250,19 +300,3 @@ def _write(conn: sa.Connection) -> int:
         "         max(status_date) FILTER (WHERE field = 'status') AS status_date,"
         "         count(*) FILTER (WHERE n_values > 1) AS conflicts"
         "       FROM golden_pick GROUP BY master_id) p USING (master_id)")).rowcount
-    conn.execute(sa.text(
-        "INSERT INTO mpi.golden_value (master_id, field, value, source, source_record_id, loaded_at, rule)"
-        " SELECT master_id, field, value, source, source_record_id, loaded_at, rule FROM golden_pick"
-        " UNION ALL"
-        " SELECT master_id, 'status_date', to_char(status_date, 'YYYY-MM-DD'), source, source_record_id, loaded_at,"
-        "        'with_status'"
-        " FROM golden_pick WHERE field = 'status' AND status_date IS NOT NULL"
-        " UNION ALL"
-        " SELECT g.master_id, 'id_number', g.id_number, a.source, a.source_record_id, a.loaded_at, 'anchor'"
-        " FROM (SELECT DISTINCT master_id, substr(anchor, 4) AS id_number FROM golden_record"
-        "       WHERE anchor LIKE 'id:%') g"
-        " LEFT JOIN (SELECT DISTINCT ON (master_id) master_id, source, source_record_id, loaded_at FROM golden_record"
-        "            WHERE anchored ORDER BY master_id, id_number_status <> 'valid', source, source_record_id) a"
-        "   USING (master_id)"
-        " ORDER BY 1, 2"))
-    return written
