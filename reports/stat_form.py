@@ -11,6 +11,7 @@ cells (a copy for another department) show ``*``. The CSV holds the same lines, 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import datetime as dt
@@ -186,6 +187,22 @@ def _styles(book) -> None:
         book.add_named_style(NamedStyle(name=name, **style))
 
 
+class _Styler:
+    """Gives cells a named style of the workbook: the style's cell format is looked up once (openpyxl looks it up,
+    hashing every part of it, for each cell), then copied, as openpyxl copies it."""
+
+    def __init__(self):
+        self.formats: dict[str, Any] = {}
+
+    def __call__(self, cell, name: str) -> None:
+        found = self.formats.get(name)
+        if found is None:
+            cell.style = name
+            self.formats[name] = copy.copy(cell._style)
+        else:
+            cell._style = copy.copy(found)
+
+
 def workbook(table: Table, *, department: str, generated: dt.datetime, compare: Table | None = None,
              chart: bytes | None = None):
     """The form as an openpyxl workbook."""
@@ -193,6 +210,7 @@ def workbook(table: Table, *, department: str, generated: dt.datetime, compare: 
 
     book = xlsx.new_workbook(title=f"{table.spec.title} {table.place}")
     _styles(book)
+    style = _Styler()
     ws = book.active
     ws.title = xlsx.sheet_title(table.spec.title, "统计表")
     labels = row_labels(table)
@@ -200,21 +218,21 @@ def workbook(table: Table, *, department: str, generated: dt.datetime, compare: 
     width = len(labels) + len(heads)
     ws.append([table.spec.title] + [None] * (width - 1))  # centred across the form's width
     for j in range(1, width + 1):
-        ws.cell(1, j).style = "form_title"
+        style(ws.cell(1, j), "form_title")
     ws.row_dimensions[1].height = 28
     for note in _notes(table, department, generated, compare):
         ws.append([note])
-        ws.cell(ws.max_row, 1).style = "form_note"
+        style(ws.cell(ws.max_row, 1), "form_note")
     unit = "单位：人、户" if any(c.measure == "households" for c in table.columns) else "单位：人"
     ws.append([None] * (width - 1) + [unit])
-    ws.cell(ws.max_row, width).style = "form_unit"
+    style(ws.cell(ws.max_row, width), "form_unit")
     levels = 3 if compare is not None else 2
     first = ws.max_row + 1
     for level in range(levels):
         ws.append([formula_safe(labels[j]) if level == 0 and j < len(labels) else None for j in range(len(labels))]
                   + [formula_safe(head[level]) for head in heads])
         for j in range(1, width + 1):
-            ws.cell(first + level, j).style = "form_head"
+            style(ws.cell(first + level, j), "form_head")
     end = first + levels - 1
     for j in range(1, len(labels) + 1):
         ws.merge_cells(start_row=first, start_column=j, end_row=end, end_column=j)
@@ -229,7 +247,7 @@ def workbook(table: Table, *, department: str, generated: dt.datetime, compare: 
         ws.append(row)  # ws.max_row and ws[r] scan every cell: the row number is counted instead
         label, count = ("form_label", "form_count") if line.role == "data" else ("form_sum_label", "form_sum_count")
         for j in range(1, width + 1):
-            ws.cell(r, j).style = label if j <= n_labels else count
+            style(ws.cell(r, j), label if j <= n_labels else count)
     ws.freeze_panes = ws.cell(end + 1, n_labels + 1)
     xlsx.signature_lines(ws, filled={"填报日期": f"{generated:%Y-%m-%d}"})
     xlsx._print_setup(ws, end, f"第{table.data.release.release_no}版")  # A4 landscape, page numbers
