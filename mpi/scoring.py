@@ -9,6 +9,7 @@ of record keys, the form a stored index keeps, and :func:`positional_links` turn
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,9 @@ def score(left: pd.DataFrame, right: pd.DataFrame | None = None, *, frequencies:
         start += len(frame)
         # DuckDB scans an Arrow table in place (a pandas frame costs a conversion); Spark takes it whole
         table = pa.Table.from_pandas(table, preserve_index=False)
-        registered.append(api.register(table, dataset_display_name=f"records_{i}"))
+        # a Spark session outlives the call: its tables get names of their own, dropped below
+        name = f"records_{i}" if backend == "duckdb" else f"hub_records_{uuid.uuid4().hex[:12]}_{i}"
+        registered.append(api.register(table, dataset_display_name=f"records_{i}", table_name=name))
     model = load_model(model_path, records=frequencies.records, dialect=backend)
     linker = Linker(registered[0], model, log_level=logging.WARNING)
     for col, table in frequencies.tables.items():
@@ -93,6 +96,9 @@ def score(left: pd.DataFrame, right: pd.DataFrame | None = None, *, frequencies:
         parts.append(table.select(cols).to_pandas())
         pred.drop_table_from_database_and_remove_from_cache()
     edges = pd.concat(parts, ignore_index=True) if parts else empty
+    if backend == "spark":
+        for table in registered:
+            api.spark.catalog.dropTempView(table.physical_name)
     if backend == "duckdb" and "connection" not in (backend_options or {}):
         # the connection was made for this call: close it, so that DuckDB's buffers (up to its memory
         # limit) are returned now rather than held through clustering until garbage collection

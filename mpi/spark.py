@@ -68,6 +68,16 @@ def require_spark() -> None:
             "openjdk-17-jre-headless) or set JAVA_HOME; the default backend needs no Java (--backend duckdb)")
 
 
+def local_driver_memory() -> str:
+    """A quarter of this machine's memory (at least 2g): Spark's driver heap in local mode, unless
+    ``spark.driver.memory`` is set (``spark_config=``, or spark-defaults.conf under ``SPARK_CONF_DIR``)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "2g"
+    return f"{max(2, total // 4 // 2**30)}g"
+
+
 def _scratch() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="hub-spark-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -105,6 +115,8 @@ def spark_session(master: str | None = None, *, config: dict[str, str] | None = 
     if master.startswith("local"):
         settings["spark.sql.shuffle.partitions"] = str(LOCAL_SHUFFLE_PARTITIONS)
         settings["spark.default.parallelism"] = str(LOCAL_SHUFFLE_PARTITIONS)
+        if not os.environ.get("SPARK_CONF_DIR"):  # the driver is everything in local mode: Spark's 1g is too little
+            settings["spark.driver.memory"] = local_driver_memory()
     settings.update(config or {})
     builder = SparkSession.builder.master(master).appName(APP_NAME)
     for key, value in settings.items():
