@@ -13,6 +13,7 @@ place), owner-only when they hold personal data. openpyxl is imported inside the
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import re
@@ -149,6 +150,7 @@ def write_table(ws, columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     print set-up repeats the header row on every page and puts ``page_header`` top right.
     Returns the header row's number."""
     from openpyxl.styles import Alignment, Border, PatternFill, Side
+    from openpyxl.styles.cell_style import StyleArray
     from openpyxl.utils import get_column_letter
 
     last = get_column_letter(len(columns))
@@ -175,19 +177,30 @@ def write_table(ws, columns: Sequence[Column], rows: Iterable[Sequence[Any]], *,
     wrapped = Alignment(vertical="top", wrap_text=True)
     plain = _font()
     count = 0
+    # a cell's format (font, border, alignment, number format) depends on its column and on whether it holds a
+    # date: made once per kind through openpyxl (which hashes each part to find it in the workbook), then copied
+    formats: dict[tuple[int, bool, int], StyleArray] = {}
     for values in rows:
         ws.append([_cell_value(c, v) for c, v in zip(columns, values)])
         count += 1
         # the row just appended, counted: ws.max_row scans the whole sheet, which made large tables quadratic
         for i, column in enumerate(columns, start=1):
             cell = ws.cell(header_row + count, i)
+            dated = not column.text and isinstance(cell.value, dt.date)
+            # a value openpyxl gave a number format of its own keeps it (a cell with no format yet has none: 0)
+            key = (i, dated, cell._style.numFmtId if cell._style is not None else 0)
+            made = formats.get(key)
+            if made is not None:
+                cell._style = copy.copy(made)
+                continue
             cell.font = plain
             cell.border = border
             cell.alignment = wrapped if column.wrap else body
             if column.text:
                 cell.number_format = TEXT_FORMAT
-            elif isinstance(cell.value, dt.date):
+            elif dated:
                 cell.number_format = DATE_FORMAT
+            formats[key] = copy.copy(cell._style)
     if not count and empty_note:
         _merged_line(ws, empty_note, last, alignment=Alignment(horizontal="center"))
     if footer is not None:
