@@ -167,3 +167,27 @@ def test_after_a_rollback_the_withdrawn_release_leaves_the_feed(releases):
         conn.execute(sa.text("INSERT INTO publish.release (release_no, master_count, record_count, content_hash,"
                              " validation_run_id) VALUES (3, 0, 0, 'h3', 0)"))
         assert previous_release(conn, 3) == 1
+
+
+def test_differing_lists_the_masters_and_enrolments_that_differ_and_nothing_else(releases):
+    """What the change feed compares: every master whose row or any of whose enrolments differs, and the
+    enrolments that differ; M1's dibao record and M3's, the same in both releases, are left out."""
+    from warehouse.release_diff import differing
+
+    with releases.connect() as conn:
+        masters, records = differing(conn, 1, 2)
+        # M1 gained M2's record (and M2 lost it), M3's records went to M6, M4 was removed, M5 died, M7 was born
+        assert masters == ["M1", "M2", "M3", "M4", "M5", "M6", "M7"]
+        assert records == [("mz_dibao", "4"), ("rs_yanglao", "2"), ("rs_yanglao", "3"), ("rs_yanglao", "5"),
+                           ("wj_chusheng", "3"), ("wj_chusheng", "7")]
+        conn.execute(sa.text("INSERT INTO publish.release (release_no, master_count, record_count, content_hash,"
+                             " validation_run_id) VALUES (3, 5, 7, 'h3', 0)"))
+        for table in ("master_person", "enrolment"):  # release 3: release 2 again
+            conn.execute(sa.text(
+                f"INSERT INTO publish.{table} SELECT (x).* FROM (SELECT jsonb_populate_record(NULL::publish.{table},"
+                f" to_jsonb(t) || jsonb_build_object('release_no', 3)) AS x FROM publish.{table} t"
+                " WHERE t.release_no = 2) s"))
+        assert differing(conn, 2, 3) == ([], [])
+        conn.execute(sa.text("UPDATE publish.enrolment SET status_raw = '停发' WHERE release_no = 3"
+                             " AND source = 'mz_dibao' AND source_record_id = '1'"))
+        assert differing(conn, 2, 3) == (["M1"], [("mz_dibao", "1")])
