@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from hub import settings
-from hub.airflow_processes import die_with_parent, error_lines, port_free, take_lock
+from hub.airflow_processes import die_with_parent, error_lines, port_free, preloaded_workers, take_lock
 from hub.errors import HubError
 
 
@@ -137,6 +137,8 @@ def component_env(port_: int | None = None, extra: dict[str, str] | None = None)
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
     }
+    if e["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor":
+        defaults.update(preloaded_workers())
     for key, value in defaults.items():
         if not e.get(key):
             e[key] = value

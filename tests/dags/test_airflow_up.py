@@ -119,3 +119,42 @@ def test_one_up_per_hub_home_and_kill_9_stops_airflow(own_home, tmp_path):
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         proc.wait(timeout=10)
+
+
+WORKER_PROBE = """
+import multiprocessing, sys
+
+def loaded(modules, queue):
+    queue.put([m for m in modules if m in sys.modules])
+
+if __name__ == "__main__":
+    from airflow.utils.process_utils import set_component_mp_start_method
+
+    set_component_mp_start_method("scheduler")  # what 'airflow scheduler' does before its LocalExecutor starts
+    queue = multiprocessing.SimpleQueue()
+    worker = multiprocessing.Process(target=loaded, args=(sys.argv[1:], queue))
+    worker.start()
+    worker.join()
+    print("LOADED", multiprocessing.get_start_method(), *queue.get())
+"""
+
+
+def test_local_executor_workers_start_with_the_task_code_loaded(tmp_path, monkeypatch):
+    """The scheduler's LocalExecutor workers come from a server process that imported what every task of the hub
+    imports, so a task process (forked from a worker) does not import it anew."""
+    from hub import airflow_runner
+    from hub.airflow_processes import TASK_MODULES
+
+    for name in ("HUB_AIRFLOW_EXECUTOR", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__SCHEDULER__MP_START_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    env = airflow_runner.component_env(free_port())
+    assert env["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
+    probe = tmp_path / "probe.py"
+    probe.write_text(WORKER_PROBE)
+    out = subprocess.run([sys.executable, str(probe), *TASK_MODULES], env={**env, "AIRFLOW_HOME": str(tmp_path)},
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("LOADED"))
+    assert line.split()[1:] == ["forkserver", *TASK_MODULES], out
+
+    monkeypatch.setenv("HUB_AIRFLOW_EXECUTOR", "CeleryExecutor")  # other executors keep Airflow's own default
+    assert "AIRFLOW__SCHEDULER__MP_START_METHOD" not in airflow_runner.component_env(free_port())
