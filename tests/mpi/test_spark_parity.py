@@ -1,8 +1,9 @@
 """The matcher on Spark gives what it gives on DuckDB: the same clusters, reasons and review pairs.
 
-A simulated county is matched on both backends (Spark in local mode); the warehouse's matching run
-on Spark keeps every master id the DuckDB run gave. Without Java or pyspark these tests are skipped
-(saying which is missing), and the hub says what to install instead of failing deep inside Spark.
+A simulated county is matched on both backends (Spark in local mode), in whole and as a delta against
+a stored index; the warehouse's matching run on Spark keeps every master id the DuckDB run gave.
+Without Java or pyspark these tests are skipped (saying which is missing), and the hub says what to
+install instead of failing deep inside Spark.
 """
 
 from __future__ import annotations
@@ -75,6 +76,30 @@ def test_spark_gives_the_duckdb_clusters_reasons_and_reviews(county_records, spa
     pd.testing.assert_frame_equal(pairs(spark.reviews), pairs(duck.reviews))
     assert spark.stats["reasons"] == duck.stats["reasons"]
     assert spark.stats["links_refused_by_constraint"] == duck.stats["links_refused_by_constraint"]
+
+
+def test_a_delta_on_spark_gives_what_it_gives_on_duckdb(spark_options):
+    import numpy as np
+
+    from mpi import Delta, MemoryIndex
+    from tests.mpi.test_link import county_std
+
+    std = county_std(800, 12)
+    keys = (std["source"] + "/" + std["source_record_id"]).to_numpy()
+    arriving = np.random.default_rng(5).random(len(std)) < 0.1  # a tenth of the records come the next day
+    snapshot = Matcher().match_all(std).frequencies
+    outcomes = {}
+    for backend, options in (("duckdb", None), ("spark", spark_options)):
+        matcher = Matcher(frequencies=snapshot, backend=backend, backend_options=options)
+        index = MemoryIndex.from_outcome(matcher.match_all(std[~arriving].reset_index(drop=True)))
+        outcomes[backend] = matcher.match_delta(
+            Delta(records=std[arriving].reset_index(drop=True), new=set(keys[arriving])), index)
+    duck, spark = outcomes["duckdb"], outcomes["spark"]
+    assert duck.region == spark.region and len(duck.region) >= arriving.sum()
+    a, b = (o.clusters.sort_values("record_key").reset_index(drop=True) for o in (duck, spark))
+    pd.testing.assert_frame_equal(a, b)
+    cols = ["record_key_l", "record_key_r", "review_reason"]
+    pd.testing.assert_frame_equal(spark.reviews[cols], duck.reviews[cols])
 
 
 def _no_java_env() -> dict:
