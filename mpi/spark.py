@@ -128,6 +128,13 @@ def spark_session(master: str | None = None, *, config: dict[str, str] | None = 
     return session
 
 
+def stop_sessions() -> None:
+    """Stop the sessions :func:`spark_session` made (their JVM ends; the next call starts a new one)."""
+    while _sessions:
+        _, session = _sessions.popitem()
+        session.stop()
+
+
 def session_from(options: dict | None):
     """The session a matcher's ``backend_options`` name: ``spark_session=``, or one on ``master=``
     (with ``spark_config=``)."""

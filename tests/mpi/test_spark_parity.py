@@ -33,8 +33,11 @@ def _spark_or_skip() -> None:
 
 @pytest.fixture(scope="module")
 def spark_options():
+    from mpi.spark import stop_sessions
+
     _spark_or_skip()
-    return {"master": "local[2]"}
+    yield {"master": "local[2]"}
+    stop_sessions()  # the JVM does not outlive these tests
 
 
 @pytest.fixture(scope="module")
