@@ -153,7 +153,7 @@ def test_a_million_records_take_seconds():
     t0 = time.perf_counter()
     result = assign_master_ids(clusters, previous, mint=_minter_big(), causes=Causes(new=set(clusters["record_key"][n // 2:])))
     assert time.perf_counter() - t0 < 60
-    assert result.counts()["events_created"] == n // 4 and result.counts()["events_record_added"] == 0
+    assert result.counts()["events_created"] == n // 4 and "events_record_added" not in result.counts()
 
 
 def _minter_big():
