@@ -1,9 +1,10 @@
-"""The master-index DAG: standardize → match → gate → publish → audit → report, once every source has landed."""
+"""The master-index DAG: standardize → match → gate → publish → audit → report, once every source has landed
+(and at the latest once a day, at HUB_MASTER_INDEX_DAILY_AT)."""
 
 import pendulum
-from airflow.sdk import Asset, AssetAll, dag, task, teardown
+from airflow.sdk import Asset, AssetAll, AssetOrTimeSchedule, CronTriggerTimetable, dag, task, teardown
 
-from hub.dag_config import PUBLISHED_ASSET_URI, default_args, raw_asset_uri, sources
+from hub.dag_config import PUBLISHED_ASSET_URI, default_args, master_index_daily_at, raw_asset_uri, sources
 
 RAW_ASSETS = [Asset(name=f"raw_{s['name']}", uri=raw_asset_uri(s["name"])) for s in sources()]
 PUBLISHED = Asset(name="published_master_person", uri=PUBLISHED_ASSET_URI)
@@ -41,7 +42,9 @@ def _step(name: str, *args):
 
 @dag(
     dag_id="master_index",
-    schedule=AssetAll(*RAW_ASSETS),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(master_index_daily_at(), timezone="Asia/Shanghai"),
+        assets=AssetAll(*RAW_ASSETS)),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     default_args=default_args(),
@@ -54,8 +57,9 @@ Runs once every source has landed since its last run: each successful load sends
 source's raw-data Asset (even when it landed nothing new; then the publish is skipped with "nothing
 new"), and the run starts when each of the sources' Assets has one. The ingestion DAGs run side by
 side; this DAG runs once after the last of them, not once per source. A source whose load failed
-holds the run until it loads (its DAG retries, or runs again on its schedule); to publish without it,
-trigger this DAG by hand.
+holds the run until it loads (its DAG retries, or runs again on its schedule), but at the latest the DAG
+runs each day at `HUB_MASTER_INDEX_DAILY_AT` (a cron expression in Beijing time, default `0 6 * * *`)
+with what has landed; to publish without it sooner, trigger this DAG by hand.
 
 1. **standardize** — rebuild `std.resident` from raw (ID numbers, names; raw kept beside clean);
 2. **match** — link records on valid ID numbers into stable master ids (`mpi.crosswalk`, `mpi.golden`);

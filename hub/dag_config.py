@@ -22,6 +22,13 @@ def default_args() -> dict:
     }
 
 
+def master_index_daily_at() -> str:
+    """When the master index runs each day even if a source has not landed (``HUB_MASTER_INDEX_DAILY_AT``, a cron
+    expression in Beijing time, default ``0 6 * * *``): a platform that stays down holds the index at most until then.
+    It otherwise runs once every source has landed."""
+    return (os.environ.get("HUB_MASTER_INDEX_DAILY_AT") or "0 6 * * *").strip()
+
+
 # ExtractError messages of faults that may pass by themselves: the platform could not be reached, answered
 # with a server error or "retry later", broke a page off, changed while being read, or ran past the deadline
 _TRANSIENT_EXTRACT = re.compile(

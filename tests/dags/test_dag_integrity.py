@@ -20,7 +20,11 @@ PROBE = textwrap.dedent("""
     bag = DagBag(dag_folder=sys.argv[1])
     def schedule(d):
         cond = getattr(d.timetable, "asset_condition", None)
-        return {"kind": type(cond).__name__, "assets": sorted(a.uri for a in getattr(cond, "objects", []))}
+        out = {"kind": type(cond).__name__, "assets": sorted(a.uri for a in getattr(cond, "objects", []))}
+        inner = getattr(d.timetable, "timetable", None)  # AssetOrTimeSchedule: the time part
+        if inner is not None:
+            out["daily_at"] = getattr(inner, "_expression", None) or getattr(inner, "expression", None)
+        return out
     out = {"errors": {k: str(v)[:500] for k, v in bag.import_errors.items()},
            "stats": [{"file": s.file, "seconds": s.duration.total_seconds()} for s in bag.dagbag_stats],
            "dags": {d.dag_id: {"owner": d.owner, "tags": sorted(d.tags), "doc": bool(d.doc_md),
@@ -96,7 +100,8 @@ def test_master_index_runs_once_every_source_has_landed(probed):
     dags = result["dags"]
     names = [s["name"] for s in sources()]
     assert dags["master_index"]["schedule"] == {"kind": "AssetAll",
-                                                "assets": sorted(raw_asset_uri(n) for n in names)}
+                                                "assets": sorted(raw_asset_uri(n) for n in names),
+                                                "daily_at": "0 6 * * *"}  # a source that stays down holds it a day at most
     for name in names:
         assert dags[f"ingest_{name}"]["schedule"]["kind"] == "NoneType", name  # a time schedule, no Assets
         assert dags[f"ingest_{name}"]["max_active_runs"] == 1, name
