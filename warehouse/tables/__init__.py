@@ -33,6 +33,7 @@ from warehouse.tables.base import is_view, metadata
 from warehouse.tables.mpi import (
     mpi_crosswalk,
     mpi_golden,
+    mpi_golden_basis,
     mpi_golden_conflict,
     mpi_golden_value,
     mpi_link_run,
@@ -92,6 +93,7 @@ __all__ = [
     "metadata",
     "mpi_crosswalk",
     "mpi_golden",
+    "mpi_golden_basis",
     "mpi_golden_conflict",
     "mpi_golden_value",
     "mpi_link_run",

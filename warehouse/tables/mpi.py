@@ -219,6 +219,16 @@ mpi_golden_conflict = sa.Table(
     schema=SCHEMA,
 )
 
+#: What the golden records were last built with: a fingerprint of the survivorship rules and the registry.
+mpi_golden_basis = sa.Table(
+    "golden_basis", metadata,
+    sa.Column("singleton", sa.Boolean, primary_key=True),
+    sa.Column("fingerprint", TEXT, nullable=False),
+    sa.Column("built_at", TIMESTAMP, nullable=False),
+    sa.CheckConstraint("singleton", name="golden_basis_singleton_check"),
+    schema=SCHEMA,
+)
+
 TABLES = (mpi_master, mpi_crosswalk, mpi_golden, mpi_review_pair, mpi_decision, mpi_link_run, mpi_master_event,
           mpi_match_feature, mpi_match_edge, mpi_term_frequency, mpi_model_state, mpi_golden_value,
-          mpi_golden_conflict)
+          mpi_golden_conflict, mpi_golden_basis)
