@@ -1,7 +1,7 @@
 """End to end: where a county's full run and its next-day delta spend their time.
 
 Usage: uv run python bench/bench_end_to_end.py [--persons 200000] [--seed 20261121] [--delta 1.0|sim]
-       [--backend duckdb]
+       [--backend duckdb|spark]
 
 simulate → serve + ingest → standardize → match → gate → publish → audit → audit workbooks → statistical
 reports → scorecards, first in full on a fresh warehouse (embedded PostgreSQL in a temporary HUB_HOME, or
@@ -19,7 +19,8 @@ included. The ingestion DAGs run one source after another here (seconds summed).
 task (build_reports) are timed separately as it runs them, in one call. The simulated county is cached in
 BENCH_CACHE (default /tmp/bench-reports, shared with bench_reports.py).
 
-Only ``--backend duckdb`` exists: there is no Spark backend yet.
+``--backend spark`` matches on Spark (``HUB_SPARK_MASTER``, default local[*]: this machine's cores; needs the
+``spark`` extra and Java); the other steps are the same.
 """
 
 from __future__ import annotations
@@ -177,8 +178,8 @@ def _match_rows(m: dict) -> str:
     return f"{m['mode']}: {m['records']:,} → {m['masters']:,} masters, {m['affected']:,} re-clustered"
 
 
-def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int) -> None:
-    print(f"\n{persons:,} persons, {records:,} records, backend duckdb, {os.cpu_count()} CPUs "
+def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int, backend: str = "duckdb") -> None:
+    print(f"\n{persons:,} persons, {records:,} records, backend {backend}, {os.cpu_count()} CPUs "
           "(Airflow's own start-up not included)\n")
     print(f"| {'step':<16} | {'full s':>8} | {'full MB':>8} | {'full rows':<52} | {'delta s':>8} | {'delta MB':>8} "
           f"| {'delta rows':<52} |")
@@ -213,7 +214,6 @@ def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int) 
         print(f"  (the full-run targets are set for {', '.join(f'{p:,}' for p in TARGETS)} persons: "
               "1M ≤ 300 s and ≤ 6 GB, 200k ≤ 75 s)")
     print(f"  delta ≤ {DELTA_TARGET:.0%} of the full run: {share:.1%} {'met' if share <= DELTA_TARGET else 'NOT met'}")
-    print("  Spark backend: none yet (only --backend duckdb)")
 
 
 def main() -> None:
@@ -222,8 +222,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--delta", default="1.0",
                         help="percent of records touched by the next day, or 'sim' for the simulator's default day")
-    parser.add_argument("--backend", default="duckdb", choices=["duckdb"],
-                        help="the matcher's backend (only duckdb: the Spark backend is not built yet)")
+    parser.add_argument("--backend", default="duckdb", choices=["duckdb", "spark"],
+                        help="the matcher's backend: duckdb, or spark (on HUB_SPARK_MASTER, default local[*])")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="hub-bench-e2e-")
     os.environ.setdefault("HUB_HOME", home)
@@ -257,7 +257,7 @@ def main() -> None:
     full.run("serve + ingest", serve_and_ingest, ingest_rows)
     full.run("standardize", pipeline.standardize_sources,
              lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized")
-    first = full.run("match", lambda: pipeline.build_master_index(mode="full"), _match_rows)
+    first = full.run("match", lambda: pipeline.build_master_index(mode="full", backend=args.backend), _match_rows)
     _after_match(pipeline, full)
 
     if args.delta == "sim":
@@ -278,13 +278,13 @@ def main() -> None:
     delta.run("standardize", pipeline.standardize_sources,
               lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized, "
                         f"{sum(v['removed'] for v in s.values()):,} removed")
-    inc = delta.run("match", pipeline.build_master_index, _match_rows)
+    inc = delta.run("match", lambda: pipeline.build_master_index(backend=args.backend), _match_rows)
     _after_match(pipeline, delta)
     platforms.stop()
 
     records = first["records"] if isinstance(first, dict) else 0
     touched = inc["new"] + inc["changed"] + inc["removed"] if isinstance(inc, dict) else 0
-    _table(args.persons, full, delta, touched, records or 1)
+    _table(args.persons, full, delta, touched, records or 1, args.backend)
     if isinstance(first, dict) and isinstance(inc, dict):
         print("\nmatching, seconds per step:")
         for label, r in (("full", first), ("delta", inc)):
