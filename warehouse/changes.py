@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from warehouse.grants import department_access
 from warehouse.grants_views import DepartmentAccess, master_person_sql, policy_qual, sql_literal
-from warehouse.release_diff import row_changes_sql, splits, survivors
+from warehouse.release_diff import differing, row_changes_sql, splits, survivors
 from warehouse.sharing import DepartmentSharing
 
 PERSON_KINDS = ("merged", "split", "removed", "added", "changed", "deceased")
@@ -57,25 +57,34 @@ def previous_release(conn: sa.Connection, release_no: int) -> int | None:
                                 " AND withdrawn_at IS NULL"), {"n": release_no}).scalar()
 
 
-def _person_rows_sql(d: DepartmentAccess, release_no: int | None) -> str:
+#: the masters and enrolments that differ between the two releases (:func:`warehouse.release_diff.differing`):
+#: only their rows are compared (the rest are the same in every projection)
+_ONLY_MASTERS = " AND p.master_id = ANY(CAST(:only_m AS text[]))"
+_ONLY_RECORDS = (" AND (e.source, e.source_record_id) IN (SELECT * FROM unnest(CAST(:only_s AS text[]),"
+                 " CAST(:only_r AS text[])))")
+
+
+def _person_rows_sql(d: DepartmentAccess, release_no: int | None, only: bool = False) -> str:
     """The department's master_person view as it reads (read) release ``release_no`` (none: no rows)."""
     sql = master_person_sql(lambda c: '"' + c.replace('"', '""') + '"', d)
     if not sql.endswith(_FROM_CURRENT):  # the view's definition changed shape: refuse rather than guess
         raise RuntimeError("the department view's definition no longer reads publish.master_person_current")
     where = f"p.release_no = {int(release_no)}" if release_no is not None else "false"
-    return sql[: -len(_FROM_CURRENT)] + f" FROM publish.master_person p WHERE {where}"
+    return sql[: -len(_FROM_CURRENT)] + f" FROM publish.master_person p WHERE {where}" + (_ONLY_MASTERS if only else "")
 
 
-def _enrolment_rows_sql(d: DepartmentAccess, release_no: int | None) -> str:
+def _enrolment_rows_sql(d: DepartmentAccess, release_no: int | None, only: bool = False) -> str:
     cols = ", ".join(f'e."{c}"' for c in d.enrolment_columns)
     where = f"e.release_no = {int(release_no)}" if release_no is not None else "false"
-    return f"SELECT {cols} FROM publish.enrolment e WHERE {where} AND {policy_qual(d)}"
+    return (f"SELECT {cols} FROM publish.enrolment e WHERE {where} AND {policy_qual(d)}"
+            + (_ONLY_RECORDS if only else ""))
 
 
-def _events_sql(d: DepartmentAccess, old: int | None, new: int) -> str:
-    """INSERT of the department's events from release ``old`` to ``new`` (:gone/:survivor, :split_m/:split_into)."""
-    persons = row_changes_sql(_person_rows_sql(d, old), _person_rows_sql(d, new))
-    enrol_old, enrol_new = _enrolment_rows_sql(d, old), _enrolment_rows_sql(d, new)
+def _events_sql(d: DepartmentAccess, old: int | None, new: int, only: bool = False) -> str:
+    """INSERT of the department's events from release ``old`` to ``new`` (:gone/:survivor, :split_m/:split_into;
+    with ``only``, the rows of :only_m masters and :only_s/:only_r enrolments only)."""
+    persons = row_changes_sql(_person_rows_sql(d, old, only), _person_rows_sql(d, new, only))
+    enrol_old, enrol_new = _enrolment_rows_sql(d, old, only), _enrolment_rows_sql(d, new, only)
     return f"""
     INSERT INTO publish.change_event (department, release_no, seq, kind, master_id, payload)
     SELECT {sql_literal(d.department)}, {int(new)}, row_number() OVER (ORDER BY ev.ord, ev.master_id, ev.sub),
@@ -149,11 +158,15 @@ def record_changes(conn: sa.Connection, release_no: int,
     params = {"gone": list(redirect), "survivor": list(redirect.values()),
               "split_m": [m for m, into in split.items() for _ in into],
               "split_into": [i for into in split.values() for i in into]}
+    if old is not None:  # compared once here, then each department's projection of what differs only
+        masters, records = differing(conn, old, release_no)
+        params |= {"only_m": masters, "only_s": [s for s, _ in records], "only_r": [r for _, r in records]}
     counts: dict[str, int] = {}
     for d in department_access(sharing if sharing is not None else load_sharing()):
         if "master_id" not in d.fields:
             continue
-        counts[d.department] = conn.execute(sa.text(_events_sql(d, old, release_no)), params).rowcount
+        counts[d.department] = conn.execute(sa.text(_events_sql(d, old, release_no, old is not None)),
+                                            params).rowcount
     conn.execute(sa.text(
         "INSERT INTO publish.webhook_outbox (webhook_id, department, release_no, seq)"
         " SELECT w.webhook_id, e.department, e.release_no, e.seq FROM publish.change_event e"
