@@ -1,5 +1,5 @@
 """The master-index DAG: standardize → match → gate → publish → audit → report, once every source has landed
-(and at the latest once a day, at HUB_MASTER_INDEX_DAILY_AT)."""
+(and, with HUB_MASTER_INDEX_DAILY_AT set, at the latest once a day)."""
 
 import pendulum
 from airflow.sdk import Asset, AssetAll, AssetOrTimeSchedule, CronTriggerTimetable, dag, task, teardown
@@ -44,7 +44,7 @@ def _step(name: str, *args):
     dag_id="master_index",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(master_index_daily_at(), timezone="Asia/Shanghai"),
-        assets=AssetAll(*RAW_ASSETS)),
+        assets=AssetAll(*RAW_ASSETS)) if master_index_daily_at() else AssetAll(*RAW_ASSETS),
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     default_args=default_args(),
@@ -57,9 +57,9 @@ Runs once every source has landed since its last run: each successful load sends
 source's raw-data Asset (even when it landed nothing new; then the publish is skipped with "nothing
 new"), and the run starts when each of the sources' Assets has one. The ingestion DAGs run side by
 side; this DAG runs once after the last of them, not once per source. A source whose load failed
-holds the run until it loads (its DAG retries, or runs again on its schedule), but at the latest the DAG
-runs each day at `HUB_MASTER_INDEX_DAILY_AT` (a cron expression in Beijing time, default `0 6 * * *`)
-with what has landed; to publish without it sooner, trigger this DAG by hand.
+holds the run until it loads (its DAG retries, or runs again on its schedule); with
+`HUB_MASTER_INDEX_DAILY_AT` set (a cron expression in Beijing time, e.g. `0 6 * * *`) the DAG also runs
+each day at that time with what has landed; to publish without it sooner, trigger this DAG by hand.
 
 1. **standardize** — rebuild `std.resident` from raw (ID numbers, names; raw kept beside clean);
 2. **match** — link records on valid ID numbers into stable master ids (`mpi.crosswalk`, `mpi.golden`);

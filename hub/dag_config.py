@@ -22,11 +22,13 @@ def default_args() -> dict:
     }
 
 
-def master_index_daily_at() -> str:
-    """When the master index runs each day even if a source has not landed (``HUB_MASTER_INDEX_DAILY_AT``, a cron
-    expression in Beijing time, default ``0 6 * * *``): a platform that stays down holds the index at most until then.
-    It otherwise runs once every source has landed."""
-    return (os.environ.get("HUB_MASTER_INDEX_DAILY_AT") or "0 6 * * *").strip()
+def master_index_daily_at() -> str | None:
+    """When the master index also runs each day, whether or not every source has landed
+    (``HUB_MASTER_INDEX_DAILY_AT``, a cron expression in Beijing time, e.g. ``0 6 * * *``; unset: no daily run).
+    With it, a platform that stays down holds the index at most until then; without it, until it loads or the
+    DAG is triggered by hand. Note that Airflow starts one run of the latest time slot when the DAG is unpaused."""
+    value = (os.environ.get("HUB_MASTER_INDEX_DAILY_AT") or "").strip()
+    return value or None
 
 
 # ExtractError messages of faults that may pass by themselves: the platform could not be reached, answered

@@ -41,14 +41,16 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def _probe(tmp_path):
+def _probe(tmp_path, **extra: str):
     home = tmp_path / "home"
     env = {**os.environ, **settings.airflow_env(), "HUB_HOME": str(home),
            "AIRFLOW_HOME": str(tmp_path / "airflow"),
            # any attempt to reach a warehouse would fail loudly
            "HUB_DATABASE_URL": "postgresql+psycopg2://nobody@/nowhere?host=/nonexistent"}
-    for name in ("HUB_DAG_RETRIES", "HUB_DAG_RETRY_DELAY", "HUB_DAG_MAX_RETRY_DELAY"):  # the defaults
+    for name in ("HUB_DAG_RETRIES", "HUB_DAG_RETRY_DELAY", "HUB_DAG_MAX_RETRY_DELAY",
+                 "HUB_MASTER_INDEX_DAILY_AT"):  # the defaults
         env.pop(name, None)
+    env.update(extra)
     out = subprocess.run([sys.executable, "-c", PROBE, str(settings.DAGS_FOLDER)], env=env, capture_output=True,
                          text=True, timeout=180, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("PROBE"))
@@ -100,12 +102,20 @@ def test_master_index_runs_once_every_source_has_landed(probed):
     dags = result["dags"]
     names = [s["name"] for s in sources()]
     assert dags["master_index"]["schedule"] == {"kind": "AssetAll",
-                                                "assets": sorted(raw_asset_uri(n) for n in names),
-                                                "daily_at": "0 6 * * *"}  # a source that stays down holds it a day at most
+                                                "assets": sorted(raw_asset_uri(n) for n in names)}
     for name in names:
         assert dags[f"ingest_{name}"]["schedule"]["kind"] == "NoneType", name  # a time schedule, no Assets
         assert dags[f"ingest_{name}"]["max_active_runs"] == 1, name
         assert dags[f"ingest_{name}"]["pools"] == ["default_pool"], name
+
+
+def test_a_daily_time_makes_the_master_index_run_each_day_even_when_a_source_is_missing(tmp_path):
+    """HUB_MASTER_INDEX_DAILY_AT: every source landed, or the daily time — whichever comes first."""
+    from hub.dag_config import raw_asset_uri, sources
+
+    result, _ = _probe(tmp_path, HUB_MASTER_INDEX_DAILY_AT="0 6 * * *")
+    assert result["dags"]["master_index"]["schedule"] == {
+        "kind": "AssetAll", "assets": sorted(raw_asset_uri(s["name"]) for s in sources()), "daily_at": "0 6 * * *"}
 
 
 def test_tasks_retry_twice_with_growing_waits_by_default(probed):
