@@ -81,6 +81,11 @@ raw_ingested_file = sa.Table(
     sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("raw.load_batch.batch_id"), nullable=False),
     sa.Column("records", sa.Integer, nullable=False),
     sa.Column("ingested_at", TIMESTAMP, nullable=False),
+    # the file's size and modification time (ns) as the drop folder showed them: a file seen again with the
+    # same name, size and time is skipped unread (NULL for files taken before these were kept)
+    sa.Column("file_size", sa.BigInteger),
+    sa.Column("file_mtime_ns", sa.BigInteger),
+    sa.Index("ingested_file_name_idx", "source", "file_name"),
     schema=SCHEMA,
 )
 
