@@ -17,53 +17,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_end_to_end import PeakTree as TreeRss  # noqa: E402  (this process and what it started)
 from bench.bench_matching import build_std  # noqa: E402
 
 BACKENDS = ("duckdb", "spark")
-
-
-class TreeRss:
-    """Samples the resident memory of this process and all its descendants; ``peak_mb`` is the highest sum."""
-
-    def __init__(self, interval: float = 0.1):
-        self.proc, self.interval, self.peak, self._stop = psutil.Process(os.getpid()), interval, 0, threading.Event()
-
-    def _sample(self) -> int:
-        total = 0
-        for p in [self.proc, *self.proc.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-
-    def __enter__(self):
-        self.peak = self._sample()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
 
 
 def child(backend: str, persons: int, seed: int, master: str, out: Path) -> None:
