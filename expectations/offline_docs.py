@@ -25,6 +25,7 @@ so it can be re-run on an existing site at any time (:func:`make_docs_offline` f
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -37,6 +38,7 @@ __all__ = [
     "SITE_VENDOR",
     "VENDOR_DIR",
     "OfflineReport",
+    "address_key",
     "external_references",
     "make_docs_offline",
     "make_site_offline",
@@ -79,12 +81,18 @@ class OfflineReport:
 
 
 @functools.cache
+def address_key(url: str) -> str:
+    """How ``vendor/MANIFEST.json`` names a CDN address a vendored file stands in for: its SHA-256."""
+    return hashlib.sha256(url.strip().encode("utf-8")).hexdigest()
+
+
+@functools.cache
 def vendored_assets() -> dict[str, str]:
-    """CDN address → vendored file (relative to ``vendor/``), from ``vendor/MANIFEST.json`` (which keeps each
-    address as host and path, ``stands_for``: the pages name them over https)."""
+    """:func:`address_key` of a CDN address → vendored file (relative to ``vendor/``), from
+    ``vendor/MANIFEST.json`` (``stands_for_sha256``: the manifest holds no link to a CDN)."""
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
-    return {f"https://{address}": entry["path"] for package in manifest["packages"] for entry in package["files"]
-            for address in entry["stands_for"]}
+    return {key: entry["path"] for package in manifest["packages"] for entry in package["files"]
+            for key in entry["stands_for_sha256"]}
 
 
 def site_dir(gx_dir: Path, site_name: str = "local_site") -> Path:
@@ -179,7 +187,7 @@ def _copy_vendor(target: Path) -> int:
 
 def _local_for(url: str, prefix: str, site: Path) -> str | None:
     """The relative path that replaces ``url`` on a page ``prefix`` deep, or None when nothing local does."""
-    vendored = vendored_assets().get(url.strip())
+    vendored = vendored_assets().get(address_key(url))
     if vendored is not None:
         return f"{prefix}{SITE_VENDOR}/{vendored}"
     logo = _GX_ASSETS.match(url.strip())
