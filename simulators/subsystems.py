@@ -20,7 +20,8 @@ from simulators.population import TODAY
 
 CANONICAL = ("record_id", "name", "id_number", "sex", "birth_date", "phone", "address", "status", "status_date")
 TRUTH = ("_person_id", "_errors", "_updated", "_deleted")
-SNAPSHOT_TIME = dt.datetime(2026, 11, 20, 22, 0, 0)
+SNAPSHOT_TIME = dt.datetime(2026, 11, 20, 22, 0, 0)  # the latest edit of any roll on the simulated day 0
+UPDATE_SPREAD = dt.timedelta(days=3 * 365)  # day 0's records were last edited over the three years before it
 
 
 @dataclass(frozen=True)
@@ -263,9 +264,23 @@ def build_roll(sub: Subsystem, pop: pd.DataFrame, seed: int) -> pd.DataFrame:
         errors = errors + np.where(mask, kind + ";", "")
     roll["_person_id"] = persons["person_id"].to_numpy()
     roll["_errors"] = errors.str.rstrip(";").to_numpy()
-    roll["_updated"] = SNAPSHOT_TIME
+    roll["_updated"] = updated_times(len(roll), np.random.default_rng([seed, sum(map(ord, sub.name)), 2]))
     roll["_deleted"] = False
     return roll
+
+
+def updated_times(n: int, rng: np.random.Generator) -> np.ndarray:
+    """When each of ``n`` records was last edited on its platform, as of the snapshot.
+
+    Clerks edit a record when something about the person changes, so the last edits spread over the roll's
+    past: here over ``UPDATE_SPREAD`` before the snapshot, to the second, with the roll's latest edit at
+    ``SNAPSHOT_TIME`` itself. An incremental extract on the next day then fetches what changed since, not
+    the whole roll. Drawn from a stream of its own, so the records' other fields stay as they were.
+    """
+    back = rng.integers(0, int(UPDATE_SPREAD.total_seconds()), n)
+    if n:
+        back[int(np.argmin(back))] = 0
+    return np.datetime64(SNAPSHOT_TIME, "us") - back.astype("timedelta64[s]").astype("timedelta64[us]")
 
 
 def served(sub: Subsystem, roll: pd.DataFrame) -> pd.DataFrame:
