@@ -13,11 +13,15 @@ simulated platforms are threads of this process and are), and its rows, with the
 beside them.
 
 Each step is the function the DAGs call (``hub.pipeline``: ingest_source per source, standardize_sources,
-build_master_index, run_gate, publish_release, audit_release, build_reports with ``HUB_REPORTS=all``), called in
-this process, not through Airflow: Airflow's own start-up (≈ 20 s per ingestion DAG, measured under the scheduler) is not
-included. The ingestion DAGs run one source after another here (seconds summed). The three parts of the report
-task (build_reports) are timed separately as it runs them, in one call. The simulated county is cached in
-BENCH_CACHE (default /tmp/bench-reports, shared with bench_reports.py).
+build_master_index, run_gate, publish_release, audit_release, build_reports with ``HUB_REPORTS=all``), and each runs
+as a task of the DAGs runs under the LocalExecutor: in a process of its own, forked from a forkserver that has
+imported the pipeline (what a step imports beyond it, Great Expectations for the gate say, it imports itself, every
+time). A step's peak RSS is that task process's and its worker processes' (the PostgreSQL server's are not counted,
+nor this process, which holds the simulated county and serves its platforms). Airflow's own start-up (≈ 20 s per
+ingestion DAG, measured under the scheduler) is not included. The ingestion tasks run one source after another
+here (seconds summed, the peak of the largest). The three parts of the report task (build_reports) are timed
+separately as it runs them, in one task. The simulated county is cached in BENCH_CACHE (default
+/tmp/bench-reports, shared with bench_reports.py).
 
 ``--backend spark`` matches on Spark (``HUB_SPARK_MASTER``, default local[*]: this machine's cores; needs the
 ``spark`` extra and Java); the other steps are the same.
@@ -26,11 +30,14 @@ BENCH_CACHE (default /tmp/bench-reports, shared with bench_reports.py).
 from __future__ import annotations
 
 import argparse
+import importlib
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -86,6 +93,35 @@ class PeakTree:
         return self.peak / 2**20
 
 
+#: what the task processes start with, as the LocalExecutor's forkserver preloads (hub.airflow_processes.TASK_MODULES
+#: less Airflow's own modules)
+TASK_PRELOAD = ["connectors.registry", "hub.pipeline"]
+_TASKS = multiprocessing.get_context("forkserver")
+_TASKS.set_forkserver_preload(TASK_PRELOAD)
+
+
+def _task(env: dict, target: str, args: tuple, kwargs: dict) -> tuple[object, float]:
+    """In the task process: ``module:function(*args, **kwargs)`` with the bench's environment; the result (or the exception
+    raised) and the peak RSS MB of this process and its workers."""
+    os.environ.clear()
+    os.environ.update(env)
+    module, name = target.split(":")
+    fn = getattr(importlib.import_module(module), name)
+    with PeakTree() as mem:
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # e.g. the gate failing: shown in the table, the run goes on
+            result = exc
+    return result, mem.peak_mb
+
+
+def in_task(target: str, *args, **kwargs) -> tuple[object, float]:
+    """Run ``module:function(*args, **kwargs)`` as a DAG task runs: in a new process forked from the forkserver. Returns the
+    result (or the exception it raised) and the task's peak RSS MB."""
+    with ProcessPoolExecutor(1, mp_context=_TASKS, max_tasks_per_child=1) as pool:
+        return pool.submit(_task, dict(os.environ), target, args, kwargs).result()
+
+
 class Steps:
     """The rows of one run: (step, seconds, peak RSS MB, rows)."""
 
@@ -93,17 +129,22 @@ class Steps:
         self.label, self.rows = label, []
 
     def run(self, step: str, fn, rows=None):
-        """Time ``fn()``; ``rows(result)`` gives the rows column. Returns the result (or the exception raised)."""
+        """Time ``fn()``, which returns (result, peak MB) from :func:`in_task`; ``rows(result)`` gives the rows column.
+        Returns the result (or the exception raised)."""
+        t = time.perf_counter()
+        result, peak_mb = fn()
+        seconds = time.perf_counter() - t
+        shown = f"failed: {type(result).__name__}" if isinstance(result, Exception) else (rows(result) if rows else "")
+        self.add(step, seconds, peak_mb, shown)
+        return result
+
+    def here(self, step: str, fn, rows=None):
+        """Time ``fn()`` in this process (the simulator's steps); its peak is this process's and its children's."""
         with PeakTree() as mem:
             t = time.perf_counter()
-            try:
-                result = fn()
-            except Exception as exc:  # e.g. the gate failing: shown in the table, the run goes on
-                result = exc
+            result = fn()
             seconds = time.perf_counter() - t
-        shown = f"failed: {type(result).__name__}" if isinstance(result, Exception) else (rows(result) if rows else "")
-        self.rows.append((step, seconds, mem.peak_mb, shown))
-        print(f"  {self.label}: {step:<16} {seconds:8.1f} s  {mem.peak_mb:7.0f} MB  {shown}", flush=True)
+        self.add(step, seconds, mem.peak_mb, rows(result) if rows else "")
         return result
 
     def add(self, step: str, seconds: float, peak_mb: float, shown: str) -> None:
@@ -119,16 +160,20 @@ class Steps:
         return max(r[2] for r in self.rows)
 
 
-def _ingest_all(pipeline) -> dict:
-    per = {}
+def _ingest_all(pipeline) -> tuple[dict, float]:
+    """Every source's ingestion task, one after another: the results and the largest task's peak."""
+    per, peak = {}, 0.0
     for name in pipeline.source_names():
-        per[name] = pipeline.ingest_source(name)
-    return per
+        per[name], mb = in_task("hub.pipeline:ingest_source", name)
+        if isinstance(per[name], Exception):
+            raise per[name]
+        peak = max(peak, mb)
+    return per, peak
 
 
-def _reports(pipeline, steps: Steps) -> dict:
-    """build_reports() as the DAG's report task runs it, its three parts timed as they run."""
-    from hub import audits
+def report_task() -> tuple[dict, dict]:
+    """In the task process: build_reports() as the DAG's report task runs it, its three parts timed as they run."""
+    from hub import audits, pipeline
 
     parts: dict[str, tuple[float, float, object]] = {}
     export_all, statistical = audits.export_all, pipeline._statistical_reports
@@ -144,34 +189,38 @@ def _reports(pipeline, steps: Steps) -> dict:
 
     audits.export_all = timed("audit workbooks", export_all)
     pipeline._statistical_reports = timed("reports", statistical)
-    try:
-        with PeakTree() as mem:
-            t = time.perf_counter()
-            result = pipeline.build_reports()
-            total = time.perf_counter() - t
-    finally:
-        audits.export_all, pipeline._statistical_reports = export_all, statistical
-    workbook_s, workbook_mb, audit = parts["audit workbooks"]
-    steps.add("audit workbooks", workbook_s, workbook_mb, f"{len(audit)} files")
+    result = pipeline.build_reports()
+    return result, {name: (seconds, mb, len(out) if isinstance(out, dict) else out)
+                    for name, (seconds, mb, out) in parts.items()}
+
+
+def _reports(steps: Steps) -> dict:
+    """The report task, in a task process; its three parts shown as three steps."""
+    t = time.perf_counter()
+    (result, parts), peak_mb = in_task("bench.bench_end_to_end:report_task")
+    total = time.perf_counter() - t
+    workbook_s, workbook_mb, workbooks = parts["audit workbooks"]
+    steps.add("audit workbooks", workbook_s, workbook_mb, f"{workbooks} files")
     report_s, report_mb, files = parts["reports"]
     steps.add("reports", report_s, report_mb, f"{files:,} files (HUB_REPORTS=all)")
-    steps.add("scorecards", total - workbook_s - report_s, mem.peak_mb,  # the peak: of the whole report task
+    steps.add("scorecards", total - workbook_s - report_s, peak_mb,  # the peak: of the whole report task
               f"1 + {result['department_scorecards']} department pages")
     return result
 
 
-def _after_match(pipeline, steps: Steps) -> None:
+def _after_match(steps: Steps) -> None:
     """gate → publish → audit → report, as the master-index DAG runs them after matching."""
-    gate = steps.run("gate", pipeline.run_gate, lambda g: f"{g['evaluated']:,} expectations, {g['suites']} suites")
+    gate = steps.run("gate", lambda: in_task("hub.pipeline:run_gate"),
+                     lambda g: f"{g['evaluated']:,} expectations, {g['suites']} suites")
     if isinstance(gate, Exception):
         print(f"  the gate failed, nothing published: {str(gate)[:300]}")
     else:
-        outcome = steps.run("publish", lambda: pipeline.publish_release(gate["validation_run_id"]),
+        outcome = steps.run("publish", lambda: in_task("hub.pipeline:publish_release", gate["validation_run_id"]),
                             lambda o: f"{o['outcome']} release {o['release_no']}")
         if not isinstance(outcome, Exception) and outcome["outcome"] == "published":
-            steps.run("audit", lambda: pipeline.audit_release(outcome["release_no"]),
+            steps.run("audit", lambda: in_task("hub.pipeline:audit_release", outcome["release_no"]),
                       lambda a: f"{a['detected']:,} findings, {a['open']:,} open")
-    _reports(pipeline, steps)  # a teardown in the DAG: runs whatever happened before
+    _reports(steps)  # a teardown in the DAG: runs whatever happened before
 
 
 def _match_rows(m: dict) -> str:
@@ -241,7 +290,7 @@ def main() -> None:
     full, delta = Steps("full"), Steps("delta")
     spec = CountySpec(persons=args.persons, seed=args.seed)
     cached = (CACHE / f"county-{args.persons}-{args.seed}-{simulator_digest()}.pickle").exists()
-    county = full.run("simulate", lambda: SimulatedCounty(spec, 0, *simulated(args.persons, args.seed), {}),
+    county = full.here("simulate", lambda: SimulatedCounty(spec, 0, *simulated(args.persons, args.seed), {}),
                       lambda c: f"{sum(map(len, c.rolls.values())):,} records ({'cached' if cached else 'generated'})")
     box = {}
 
@@ -255,10 +304,11 @@ def main() -> None:
                 f" received, {len(per)} src")
 
     full.run("serve + ingest", serve_and_ingest, ingest_rows)
-    full.run("standardize", pipeline.standardize_sources,
+    full.run("standardize", lambda: in_task("hub.pipeline:standardize_sources"),
              lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized")
-    first = full.run("match", lambda: pipeline.build_master_index(mode="full", backend=args.backend), _match_rows)
-    _after_match(pipeline, full)
+    first = full.run("match", lambda: in_task("hub.pipeline:build_master_index", mode="full", backend=args.backend),
+                     _match_rows)
+    _after_match(full)
 
     if args.delta == "sim":
         day = DeltaSpec()
@@ -266,7 +316,7 @@ def main() -> None:
         share = float(args.delta)
         day = DeltaSpec(births=0.0018 * share, deaths=0.0012 * share, moves=0.003 * share, corrections=0.5,
                         deletions=0.003 * share)
-    day1 = delta.run("simulate", lambda: county.next_day(day),
+    day1 = delta.here("simulate", lambda: county.next_day(day),
                      lambda d: " ".join(f"{k.split('_')[-1][:6]} {v}" for k, v in d.changes.items()))
     platforms = box["platforms"]
 
@@ -275,11 +325,11 @@ def main() -> None:
         return _ingest_all(pipeline)
 
     delta.run("serve + ingest", advance_and_ingest, ingest_rows)
-    delta.run("standardize", pipeline.standardize_sources,
+    delta.run("standardize", lambda: in_task("hub.pipeline:standardize_sources"),
               lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized, "
                         f"{sum(v['removed'] for v in s.values()):,} removed")
-    inc = delta.run("match", lambda: pipeline.build_master_index(backend=args.backend), _match_rows)
-    _after_match(pipeline, delta)
+    inc = delta.run("match", lambda: in_task("hub.pipeline:build_master_index", backend=args.backend), _match_rows)
+    _after_match(delta)
     platforms.stop()
 
     records = first["records"] if isinstance(first, dict) else 0
