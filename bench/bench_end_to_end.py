@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_matching import simulator_digest  # noqa: E402
 from bench.bench_reports import CACHE, simulated  # noqa: E402
+from hub.airflow_processes import TASK_MODULES  # noqa: E402
 
 #: the targets: persons → (full run seconds, peak RSS MB or None)
 TARGETS = {1_000_000: (300, 6 * 1024), 200_000: (75, None)}
@@ -93,9 +94,8 @@ class PeakTree:
         return self.peak / 2**20
 
 
-#: what the task processes start with, as the LocalExecutor's forkserver preloads (hub.airflow_processes.TASK_MODULES
-#: less Airflow's own modules)
-TASK_PRELOAD = ["connectors.registry", "hub.pipeline"]
+#: what the task processes start with: what the LocalExecutor's forkserver preloads, less Airflow's own modules
+TASK_PRELOAD = [m for m in TASK_MODULES if not m.startswith(("airflow", "pendulum", "hub.dag_config"))]
 _TASKS = multiprocessing.get_context("forkserver")
 _TASKS.set_forkserver_preload(TASK_PRELOAD)
 

@@ -103,9 +103,11 @@ def take_lock(port_: int):
 
 
 #: What every task of the hub's DAGs imports: Airflow's task runner, the DAG files' configuration and the
-#: pipeline with everything it loads (SQLAlchemy, pandas, the connectors).
+#: pipeline with everything it loads (SQLAlchemy, pandas, the connectors); and Great Expectations
+#: (:mod:`expectations.preload`), which only the gate task imports but which takes seconds to import (about 5 s of
+#: the gate's time on two cores).
 TASK_MODULES = ("airflow.sdk", "airflow.sdk.execution_time.task_runner", "pendulum", "hub.dag_config",
-                "connectors.registry", "hub.pipeline")
+                "connectors.registry", "hub.pipeline", "expectations.preload")
 
 
 def preloaded_workers() -> dict[str, str]:
