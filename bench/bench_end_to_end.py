@@ -287,6 +287,7 @@ def main() -> None:
     print(f"HUB_HOME {os.environ['HUB_HOME']}; warehouse "
           f"{'HUB_DATABASE_URL' if os.environ.get('HUB_DATABASE_URL') else 'embedded PostgreSQL'}", flush=True)
     pipeline.prepare_warehouse()
+    in_task("os:getpid")  # the forkserver starts (loading the pipeline) before any run, as with the scheduler
     full, delta = Steps("full"), Steps("delta")
     spec = CountySpec(persons=args.persons, seed=args.seed)
     cached = (CACHE / f"county-{args.persons}-{args.seed}-{simulator_digest()}.pickle").exists()

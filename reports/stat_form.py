@@ -443,6 +443,7 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
     give as made (default: now). Returns the release,
     the number of files (``carried``: how many were copied), per kind
     (files, seconds: counting plus writing, summed over the processes) and the index page."""
+    import dataclasses
     import html
     import multiprocessing
     import os
@@ -466,6 +467,10 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
         started = time.perf_counter()
         counts[kind] = statistics.count_kind(kind, data, config=config)
         seconds[kind] = time.perf_counter() - started
+    # the forms need the counts and the release's communities and labels, not its persons and enrolments: the
+    # writer processes are sent the counts without them (the release itself can be hundreds of megabytes)
+    slim = dataclasses.replace(data, persons=data.persons.iloc[:0], enrolments=data.enrolments.iloc[:0])
+    counts = {kind: dataclasses.replace(count, data=slim) for kind, count in counts.items()}
     _JOB.update(counts=counts, config=config, folder=folder, places=places, village_charts=village_charts,
                 generated=generated or dt.datetime.now(ZoneInfo(config.timezone)))
     tasks = [(kind, i) for kind in wanted for i in range(len(places))]

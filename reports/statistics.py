@@ -212,8 +212,9 @@ def _pairs(frame: pd.DataFrame, records: pd.DataFrame, config: StatisticsFile) -
     rank = {p: i for i, p in enumerate(config.programs)}
     names = config.programs
     mine = records[records["master_id"].isin(frame["master_id"])][["master_id", "program"]].drop_duplicates()
-    mine = mine.assign(rank=mine["program"].map(lambda p: f"{rank.get(p, len(rank)):03d}{p}"),
-                       name=mine["program"].map(lambda p: names.get(p, p)))
+    programs = mine["program"].unique()  # a handful: looked up once each, not once per record
+    mine = mine.assign(rank=mine["program"].map({p: f"{rank.get(p, len(rank)):03d}{p}" for p in programs}),
+                       name=mine["program"].map({p: names.get(p, p) for p in programs}))
     pairs = mine.merge(mine, on="master_id", suffixes=("_a", "_b"))
     pairs = pairs[pairs["rank_a"] < pairs["rank_b"]]
     return pd.DataFrame({"master_id": pairs["master_id"], "dim:program_pair": pairs["name_a"] + "+" + pairs["name_b"]})

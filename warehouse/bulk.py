@@ -1,4 +1,5 @@
-"""Bulk loading with COPY, and loading a whole table with its secondary indexes built afterwards."""
+"""Bulk loading with COPY, and loading a whole table with its secondary indexes built afterwards; bulk reading
+with COPY."""
 
 from __future__ import annotations
 
@@ -19,6 +20,25 @@ def _copy(conn: sa.Connection, table: str, columns: Sequence[str], data: str) ->
     with raw.cursor() as cur:
         cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')",
                         io.StringIO(data))
+
+
+def copy_out(conn: sa.Connection, sql: str, columns: Sequence[str], params: dict | None = None, *,
+             objects: bool = True) -> pd.DataFrame:
+    """The rows of the query ``sql`` read with COPY (several times faster than fetching rows), every column as text.
+    ``params`` fill psycopg2 ``%(name)s`` placeholders (a list becomes an array). With ``objects`` the columns
+    hold Python strings and None for NULL, as rows fetched through SQLAlchemy would; else pandas strings with NaN."""
+    buf = io.StringIO()
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        query = cursor.mogrify(sql, params).decode() if params else sql
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER false, NULL '{NULL}')", buf)
+    finally:
+        cursor.close()
+    buf.seek(0)
+    frame = pd.read_csv(buf, names=list(columns), header=None, dtype=str, na_values=[NULL], keep_default_na=False)
+    if objects:
+        frame = frame.astype(object).where(frame.notna(), None)
+    return frame
 
 
 def copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from warehouse.bulk import copy_columns, copy_frame, indexes_deferred, staging_table
+from warehouse.bulk import copy_columns, copy_frame, copy_out, indexes_deferred, staging_table
 from warehouse.locks import lock_index
 
 FEATURE_COLUMNS = ("record_key", "source", "source_record_id", "name_key", "name_pinyin", "surname", "given_key",
@@ -152,14 +152,7 @@ def read_std(conn: sa.Connection, columns: Sequence[str], keys: Iterable[str] | 
 
 
 def _copy_out(conn: sa.Connection, sql: str, columns: Sequence[str]) -> pd.DataFrame:
-    import io
-
-    buf = io.StringIO()
-    cursor = conn.connection.dbapi_connection.cursor()
-    cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER false, NULL '\\N')", buf)
-    buf.seek(0)
-    frame = pd.read_csv(buf, names=list(columns), header=None, dtype=str, na_values=["\\N"], keep_default_na=False)
-    return frame
+    return copy_out(conn, sql, columns, objects=False)
 
 
 def delta(conn: sa.Connection) -> tuple[set[str], set[str], set[str]]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 import sqlalchemy as sa
 
+from warehouse.bulk import copy_out
 from warehouse.ledger_queries import ADDRESS_LEAD
 
 
@@ -32,16 +33,18 @@ def report_enrolments(conn: sa.Connection, release_no: int, sources: Sequence[st
                       fields: Sequence[str] = ()) -> pd.DataFrame:
     """master_id, source, source_record_id, program, status_raw, record_town, record_village, record_group,
     record_house_no and one column ``field:<name>`` per ``fields`` (the record's field as received) of the release's enrolments
-    in ``sources``, ordered by master id, source and record."""
-    select = "".join(f", record_fields ->> CAST(:f{i} AS text) AS f{i}" for i in range(len(fields)))
-    result = conn.execute(sa.text(
-        "SELECT master_id, source, source_record_id, program, status_raw, address_town AS record_town,"
-        " address_village AS record_village, address_group AS record_group, address_house_no AS record_house_no"
-        + select +
-        " FROM publish.enrolment WHERE release_no = :n AND source = ANY(CAST(:sources AS text[]))"
-        " ORDER BY master_id, source, source_record_id"),
-        {"n": release_no, "sources": list(sources), **{f"f{i}": f for i, f in enumerate(fields)}})
-    return _frame(result).rename(columns={f"f{i}": f"field:{f}" for i, f in enumerate(fields)})
+    in ``sources``, ordered by master id, source and record; pandas strings (read with COPY: a county's enrolments are
+    hundreds of thousands of rows)."""
+    select = "".join(f", record_fields ->> CAST(%(f{i})s AS text)" for i in range(len(fields)))
+    columns = ["master_id", "source", "source_record_id", "program", "status_raw", "record_town", "record_village",
+               "record_group", "record_house_no", *(f"field:{f}" for f in fields)]
+    return copy_out(conn,
+                    "SELECT master_id, source, source_record_id, program, status_raw, address_town, address_village,"
+                    " address_group, address_house_no" + select +
+                    " FROM publish.enrolment WHERE release_no = %(n)s AND source = ANY(CAST(%(sources)s AS text[]))"
+                    " ORDER BY master_id, source, source_record_id",
+                    columns, {"n": release_no, "sources": list(sources), **{f"f{i}": f for i, f in enumerate(fields)}},
+                    objects=False)
 
 
 def previous_release(conn: sa.Connection, release_no: int) -> dict | None:
