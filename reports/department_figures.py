@@ -11,8 +11,8 @@ SQL and only counted); :mod:`reports.department_scorecard` draws and writes the 
 * **conflicts with other departments** — masters whose name / sex / birth date as a source of this
   department gives it disagrees with the value another department's source gives, and the open
   audit findings the department owns;
-* **trend across releases** — per release: published records and duplicates, rows and ID validity
-  at the release's gate run, findings.
+* **trend across releases** — per release of the latest ``TREND_RELEASES``: published records and duplicates,
+  rows and ID validity at the release's gate run, findings.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ CONFLICT_FIELDS: tuple[tuple[str, str, str], ...] = (
 #: The source gate's ID-validity expectation: its unexpected count is the records without a usable ID number.
 ID_VALIDITY_EXPECTATION = "expect_id_numbers_to_be_mostly_valid"
 OTHER = "_other"  # sources that belong to no department given
+#: How many releases the trend shows, the latest last: a hub that publishes daily would otherwise count a year of
+#: releases' enrolments again on every run, and a chart of hundreds of points reads as a smear.
+TREND_RELEASES = 30
 
 #: Labels of the audit finding kinds (``warehouse.findings``; unknown kinds show their code).
 KIND_LABELS: dict[str, tuple[str, str]] = {
@@ -196,10 +199,10 @@ def _conflicts(conn: sa.Connection, mine: list[str], department_of: Mapping[str,
 
 
 def _trend(conn: sa.Connection, key: str, mine: list[str]) -> list[ReleasePoint]:
-    releases = quality.release_history(conn)
+    releases = quality.release_history(conn)[-TREND_RELEASES:]
     if not releases:
         return []
-    enrolled = quality.enrolment_per_release(conn, mine)
+    enrolled = quality.enrolment_per_release(conn, mine, since=releases[0]["release_no"])
     rows, valid = quality.gate_rows_per_release(conn, mine, ID_VALIDITY_EXPECTATION)
     findings, audited_releases = quality.findings_per_release(conn, key)
     points = []

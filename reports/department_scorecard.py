@@ -26,6 +26,7 @@ from reports.department_figures import (
     ID_VALIDITY_EXPECTATION,
     KIND_LABELS,
     OTHER,
+    TREND_RELEASES,
     DepartmentScorecard,
     collect_department_scorecards,
     department_scorecard_file,
@@ -228,7 +229,7 @@ def render_department_scorecard(d: DepartmentScorecard, charts: Mapping[str, byt
     return render(
         "department_scorecard.html.j2", **page_context(out_dir or Path(".")), d=d, charts=pngs,
         tz=d.generated_at.tzinfo, overview_href=overview_href, kind_labels=KIND_LABELS, other=OTHER,
-        conflict_fields=CONFLICT_FIELDS, id_validity_expectation=ID_VALIDITY_EXPECTATION)
+        conflict_fields=CONFLICT_FIELDS, id_validity_expectation=ID_VALIDITY_EXPECTATION, trend_releases=TREND_RELEASES)
 
 
 def build_department_scorecards(conn: sa.Connection, out_dir: Path, departments: Mapping[str, Sequence[str]],

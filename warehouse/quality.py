@@ -255,12 +255,13 @@ def release_history(conn: sa.Connection) -> list[dict]:
         " FROM publish.release ORDER BY release_no")).mappings()]
 
 
-def enrolment_per_release(conn: sa.Connection, mine: Sequence[str]) -> dict[str, dict]:
-    """Published enrolments of the sources ``mine`` per release: ``records`` (release → source → records),
-    ``duplicates`` (release → records beyond the first of a master within a source), ``masters``
+def enrolment_per_release(conn: sa.Connection, mine: Sequence[str], since: int = 0) -> dict[str, dict]:
+    """Published enrolments of the sources ``mine`` per release from release ``since`` on: ``records`` (release →
+    source → records), ``duplicates`` (release → records beyond the first of a master within a source), ``masters``
     (release → masters) and ``cross`` (release → masters on two or more of the sources)."""
-    params = {"mine": list(mine)}
-    enrolment = "SELECT release_no, source, master_id FROM publish.enrolment WHERE source = ANY(:mine)"
+    params = {"mine": list(mine), "since": since}
+    enrolment = ("SELECT release_no, source, master_id FROM publish.enrolment"
+                 " WHERE source = ANY(:mine) AND release_no >= :since")
     records: dict[int, dict[str, int]] = {}
     duplicates: dict[int, int] = {}
     for r in conn.execute(sa.text(

@@ -219,6 +219,23 @@ def test_figures_match_the_warehouse_and_the_simulator(built, engine):
     assert first.source_id_valid_rate("wj_chusheng") < 0.9  # newborns have no ID number yet
 
 
+def test_the_trend_shows_the_latest_releases_only(built, engine, monkeypatch):
+    """A hub publishing daily does not count a year of releases again on every run: the trend holds the latest
+    TREND_RELEASES releases, read from those releases alone, with the same figures as in the whole trend."""
+    from reports import department_figures
+
+    assert "最近 30 个版本 the latest 30 releases" in built["text"]["health"]
+    monkeypatch.setattr(department_figures, "TREND_RELEASES", 1)
+    with engine.connect() as conn:
+        cards = collect_department_scorecards(conn, built["departments"], now=NOW)
+    for key, card in cards.items():
+        assert [p.release_no for p in card.trend] == [2], key
+        whole = built["cards"][key].trend[-1]
+        assert (card.trend[0].records, card.trend[0].masters, card.trend[0].duplicate_records,
+                card.trend[0].cross_source_masters) == (whole.records, whole.masters, whole.duplicate_records,
+                                                         whole.cross_source_masters), key
+
+
 def test_each_page_holds_only_its_own_sources(built):
     departments = built["departments"]
     everything = {s for sources in departments.values() for s in sources}
