@@ -258,23 +258,27 @@ def release_history(conn: sa.Connection) -> list[dict]:
 def enrolment_per_release(conn: sa.Connection, mine: Sequence[str], since: int = 0) -> dict[str, dict]:
     """Published enrolments of the sources ``mine`` per release from release ``since`` on: ``records`` (release →
     source → records), ``duplicates`` (release → records beyond the first of a master within a source), ``masters``
-    (release → masters) and ``cross`` (release → masters on two or more of the sources)."""
-    params = {"mine": list(mine), "since": since}
-    enrolment = ("SELECT release_no, source, master_id FROM publish.enrolment"
-                 " WHERE source = ANY(:mine) AND release_no >= :since")
+    (release → masters) and ``cross`` (release → masters on two or more of the sources). One pass over the
+    enrolments (a county of a million has two million per release)."""
     records: dict[int, dict[str, int]] = {}
     duplicates: dict[int, int] = {}
+    masters: dict[int, int] = {}
+    cross: dict[int, int] = {}
     for r in conn.execute(sa.text(
-            f"SELECT release_no, source, count(*) AS n, count(DISTINCT master_id) AS m FROM ({enrolment}) e"
-            " GROUP BY 1, 2"), params):
-        records.setdefault(r.release_no, {})[r.source] = int(r.n)
-        duplicates[r.release_no] = duplicates.get(r.release_no, 0) + int(r.n) - int(r.m)
-    masters = dict(conn.execute(sa.text(
-        f"SELECT release_no, count(DISTINCT master_id) FROM ({enrolment}) e GROUP BY 1"), params).all())
-    cross = dict(conn.execute(sa.text(
-        f"SELECT release_no, count(*) FROM (SELECT release_no, master_id FROM ({enrolment}) e"
-        " GROUP BY 1, 2 HAVING count(DISTINCT source) > 1) m GROUP BY 1"), params).all())
-    return {"records": records, "duplicates": duplicates, "masters": masters, "cross": cross}
+            "WITH e AS (SELECT release_no, master_id, source, count(*) AS n FROM publish.enrolment"
+            "           WHERE source = ANY(:mine) AND release_no >= :since GROUP BY 1, 2, 3),"
+            " m AS (SELECT release_no, count(*) AS sources FROM e GROUP BY release_no, master_id)"
+            " SELECT release_no, source, sum(n) AS n, count(*) AS m FROM e GROUP BY 1, 2"
+            " UNION ALL"
+            " SELECT release_no, NULL, count(*), count(*) FILTER (WHERE sources > 1) FROM m GROUP BY 1"),
+            {"mine": list(mine), "since": since}):
+        if r.source is None:  # the release's masters, and of those on two or more sources
+            masters[r.release_no], cross[r.release_no] = int(r.n), int(r.m)
+        else:
+            records.setdefault(r.release_no, {})[r.source] = int(r.n)
+            duplicates[r.release_no] = duplicates.get(r.release_no, 0) + int(r.n) - int(r.m)
+    return {"records": records, "duplicates": duplicates, "masters": masters,
+            "cross": {n: c for n, c in cross.items() if c}}
 
 
 def gate_rows_per_release(conn: sa.Connection, mine: Sequence[str],
