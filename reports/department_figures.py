@@ -175,16 +175,15 @@ class DepartmentScorecard:
 
 
 def _duplicates(conn: sa.Connection, mine: list[str]) -> tuple[list[SourceDuplicates], int, dict[tuple[str, str], int]]:
-    per_source = quality.source_duplicates(conn, mine)
+    per_source, cross, pairs = quality.enrolled_overlaps(conn, mine)
     duplicates = [SourceDuplicates(s, *per_source.get(s, (0, 0, 0))) for s in mine]
-    pairs = quality.source_overlaps(conn, mine)
     order = {s: i for i, s in enumerate(mine)}
     overlaps: dict[tuple[str, str], int] = {}
     for i, a in enumerate(mine):
         for b in mine[i + 1:]:
             key = (a, b) if a < b else (b, a)
             overlaps[tuple(sorted((a, b), key=order.__getitem__))] = pairs.get(key, 0)
-    return duplicates, quality.cross_source_masters(conn, mine), overlaps
+    return duplicates, cross, overlaps
 
 
 def _conflicts(conn: sa.Connection, mine: list[str], department_of: Mapping[str, str]) -> tuple[list[FieldConflicts], int]:

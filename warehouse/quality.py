@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from warehouse.audit import SOURCE_SUITE_PREFIX
 
 __all__ = [
-    "cross_source_masters",
     "current_release_no",
+    "enrolled_overlaps",
     "enrolment_per_release",
     "findings_per_release",
     "gate_rows_per_release",
@@ -26,8 +26,6 @@ __all__ = [
     "open_findings",
     "release_history",
     "release_summary",
-    "source_duplicates",
-    "source_overlaps",
     "sources_held",
     "std_figures",
     "validation_run_count",
@@ -158,31 +156,30 @@ _ENROLLED = ("SELECT c.source, c.master_id FROM mpi.crosswalk c JOIN std.residen
              " WHERE c.source = ANY(:mine)")
 
 
-def source_duplicates(conn: sa.Connection, mine: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    """Per source of ``mine`` with records: (records with a master id, masters, masters with two or more records)."""
-    params = {"mine": list(mine)}
-    per_source = {r.source: r for r in conn.execute(sa.text(
-        f"SELECT source, count(*) AS records, count(DISTINCT master_id) AS masters FROM ({_ENROLLED}) x"
-        " GROUP BY source"), params)}
-    twice = dict(conn.execute(sa.text(
-        f"SELECT source, count(*) FROM (SELECT source, master_id FROM ({_ENROLLED}) x GROUP BY 1, 2"
-        " HAVING count(*) > 1) m GROUP BY source"), params).all())
-    return {s: (int(r.records), int(r.masters), int(twice.get(s, 0))) for s, r in per_source.items()}
-
-
-def cross_source_masters(conn: sa.Connection, mine: Sequence[str]) -> int:
-    """Masters with records on two or more of the sources ``mine``."""
-    return int(conn.execute(sa.text(
-        f"SELECT count(*) FROM (SELECT master_id FROM ({_ENROLLED}) x GROUP BY master_id"
-        " HAVING count(DISTINCT source) > 1) m"), {"mine": list(mine)}).scalar_one())
-
-
-def source_overlaps(conn: sa.Connection, mine: Sequence[str]) -> dict[tuple[str, str], int]:
-    """(source a, source b) with a < b → masters on both; pairs with none are left out."""
-    return {(r.a, r.b): int(r.n) for r in conn.execute(sa.text(
-        f"WITH x AS (SELECT DISTINCT source, master_id FROM ({_ENROLLED}) b)"
-        " SELECT a.source AS a, b.source AS b, count(*) AS n FROM x a JOIN x b"
-        " ON a.master_id = b.master_id AND a.source < b.source GROUP BY 1, 2"), {"mine": list(mine)})}
+def enrolled_overlaps(conn: sa.Connection, mine: Sequence[str]) -> tuple[dict[str, tuple[int, int, int]], int,
+                                                                        dict[tuple[str, str], int]]:
+    """The department's records still in std, in one pass: per source of ``mine`` with records (records with a
+    master id, masters, masters with two or more records), the masters with records on two or more of ``mine``,
+    and (source a, source b) with a < b → masters on both (pairs with none are left out)."""
+    per_source: dict[str, tuple[int, int, int]] = {}
+    cross = 0
+    pairs: dict[tuple[str, str], int] = {}
+    for r in conn.execute(sa.text(
+            f"WITH e AS (SELECT source, master_id, count(*) AS n FROM ({_ENROLLED}) x GROUP BY 1, 2),"
+            " m AS (SELECT master_id, array_agg(source) AS sources FROM e GROUP BY master_id HAVING count(*) > 1)"
+            " SELECT 'source' AS kind, source AS a, CAST(NULL AS text) AS b, count(*) AS masters, sum(n) AS records,"
+            "        count(*) FILTER (WHERE n > 1) AS twice FROM e GROUP BY source"
+            " UNION ALL SELECT 'cross', NULL, NULL, count(*), NULL, NULL FROM m"
+            " UNION ALL SELECT 'pair', a.s, b.s, count(*), NULL, NULL FROM m"
+            "   CROSS JOIN LATERAL unnest(m.sources) AS a (s) CROSS JOIN LATERAL unnest(m.sources) AS b (s)"
+            "   WHERE a.s < b.s GROUP BY a.s, b.s"), {"mine": list(mine)}):
+        if r.kind == "source":
+            per_source[r.a] = (int(r.records), int(r.masters), int(r.twice))
+        elif r.kind == "cross":
+            cross = int(r.masters)
+        else:
+            pairs[(r.a, r.b)] = int(r.masters)
+    return per_source, cross, pairs
 
 
 def value_conflicts(conn: sa.Connection, mine: Sequence[str], department_of: Mapping[str, str],
