@@ -7,20 +7,19 @@ simulate → serve + ingest → standardize → match → gate → publish → a
 reports → scorecards, first in full on a fresh warehouse (embedded PostgreSQL in a temporary HUB_HOME, or
 HUB_DATABASE_URL), then once more after the county moves one day on (the simulator's own next-day changes,
 scaled so that about ``--delta`` percent of the records are new, changed or deleted; ``--delta sim`` keeps the
-simulator's default day). Prints, for the full run and the delta, each step's seconds, the peak RSS of this
-process and its worker processes during the step (the PostgreSQL server's processes are not counted; the
-simulated platforms are threads of this process and are), and its rows, with the totals and the targets
-beside them.
+simulator's default day). Prints, for the full run and the delta, each step's seconds, its peak memory and its
+rows, with the totals and the targets beside them.
 
 Each step is the function the DAGs call (``hub.pipeline``: ingest_source per source, standardize_sources,
 build_master_index, run_gate, publish_release, audit_release, build_reports with ``HUB_REPORTS=all``), and each runs
 as a task of the DAGs runs under the LocalExecutor: in a process of its own, forked from a forkserver that has
-imported the pipeline (what a step imports beyond it, Great Expectations for the gate say, it imports itself, every
-time). A step's peak RSS is that task process's and its worker processes' (the PostgreSQL server's are not counted,
-nor this process, which holds the simulated county and serves its platforms). Airflow's own start-up (≈ 20 s per
-ingestion DAG, measured under the scheduler) is not included. The ingestion tasks run one source after another
-here (seconds summed, the peak of the largest). The three parts of the report task (build_reports) are timed
-separately as it runs them, in one task. The simulated county is cached in BENCH_CACHE (default
+imported what the scheduler's forkserver imports (``hub.airflow_processes.TASK_MODULES`` less Airflow's own; what
+a step imports beyond that, it imports itself, every time). A step's peak memory is that of its task process and
+the worker processes it starts (PSS, see PeakTree; the PostgreSQL server's processes are not counted, nor this
+process, which holds the simulated county and serves its platforms). Airflow's own start-up (≈ 20 s per
+ingestion DAG, measured under the scheduler) is not included. The ingestion tasks run side by side, as the
+scheduler runs the ingestion DAGs (the step's peak: all of them together). The three parts of the report task
+(build_reports) are timed separately as it runs them, in one task. The simulated county is cached in BENCH_CACHE (default
 /tmp/bench-reports, shared with bench_reports.py).
 
 ``--backend spark`` matches on Spark (``HUB_SPARK_MASTER``, default local[*]: this machine's cores; needs the
@@ -46,21 +45,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_matching import simulator_digest  # noqa: E402
 from bench.bench_reports import CACHE, simulated  # noqa: E402
-from hub.airflow_processes import TASK_MODULES  # noqa: E402
+from hub.airflow_processes import TASK_MODULES, task_parallelism  # noqa: E402
 
-#: the targets: persons → (full run seconds, peak RSS MB or None)
+#: the targets: persons → (full run seconds, peak memory MB or None)
 TARGETS = {1_000_000: (300, 6 * 1024), 200_000: (75, None)}
 DELTA_TARGET = 0.10  # the delta's seconds as a share of the full run's
 
 
 class PeakTree:
-    """Samples the resident memory of this process plus its child processes, leaving out PostgreSQL's."""
+    """Samples the memory of this process (unless ``include_self`` is false) plus its child processes, leaving out
+    PostgreSQL's: each process's proportional set size (PSS: its own pages, and its share of the pages it shares
+    with others, such as what a forked task process shares with the forkserver), so that processes running side by
+    side add up to the memory they take together (their resident sizes would count shared pages once each)."""
 
-    def __init__(self, interval: float = 0.1):
+    def __init__(self, interval: float = 0.1, *, include_self: bool = True):
         self.proc, self.interval, self.peak, self._stop = psutil.Process(os.getpid()), interval, 0, threading.Event()
+        self.include_self = include_self
+
+    @staticmethod
+    def _size(proc: psutil.Process) -> int:
+        try:
+            return proc.memory_full_info().pss
+        except (psutil.AccessDenied, AttributeError):  # no PSS on this system: the resident size
+            return proc.memory_info().rss
 
     def _rss(self) -> int:
-        total = self.proc.memory_info().rss
+        total = self._size(self.proc) if self.include_self else 0
         try:
             children = self.proc.children(recursive=True)
         except psutil.Error:
@@ -68,7 +78,7 @@ class PeakTree:
         for child in children:
             try:
                 if "postgres" not in child.name() and "pg_ctl" not in child.name():
-                    total += child.memory_info().rss
+                    total += self._size(child)
             except psutil.Error:
                 pass
         return total
@@ -102,7 +112,7 @@ _TASKS.set_forkserver_preload(TASK_PRELOAD)
 
 def _task(env: dict, target: str, args: tuple, kwargs: dict) -> tuple[object, float]:
     """In the task process: ``module:function(*args, **kwargs)`` with the bench's environment; the result (or the exception
-    raised) and the peak RSS MB of this process and its workers."""
+    raised) and the peak memory MB of this process and its workers."""
     os.environ.clear()
     os.environ.update(env)
     module, name = target.split(":")
@@ -117,13 +127,13 @@ def _task(env: dict, target: str, args: tuple, kwargs: dict) -> tuple[object, fl
 
 def in_task(target: str, *args, **kwargs) -> tuple[object, float]:
     """Run ``module:function(*args, **kwargs)`` as a DAG task runs: in a new process forked from the forkserver. Returns the
-    result (or the exception it raised) and the task's peak RSS MB."""
+    result (or the exception it raised) and the task's peak memory MB."""
     with ProcessPoolExecutor(1, mp_context=_TASKS, max_tasks_per_child=1) as pool:
         return pool.submit(_task, dict(os.environ), target, args, kwargs).result()
 
 
 class Steps:
-    """The rows of one run: (step, seconds, peak RSS MB, rows)."""
+    """The rows of one run: (step, seconds, peak memory MB, rows)."""
 
     def __init__(self, label: str):
         self.label, self.rows = label, []
@@ -161,14 +171,19 @@ class Steps:
 
 
 def _ingest_all(pipeline) -> tuple[dict, float]:
-    """Every source's ingestion task, one after another: the results and the largest task's peak."""
-    per, peak = {}, 0.0
-    for name in pipeline.source_names():
-        per[name], mb = in_task("hub.pipeline:ingest_source", name)
-        if isinstance(per[name], Exception):
-            raise per[name]
-        peak = max(peak, mb)
-    return per, peak
+    """Every source's ingestion task, side by side as the scheduler runs the ingestion DAGs (as many task processes
+    at once as the LocalExecutor's parallelism allows: all eight here): the results and the peak of the task
+    processes together, with the forkserver's."""
+    names = pipeline.source_names()
+    with PeakTree(include_self=False) as mem, ProcessPoolExecutor(
+            min(len(names), task_parallelism()), mp_context=_TASKS, max_tasks_per_child=1) as pool:
+        futures = {name: pool.submit(_task, dict(os.environ), "hub.pipeline:ingest_source", (name,), {})
+                   for name in names}
+        per = {name: future.result()[0] for name, future in futures.items()}
+    for result in per.values():
+        if isinstance(result, Exception):
+            raise result
+    return per, mem.peak_mb
 
 
 def report_task() -> tuple[dict, dict]:

@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/bench_spark_parity.py [--persons 50000] [--seed 20
 
 Both backends match the same standardized records (built once and cached, as bench_matching.py does),
 each in a fresh process. Prints, per backend: seconds per step (Spark's session start apart), peak
-resident memory of the process and everything it started (Spark's JVM and Python workers included),
+memory (PSS) of the process and everything it started (Spark's JVM and Python workers included),
 and how many records were put in a different cluster, with a different reason, and how many review pairs
 differ from DuckDB's (target: none).
 """
@@ -95,7 +95,7 @@ def main() -> None:
     print(f"\nMatching on DuckDB and on Spark ({args.master}), {args.persons:,} persons, "
           f"{results['duckdb']['records']:,} records, seed {args.seed}, {os.cpu_count()} CPUs\n")
     head = (f"| {'backend':<7} | {'start s':>7} | {'features s':>10} | {'score s':>7} | {'cluster s':>9} | {'total s':>7} "
-            f"| {'peak RSS MB':>11} | {'clusters':>8} | {'reviews':>7} | {'records in another cluster':>26} |")
+            f"| {'peak MB':>11} | {'clusters':>8} | {'reviews':>7} | {'records in another cluster':>26} |")
     print(head)
     print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
     for backend, r in results.items():
@@ -106,7 +106,7 @@ def main() -> None:
               f"| {r['reviews']:>7,} | {differs:>26,} |")
     print(f"\nagainst DuckDB: {cluster_diff:,} records in another cluster, {reason_diff:,} with another reason, "
           f"{review_diff:,} review pairs not on both (target: none)")
-    print("peak RSS: the process and everything it started (Spark's JVM and Python workers included)")
+    print("peak MB: PSS of the process and everything it started (Spark's JVM and Python workers included)")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,11 @@ TASK_MODULES = ("airflow.sdk", "airflow.sdk.execution_time.task_runner", "pendul
                 "connectors.registry", "hub.pipeline", "expectations.preload")
 
 
+def task_parallelism() -> int:
+    """How many task processes the LocalExecutor runs at once: enough for every ingestion DAG at once."""
+    return max(8, 2 * (os.cpu_count() or 1))
+
+
 def preloaded_workers() -> dict[str, str]:
     """The LocalExecutor's worker processes start from a server process that has imported :data:`TASK_MODULES`
     (multiprocessing's forkserver, preloaded): each task process, forked from a worker, starts with them

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from hub import settings
-from hub.airflow_processes import die_with_parent, error_lines, port_free, preloaded_workers, take_lock
+from hub.airflow_processes import (
+    die_with_parent,
+    error_lines,
+    port_free,
+    preloaded_workers,
+    take_lock,
+    task_parallelism,
+)
 from hub.errors import HubError
 
 
@@ -133,7 +140,7 @@ def component_env(port_: int | None = None, extra: dict[str, str] | None = None)
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url(p)}/execution/",
         "AIRFLOW__API__WORKERS": "1",  # one process answers the UI and the tasks of one machine
         # the LocalExecutor starts this many worker processes: enough for every ingestion DAG at once
-        "AIRFLOW__CORE__PARALLELISM": str(max(8, 2 * (os.cpu_count() or 1))),
+        "AIRFLOW__CORE__PARALLELISM": str(task_parallelism()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
     }
