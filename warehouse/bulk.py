@@ -22,11 +22,9 @@ def _copy(conn: sa.Connection, table: str, columns: Sequence[str], data: str) ->
                         io.StringIO(data))
 
 
-def copy_out(conn: sa.Connection, sql: str, columns: Sequence[str], params: dict | None = None, *,
-             objects: bool = True) -> pd.DataFrame:
-    """The rows of the query ``sql`` read with COPY (several times faster than fetching rows), every column as text.
-    ``params`` fill psycopg2 ``%(name)s`` placeholders (a list becomes an array). With ``objects`` the columns
-    hold Python strings and None for NULL, as rows fetched through SQLAlchemy would; else pandas strings with NaN."""
+def copy_out(conn: sa.Connection, sql: str, columns: Sequence[str], params: dict | None = None) -> pd.DataFrame:
+    """The rows of the query ``sql`` read with COPY (several times faster than fetching rows), every column as pandas
+    strings (NaN for NULL). ``params`` fill psycopg2 ``%(name)s`` placeholders (a list becomes an array)."""
     buf = io.StringIO()
     cursor = conn.connection.dbapi_connection.cursor()
     try:
@@ -35,10 +33,7 @@ def copy_out(conn: sa.Connection, sql: str, columns: Sequence[str], params: dict
     finally:
         cursor.close()
     buf.seek(0)
-    frame = pd.read_csv(buf, names=list(columns), header=None, dtype=str, na_values=[NULL], keep_default_na=False)
-    if objects:
-        frame = frame.astype(object).where(frame.notna(), None)
-    return frame
+    return pd.read_csv(buf, names=list(columns), header=None, dtype=str, na_values=[NULL], keep_default_na=False)
 
 
 def copy_rows(conn: sa.Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:

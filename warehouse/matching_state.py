@@ -73,7 +73,7 @@ def read_frequencies(conn: sa.Connection, only: pd.DataFrame | None = None) -> d
         copy_frame(conn, "wanted_terms", values, ("column_name", "value"))
         conn.execute(sa.text("ANALYZE wanted_terms"))
         sql += " t JOIN wanted_terms w USING (column_name, value)"
-    frame = _copy_out(conn, sql, ["column_name", "value", "tf"])
+    frame = copy_out(conn, sql, ["column_name", "value", "tf"])
     return {col: pd.DataFrame({col: g["value"].astype(str).to_numpy(), f"tf_{col}": g["tf"].to_numpy(float)})
             for col, g in frame.groupby("column_name")}
 
@@ -148,11 +148,7 @@ def read_std(conn: sa.Connection, columns: Sequence[str], keys: Iterable[str] | 
         table = _keys_table(conn, "wanted_std", keys)
         sql = (f"SELECT {cols}, r.standardized_at FROM std.resident r JOIN {table} k"
                " USING (source, source_record_id) ORDER BY r.source, r.source_record_id")
-    return _copy_out(conn, sql, [*columns, "standardized_at"])
-
-
-def _copy_out(conn: sa.Connection, sql: str, columns: Sequence[str]) -> pd.DataFrame:
-    return copy_out(conn, sql, columns, objects=False)
+    return copy_out(conn, sql, [*columns, "standardized_at"])
 
 
 def delta(conn: sa.Connection) -> tuple[set[str], set[str], set[str]]:
@@ -174,7 +170,7 @@ def read_features(conn: sa.Connection, keys: Iterable[str] | None = None, *, ids
     """Stored features: of ``keys``, of records carrying one of ``ids`` (trusted), or in one of ``anchors``."""
     cols = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     if keys is None and not ids and not anchors:
-        return _tidy(_copy_out(conn, f"SELECT {cols} FROM mpi.match_feature f ORDER BY f.record_key", FEATURE_COLUMNS))
+        return _tidy(copy_out(conn, f"SELECT {cols} FROM mpi.match_feature f ORDER BY f.record_key", FEATURE_COLUMNS))
     k = _keys_table(conn, "wanted_keys", keys or ())
     i = _values_table(conn, "wanted_ids", ids)
     a = _values_table(conn, "wanted_anchors", anchors)
@@ -182,7 +178,7 @@ def read_features(conn: sa.Connection, keys: Iterable[str] | None = None, *, ids
     sql = (f"SELECT {cols} FROM mpi.match_feature f JOIN {k} k USING (record_key)"
            f" UNION SELECT {cols} FROM mpi.match_feature f JOIN {i} i ON i.value = f.id_valid"
            f" UNION SELECT {cols} FROM mpi.match_feature f JOIN {a} a ON a.value = f.anchor_key ORDER BY 1")
-    return _tidy(_copy_out(conn, sql, FEATURE_COLUMNS))
+    return _tidy(copy_out(conn, sql, FEATURE_COLUMNS))
 
 
 def _values_table(conn: sa.Connection, name: str, values: Iterable[str]) -> str:
@@ -242,7 +238,7 @@ def candidates(conn: sa.Connection, probe: pd.DataFrame, rules: Sequence[str], e
     sql = (f"SELECT {', '.join('f.' + c for c in FEATURE_COLUMNS)} FROM mpi.match_feature f"
            f" JOIN ({' UNION '.join(found)}) c USING (record_key)"
            f" WHERE NOT EXISTS (SELECT 1 FROM {skip} s WHERE s.record_key = f.record_key) ORDER BY f.record_key")
-    return _tidy(_copy_out(conn, sql, FEATURE_COLUMNS))
+    return _tidy(copy_out(conn, sql, FEATURE_COLUMNS))
 
 
 # -- scored links --------------------------------------------------------------------------------
@@ -345,7 +341,7 @@ def region(conn: sa.Connection, seeds: Iterable[str], threshold: float, must: Se
 def read_previous(conn: sa.Connection, keys: Iterable[str] | None = None) -> pd.DataFrame:
     """record_key, master_id of the current crosswalk (all, or of ``keys``)."""
     if keys is None:  # the whole crosswalk (a full run): via COPY
-        return _copy_out(conn, f"SELECT {key('c')} AS record_key, master_id FROM mpi.crosswalk c",
+        return copy_out(conn, f"SELECT {key('c')} AS record_key, master_id FROM mpi.crosswalk c",
                          ["record_key", "master_id"])
     else:
         table = _keys_table(conn, "previous_keys", keys)

@@ -43,8 +43,7 @@ def report_enrolments(conn: sa.Connection, release_no: int, sources: Sequence[st
                     " address_group, address_house_no" + select +
                     " FROM publish.enrolment WHERE release_no = %(n)s AND source = ANY(CAST(%(sources)s AS text[]))"
                     " ORDER BY master_id, source, source_record_id",
-                    columns, {"n": release_no, "sources": list(sources), **{f"f{i}": f for i, f in enumerate(fields)}},
-                    objects=False)
+                    columns, {"n": release_no, "sources": list(sources), **{f"f{i}": f for i, f in enumerate(fields)}})
 
 
 def previous_release(conn: sa.Connection, release_no: int) -> dict | None:
