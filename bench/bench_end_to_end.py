@@ -69,7 +69,7 @@ class PeakTree:
         except (psutil.AccessDenied, AttributeError):  # no PSS on this system: the resident size
             return proc.memory_info().rss
 
-    def _rss(self) -> int:
+    def _total(self) -> int:
         total = self._size(self.proc) if self.include_self else 0
         try:
             children = self.proc.children(recursive=True)
@@ -84,20 +84,20 @@ class PeakTree:
         return total
 
     def __enter__(self):
-        self.peak = self._rss()
+        self.peak = self._total()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, self._total())
             time.sleep(self.interval)
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._rss())
+        self.peak = max(self.peak, self._total())
 
     @property
     def peak_mb(self) -> float:
