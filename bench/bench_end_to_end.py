@@ -1,7 +1,7 @@
 """End to end: where a county's full run and its next-day delta spend their time.
 
 Usage: uv run python bench/bench_end_to_end.py [--persons 200000] [--seed 20261121] [--delta 1.0|sim]
-       [--backend duckdb|spark]
+       [--backend duckdb|spark] [--reports-due calendar|every_release]
 
 simulate → serve + ingest → standardize → match → gate → publish → audit → audit workbooks → statistical
 reports → scorecards, first in full on a fresh warehouse (embedded PostgreSQL in a temporary HUB_HOME, or
@@ -21,6 +21,11 @@ ingestion DAG, measured under the scheduler) is not included. The ingestion task
 scheduler runs the ingestion DAGs (the step's peak: all of them together). The three parts of the report task
 (build_reports) are timed separately as it runs them, in one task. The simulated county is cached in BENCH_CACHE (default
 /tmp/bench-reports, shared with bench_reports.py).
+
+The statistical reports follow the reporting calendar (``--reports-due calendar``, the default, as a deployment
+does: the full run's release writes every kind, and the next day, in the same month, writes none — what 29 days
+of a month cost); ``--reports-due every_release`` writes every kind after both releases (what the first release
+of a month costs).
 
 ``--backend spark`` matches on Spark (``HUB_SPARK_MASTER``, default local[*]: this machine's cores; needs the
 ``spark`` extra and Java); the other steps are the same.
@@ -217,7 +222,9 @@ def _reports(steps: Steps) -> dict:
     workbook_s, workbook_mb, workbooks = parts["audit workbooks"]
     steps.add("audit workbooks", workbook_s, workbook_mb, f"{workbooks} files")
     report_s, report_mb, files = parts["reports"]
-    steps.add("reports", report_s, report_mb, f"{files:,} files (HUB_REPORTS=all)")
+    due = os.environ.get("HUB_REPORTS_DUE", "calendar")
+    steps.add("reports", report_s, report_mb,
+              f"{files:,} files (HUB_REPORTS=all, HUB_REPORTS_DUE={due})" if files else f"none due ({due})")
     steps.add("scorecards", total - workbook_s - report_s, peak_mb,  # the peak: of the whole report task
               f"1 + {result['department_scorecards']} department pages")
     return result
@@ -288,10 +295,13 @@ def main() -> None:
                         help="percent of records touched by the next day, or 'sim' for the simulator's default day")
     parser.add_argument("--backend", default="duckdb", choices=["duckdb", "spark"],
                         help="the matcher's backend: duckdb, or spark (on HUB_SPARK_MASTER, default local[*])")
+    parser.add_argument("--reports-due", default="calendar", choices=["calendar", "every_release"],
+                        help="statistical reports when the reporting calendar says (default) or after every release")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="hub-bench-e2e-")
     os.environ.setdefault("HUB_HOME", home)
     os.environ["HUB_REPORTS"] = "all"
+    os.environ["HUB_REPORTS_DUE"] = args.reports_due
 
     from hub import pipeline
     from hub.simulation import connection_env

@@ -461,25 +461,43 @@ def build_reports() -> dict:
 
 
 def _statistical_reports() -> int:
-    """Write the statistical reports (统计报表) of the current release for the county and every community
-    into HUB_HOME/reports/<release>/ with an index.html (``HUB_REPORTS`` says which kinds); the number of files."""
+    """Write the statistical reports (统计报表) of the current release that the reporting calendar says are due
+    (:mod:`reports.report_calendar`; ``HUB_REPORTS_DUE``) for the county and every community into
+    HUB_HOME/reports/<release>/ with an index.html (``HUB_REPORTS`` says which kinds); the number of files."""
+    from zoneinfo import ZoneInfo
+
+    from reports import report_calendar
+    from reports.report_spec import shipped_statistics
     from reports.stat_form import write_all
     from reports.stat_reuse import earlier_folder
     from warehouse.releases import current_release
 
     kinds = settings.statistical_reports()
+    every_release = settings.reports_every_release()
     with settings.engine().connect() as conn:
         release = current_release(conn)
         if kinds == [] or release is None:
             return 0
+        config = shipped_statistics()
+        zone = ZoneInfo(config.timezone)
         root = settings.hub_home() / "reports"
+        plan = report_calendar.plan(root, list(config.kinds) if kinds is None else kinds, config,
+                                    release_no=release["release_no"],
+                                    release_date=release["published_at"].astimezone(zone).date(),
+                                    every_release=every_release)
+        if plan.not_due:
+            log.info("reports: not due for release %d: %s (%s)", plan.release_no, plan.describe(config), root)
+        if not plan.due:
+            return 0
         folder = root / str(release["release_no"])
         # forms whose content is the same as in the latest other release's folder are copied from there with
         # this release's labels; the others are rendered
-        done = write_all(conn, folder, kinds=kinds, release_no=release["release_no"],
-                         earlier=earlier_folder(root, release["release_no"]))
-    log.info("reports: %d statistical reports of release %d in %s (%d unchanged since the release before, copied"
-             " with this release's labels)", done["files"], done["release_no"], folder, done["carried"])
+        done = write_all(conn, folder, kinds=plan.due, release_no=release["release_no"],
+                         earlier=earlier_folder(root, release["release_no"]), since=plan.since)
+    report_calendar.record(root, plan)
+    log.info("reports: %d statistical reports (%s) of release %d in %s (%d unchanged since the release before,"
+             " copied with this release's labels)", done["files"], ", ".join(plan.due), done["release_no"], folder,
+             done["carried"])
     return done["files"]
 
 

@@ -6,7 +6,8 @@
 - ``HUB_AIRFLOW_DATABASE_URL``: Airflow's metadata database (default: ``<warehouse>_airflow`` on the
   warehouse's server).
 - ``HUB_REPORTS``: the statistical reports the pipeline writes after each release (``all``, ``none``
-  or ``dibao,gaoling``; see :func:`statistical_reports`).
+  or ``dibao,gaoling``; see :func:`statistical_reports`), when their reporting calendar says they are due
+  (``HUB_REPORTS_DUE``, :func:`reports_every_release`).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def spark_master() -> str:
 
 
 def statistical_reports() -> list[str] | None:
-    """Which statistical report kinds (统计报表) the pipeline writes after each release into
+    """Which statistical report kinds (统计报表) the pipeline writes, when they are due, into
     ``HUB_HOME/reports/<release>/`` (``HUB_REPORTS``): ``all`` (the default), ``none``, or kinds separated by
     commas (``dibao,gaoling``). Returns the kinds, None for all, [] for none."""
     value = (os.environ.get("HUB_REPORTS") or "all").strip()
@@ -116,6 +117,19 @@ def statistical_reports() -> list[str] | None:
     if value.lower() == "none":
         return []
     return [k.strip() for k in value.split(",") if k.strip()]
+
+
+REPORTS_DUE = ("calendar", "every_release")
+
+
+def reports_every_release() -> bool:
+    """Whether the pipeline writes the statistical reports after every release (``HUB_REPORTS_DUE=every_release``)
+    rather than when the reporting calendar of ``reports/statistics.yaml`` says a kind is due (``calendar``, the
+    default: the first release of each month writes the monthly kinds)."""
+    value = (os.environ.get("HUB_REPORTS_DUE") or "calendar").strip().lower()
+    if value not in REPORTS_DUE:
+        raise ValueError(f"HUB_REPORTS_DUE={value!r}: expected one of {', '.join(REPORTS_DUE)}")
+    return value == "every_release"
 
 
 def gx_dir() -> Path:

@@ -115,6 +115,7 @@ class KindSpec(_Strict):
     rows: list[Breakdown] = Field(default_factory=list, max_length=1)
     columns: list[ColumnGroup] = Field(min_length=1)
     period: Literal["year", "since_previous"] | None = None
+    due: Literal["every_release", "monthly", "quarterly", "yearly"] | None = None
     chart: Literal["pyramid", "monthly_trend"] | None = None
 
     @field_validator("rows", mode="before")
@@ -151,9 +152,14 @@ class StatisticsFile(_Strict):
     version: Literal[1]
     timezone: str = "Asia/Shanghai"
     threshold: int = Field(5, ge=1, le=100)
+    due: Literal["every_release", "monthly", "quarterly", "yearly"] = "monthly"
     programs: dict[str, str] = Field(default_factory=dict)
     departments: dict[str, str] = Field(min_length=1)
     kinds: dict[str, KindSpec] = Field(min_length=1)
+
+    def due_of(self, kind: str) -> str:
+        """When the pipeline writes the kind's forms (reports.report_calendar): its own ``due`` or the file's."""
+        return self.kinds[kind].due or self.due
 
     @field_validator("kinds")
     @classmethod

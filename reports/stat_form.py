@@ -431,7 +431,7 @@ def _carry_one(task: tuple[str, int], earlier: Path | None, forms: dict) -> tupl
 
 def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no: int | None = None,
               workers: int | None = None, village_charts: bool = False, earlier: Path | None = None,
-              generated: dt.datetime | None = None) -> dict:
+              generated: dt.datetime | None = None, since: dict[str, dt.date | None] | None = None) -> dict:
     """Write every kind in ``kinds`` (default: all declared) for the county and each community of a release
     into ``folder`` (owner's copies: the folder is the hub's own), with an ``index.html`` listing them.
     The release is read once and each kind counted once; the forms are written by ``workers`` processes
@@ -440,7 +440,9 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
     hundred persons says little that its table does not; ``hub report`` draws them). A form whose content is
     the same in ``earlier`` (another release's folder written by this function) is copied from there with this
     release's labels instead of rendered again (:mod:`reports.stat_reuse`). ``generated``: the time the forms
-    give as made (default: now). Returns the release,
+    give as made (default: now). ``since``: per kind, the date a ``since_previous`` period starts after (default:
+    the previous release's date; the pipeline passes its previous report's, :mod:`reports.report_calendar`).
+    Returns the release,
     the number of files (``carried``: how many were copied), per kind
     (files, seconds: counting plus writing, summed over the processes) and the index page."""
     import dataclasses
@@ -465,7 +467,7 @@ def write_all(conn, folder: Path, *, kinds: list[str] | None = None, release_no:
     counts = {}
     for kind in wanted:
         started = time.perf_counter()
-        counts[kind] = statistics.count_kind(kind, data, config=config)
+        counts[kind] = statistics.count_kind(kind, data, config=config, since=(since or {}).get(kind))
         seconds[kind] = time.perf_counter() - started
     # the forms need the counts and the release's communities and labels, not its persons and enrolments: the
     # writer processes are sent the counts without them (the release itself can be hundreds of megabytes)
