@@ -470,6 +470,7 @@ def _statistical_reports() -> int:
     from reports.report_spec import shipped_statistics
     from reports.stat_form import write_all
     from reports.stat_reuse import earlier_folder
+    from reports.statistics import kind_spec
     from warehouse.releases import current_release
 
     kinds = settings.statistical_reports()
@@ -479,6 +480,8 @@ def _statistical_reports() -> int:
         if kinds == [] or release is None:
             return 0
         config = shipped_statistics()
+        for kind in kinds or ():
+            kind_spec(kind, config)  # an unknown kind is named before anything is written
         zone = ZoneInfo(config.timezone)
         root = settings.hub_home() / "reports"
         plan = report_calendar.plan(root, list(config.kinds) if kinds is None else kinds, config,

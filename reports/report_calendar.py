@@ -71,13 +71,11 @@ class Plan:
 
     def describe(self, config: StatisticsFile) -> str:
         """One line for the log: which kinds are not due and where their forms of the period are."""
-        by_folder: dict[int, list[str]] = {}
+        groups: dict[tuple[int, str], list[str]] = {}
         for kind, release_no in self.not_due.items():
-            by_folder.setdefault(release_no, []).append(kind)
-        return "; ".join(
-            f"{', '.join(kinds)} ({', '.join(sorted({config.due_of(k) for k in kinds}))}): the forms of "
-            f"{', '.join(sorted({period(config.due_of(k), self.release_date) for k in kinds}))} are those of "
-            f"release {n}" for n, kinds in sorted(by_folder.items()))
+            groups.setdefault((release_no, config.due_of(kind)), []).append(kind)
+        return "; ".join(f"{', '.join(kinds)} ({rule}): the forms of {period(rule, self.release_date)} are those of "
+                         f"release {n}" for (n, rule), kinds in sorted(groups.items()))
 
 
 def _has_forms(root: Path, release_no: int, kind: str) -> bool:

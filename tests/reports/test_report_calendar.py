@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from reports import report_calendar, stat_reuse
+from reports.errors import StatisticsError
 from reports.report_spec import shipped_statistics
 from warehouse.audit import record_gate_run
 from warehouse.releases import publish
@@ -59,6 +60,11 @@ def test_kinds_follow_their_own_rule_and_the_setting_overrides_it(tmp_path):
     _written(tmp_path, 1, D(2026, 11, 20), ["dibao", "pyramid"], config)
     plan = report_calendar.plan(tmp_path, ["dibao", "pyramid"], config, release_no=2, release_date=D(2026, 12, 1))
     assert plan.due == ["dibao"] and plan.not_due == {"pyramid": 1}
+    later = report_calendar.plan(tmp_path, ["dibao", "gaoling", "pyramid"], config, release_no=3,
+                                 release_date=D(2026, 11, 30))
+    assert later.describe(config) == ("dibao (monthly): the forms of 2026-11 are those of release 1; "
+                                      "pyramid (yearly): the forms of 2026 are those of release 1")
+    assert later.due == ["gaoling"]  # never written
     forced = report_calendar.plan(tmp_path, ["dibao", "pyramid"], config, release_no=2, release_date=D(2026, 12, 1),
                                   every_release=True)
     assert forced.due == ["dibao", "pyramid"] and forced.since == {"dibao": None, "pyramid": None}
@@ -151,6 +157,9 @@ def test_the_report_task_writes_what_is_due(published, tmp_path, monkeypatch, ca
     forms = stat_reuse.read_manifest(root / str(fourth))
     county = forms[next(k for k in forms if k.startswith("gaoling/county/"))]
     assert "统计期：2026-12-01（不含） 至 2026-12-02" in county["labels"]["strings"]  # since the release before
+    monkeypatch.setenv("HUB_REPORTS", "gaoling,nope")
+    with pytest.raises(StatisticsError, match="unknown report kind 'nope'"):
+        pipeline._statistical_reports()
     monkeypatch.setenv("HUB_REPORTS_DUE", "weekly")
     with pytest.raises(ValueError, match="HUB_REPORTS_DUE='weekly': expected one of calendar, every_release"):
         settings.reports_every_release()
