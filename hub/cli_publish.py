@@ -173,6 +173,15 @@ def audit_run(release: Annotated[int | None, typer.Option(help="Release to audit
     for kind, n in sorted(r["by_kind"].items()):
         console.print(f"  {kind:<22} {n}")
     console.print(f"report: {built['audit_report']}", highlight=False)
+    forms = built["statistical_reports"]
+    if forms:
+        from hub import settings
+
+        console.print(f"statistical reports: {forms} forms in {settings.hub_home() / 'reports' / str(r['release_no'])}",
+                      highlight=False)
+    else:
+        console.print("statistical reports: none due for this release (the reporting calendar, HUB_REPORTS and "
+                      "HUB_REPORTS_DUE; `hub report KIND` makes any form now)", highlight=False)
 
 
 @audit_app.command("export")
