@@ -19,6 +19,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from hub.errors import SettingError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 
@@ -97,7 +99,7 @@ def match_backend() -> str:
     (Spark, on the master ``HUB_SPARK_MASTER`` names)."""
     value = (os.environ.get("HUB_MATCH_BACKEND") or "duckdb").strip().lower()
     if value not in MATCH_BACKENDS:
-        raise ValueError(f"HUB_MATCH_BACKEND={value!r}: expected one of {', '.join(MATCH_BACKENDS)}")
+        raise SettingError(f"HUB_MATCH_BACKEND={value!r}: expected one of {', '.join(MATCH_BACKENDS)}")
     return value
 
 
@@ -128,7 +130,7 @@ def reports_every_release() -> bool:
     default: the first release of each month writes the monthly kinds)."""
     value = (os.environ.get("HUB_REPORTS_DUE") or "calendar").strip().lower()
     if value not in REPORTS_DUE:
-        raise ValueError(f"HUB_REPORTS_DUE={value!r}: expected one of {', '.join(REPORTS_DUE)}")
+        raise SettingError(f"HUB_REPORTS_DUE={value!r}: expected one of {', '.join(REPORTS_DUE)}")
     return value == "every_release"
 
 
