@@ -486,21 +486,19 @@ def _crosswalk_suite(gx: Any) -> ExpectationSuite:
     )
 
     gxe = gx.expectations
-    suite = gx.ExpectationSuite(
+    return gx.ExpectationSuite(
         name=CROSSWALK_SUITE_NAME,
         meta={"notes": "mpi.crosswalk: source record -> master_id links"},
+        expectations=[
+            gxe.ExpectColumnValuesToNotBeNull(column="master_id"),
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["source", "source_record_id"]),
+            gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=None),
+            ExpectStdRecordsToBeInCrosswalk(),
+            ExpectCrosswalkRecordsToBeInStd(),
+            ExpectCrosswalkMasterIdsToHaveGoldenRecord(),
+            ExpectMastersToHoldOneValidIdNumber(),
+        ],
     )
-    for expectation in (
-        gxe.ExpectColumnValuesToNotBeNull(column="master_id"),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["source", "source_record_id"]),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=None),
-        ExpectStdRecordsToBeInCrosswalk(),
-        ExpectCrosswalkRecordsToBeInStd(),
-        ExpectCrosswalkMasterIdsToHaveGoldenRecord(),
-        ExpectMastersToHoldOneValidIdNumber(),
-    ):
-        suite.add_expectation(expectation)
-    return suite
 
 
 def _golden_suite(
@@ -512,10 +510,6 @@ def _golden_suite(
     )
 
     gxe = gx.expectations
-    suite = gx.ExpectationSuite(
-        name=GOLDEN_SUITE_NAME,
-        meta={"notes": "mpi.golden: one golden record per master_id"},
-    )
     expectations = [
         gxe.ExpectColumnValuesToBeUnique(column="master_id"),
         gxe.ExpectColumnValuesToMatchRegex(column="id_number", regex=ID_NUMBER_REGEX),
@@ -534,9 +528,8 @@ def _golden_suite(
     if previous_master_count is not None:
         expectations.append(row_count_expectation(previous_master_count, rules.max_master_count_change,
                                                   noun="masters", reference="the previous release's"))
-    for expectation in expectations:
-        suite.add_expectation(expectation)
-    return suite
+    return gx.ExpectationSuite(name=GOLDEN_SUITE_NAME, meta={"notes": "mpi.golden: one golden record per master_id"},
+                               expectations=expectations)
 
 
 def _dispose_engines(datasource: Any) -> None:

@@ -366,10 +366,6 @@ def source_suite(
 
     today = today or dt.date.today()
     gxe = gx.expectations
-    suite = gx.ExpectationSuite(
-        name=source_suite_name(name),
-        meta={"notes": f"{STD_TABLE} rows of source {name}: ID validity, completeness, code sets, dates"},
-    )
     def share(minimum: float, what: str) -> dict:
         mostly = tolerated_share(minimum, row_count, rules.share_confidence)
         bound = (f" ({mostly:.1%} on {row_count:,} rows passes: below {minimum:.0%} with"
@@ -400,6 +396,8 @@ def source_suite(
     if previous_row_count is not None:
         expectations.append(row_count_expectation(previous_row_count, rules.max_row_count_change,
                                                   noun="rows", reference="the last load's"))
-    for expectation in expectations:
-        suite.add_expectation(expectation)
-    return suite
+    return gx.ExpectationSuite(
+        name=source_suite_name(name),
+        meta={"notes": f"{STD_TABLE} rows of source {name}: ID validity, completeness, code sets, dates"},
+        expectations=expectations,
+    )
