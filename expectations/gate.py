@@ -124,6 +124,11 @@ CROSSWALK_TABLE = validation.CROSSWALK.name
 GOLDEN_TABLE = validation.GOLDEN.name
 BATCH_DEFINITION_NAME = "whole_table"
 DATA_DOCS_SITE_NAME = "local_site"
+#: The Data Docs index lists the validation results of this many latest gate runs. Without a limit GX read every
+#: result ever stored to build it, on every run: a gate a day adds about ten results, and with a year of them
+#: (3,600) the index took 1.8 s to build instead of 0.5 s. Older results and their pages stay on disk
+#: (``audit.validation_run`` keeps each run's outcome and the path of its pages).
+DOCS_INDEX_RUNS = 30
 #: Config variable through which the database URL reaches GX (runtime only, never on disk).
 URL_CONFIG_VARIABLE = "HUB_GX_MPI_DATABASE_URL"
 
@@ -281,7 +286,7 @@ def _run_checkpoint(
         project_root_dir=str(gx_dir),
         runtime_environment={URL_CONFIG_VARIABLE: database_url},
     )
-    _quiet_context(context)
+    _quiet_context(context, docs_index_results=DOCS_INDEX_RUNS * (len(names) + 2))
 
     datasource = context.data_sources.add_or_update_postgres(
         name=DATASOURCE_NAME,
@@ -427,8 +432,9 @@ def _import_gx():
     return gx
 
 
-def _quiet_context(context: FileDataContext) -> None:
-    """Turn off progress bars and analytics in the context's config (saved once)."""
+def _quiet_context(context: FileDataContext, *, docs_index_results: int) -> None:
+    """Turn off progress bars and analytics in the context's config, and list the latest
+    ``docs_index_results`` validation results in the Data Docs index (saved when changed)."""
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     variables = context.variables
@@ -444,6 +450,14 @@ def _quiet_context(context: FileDataContext) -> None:
     if variables.analytics_enabled is not False:
         context.config.analytics_enabled = False
         changed = True
+    sites = variables.data_docs_sites or {}
+    site = sites.get(DATA_DOCS_SITE_NAME)
+    if site is not None:
+        index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
+        if index.get("validation_results_limit") != docs_index_results:
+            index["validation_results_limit"] = docs_index_results
+            variables.data_docs_sites = sites
+            changed = True
     if changed:
         variables.save()
 

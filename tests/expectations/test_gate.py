@@ -411,6 +411,25 @@ def test_data_docs_index(passing_runs, failing_run):
         assert "master_index" in index.read_text(encoding="utf-8")
 
 
+def test_data_docs_index_lists_the_latest_runs(database_url, tmp_path, monkeypatch):
+    """The index lists the results of the latest DOCS_INDEX_RUNS gate runs; every result stays on disk."""
+    import re
+
+    from expectations import gate
+
+    monkeypatch.setattr(gate, "DOCS_INDEX_RUNS", 2)
+    load_good(database_url)
+    for _ in range(3):
+        summary = gate.validate_master_index(database_url, tmp_path)
+    stored = sorted((tmp_path / "gx" / "uncommitted" / "validations").rglob("*.json"))
+    runs = sorted({path.parent.name for path in stored})
+    assert len(stored) == 6 and len(runs) == 3  # two master-index suites per run
+    listed = set(re.findall(r"validations/master_index/[a-z]+/__none__/([0-9TZ.]+)/", summary.docs_index.read_text(
+        encoding="utf-8")))
+    assert listed == set(runs[1:])  # the two latest runs, the first one no more
+    assert "validation_results_limit: 4" in (tmp_path / "gx" / "great_expectations.yml").read_text(encoding="utf-8")
+
+
 def test_rerun_updates_suite_in_place(database_url, passing_runs):
     """Same gx_dir again, with a smaller cluster bound, then with a master-count check."""
     from expectations.gate import validate_master_index
