@@ -373,12 +373,12 @@ def _run_gate_locked() -> dict:
     from hub.audits import refresh_gate_findings
     from hub.provenance import ran_with
     from warehouse.audit import last_passed_gate_at, last_passed_row_counts, record_gate_run
-    from warehouse.releases import content_hash, current_release, record_blocked
+    from warehouse.releases import content_state, current_release, record_blocked
     from warehouse.validation import deletions_since, source_row_counts, standardized_sources
 
     context = ran_with()
     with settings.engine().connect() as conn:
-        validated = content_hash(conn, source_departments())
+        validated, state = content_state(conn, source_departments())
         # every registered source, so that one whose load came back empty is checked against its last count
         sources = sorted(set(load_registry()) | set(standardized_sources(conn)))
         previous_rows = last_passed_row_counts(conn)
@@ -398,7 +398,8 @@ def _run_gate_locked() -> dict:
     with settings.engine().begin() as conn:
         run_id = record_gate_run(conn, ({"suite": s.suite, "success": s.success, "row_count": s.row_count,
                                          "outcomes": [asdict(o) for o in s.outcomes]} for s in summaries),
-                                 docs_path=str(docs or ""), ran_with=context, content_hash=validated)
+                                 docs_path=str(docs or ""), ran_with=context, content_hash=validated,
+                                 index_state=state)
         refresh_gate_findings(conn, run_id)  # its failed expectations in the auditors' inbox, the fixed ones resolved
         reason = "; ".join(f"{suite}: {o.table or '-'}.{o.column or '*'} {o.expectation}: {o.observed}"
                            for suite, o in failing)

@@ -22,11 +22,13 @@ SOURCE_SUITE_PREFIX = "source."
 
 
 def record_gate_run(conn: sa.Connection, suites: Iterable[Mapping[str, Any]], *, docs_path: str | None,
-                    ran_with: Mapping[str, Any] | None = None, content_hash: str | None = None) -> int:
+                    ran_with: Mapping[str, Any] | None = None, content_hash: str | None = None,
+                    index_state: str | None = None) -> int:
     """Store one gate run; returns its run id.
 
     ``ran_with``: the model, rules and code version and the Airflow run the gate ran with;
-    ``content_hash``: the digest of the index it validated (:func:`warehouse.releases.content_hash`).
+    ``content_hash``: the digest of the index it validated (:func:`warehouse.releases.content_hash`);
+    ``index_state``: the state it was read in (:func:`warehouse.releases.content_state`).
 
     ``suites``: per suite its ``suite`` name, ``success``, ``row_count`` and ``outcomes`` (dicts with
     expectation, table, column, success, observed, unexpected_count, unexpected_percent).
@@ -36,12 +38,13 @@ def record_gate_run(conn: sa.Connection, suites: Iterable[Mapping[str, Any]], *,
     successful = sum(1 for _, o in outcomes if o["success"])
     run_id = conn.execute(sa.text(
         "INSERT INTO audit.validation_run (suite, success, evaluated, successful, failed, docs_path, ran_with,"
-        " content_hash) VALUES (:suite, :success, :evaluated, :successful, :failed, :docs, :ran_with, :hash)"
+        " content_hash, index_state) VALUES (:suite, :success, :evaluated, :successful, :failed, :docs, :ran_with,"
+        " :hash, :state)"
         " RETURNING run_id"),
         {"suite": GATE_SUITE, "success": all(s["success"] for s in suites) and successful == len(outcomes),
          "evaluated": len(outcomes), "successful": successful, "failed": len(outcomes) - successful,
          "docs": docs_path, "ran_with": json.dumps(ran_with) if ran_with is not None else None,
-         "hash": content_hash}).scalar_one()
+         "hash": content_hash, "state": index_state}).scalar_one()
     if suites:
         conn.execute(sa.text(
             "INSERT INTO audit.validation_suite (run_id, suite, success, evaluated, successful, failed, row_count)"

@@ -13,6 +13,7 @@ equal to a withdrawn release is not published again until it changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,14 +54,44 @@ def _department_params(departments: Mapping[str, str] | None) -> dict:
     return {"s": list(departments or {}), "d": list((departments or {}).values())}
 
 
+_CONTENT_HASH = (
+    "md5((SELECT coalesce(string_agg(g::text, '|' ORDER BY g.master_id), '') FROM mpi.golden g)"
+    " || '#' || (SELECT coalesce(string_agg(md5(e::text), '' ORDER BY e.source, e.source_record_id), '')"
+    f"            FROM ({_ENROLMENTS}) e))")
+#: How many transactions have written what a release publishes (rows of audit.index_write, kept by triggers)
+_INDEX_WRITES = "(SELECT count(*) FROM audit.index_write)"
+
+
 def content_hash(conn: sa.Connection, departments: Mapping[str, str] | None) -> str:
     """What a release publishes, as one digest: the golden records and every enrolment with its status,
     dates, address and fields (a status change at a source changes it). The gate records the digest of
     what it validated; a release publishes only that."""
-    return conn.execute(sa.text(
-        "SELECT md5((SELECT coalesce(string_agg(g::text, '|' ORDER BY g.master_id), '') FROM mpi.golden g)"
-        " || '#' || (SELECT coalesce(string_agg(md5(e::text), '' ORDER BY e.source, e.source_record_id), '')"
-        f"            FROM ({_ENROLMENTS}) e))"), _department_params(departments)).scalar_one()
+    return conn.execute(sa.text(f"SELECT {_CONTENT_HASH}"), _department_params(departments)).scalar_one()
+
+
+def _registry_digest(departments: Mapping[str, str] | None) -> str:
+    return hashlib.sha256(json.dumps(sorted((departments or {}).items())).encode()).hexdigest()[:16]
+
+
+def content_state(conn: sa.Connection, departments: Mapping[str, str] | None) -> tuple[str, str]:
+    """:func:`content_hash` with the state it was read in: how many transactions had written the index
+    (``audit.index_write``, read in the same statement, so of the same snapshot) and the registry's digest.
+    While the state stays the same, so does the content: :func:`publish` then takes the gate's digest."""
+    writes, digest = conn.execute(sa.text(f"SELECT {_INDEX_WRITES}, {_CONTENT_HASH}"),
+                                  _department_params(departments)).one()
+    return digest, f"{writes}/{_registry_digest(departments)}"
+
+
+def _digest_now(conn: sa.Connection, validation_run_id: int, departments: Mapping[str, str] | None) -> str:
+    """The content's digest now: the one gate run ``validation_run_id`` recorded when no transaction has
+    written the index since it read it and the registry is the same, else computed again."""
+    validated = conn.execute(sa.text("SELECT content_hash, index_state FROM audit.validation_run WHERE run_id = :v"),
+                             {"v": validation_run_id}).first()
+    if validated is not None and validated.content_hash and validated.index_state:
+        writes = conn.execute(sa.text(f"SELECT {_INDEX_WRITES}")).scalar_one()
+        if validated.index_state == f"{writes}/{_registry_digest(departments)}":
+            return validated.content_hash
+    return content_hash(conn, departments)
 
 
 def current_release(conn: sa.Connection) -> dict | None:
@@ -91,7 +122,7 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     release keeps it beside those of the matching run that built the index and of the gate run."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
     lock_index(conn, shared=True)  # no standardizing or matching commits halfway through the release
-    digest = content_hash(conn, departments)
+    digest = _digest_now(conn, validation_run_id, departments)
     validated = conn.execute(sa.text("SELECT content_hash FROM audit.validation_run WHERE run_id = :v"),
                              {"v": validation_run_id}).scalar()
     current = current_release(conn)

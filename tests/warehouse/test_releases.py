@@ -125,3 +125,63 @@ def test_readers_see_whole_releases_while_new_ones_are_published(clean_warehouse
     assert before == after == sizes[1]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM publish.master_person_current")).scalar_one() == sizes[4]
+
+
+def _validated_gate_run(engine, departments) -> int:
+    """A gate run recorded as the pipeline's gate records one: the digest with the state it was read in."""
+    from warehouse.releases import content_state
+
+    with engine.begin() as conn:
+        digest, state = content_state(conn, departments)
+        return record_gate_run(conn, [{"suite": "master_index", "success": True, "row_count": 0, "outcomes": []}],
+                               docs_path=None, content_hash=digest, index_state=state)
+
+
+def _publish_reading(engine, run_id: int, departments) -> tuple[object, bool]:
+    """Publish gate run ``run_id``; also whether the publish read the whole index to compute its digest."""
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.begin() as conn:
+            outcome = publish(conn, run_id, departments)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    return outcome, any("string_agg(md5(e::text)" in s for s in statements)
+
+
+def test_publish_takes_the_gate_digest_only_while_nothing_it_covers_was_written(clean_warehouse):
+    """Every transaction that writes the golden records, the crosswalk or std.resident (through the hub or
+    by hand, with or without the index lock) leaves a row in audit.index_write; publish reads the whole index
+    again only when one committed since the gate, or the registry changed — and then holds a changed index."""
+    engine = clean_warehouse
+    departments = {"mz_dibao": "民政"}
+    with engine.begin() as conn:
+        _golden(conn, 50, version=1)
+    run = _validated_gate_run(engine, departments)
+    with engine.begin() as conn:  # a write that was rolled back changed nothing
+        conn.execute(sa.text("UPDATE mpi.golden SET phone = '0' WHERE master_id = 'M00000001'"))
+        conn.rollback()
+    first, read = _publish_reading(engine, run, departments)
+    assert (first.outcome, first.release_no, read) == ("published", 1, False)
+
+    run = _validated_gate_run(engine, departments)
+    with engine.begin() as conn:  # by hand, without the index lock: the trigger sees it all the same
+        conn.execute(sa.text("UPDATE mpi.golden SET name = 'person 1 v2' WHERE master_id = 'M00000001'"))
+    held, read = _publish_reading(engine, run, departments)
+    assert held.outcome == "blocked" and "changed after gate run" in held.reason and read
+
+    run = _validated_gate_run(engine, departments)
+    with engine.begin() as conn:
+        _golden(conn, 50, version=1)  # rewritten as it was in release 1: read again, found equal to it
+    same, read = _publish_reading(engine, run, departments)
+    assert read and (same.outcome, same.release_no) == ("unchanged", 1)
+
+    run = _validated_gate_run(engine, departments)
+    moved, read = _publish_reading(engine, run, {"mz_dibao": "卫健"})  # the registry changed since the gate
+    assert read and (moved.outcome, moved.release_no) == ("unchanged", 1)
+    untouched, read = _publish_reading(engine, run, departments)
+    assert not read and (untouched.outcome, untouched.release_no) == ("unchanged", 1)

@@ -22,7 +22,17 @@ audit_validation_run = sa.Table(
     sa.Column("docs_path", TEXT),
     sa.Column("ran_with", JSONB),  # model, rules and code version, Airflow run (hub.provenance)
     sa.Column("content_hash", TEXT),  # the digest of what the gate validated (warehouse.releases.content_hash)
+    sa.Column("index_state", TEXT),  # the index writes and registry it saw (warehouse.releases.content_state)
     sa.Index("validation_run_started_at_idx", "started_at"),
+    schema=SCHEMA,
+)
+
+#: One row per transaction that wrote what a release publishes (statement triggers on std.resident,
+#: mpi.crosswalk, mpi.golden, and raw.record's updates and deletions); never deleted, so the count only grows.
+audit_index_write = sa.Table(
+    "index_write", metadata,
+    sa.Column("txid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("written_at", TIMESTAMP, nullable=False, server_default=sa.text("now()")),
     schema=SCHEMA,
 )
 
@@ -228,4 +238,4 @@ audit_export_log = sa.Table(
 
 TABLES = (audit_validation_run, audit_validation_result, audit_publish_attempt, audit_validation_suite,
           audit_finding, audit_finding_count, audit_api_key, audit_access_log, audit_api_quota, audit_access_alert,
-          audit_export_log, audit_finding_event, audit_workbench_session)
+          audit_export_log, audit_finding_event, audit_workbench_session, audit_index_write)
