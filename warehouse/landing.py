@@ -310,7 +310,7 @@ remembered AS (
 ins AS (
     INSERT INTO raw.record (source, source_record_id, content_hash, payload, batch_id, fetched_at)
     SELECT :s, o.source_record_id, o.content_hash, o.payload, :b, :f FROM ok o
-    WHERE o.content_hash IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r
+    WHERE o.payload IS NOT NULL AND o.content_hash IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r
         WHERE r.source = :s AND r.source_record_id = o.source_record_id ORDER BY r.record_id DESC LIMIT 1)
     ORDER BY o.source_record_id
     RETURNING source_record_id),
@@ -332,6 +332,36 @@ flagged AS (
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM flagged),
        (SELECT coalesce(json_agg(json_build_array(source_record_id, position) ORDER BY position), '[]') FROM conflict)
 """
+
+
+#: Which keys of a page differ from the newest landed version of their key (or are new): only their payloads go
+#: with the page. A daily extract resends mostly what landed before: its unchanged records' JSON was parsed into
+#: JSONB and thrown away (at 200,000 persons the medical insurance roll's 179,153 records a day, for one change).
+#: The page's statement runs right after, in the same transaction and under the source's lock (no other load
+#: lands a version of these keys in between), and inserts only records sent with their payload.
+_CHANGED_KEYS = """
+SELECT i.k FROM unnest(CAST(:keys AS text[]), CAST(:hashes AS text[])) AS i (k, h)
+WHERE i.h IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r
+    WHERE r.source = :s AND r.source_record_id = i.k ORDER BY r.record_id DESC LIMIT 1)
+"""
+
+
+def _payloads_needed(conn: sa.Connection, source: str, good: list[tuple], records: list,
+                     deleted_flag: tuple[str, str] | None) -> list:
+    """The payloads of ``good`` to send with the page: those of records that land as a new version, and of those
+    whose deletion flag field may hold the deletion value (the page's statement reads it as ``payload ->>``:
+    a string is itself, anything but a string or null is left for it to read); None for the rest, which the
+    statement handles by key and hash only."""
+    changed = set(conn.execute(sa.text(_CHANGED_KEYS), {"keys": [g[0] for g in good], "hashes": [g[1] for g in good],
+                                                        "s": source}).scalars())
+    field, value = deleted_flag or (None, None)
+
+    def may_be_flagged(record: dict) -> bool:
+        held = record.get(field) if field is not None else None
+        return held is not None and (not isinstance(held, str) or held == value)
+
+    return [text if key in changed or may_be_flagged(records[position]) else None
+            for key, _, text, position in good]
 
 
 def _conflict_rows(taken: list, records: list, label: str | None) -> list[tuple]:
@@ -358,8 +388,9 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
     good, bad, repeats = _sort_page(records, primary_key, volatile_fields, label)
     counts, candidates = LoadCounts(received=len(records), pages=1), 0
     if good:
-        keys, hashes, payloads, positions = (list(column) for column in zip(*good))
+        keys, hashes, _, positions = (list(column) for column in zip(*good))
         flag_field, flag_value = deleted_flag or (None, None)
+        payloads = _payloads_needed(conn, source, good, records, deleted_flag)
         counts.landed, counts.tombstones, taken = conn.execute(sa.text(_LAND_PAGE), {
             "keys": keys, "hashes": hashes, "payloads": payloads, "positions": positions, "s": source,
             "b": batch_id, "f": fetched_at, "flag_field": flag_field, "flag_value": flag_value}).one()

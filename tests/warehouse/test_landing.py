@@ -62,3 +62,29 @@ def test_a_change_in_a_volatile_field_alone_is_no_new_version(clean_warehouse):
     # the stored versions keep the row number they were received with
     assert rows == [{"序号": "2", "id": "D2", "xm": "李四"}, {"序号": "1", "id": "D2", "xm": "李思"}]
     assert content_hash({"序号": "7", "id": "D2"}, ("序号",)) == content_hash({"id": "D2"})
+
+
+def test_unchanged_records_are_checked_for_their_deletion_flag(clean_warehouse):
+    """A page sends the payloads of changed records only, and of those whose flag field may hold the deletion
+    value: an unchanged record flagged deleted is still tombstoned, whether its flag is a string or a number."""
+    def land(records, flag=("yxbz", "0")):
+        with clean_warehouse.begin() as conn:
+            batch = open_batch(conn, "t_flag")
+            return land_records(conn, source="t_flag", batch_id=batch, records=records, primary_key="id",
+                                fetched_at=NOW, deleted_flag=flag)
+
+    first = [{"id": "E1", "yxbz": "0"}, {"id": "E2", "yxbz": 0}, {"id": "E3", "yxbz": "1"}, {"id": "E4"},
+             {"id": "E5", "yxbz": 'say "0"'}]
+    assert land(first, flag=None).landed == 5  # landed before the source declared its flag: no tombstones
+    again = land(first)
+    assert (again.landed, again.duplicates, again.tombstones) == (0, 5, 2)
+    quoted = land(first, flag=("yxbz", 'say "0"'))
+    assert (quoted.landed, quoted.tombstones) == (0, 1)
+    changed = land([{"id": "E3", "yxbz": "0"}, {"id": "E4", "xm": "新"}])
+    assert (changed.landed, changed.tombstones) == (2, 1)
+    with clean_warehouse.connect() as conn:
+        tombstoned = conn.execute(sa.text("SELECT source_record_id FROM raw.tombstone WHERE source = 't_flag'"
+                                          " ORDER BY 1")).scalars().all()
+        assert tombstoned == ["E1", "E2", "E3", "E5"]
+        assert conn.execute(sa.text("SELECT payload FROM raw.record WHERE source_record_id = 'E4'"
+                                    " ORDER BY record_id DESC LIMIT 1")).scalar_one() == {"id": "E4", "xm": "新"}
