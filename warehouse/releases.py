@@ -54,7 +54,19 @@ def _department_params(departments: Mapping[str, str] | None) -> dict:
     return {"s": list(departments or {}), "d": list((departments or {}).values())}
 
 
+#: The enrolments as the content hash reads them: each record's landed version by its id (raw.record is
+#: append-only and lands a new version, with a new id, whenever a record's content changes) instead of its fields.
+_ENROLMENT_VERSIONS = _ENROLMENTS.replace("rr.payload AS record_fields", "r.raw_record_id AS record_version").replace(
+    " LEFT JOIN raw.record rr ON rr.record_id = r.raw_record_id", "")
+#: A digest that changes with any row: a row's MD5 as a 64-bit number, summed (in parallel, no sort), with the count.
+_ROW_SUM = "count(*) || ':' || coalesce(sum(('x' || left(md5({row}::text), 16))::bit(64)::bigint::numeric), 0)"
+_HASH_PREFIX = "v2:"
 _CONTENT_HASH = (
+    f"'{_HASH_PREFIX}' || md5((SELECT {_ROW_SUM.format(row='g')} FROM mpi.golden g)"
+    f" || '#' || (SELECT {_ROW_SUM.format(row='e')} FROM ({_ENROLMENT_VERSIONS}) e))")
+#: The content hash as releases before 'v2:' recorded it: every row's fields as text, ordered (5× longer to compute:
+#: 23 s at 1,000,000 persons against 4.7 s). Computed only to compare with a hash of that form.
+_LEGACY_HASH = (
     "md5((SELECT coalesce(string_agg(g::text, '|' ORDER BY g.master_id), '') FROM mpi.golden g)"
     " || '#' || (SELECT coalesce(string_agg(md5(e::text), '' ORDER BY e.source, e.source_record_id), '')"
     f"            FROM ({_ENROLMENTS}) e))")
@@ -64,9 +76,27 @@ _INDEX_WRITES = "(SELECT count(*) FROM audit.index_write)"
 
 def content_hash(conn: sa.Connection, departments: Mapping[str, str] | None) -> str:
     """What a release publishes, as one digest: the golden records and every enrolment with its status,
-    dates, address and fields (a status change at a source changes it). The gate records the digest of
-    what it validated; a release publishes only that."""
+    dates, address and landed version of its fields (a status change at a source changes it). The gate records
+    the digest of what it validated; a release publishes only that."""
     return conn.execute(sa.text(f"SELECT {_CONTENT_HASH}"), _department_params(departments)).scalar_one()
+
+
+class _SameContent:
+    """Compares recorded digests with the content now (``digest``), whichever form they were recorded in: one
+    of the form before ``v2:`` is compared with the content's digest in that form, computed once, when needed."""
+
+    def __init__(self, conn: sa.Connection, digest: str, departments: Mapping[str, str] | None):
+        self.conn, self.digest, self.departments, self._legacy = conn, digest, departments, None
+
+    def __call__(self, recorded: str | None) -> bool:
+        if recorded is None:
+            return False
+        if recorded.startswith(_HASH_PREFIX):
+            return recorded == self.digest
+        if self._legacy is None:
+            self._legacy = self.conn.execute(sa.text(f"SELECT {_LEGACY_HASH}"),
+                                             _department_params(self.departments)).scalar_one()
+        return recorded == self._legacy
 
 
 def _registry_digest(departments: Mapping[str, str] | None) -> str:
@@ -123,22 +153,24 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
     lock_index(conn, shared=True)  # no standardizing or matching commits halfway through the release
     digest = _digest_now(conn, validation_run_id, departments)
+    same = _SameContent(conn, digest, departments)
     validated = conn.execute(sa.text("SELECT content_hash FROM audit.validation_run WHERE run_id = :v"),
                              {"v": validation_run_id}).scalar()
     current = current_release(conn)
-    withdrawn = conn.execute(sa.text(
-        "SELECT release_no FROM publish.release WHERE content_hash = :h AND withdrawn_at IS NOT NULL"
-        " ORDER BY release_no DESC LIMIT 1"), {"h": digest}).scalar()
-    if current and current["content_hash"] == digest and current["validation_run_id"] == validation_run_id:
+    withdrawn = next((n for n, recorded in conn.execute(sa.text(
+        "SELECT release_no, content_hash FROM publish.release WHERE withdrawn_at IS NOT NULL"
+        " AND (content_hash = :h OR content_hash NOT LIKE :v) ORDER BY release_no DESC"),
+        {"h": digest, "v": f"{_HASH_PREFIX}%"}) if same(recorded)), None)
+    if current and same(current["content_hash"]) and current["validation_run_id"] == validation_run_id:
         # a repeated attempt (a task retried after its process died once the release was committed): the same
         # release, reported as published, so that what follows a publish runs for it
         outcome = PublishOutcome("published", current["release_no"],
                                  f"release {current['release_no']} was already published from gate run"
                                  f" {validation_run_id} by an earlier attempt; it stays current")
-    elif current and current["content_hash"] == digest:
+    elif current and same(current["content_hash"]):
         outcome = PublishOutcome("unchanged", current["release_no"],
                                  f"content equals release {current['release_no']}; it stays current")
-    elif validated is not None and validated != digest:
+    elif validated is not None and not same(validated):
         outcome = PublishOutcome("blocked", current["release_no"] if current else None,
                                  f"the index changed after gate run {validation_run_id} validated it (a standardizing"
                                  " or matching run committed since); run the gate again")
