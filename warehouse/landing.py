@@ -347,14 +347,13 @@ WHERE i.h IS DISTINCT FROM (SELECT r.content_hash FROM raw.record r
 
 
 def _payloads_needed(conn: sa.Connection, source: str, good: list[tuple], records: list,
-                     deleted_flag: tuple[str, str] | None) -> list:
+                     field: str | None, value: str | None) -> list:
     """The payloads of ``good`` to send with the page: those of records that land as a new version, and of those
-    whose deletion flag field may hold the deletion value (the page's statement reads it as ``payload ->>``:
+    whose deletion flag ``field`` may hold the deletion ``value`` (the page's statement reads it as ``payload ->>``:
     a string is itself, anything but a string or null is left for it to read); None for the rest, which the
     statement handles by key and hash only."""
     changed = set(conn.execute(sa.text(_CHANGED_KEYS), {"keys": [g[0] for g in good], "hashes": [g[1] for g in good],
                                                         "s": source}).scalars())
-    field, value = deleted_flag or (None, None)
 
     def may_be_flagged(record: dict) -> bool:
         held = record.get(field) if field is not None else None
@@ -390,7 +389,7 @@ def land_records(conn: sa.Connection, *, source: str, batch_id: int, records: li
     if good:
         keys, hashes, _, positions = (list(column) for column in zip(*good))
         flag_field, flag_value = deleted_flag or (None, None)
-        payloads = _payloads_needed(conn, source, good, records, deleted_flag)
+        payloads = _payloads_needed(conn, source, good, records, flag_field, flag_value)
         counts.landed, counts.tombstones, taken = conn.execute(sa.text(_LAND_PAGE), {
             "keys": keys, "hashes": hashes, "payloads": payloads, "positions": positions, "s": source,
             "b": batch_id, "f": fetched_at, "flag_field": flag_field, "flag_value": flag_value}).one()

@@ -109,19 +109,27 @@ def content_state(conn: sa.Connection, departments: Mapping[str, str] | None) ->
     While the state stays the same, so does the content: :func:`publish` then takes the gate's digest."""
     writes, digest = conn.execute(sa.text(f"SELECT {_INDEX_WRITES}, {_CONTENT_HASH}"),
                                   _department_params(departments)).one()
-    return digest, f"{writes}/{_registry_digest(departments)}"
+    return digest, _index_state(writes, departments)
 
 
-def _digest_now(conn: sa.Connection, validation_run_id: int, departments: Mapping[str, str] | None) -> str:
-    """The content's digest now: the one gate run ``validation_run_id`` recorded when no transaction has
-    written the index since it read it and the registry is the same, else computed again."""
+def _index_state(writes: int, departments: Mapping[str, str] | None) -> str:
+    return f"{writes}/{_registry_digest(departments)}"
+
+
+def _digest_now(conn: sa.Connection, validation_run_id: int,
+                departments: Mapping[str, str] | None) -> tuple[str, str | None]:
+    """The content's digest now, and the one gate run ``validation_run_id`` recorded (None for no such run).
+    The gate's digest is the content's while no transaction has written the index since the gate read it and the
+    registry is the same; otherwise the content's digest is computed again."""
     validated = conn.execute(sa.text("SELECT content_hash, index_state FROM audit.validation_run WHERE run_id = :v"),
                              {"v": validation_run_id}).first()
-    if validated is not None and validated.content_hash and validated.index_state:
+    if validated is None:
+        return content_hash(conn, departments), None
+    if validated.content_hash and validated.index_state:
         writes = conn.execute(sa.text(f"SELECT {_INDEX_WRITES}")).scalar_one()
-        if validated.index_state == f"{writes}/{_registry_digest(departments)}":
-            return validated.content_hash
-    return content_hash(conn, departments)
+        if validated.index_state == _index_state(writes, departments):
+            return validated.content_hash, validated.content_hash
+    return content_hash(conn, departments), validated.content_hash
 
 
 def current_release(conn: sa.Connection) -> dict | None:
@@ -152,10 +160,8 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
     release keeps it beside those of the matching run that built the index and of the gate run."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PUBLISH_LOCK})
     lock_index(conn, shared=True)  # no standardizing or matching commits halfway through the release
-    digest = _digest_now(conn, validation_run_id, departments)
+    digest, validated = _digest_now(conn, validation_run_id, departments)
     same = _SameContent(conn, digest, departments)
-    validated = conn.execute(sa.text("SELECT content_hash FROM audit.validation_run WHERE run_id = :v"),
-                             {"v": validation_run_id}).scalar()
     current = current_release(conn)
     withdrawn = next((n for n, recorded in conn.execute(sa.text(
         "SELECT release_no, content_hash FROM publish.release WHERE withdrawn_at IS NOT NULL"
