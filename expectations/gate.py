@@ -4,7 +4,8 @@
 GX's SQL datasource and a file data context rooted at ``gx_dir``:
 
 * one suite ``source.<name>`` per standardized source, on ``std.resident WHERE source = <name>``
-  (a query asset; see :mod:`expectations.sources` for what it expects), and
+  (a table asset on the source's view ``gate.source_<name>``, replaced on each run; see
+  :mod:`expectations.sources` for what it expects), and
 * the master index: suite ``master_index.crosswalk`` on ``mpi.crosswalk`` and suite
   ``master_index.golden`` on ``mpi.golden`` (a GX suite validates one batch, so "the
   master_index suite" is these two, reported together as ``master_index``).
@@ -207,6 +208,7 @@ def run_gate_suites(
     gx_dir.mkdir(parents=True, exist_ok=True)
     rows = dict(row_counts) if row_counts is not None else (_count_rows(database_url) if names else {})
 
+    _replace_source_views(database_url, names)
     gx = _import_gx()
     with _gx_messages_withheld():
         result, context = _run_checkpoint(
@@ -257,6 +259,18 @@ def _count_rows(database_url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def _replace_source_views(database_url: str, names: list[str]) -> None:
+    """Each source's view, which its suite validates as a table (:func:`warehouse.validation.replace_source_views`)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            validation.replace_source_views(conn, {name: source_query(name) for name in names})
+    finally:
+        engine.dispose()
+
+
 def _with_deletions(summary: ValidationSummary, name: str, deletion: tuple[int, int, int] | None,
                     rules: GateRules) -> ValidationSummary:
     """``summary`` with the deletion check of source ``name`` among its outcomes (unchanged without one)."""
@@ -293,8 +307,8 @@ def _run_checkpoint(
         connection_string="${" + URL_CONFIG_VARIABLE + "}",
         # The mpi tables are table assets in schema "mpi". GX 1.14+ deprecates
         # TableAsset.schema_name in favour of putting the schema in the connection, so set the
-        # search_path; the source queries and cross-table checks name their schemas.
-        kwargs={"connect_args": {"options": f"-c search_path={MPI_SCHEMA}"}},
+        # search_path (with the sources' views); the cross-table checks name their schemas.
+        kwargs={"connect_args": {"options": f"-c search_path={MPI_SCHEMA},{validation.SOURCE_VIEW_SCHEMA}"}},
     )
     try:
         planned: list[tuple[ExpectationSuite, BatchDefinition]] = []
@@ -309,7 +323,8 @@ def _run_checkpoint(
                         row_count=rows.get(name),
                         today=today,
                     ),
-                    _query_batch(datasource, source_suite_name(name), source_query(name)),
+                    _whole_table_batch(datasource, validation.source_view_name(name),
+                                       asset=source_suite_name(name)),
                 )
             )
         planned.append((_crosswalk_suite(gx), _whole_table_batch(datasource, CROSSWALK_TABLE)))
@@ -462,33 +477,23 @@ def _quiet_context(context: FileDataContext, *, docs_index_results: int) -> None
         variables.save()
 
 
-def _whole_table_batch(datasource: Any, table: str) -> BatchDefinition:
-    """Get or create the table asset ``table`` and its whole-table batch definition."""
+def _whole_table_batch(datasource: Any, table: str, *, asset: str | None = None) -> BatchDefinition:
+    """Get or create the table asset ``asset`` (default: named as ``table``) on ``table`` and its whole-table batch
+    definition; an asset of that name on another table, or a query asset, is replaced."""
+    name = asset or table
     try:
-        asset = datasource.get_asset(table)
+        found = datasource.get_asset(name)
     except LookupError:
-        asset = datasource.add_table_asset(name=table, table_name=table)
-    try:
-        return asset.get_batch_definition(BATCH_DEFINITION_NAME)
-    except KeyError:
-        return asset.add_batch_definition_whole_table(BATCH_DEFINITION_NAME)
-
-
-def _query_batch(datasource: Any, name: str, query: str) -> BatchDefinition:
-    """Get or create the query asset ``name`` (re-created when its query changed)."""
-    try:
-        asset = datasource.get_asset(name)
-    except LookupError:
-        asset = None
-    if asset is not None and getattr(asset, "query", None) != query:
+        found = None
+    if found is not None and getattr(found, "table_name", None) != table:
         datasource.delete_asset(name)
-        asset = None
-    if asset is None:
-        asset = datasource.add_query_asset(name=name, query=query)
+        found = None
+    if found is None:
+        found = datasource.add_table_asset(name=name, table_name=table)
     try:
-        return asset.get_batch_definition(BATCH_DEFINITION_NAME)
+        return found.get_batch_definition(BATCH_DEFINITION_NAME)
     except KeyError:
-        return asset.add_batch_definition_whole_table(BATCH_DEFINITION_NAME)
+        return found.add_batch_definition_whole_table(BATCH_DEFINITION_NAME)
 
 
 def _crosswalk_suite(gx: Any) -> ExpectationSuite:

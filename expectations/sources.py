@@ -1,10 +1,11 @@
 """The source gate: one GX suite per standardized source, and the gate's declared thresholds.
 
 Each source's standardized records (``std.resident WHERE source = '<name>'``) are validated by
-the suite ``source.<name>`` through a GX query asset on the warehouse's PostgreSQL datasource
-(GX 1.x batch definitions on SQL tables only partition by dates, so a query asset is how one
-source becomes one batch). The thresholds come from ``expectations/gate_rules.yaml``: a
-``defaults:`` block, per-source overrides under ``sources:`` and the master-index bounds under
+the suite ``source.<name>`` through a GX table asset on the source's view ``gate.source_<name>``
+(GX 1.x batch definitions on SQL tables only partition by dates, so a view is how one source
+becomes one batch; a query asset would do too, but GX runs its query and fetches every row to
+learn its columns). The thresholds come from ``expectations/gate_rules.yaml``: a ``defaults:``
+block, per-source overrides under ``sources:`` and the master-index bounds under
 ``master_index:`` (see :func:`load_gate_rules`; the YAML records the measured rates behind the
 defaults).
 
@@ -285,7 +286,7 @@ def source_table_label(name: str) -> str:
 
 
 def source_query(name: str) -> str:
-    """The query asset's SQL: the source's std rows, the columns the suite reads."""
+    """The SQL of the source's view: the source's std rows, the columns the suite reads."""
     return validation.source_batch_query(check_source_name(name), SOURCE_COLUMNS)
 
 

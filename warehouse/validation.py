@@ -1,8 +1,9 @@
 """What the publish gate validates: one source's standardized records as a batch, the cross-table checks of
 the master index, which sources have standardized records and how many, and what each source deleted.
 
-The gate (``expectations.gate``) runs Great Expectations on these: a query asset per source
-(:func:`source_batch_query`), table assets on :data:`CROSSWALK` and :data:`GOLDEN`, and four
+The gate (``expectations.gate``) runs Great Expectations on these: a table asset per source on its view in
+schema ``gate`` (:func:`replace_source_views`, over :func:`source_batch_query`), table assets on :data:`CROSSWALK`
+and :data:`GOLDEN`, and four
 ``UnexpectedRowsExpectation`` queries run on the crosswalk batch. Those queries contain the placeholder
 ``{batch}``, which GX replaces with the batch (the bare table name of the crosswalk, as the gate's datasource
 searches schema ``mpi``). They select key columns only (source, source_record_id, master_id), so that what GX
@@ -51,6 +52,32 @@ def source_batch_query(source: str, columns: Sequence[str]) -> str:
     literal = sa.literal(source, sa.Text).compile(dialect=postgresql.dialect(),
                                                   compile_kwargs={"literal_binds": True})
     return f"SELECT {selected} FROM {std_resident.fullname} WHERE {std_resident.c.source.name} = {literal}"
+
+
+#: The schema of the gate's views, one per source (:func:`replace_source_views`); the gate's datasource searches it.
+SOURCE_VIEW_SCHEMA = "gate"
+
+
+def source_view_name(source: str) -> str:
+    """The name of ``source``'s view in :data:`SOURCE_VIEW_SCHEMA`."""
+    return f"source_{source}"
+
+
+def replace_source_views(conn: sa.Connection, queries: dict[str, str]) -> None:
+    """Per source, its view in :data:`SOURCE_VIEW_SCHEMA` as ``queries[source]`` (caller's transaction); views of
+    other sources there are dropped.
+
+    The gate validates each source as a table: GX reads a table's (or view's) columns from the catalogue, but runs
+    a query asset's query and fetches every row to learn its columns (every standardized record, each gate run)."""
+    quote = postgresql.dialect().identifier_preparer.quote
+    schema = quote(SOURCE_VIEW_SCHEMA)
+    wanted = {source_view_name(source): query for source, query in queries.items()}
+    present = conn.execute(sa.text("SELECT viewname FROM pg_views WHERE schemaname = :s"),
+                           {"s": SOURCE_VIEW_SCHEMA}).scalars().all()
+    for view in sorted(set(present) | set(wanted)):
+        conn.execute(sa.text(f"DROP VIEW IF EXISTS {schema}.{quote(view)}"))
+        if view in wanted:
+            conn.execute(sa.text(f"CREATE VIEW {schema}.{quote(view)} AS {wanted[view]}"))
 
 
 def std_records_without_crosswalk_query() -> str:

@@ -281,6 +281,45 @@ def test_simulated_data_passes(good_run, warehouse):
     assert len(docs) == 1 and docs.pop().is_file()
 
 
+def test_each_source_is_validated_from_its_view_without_fetching_its_records(warehouse, database_url, tmp_path):
+    """The source suites validate a view per source as a table: GX reads its columns from the catalogue, so no
+    statement of the gate (GX's included) returns a source's records to the process. A gate folder whose suite
+    still has the query asset of earlier versions gets the table asset; a view of a source no longer validated
+    is dropped."""
+    import great_expectations as gx
+
+    from expectations.gate import DATASOURCE_NAME
+
+    kept, other = "rs_yiliao", "mz_dibao"
+    assert warehouse.rows[kept] > 500
+    context = gx.get_context(mode="file", project_root_dir=str(tmp_path))
+    context.data_sources.add_postgres(name=DATASOURCE_NAME, connection_string=database_url).add_query_asset(
+        name=f"source.{kept}", query=source_query(kept))
+    with sa.create_engine(database_url).begin() as conn:
+        conn.execute(sa.text(f"CREATE OR REPLACE VIEW gate.source_{other} AS {source_query(other)}"))
+
+    returned: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if cursor.description is not None:
+            returned.append(cursor.rowcount)
+
+    sa.event.listen(sa.engine.Engine, "after_cursor_execute", count)
+    try:
+        summaries = run_gate_suites(database_url, tmp_path, sources=[kept], rules=load_gate_rules())
+    finally:
+        sa.event.remove(sa.engine.Engine, "after_cursor_execute", count)
+    assert all(s.success for s in summaries) and summaries[0].row_count == warehouse.rows[kept]
+    assert returned and max(returned) < 100, f"a statement returned {max(returned)} rows"
+    with sa.create_engine(database_url).connect() as conn:
+        views = conn.execute(sa.text("SELECT viewname FROM pg_views WHERE schemaname = 'gate'")).scalars().all()
+        assert views == [f"source_{kept}"]
+        assert conn.execute(sa.text(f"SELECT count(*) FROM gate.source_{kept}")).scalar_one() == warehouse.rows[kept]
+    asset = gx.get_context(mode="file", project_root_dir=str(tmp_path)).data_sources.get(
+        DATASOURCE_NAME).get_asset(f"source.{kept}")
+    assert asset.type == "table" and asset.table_name == f"source_{kept}"
+
+
 def test_row_count_checks_skipped_without_previous_counts(good_run):
     suites = by_suite(good_run)
     counted = {
