@@ -4,7 +4,7 @@
 GX's SQL datasource and a file data context rooted at ``gx_dir``:
 
 * one suite ``source.<name>`` per standardized source, on ``std.resident WHERE source = <name>``
-  (a table asset on the source's view ``gate.source_<name>``, replaced on each run; see
+  (a table asset on the source's view ``gate.source_<name>``, there while the gate runs; see
   :mod:`expectations.sources` for what it expects), and
 * the master index: suite ``master_index.crosswalk`` on ``mpi.crosswalk`` and suite
   ``master_index.golden`` on ``mpi.golden`` (a GX suite validates one batch, so "the
@@ -208,12 +208,15 @@ def run_gate_suites(
     gx_dir.mkdir(parents=True, exist_ok=True)
     rows = dict(row_counts) if row_counts is not None else (_count_rows(database_url) if names else {})
 
-    _replace_source_views(database_url, names)
     gx = _import_gx()
-    with _gx_messages_withheld():
-        result, context = _run_checkpoint(
-            gx, database_url, gx_dir, names, previous_row_counts, previous_master_count, rules, today, rows
-        )
+    _replace_source_views(database_url, names)
+    try:
+        with _gx_messages_withheld():
+            result, context = _run_checkpoint(
+                gx, database_url, gx_dir, names, previous_row_counts, previous_master_count, rules, today, rows
+            )
+    finally:  # none left behind, so that a migration changing std.resident never finds a view depending on it
+        _replace_source_views(database_url, [])
 
     docs_index = _docs_index(context)
     if docs_index is not None:  # GX links its scripts, styles and fonts from CDNs: vendor them, rewrite the links
@@ -260,7 +263,8 @@ def _count_rows(database_url: str) -> dict[str, int]:
 
 
 def _replace_source_views(database_url: str, names: list[str]) -> None:
-    """Each source's view, which its suite validates as a table (:func:`warehouse.validation.replace_source_views`)."""
+    """Each source's view, which its suite validates as a table, and no other
+    (:func:`warehouse.validation.replace_source_views`)."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(database_url)

@@ -2,13 +2,12 @@
 the master index, which sources have standardized records and how many, and what each source deleted.
 
 The gate (``expectations.gate``) runs Great Expectations on these: a table asset per source on its view in
-schema ``gate`` (:func:`replace_source_views`, over :func:`source_batch_query`), table assets on :data:`CROSSWALK`
-and :data:`GOLDEN`, and four
-``UnexpectedRowsExpectation`` queries run on the crosswalk batch. Those queries contain the placeholder
-``{batch}``, which GX replaces with the batch (the bare table name of the crosswalk, as the gate's datasource
-searches schema ``mpi``). They select key columns only (source, source_record_id, master_id), so that what GX
-fetches names no person, and no braces other than ``{batch}`` may appear in them: GX formats them with
-``str.format``.
+schema ``gate`` while it runs (:func:`replace_source_views`, over :func:`source_batch_query`), table assets on
+:data:`CROSSWALK` and :data:`GOLDEN`, and four ``UnexpectedRowsExpectation`` queries run on the crosswalk
+batch. Those queries contain the placeholder ``{batch}``, which GX replaces with the batch (the bare table name
+of the crosswalk, as the gate's datasource searches schema ``mpi``). They select key columns only (source,
+source_record_id, master_id), so that what GX fetches names no person, and no braces other than ``{batch}`` may
+appear in them: GX formats them with ``str.format``.
 
 Every query has the JOIN form, deliberately: GX substitutes ``{batch}`` with the bare table or, for a batch it
 hands over as a SELECT, with ``(subquery) AS subselect`` -- unless the query contains a JOIN, when it is an

@@ -284,8 +284,8 @@ def test_simulated_data_passes(good_run, warehouse):
 def test_each_source_is_validated_from_its_view_without_fetching_its_records(warehouse, database_url, tmp_path):
     """The source suites validate a view per source as a table: GX reads its columns from the catalogue, so no
     statement of the gate (GX's included) returns a source's records to the process. A gate folder whose suite
-    still has the query asset of earlier versions gets the table asset; a view of a source no longer validated
-    is dropped."""
+    still has the query asset of earlier versions gets the table asset. No view is left when the gate ends (a
+    migration changing std.resident would find it depending on the table), a stale one included."""
     import great_expectations as gx
 
     from expectations.gate import DATASOURCE_NAME
@@ -313,8 +313,7 @@ def test_each_source_is_validated_from_its_view_without_fetching_its_records(war
     assert returned and max(returned) < 100, f"a statement returned {max(returned)} rows"
     with sa.create_engine(database_url).connect() as conn:
         views = conn.execute(sa.text("SELECT viewname FROM pg_views WHERE schemaname = 'gate'")).scalars().all()
-        assert views == [f"source_{kept}"]
-        assert conn.execute(sa.text(f"SELECT count(*) FROM gate.source_{kept}")).scalar_one() == warehouse.rows[kept]
+        assert views == []
     asset = gx.get_context(mode="file", project_root_dir=str(tmp_path)).data_sources.get(
         DATASOURCE_NAME).get_asset(f"source.{kept}")
     assert asset.type == "table" and asset.table_name == f"source_{kept}"
