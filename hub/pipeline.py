@@ -526,7 +526,7 @@ def _build_reports_locked() -> dict:
     titles = {name: source.title for name, source in registry.items()}
     department_names = department_titles()
     thresholds = load_gate_rules().scorecard_thresholds()
-    with settings.engine().connect() as conn:
+    with settings.engine().begin() as conn:  # committed: the enrolment figures of releases counted for the first time
         card = collect_scorecard(conn, departments, department_names, source_titles=titles,
                                  source_thresholds=thresholds)
         path = build_scorecard(conn, docs, departments, card=card)

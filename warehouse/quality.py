@@ -7,6 +7,7 @@ personal values are compared inside the database and only counted. The scorecard
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 
@@ -252,30 +253,57 @@ def release_history(conn: sa.Connection) -> list[dict]:
         " FROM publish.release ORDER BY release_no")).mappings()]
 
 
+#: Per release of ``:releases``: records and masters per source of ``:mine``, and per release (source NULL) its
+#: masters and those on two or more of the sources.
+_ENROLMENT_FIGURES = (
+    "WITH e AS (SELECT release_no, master_id, source, count(*) AS n FROM publish.enrolment"
+    "           WHERE source = ANY(:mine) AND release_no = ANY(:releases) GROUP BY 1, 2, 3),"
+    " m AS (SELECT release_no, count(*) AS sources FROM e GROUP BY release_no, master_id)"
+    " SELECT release_no, source, sum(n) AS n, count(*) AS m FROM e GROUP BY 1, 2"
+    " UNION ALL"
+    " SELECT release_no, NULL, count(*), count(*) FILTER (WHERE sources > 1) FROM m GROUP BY 1")
+
+
 def enrolment_per_release(conn: sa.Connection, mine: Sequence[str], since: int = 0) -> dict[str, dict]:
     """Published enrolments of the sources ``mine`` per release from release ``since`` on: ``records`` (release →
     source → records), ``duplicates`` (release → records beyond the first of a master within a source), ``masters``
-    (release → masters) and ``cross`` (release → masters on two or more of the sources). One pass over the
-    enrolments (a county of a million has two million per release)."""
-    records: dict[int, dict[str, int]] = {}
-    duplicates: dict[int, int] = {}
-    masters: dict[int, int] = {}
-    cross: dict[int, int] = {}
-    for r in conn.execute(sa.text(
-            "WITH e AS (SELECT release_no, master_id, source, count(*) AS n FROM publish.enrolment"
-            "           WHERE source = ANY(:mine) AND release_no >= :since GROUP BY 1, 2, 3),"
-            " m AS (SELECT release_no, count(*) AS sources FROM e GROUP BY release_no, master_id)"
-            " SELECT release_no, source, sum(n) AS n, count(*) AS m FROM e GROUP BY 1, 2"
-            " UNION ALL"
-            " SELECT release_no, NULL, count(*), count(*) FILTER (WHERE sources > 1) FROM m GROUP BY 1"),
-            {"mine": list(mine), "since": since}):
-        if r.source is None:  # the release's masters, and of those on two or more sources
-            masters[r.release_no], cross[r.release_no] = int(r.n), int(r.m)
-        else:
-            records.setdefault(r.release_no, {})[r.source] = int(r.n)
-            duplicates[r.release_no] = duplicates.get(r.release_no, 0) + int(r.n) - int(r.m)
-    return {"records": records, "duplicates": duplicates, "masters": masters,
-            "cross": {n: c for n, c in cross.items() if c}}
+    (release → masters) and ``cross`` (release → masters on two or more of the sources).
+
+    A release's enrolments never change once published, so its figures are counted once per set of sources and
+    kept in ``audit.enrolment_figure`` (written in the caller's transaction; a reader that does not commit counts
+    again next time): a trend of 30 daily releases otherwise read 30 releases of enrolments every day (a county of
+    a million has two million per release)."""
+    key = ",".join(sorted(set(mine)))
+    figures: dict[int, tuple[dict[str, int], int, int, int]] = {}  # release → (records, duplicates, masters, cross)
+    kept = _exists(conn, "audit.enrolment_figure")
+    if kept:
+        for r in conn.execute(sa.text(
+                "SELECT release_no, records, duplicates, masters, cross_source FROM audit.enrolment_figure"
+                " WHERE sources = :k AND release_no >= :since"), {"k": key, "since": since}):
+            figures[r.release_no] = ({s: int(n) for s, n in r.records.items()}, int(r.duplicates), int(r.masters),
+                                     int(r.cross_source))
+    missing = [n for n in conn.execute(sa.text("SELECT release_no FROM publish.release WHERE release_no >= :since"
+                                               " ORDER BY release_no"), {"since": since}).scalars()
+               if n not in figures]
+    if missing:
+        counted = {n: ({}, 0, 0, 0) for n in missing}
+        for r in conn.execute(sa.text(_ENROLMENT_FIGURES), {"mine": list(mine), "releases": missing}):
+            records, duplicates, masters, cross = counted[r.release_no]
+            if r.source is None:  # the release's masters, and of those on two or more sources
+                counted[r.release_no] = (records, duplicates, int(r.n), int(r.m))
+            else:
+                records[r.source] = int(r.n)
+                counted[r.release_no] = (records, duplicates + int(r.n) - int(r.m), masters, cross)
+        if kept:
+            conn.execute(sa.text(
+                "INSERT INTO audit.enrolment_figure (release_no, sources, records, duplicates, masters, cross_source)"
+                " VALUES (:n, :k, :records, :duplicates, :masters, :cross) ON CONFLICT DO NOTHING"),
+                [{"n": n, "k": key, "records": json.dumps(records, sort_keys=True), "duplicates": duplicates,
+                  "masters": masters, "cross": cross} for n, (records, duplicates, masters, cross) in counted.items()])
+        figures.update(counted)
+    held = {n: f for n, f in figures.items() if f[2]}  # releases with enrolments of these sources
+    return {"records": {n: f[0] for n, f in held.items()}, "duplicates": {n: f[1] for n, f in held.items()},
+            "masters": {n: f[2] for n, f in held.items()}, "cross": {n: f[3] for n, f in held.items() if f[3]}}
 
 
 def gate_rows_per_release(conn: sa.Connection, mine: Sequence[str],

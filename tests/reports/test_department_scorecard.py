@@ -236,6 +236,39 @@ def test_the_trend_shows_the_latest_releases_only(built, engine, monkeypatch):
                                                          whole.cross_source_masters), key
 
 
+def test_each_release_is_counted_once_and_its_figures_kept(built, engine):
+    """A release's enrolments never change, so the trend counts its figures once per set of sources, keeps them in
+    audit.enrolment_figure when the reader commits, and reads them from there afterwards."""
+    from warehouse import quality
+
+    departments = built["departments"]
+    keys = {k: ",".join(sorted(mine)) for k, mine in departments.items()}
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit.enrolment_figure"))
+    with engine.connect() as conn:  # a reader that does not commit keeps nothing
+        counted = {k: quality.enrolment_per_release(conn, mine) for k, mine in departments.items()}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audit.enrolment_figure")).scalar_one() == 0
+    assert all(set(c["masters"]) == {1, 2} for c in counted.values()), counted
+    with engine.begin() as conn:
+        assert {k: quality.enrolment_per_release(conn, mine) for k, mine in departments.items()} == counted
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT release_no, sources FROM audit.enrolment_figure")).all()
+        assert sorted(kept) == sorted((n, key) for n in (1, 2) for key in keys.values())
+        # read from the table from then on: a figure changed there is what the trend shows
+        conn.execute(sa.text("UPDATE audit.enrolment_figure SET masters = masters + 1000"
+                             " WHERE release_no = 1 AND sources = :k"), {"k": keys["health"]})
+        again = quality.enrolment_per_release(conn, departments["health"])
+        assert again["masters"] == {1: counted["health"]["masters"][1] + 1000, 2: counted["health"]["masters"][2]}
+        assert quality.enrolment_per_release(conn, departments["health"], since=2)["masters"] == {
+            2: counted["health"]["masters"][2]}
+        conn.rollback()
+    # another set of sources is counted on its own
+    with engine.connect() as conn:
+        alone = quality.enrolment_per_release(conn, departments["health"][:1])
+    assert set(alone["records"][2]) == {departments["health"][0]}
+
+
 def test_each_page_holds_only_its_own_sources(built):
     departments = built["departments"]
     everything = {s for sources in departments.values() for s in sources}

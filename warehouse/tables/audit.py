@@ -36,6 +36,21 @@ audit_index_write = sa.Table(
     schema=SCHEMA,
 )
 
+#: Per release and set of sources (sorted, comma-separated): its published records per source, duplicates, masters
+#: and masters on two or more of the sources, as the department scorecards' trend counts them; counted once, as a
+#: release's enrolments never change.
+audit_enrolment_figure = sa.Table(
+    "enrolment_figure", metadata,
+    sa.Column("release_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sources", TEXT, primary_key=True),
+    sa.Column("records", JSONB, nullable=False),
+    sa.Column("duplicates", sa.BigInteger, nullable=False),
+    sa.Column("masters", sa.BigInteger, nullable=False),
+    sa.Column("cross_source", sa.BigInteger, nullable=False),
+    sa.Column("counted_at", TIMESTAMP, nullable=False, server_default=sa.text("now()")),
+    schema=SCHEMA,
+)
+
 #: Every expectation of a gate run: counts and short observed values, never personal data.
 audit_validation_result = sa.Table(
     "validation_result", metadata,
@@ -238,4 +253,5 @@ audit_export_log = sa.Table(
 
 TABLES = (audit_validation_run, audit_validation_result, audit_publish_attempt, audit_validation_suite,
           audit_finding, audit_finding_count, audit_api_key, audit_access_log, audit_api_quota, audit_access_alert,
-          audit_export_log, audit_finding_event, audit_workbench_session, audit_index_write)
+          audit_export_log, audit_finding_event, audit_workbench_session, audit_index_write,
+          audit_enrolment_figure)
