@@ -183,11 +183,24 @@ def _codes_table(conn: sa.Connection, rules: AuditRules) -> None:
     conn.execute(sa.text("ANALYZE audit_code; ANALYZE audit_department"))
 
 
-# the release's records with their department (the registry's when the release did not record one)
+# the release's records with their department (the registry's when the release did not record one), the fields of
+# their standardized record (in_std: still in std.resident) and of their master's golden record in the release
+# (in_golden), read once for every audit
+_RECORD_COLUMNS = (
+    "master_id text, source text, source_record_id text, status_raw text, department text,"
+    " in_std boolean, sex smallint, sex_status text, birth_date date, birth_date_status text, id_number text,"
+    " id_number_status text, id_sex smallint, id_birth_date date, name_key text, name_pinyin text,"
+    " in_golden boolean, g_sex smallint, g_birth_date date, g_id_number text")
 _RELEASE_RECORDS = (
     "SELECT e.master_id, e.source, e.source_record_id, btrim(e.status_raw) AS status_raw,"
-    "       coalesce(nullif(e.department, ''), d.department, '') AS department"
-    " FROM publish.enrolment e LEFT JOIN audit_department d USING (source) WHERE e.release_no = :n")
+    "       coalesce(nullif(e.department, ''), d.department, '') AS department,"
+    "       r.source IS NOT NULL, r.sex, r.sex_status, r.birth_date, r.birth_date_status, r.id_number,"
+    "       r.id_number_status, r.id_sex, r.id_birth_date, r.name_key, r.name_pinyin,"
+    "       g.master_id IS NOT NULL, g.sex, g.birth_date, g.id_number"
+    " FROM publish.enrolment e LEFT JOIN audit_department d USING (source)"
+    " LEFT JOIN std.resident r ON r.source = e.source AND r.source_record_id = e.source_record_id"
+    " LEFT JOIN publish.master_person g ON g.release_no = e.release_no AND g.master_id = e.master_id"
+    " WHERE e.release_no = :n")
 
 
 def detect_findings(conn: sa.Connection, release_no: int, rules: AuditRules) -> list[Finding]:
@@ -196,14 +209,15 @@ def detect_findings(conn: sa.Connection, release_no: int, rules: AuditRules) -> 
     exists = conn.execute(sa.text("SELECT 1 FROM publish.release WHERE release_no = :n"), {"n": release_no}).scalar()
     if not exists:
         raise LookupError(f"there is no release {release_no}")
+    # the release's records are joined with their std and golden rows in memory (the default 4 MB spilled them)
+    conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     _codes_table(conn, rules)
-    staging_table(conn, "audit_record", "master_id text, source text, source_record_id text, status_raw text,"
-                                        " department text")
+    staging_table(conn, "audit_record", _RECORD_COLUMNS)
     conn.execute(sa.text(f"INSERT INTO audit_record {_RELEASE_RECORDS}"), {"n": release_no})
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS audit_record_master ON audit_record (master_id)"))
     conn.execute(sa.text("ANALYZE audit_record"))
     findings = [*_deceased_active(conn, release_no, rules), *_exclusive_programs(conn, rules),
-                *_value_conflicts(conn, release_no, SEX_CONFLICT), *_value_conflicts(conn, release_no, BIRTH_DATE_CONFLICT),
+                *_value_conflicts(conn, SEX_CONFLICT), *_value_conflicts(conn, BIRTH_DATE_CONFLICT),
                 *_foreign_id_numbers(conn, release_no)]
     # one finding per id (a record listed twice by a rule gives one finding)
     unique: dict[str, Finding] = {}
@@ -249,13 +263,18 @@ def _exclusive_programs(conn: sa.Connection, rules: AuditRules) -> list[Finding]
     if not rules.exclusive:
         return []
     pairs = {p.name: p for p in rules.exclusive}
+    # the masters on both sides first (sides as bits, no sort); their enrolments' evidence for those alone
     rows = conn.execute(sa.text(
-        "SELECT k.name, r.master_id, json_agg(json_build_object('source', r.source, 'source_record_id',"
-        "        r.source_record_id, 'department', r.department, 'status_raw', r.status_raw, 'side', k.side)"
-        "        ORDER BY r.source, r.source_record_id) AS refs"
-        " FROM audit_record r JOIN audit_code k ON k.kind = 'exclusive' AND k.source = r.source AND k.code = r.status_raw"
-        " GROUP BY k.name, r.master_id HAVING count(DISTINCT k.side) = 2"
-        " ORDER BY k.name, r.master_id")).mappings().all()
+        "WITH enrolled AS (SELECT k.name, k.side, r.master_id, r.source, r.source_record_id, r.department,"
+        "                         r.status_raw FROM audit_record r"
+        "   JOIN audit_code k ON k.kind = 'exclusive' AND k.source = r.source AND k.code = r.status_raw),"
+        " both_sides AS (SELECT name, master_id FROM enrolled GROUP BY name, master_id"
+        "   HAVING bit_or(CAST(1 AS integer) << side) = 3)"
+        " SELECT e.name, e.master_id, json_agg(json_build_object('source', e.source, 'source_record_id',"
+        "        e.source_record_id, 'department', e.department, 'status_raw', e.status_raw, 'side', e.side)"
+        "        ORDER BY e.source, e.source_record_id) AS refs"
+        " FROM enrolled e JOIN both_sides b USING (name, master_id)"
+        " GROUP BY e.name, e.master_id ORDER BY e.name, e.master_id")).mappings().all()
     out = []
     for r in rows:
         pair = pairs[r["name"]]
@@ -270,29 +289,29 @@ def _exclusive_programs(conn: sa.Connection, rules: AuditRules) -> list[Finding]
 
 
 _CONFLICT_FIELD = {
-    # kind: (std value, usable statuses of the record's value, golden column)
-    SEX_CONFLICT: ("r.sex", "r.sex_status = ANY(:ok) AND r.sex IN (1, 2)", "g.sex IN (1, 2) AND r.sex <> g.sex",
-                   "sex", [sex.VALID, sex.CONFLICT_WITH_ID]),
-    BIRTH_DATE_CONFLICT: ("r.birth_date", "r.birth_date_status = ANY(:ok) AND r.birth_date IS NOT NULL",
-                          "g.birth_date IS NOT NULL AND r.birth_date <> g.birth_date", "birth_date", list(dates.USABLE)),
+    # kind: (the record's value, usable statuses of the record's value, differs from the golden value,
+    #        golden column, usable statuses)
+    SEX_CONFLICT: ("a.sex", "a.sex_status = ANY(:ok) AND a.sex IN (1, 2)", "a.g_sex IN (1, 2) AND a.sex <> a.g_sex",
+                   "g_sex", [sex.VALID, sex.CONFLICT_WITH_ID]),
+    BIRTH_DATE_CONFLICT: ("a.birth_date", "a.birth_date_status = ANY(:ok) AND a.birth_date IS NOT NULL",
+                          "a.g_birth_date IS NOT NULL AND a.birth_date <> a.g_birth_date", "g_birth_date",
+                          list(dates.USABLE)),
 }
 
 
-def _value_conflicts(conn: sa.Connection, release_no: int, kind: str) -> list[Finding]:
+def _value_conflicts(conn: sa.Connection, kind: str) -> list[Finding]:
     value, usable, differs, column, ok = _CONFLICT_FIELD[kind]
     rows = conn.execute(sa.text(
         "WITH v AS ("
-        f"  SELECT a.*, {value} AS value, g.{column} AS golden, (g.id_number IS NOT NULL) AS anchored,"
-        f"         ({differs}) AS differs"
-        "   FROM audit_record a JOIN std.resident r USING (source, source_record_id)"
-        "   JOIN publish.master_person g ON g.release_no = :n AND g.master_id = a.master_id"
-        f"  WHERE {usable}),"
+        f"  SELECT a.master_id, a.source, a.source_record_id, a.status_raw, a.department, {value} AS value,"
+        f"         a.{column} AS golden, (a.g_id_number IS NOT NULL) AS anchored, ({differs}) AS differs"
+        f"  FROM audit_record a WHERE a.in_std AND a.in_golden AND {usable}),"
         " bad AS (SELECT * FROM v WHERE differs),"
         " agree AS (SELECT v.master_id, json_agg(json_build_object('source', v.source, 'source_record_id',"
         "             v.source_record_id, 'department', v.department) ORDER BY v.source, v.source_record_id) AS refs"
         "           FROM v WHERE NOT v.differs AND v.master_id IN (SELECT master_id FROM bad) GROUP BY v.master_id)"
         " SELECT bad.*, agree.refs FROM bad LEFT JOIN agree USING (master_id)"
-        " ORDER BY bad.master_id, bad.source, bad.source_record_id"), {"n": release_no, "ok": ok}).mappings().all()
+        " ORDER BY bad.master_id, bad.source, bad.source_record_id"), {"ok": ok}).mappings().all()
     out = []
     for r in rows:
         reference = "身份证号 the master's ID number" if r["anchored"] else "其他记录 the master's other records"
@@ -331,24 +350,23 @@ def _foreign_id_numbers(conn: sa.Connection, release_no: int) -> list[Finding]:
     departmental inconsistency: no finding.
     """
     rows = conn.execute(sa.text(
-        "WITH g AS (SELECT master_id, id_number, sex FROM publish.master_person WHERE release_no = :n),"
-        " carriers AS ("
-        "   SELECT a.master_id, a.source, a.source_record_id, a.department, r.id_number, r.id_sex, r.sex,"
-        "          r.name_key, r.name_pinyin, o.master_id AS owner_master_id,"
-        "          coalesce(r.birth_date_status = ANY(:date_ok) AND r.birth_date <> r.id_birth_date, false) AS date_differs,"
-        "          coalesce(r.sex_status = ANY(:sex_ok) AND r.sex IN (1, 2) AND r.id_sex IN (1, 2)"
-        "                   AND r.sex <> r.id_sex, false) AS sex_differs"
-        "   FROM audit_record a JOIN std.resident r USING (source, source_record_id)"
-        "   JOIN g mine ON mine.master_id = a.master_id"
-        "   LEFT JOIN g o ON o.id_number = r.id_number AND o.master_id <> a.master_id"
-        "   WHERE r.id_number_status = ANY(:id_ok) AND r.id_number IS DISTINCT FROM mine.id_number),"
+        "WITH carriers AS ("
+        "   SELECT a.master_id, a.source, a.source_record_id, a.department, a.id_number, a.id_sex, a.sex,"
+        "          a.name_key, a.name_pinyin, o.master_id AS owner_master_id,"
+        "          coalesce(a.birth_date_status = ANY(:date_ok) AND a.birth_date <> a.id_birth_date, false) AS date_differs,"
+        "          coalesce(a.sex_status = ANY(:sex_ok) AND a.sex IN (1, 2) AND a.id_sex IN (1, 2)"
+        "                   AND a.sex <> a.id_sex, false) AS sex_differs"
+        "   FROM audit_record a"
+        "   LEFT JOIN publish.master_person o"
+        "     ON o.release_no = :n AND o.id_number = a.id_number AND o.master_id <> a.master_id"
+        "   WHERE a.in_std AND a.in_golden AND a.id_number_status = ANY(:id_ok)"
+        "     AND a.id_number IS DISTINCT FROM a.g_id_number),"
         " flagged AS (SELECT * FROM carriers WHERE owner_master_id IS NOT NULL OR date_differs OR sex_differs),"
         " owner_records AS ("
         "   SELECT f.source AS f_source, f.source_record_id AS f_record, a.source, a.source_record_id, a.department,"
-        "          (r.name_key = f.name_key OR r.name_pinyin = f.name_pinyin) AS same_name"
+        "          (a.name_key = f.name_key OR a.name_pinyin = f.name_pinyin) AS same_name"
         "   FROM flagged f JOIN audit_record a ON a.master_id = f.owner_master_id"
-        "   JOIN std.resident r ON r.source = a.source AND r.source_record_id = a.source_record_id"
-        "   WHERE r.id_number = f.id_number)"
+        "   WHERE a.in_std AND a.id_number = f.id_number)"
         " SELECT f.master_id, f.source, f.source_record_id, f.department, f.id_number, f.id_sex, f.sex,"
         "        f.owner_master_id, f.date_differs, f.sex_differs,"
         "        coalesce(bool_or(o.same_name), false) AS owner_name_agrees,"
