@@ -288,13 +288,14 @@ def test_each_source_is_validated_from_its_view_without_fetching_its_records(war
     migration changing std.resident would find it depending on the table), a stale one included."""
     import great_expectations as gx
 
-    from expectations.gate import DATASOURCE_NAME
+    from expectations.gate import DATASOURCE_NAME, URL_CONFIG_VARIABLE
 
     kept, other = "rs_yiliao", "mz_dibao"
     assert warehouse.rows[kept] > 500
-    context = gx.get_context(mode="file", project_root_dir=str(tmp_path))
-    context.data_sources.add_postgres(name=DATASOURCE_NAME, connection_string=database_url).add_query_asset(
-        name=f"source.{kept}", query=source_query(kept))
+    context = gx.get_context(mode="file", project_root_dir=str(tmp_path),
+                             runtime_environment={URL_CONFIG_VARIABLE: database_url})
+    context.data_sources.add_postgres(name=DATASOURCE_NAME, connection_string="${" + URL_CONFIG_VARIABLE + "}"
+                                      ).add_query_asset(name=f"source.{kept}", query=source_query(kept))
     with sa.create_engine(database_url).begin() as conn:
         conn.execute(sa.text(f"CREATE OR REPLACE VIEW gate.source_{other} AS {source_query(other)}"))
 
@@ -314,7 +315,8 @@ def test_each_source_is_validated_from_its_view_without_fetching_its_records(war
     with sa.create_engine(database_url).connect() as conn:
         views = conn.execute(sa.text("SELECT viewname FROM pg_views WHERE schemaname = 'gate'")).scalars().all()
         assert views == []
-    asset = gx.get_context(mode="file", project_root_dir=str(tmp_path)).data_sources.get(
+    asset = gx.get_context(mode="file", project_root_dir=str(tmp_path),
+                           runtime_environment={URL_CONFIG_VARIABLE: database_url}).data_sources.get(
         DATASOURCE_NAME).get_asset(f"source.{kept}")
     assert asset.type == "table" and asset.table_name == f"source_{kept}"
 
