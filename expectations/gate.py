@@ -209,14 +209,10 @@ def run_gate_suites(
     rows = dict(row_counts) if row_counts is not None else (_count_rows(database_url) if names else {})
 
     gx = _import_gx()
-    _replace_source_views(database_url, names)
-    try:
-        with _gx_messages_withheld():
-            result, context = _run_checkpoint(
-                gx, database_url, gx_dir, names, previous_row_counts, previous_master_count, rules, today, rows
-            )
-    finally:  # none left behind, so that a migration changing std.resident never finds a view depending on it
-        _replace_source_views(database_url, [])
+    with _source_views(database_url, names), _gx_messages_withheld():
+        result, context = _run_checkpoint(
+            gx, database_url, gx_dir, names, previous_row_counts, previous_master_count, rules, today, rows
+        )
 
     docs_index = _docs_index(context)
     if docs_index is not None:  # GX links its scripts, styles and fonts from CDNs: vendor them, rewrite the links
@@ -262,15 +258,26 @@ def _count_rows(database_url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def _replace_source_views(database_url: str, names: list[str]) -> None:
-    """Each source's view, which its suite validates as a table, and no other
-    (:func:`warehouse.validation.replace_source_views`)."""
+@contextmanager
+def _source_views(database_url: str, names: list[str]) -> Iterator[None]:
+    """While the gate runs, each source's view, which its suite validates as a table
+    (:func:`warehouse.validation.replace_source_views`); none left behind, so that a migration changing
+    std.resident never finds a view depending on it. Without sources (the master-index suites alone) none is
+    touched."""
+    if not names:
+        yield
+        return
     import sqlalchemy as sa
 
     engine = sa.create_engine(database_url)
     try:
         with engine.begin() as conn:
             validation.replace_source_views(conn, {name: source_query(name) for name in names})
+        try:
+            yield
+        finally:
+            with engine.begin() as conn:
+                validation.replace_source_views(conn, {})
     finally:
         engine.dispose()
 
