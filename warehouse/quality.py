@@ -274,36 +274,38 @@ def enrolment_per_release(conn: sa.Connection, mine: Sequence[str], since: int =
     again next time): a trend of 30 daily releases otherwise read 30 releases of enrolments every day (a county of
     a million has two million per release)."""
     key = ",".join(sorted(set(mine)))
-    figures: dict[int, tuple[dict[str, int], int, int, int]] = {}  # release → (records, duplicates, masters, cross)
+    figures: dict[int, dict] = {}  # release → {records: {source: n}, duplicates, masters, cross}
     kept = _exists(conn, "audit.enrolment_figure")
     if kept:
         for r in conn.execute(sa.text(
-                "SELECT release_no, records, duplicates, masters, cross_source FROM audit.enrolment_figure"
-                " WHERE sources = :k AND release_no >= :since"), {"k": key, "since": since}):
-            figures[r.release_no] = ({s: int(n) for s, n in r.records.items()}, int(r.duplicates), int(r.masters),
-                                     int(r.cross_source))
+                "SELECT release_no, records, duplicates, masters, cross_source AS cross FROM audit.enrolment_figure"
+                " WHERE sources = :k AND release_no >= :since"), {"k": key, "since": since}).mappings():
+            figures[r["release_no"]] = {"records": {s: int(n) for s, n in r["records"].items()},
+                                        **{k: int(r[k]) for k in ("duplicates", "masters", "cross")}}
     missing = [n for n in conn.execute(sa.text("SELECT release_no FROM publish.release WHERE release_no >= :since"
                                                " ORDER BY release_no"), {"since": since}).scalars()
                if n not in figures]
     if missing:
-        counted = {n: ({}, 0, 0, 0) for n in missing}
+        counted = {n: {"records": {}, "duplicates": 0, "masters": 0, "cross": 0} for n in missing}
         for r in conn.execute(sa.text(_ENROLMENT_FIGURES), {"mine": list(mine), "releases": missing}):
-            records, duplicates, masters, cross = counted[r.release_no]
+            f = counted[r.release_no]
             if r.source is None:  # the release's masters, and of those on two or more sources
-                counted[r.release_no] = (records, duplicates, int(r.n), int(r.m))
+                f["masters"], f["cross"] = int(r.n), int(r.m)
             else:
-                records[r.source] = int(r.n)
-                counted[r.release_no] = (records, duplicates + int(r.n) - int(r.m), masters, cross)
+                f["records"][r.source] = int(r.n)
+                f["duplicates"] += int(r.n) - int(r.m)
         if kept:
             conn.execute(sa.text(
                 "INSERT INTO audit.enrolment_figure (release_no, sources, records, duplicates, masters, cross_source)"
                 " VALUES (:n, :k, :records, :duplicates, :masters, :cross) ON CONFLICT DO NOTHING"),
-                [{"n": n, "k": key, "records": json.dumps(records, sort_keys=True), "duplicates": duplicates,
-                  "masters": masters, "cross": cross} for n, (records, duplicates, masters, cross) in counted.items()])
+                [{**f, "n": n, "k": key, "records": json.dumps(f["records"], sort_keys=True)}
+                 for n, f in counted.items()])
         figures.update(counted)
-    held = {n: f for n, f in figures.items() if f[2]}  # releases with enrolments of these sources
-    return {"records": {n: f[0] for n, f in held.items()}, "duplicates": {n: f[1] for n, f in held.items()},
-            "masters": {n: f[2] for n, f in held.items()}, "cross": {n: f[3] for n, f in held.items() if f[3]}}
+    held = {n: f for n, f in figures.items() if f["masters"]}  # releases with enrolments of these sources
+    return {"records": {n: f["records"] for n, f in held.items()},
+            "duplicates": {n: f["duplicates"] for n, f in held.items()},
+            "masters": {n: f["masters"] for n, f in held.items()},
+            "cross": {n: f["cross"] for n, f in held.items() if f["cross"]}}
 
 
 def gate_rows_per_release(conn: sa.Connection, mine: Sequence[str],
