@@ -459,8 +459,9 @@ def _import_gx():
 
 
 def _quiet_context(context: FileDataContext, *, docs_index_results: int) -> None:
-    """Turn off progress bars and analytics in the context's config, and list the latest
-    ``docs_index_results`` validation results in the Data Docs index (saved when changed)."""
+    """Turn off progress bars and analytics, list the latest ``docs_index_results`` validation results in the Data
+    Docs index, and name no config-variables file (saved when changed): the gate's one variable, the database URL,
+    is in memory, and GX parsed that file for each value it looked up (≈ 460 times a run)."""
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     variables = context.variables
@@ -484,6 +485,9 @@ def _quiet_context(context: FileDataContext, *, docs_index_results: int) -> None
             index["validation_results_limit"] = docs_index_results
             variables.data_docs_sites = sites
             changed = True
+    if variables.config_variables_file_path is not None:
+        variables.config_variables_file_path = None
+        changed = True
     if changed:
         variables.save()
 

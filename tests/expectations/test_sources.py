@@ -321,6 +321,21 @@ def test_each_source_is_validated_from_its_view_without_fetching_its_records(war
     assert asset.type == "table" and asset.table_name == f"source_{kept}"
 
 
+def test_the_gate_reads_no_config_variables_file(warehouse, database_url, tmp_path):
+    """The gate hands GX the database URL in memory and names no config-variables file in its project: GX read and
+    parsed that file for every value it looked up (some 460 times a run). After the first run the file is not read
+    at all: the second run passes with it no longer YAML."""
+    small = min(warehouse.sources, key=lambda name: warehouse.rows[name])
+    first = run_gate_suites(database_url, tmp_path, sources=[small], rules=load_gate_rules())
+    assert all(s.success for s in first)
+    project = (tmp_path / "gx" / "great_expectations.yml").read_text(encoding="utf-8")
+    assert re.search(r"^config_variables_file_path:\s*(null)?\s*$", project, re.M), project[:400]
+    variables = tmp_path / "gx" / "uncommitted" / "config_variables.yml"
+    variables.write_text("{ this is: [not yaml\n", encoding="utf-8")
+    again = run_gate_suites(database_url, tmp_path, sources=[small], rules=load_gate_rules())
+    assert all(s.success for s in again) and again[0].row_count == warehouse.rows[small]
+
+
 def test_row_count_checks_skipped_without_previous_counts(good_run):
     suites = by_suite(good_run)
     counted = {
