@@ -1,7 +1,7 @@
 """End to end: where a county's full run and its next-day delta spend their time.
 
 Usage: uv run python bench/bench_end_to_end.py [--persons 200000] [--seed 20261121] [--delta 1.0|sim]
-       [--backend duckdb|spark] [--reports-due calendar|every_release]
+       [--backend duckdb|spark] [--reports-due calendar|every_release] [--days 1]
 
 simulate → serve + ingest → standardize → match → gate → publish → audit → audit workbooks → statistical
 reports → scorecards, first in full on a fresh warehouse (embedded PostgreSQL in a temporary HUB_HOME, or
@@ -27,6 +27,11 @@ does: the full run's release writes every kind, and the next day, in the same mo
 of a month cost); ``--reports-due every_release`` writes every kind after both releases (what the first release
 of a month costs).
 
+``--days N`` runs N next days one after the other (the later ones with the simulator's birth rate, a sixth of a
+1 % day's), and prints each later day's steps beside the first's: what a deployment pays on its tenth day rather
+than its second, where anything that grows with the releases kept (release rows, findings, the scorecards' trend,
+the Data Docs) shows as a rising total.
+
 ``--backend spark`` matches on Spark (``HUB_SPARK_MASTER``, default local[*]: this machine's cores; needs the
 ``spark`` extra and Java); the other steps are the same.
 """
@@ -34,6 +39,7 @@ of a month costs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import multiprocessing
 import os
@@ -287,6 +293,23 @@ def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int, 
     print(f"  delta ≤ {DELTA_TARGET:.0%} of the full run: {share:.1%} {'met' if share <= DELTA_TARGET else 'NOT met'}")
 
 
+def _days_table(days: list[Steps]) -> None:
+    """Each next day's seconds per step, side by side, with the totals (without simulating)."""
+    names = [r[0] for r in days[0].rows]
+    print(f"\nthe next days, seconds per step ({len(days)} days):\n")
+    print(f"| {'step':<16} | " + " | ".join(f"{'day ' + str(k):>7}" for k in range(1, len(days) + 1)) + " |")
+    print(f"|{'-' * 18}|" + "|".join("-" * 9 for _ in days) + "|")
+    for name in names:
+        cells = []
+        for d in days:
+            row = next((r for r in d.rows if r[0] == name), None)
+            cells.append(f"{row[1]:7.1f}" if row else f"{'':>7}")
+        print(f"| {name:<16} | " + " | ".join(cells) + " |")
+    totals = [d.seconds - next(r[1] for r in d.rows if r[0] == "simulate") for d in days]
+    print(f"| {'total w/o sim.':<16} | " + " | ".join(f"{t:7.1f}" for t in totals) + " |")
+    print(f"| {'peak MB':<16} | " + " | ".join(f"{d.peak_mb:7.0f}" for d in days) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=200_000)
@@ -297,7 +320,11 @@ def main() -> None:
                         help="the matcher's backend: duckdb, or spark (on HUB_SPARK_MASTER, default local[*])")
     parser.add_argument("--reports-due", default="calendar", choices=["calendar", "every_release"],
                         help="statistical reports when the reporting calendar says (default) or after every release")
+    parser.add_argument("--days", type=int, default=1,
+                        help="next days to run one after the other (default 1); later days are shown beside the first")
     args = parser.parse_args()
+    if args.days < 1:
+        parser.error("--days: at least 1")
     home = tempfile.mkdtemp(prefix="hub-bench-e2e-")
     os.environ.setdefault("HUB_HOME", home)
     os.environ["HUB_REPORTS"] = "all"
@@ -342,25 +369,36 @@ def main() -> None:
         share = float(args.delta)
         day = DeltaSpec(births=0.0018 * share, deaths=0.0012 * share, moves=0.003 * share, corrections=0.5,
                         deletions=0.003 * share)
-    day1 = delta.here("simulate", lambda: county.next_day(day),
-                     lambda d: " ".join(f"{k.split('_')[-1][:6]} {v}" for k, v in d.changes.items()))
     platforms = box["platforms"]
+    days, inc = [], None
+    for k in range(1, args.days + 1):
+        steps = delta if k == 1 else Steps(f"day {k}")
+        # later days: the simulator's own birth rate (a 1 % day's births, 0.18 % of the county, leave most of the
+        # birth roll without ID numbers within a week, and the gate stops that)
+        spec_k = day if k == 1 else dataclasses.replace(day, births=min(day.births, DeltaSpec().births))
+        county = steps.here("simulate", lambda c=county, d=spec_k: c.next_day(d),
+                            lambda d: " ".join(f"{k.split('_')[-1][:6]} {v}" for k, v in d.changes.items()))
 
-    def advance_and_ingest():
-        platforms.advance(day1)
-        return _ingest_all(pipeline)
+        def advance_and_ingest(c=county):
+            platforms.advance(c)
+            return _ingest_all(pipeline)
 
-    delta.run("serve + ingest", advance_and_ingest, ingest_rows)
-    delta.run("standardize", lambda: in_task("hub.pipeline:standardize_sources"),
-              lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized, "
-                        f"{sum(v['removed'] for v in s.values()):,} removed")
-    inc = delta.run("match", lambda: in_task("hub.pipeline:build_master_index", backend=args.backend), _match_rows)
-    _after_match(delta)
+        steps.run("serve + ingest", advance_and_ingest, ingest_rows)
+        steps.run("standardize", lambda: in_task("hub.pipeline:standardize_sources"),
+                  lambda s: f"{sum(v['standardized'] for v in s.values()):,} standardized, "
+                            f"{sum(v['removed'] for v in s.values()):,} removed")
+        matched = steps.run("match", lambda: in_task("hub.pipeline:build_master_index", backend=args.backend),
+                            _match_rows)
+        inc = matched if k == 1 else inc
+        _after_match(steps)
+        days.append(steps)
     platforms.stop()
 
     records = first["records"] if isinstance(first, dict) else 0
     touched = inc["new"] + inc["changed"] + inc["removed"] if isinstance(inc, dict) else 0
     _table(args.persons, full, delta, touched, records or 1, args.backend)
+    if len(days) > 1:
+        _days_table(days)
     if isinstance(first, dict) and isinstance(inc, dict):
         print("\nmatching, seconds per step:")
         for label, r in (("full", first), ("delta", inc)):
