@@ -27,8 +27,8 @@ from warehouse.tables import (
     mpi_crosswalk,
     mpi_golden,
     mpi_match_feature,
-    raw_current_record,
     raw_load_batch,
+    raw_record,
     raw_tombstone,
     std_resident,
 )
@@ -137,17 +137,30 @@ def deletions_since(conn: sa.Connection, since: dt.datetime) -> dict[str, tuple[
 
     Deleted: records tombstoned after ``since`` whose tombstone still stands (a record sent again is
     not deleted). Had before: the source's live records now plus those deleted. The most one load
-    deleted before is the source's history the gate let through (0 when it never deleted any)."""
-    t, cur, b = raw_tombstone.c, raw_current_record.c, raw_load_batch.c
+    deleted before is the source's history the gate let through (0 when it never deleted any).
+
+    Live records are the source's keys less those deleted now (a standing tombstone at or after the batch of the
+    key's newest version, as ``raw.current_record`` says): counted from the keys' index, never from the records'
+    newest versions, which the view sorts with their payloads (2.3 s of a 50,000-person county's gate)."""
+    t, r, b = raw_tombstone.c, raw_record.c, raw_load_batch.c
     deleted = (sa.select(t.source, sa.func.count(sa.distinct(t.source_record_id)).label("deleted"))
                .where(t.detected_at > since, t.revoked_in.is_(None)).group_by(t.source).subquery())
-    live = (sa.select(cur.source, sa.func.count().label("live")).where(sa.not_(cur.deleted))
-            .where(cur.source.in_(sa.select(deleted.c.source))).group_by(cur.source).subquery())
+    deleting = sa.select(deleted.c.source)
+    keys = (sa.select(r.source, sa.func.count(sa.distinct(r.source_record_id)).label("keys"))
+            .where(r.source.in_(deleting)).group_by(r.source).subquery())
+    r2 = raw_record.alias("newest")
+    newest_batch = (sa.select(sa.func.max(r2.c.batch_id))
+                    .where(r2.c.source == t.source, r2.c.source_record_id == t.source_record_id).scalar_subquery())
+    gone_keys = (sa.select(t.source, t.source_record_id).distinct()
+                 .where(t.source.in_(deleting), t.revoked_in.is_(None), t.batch_id >= newest_batch).subquery())
+    gone = (sa.select(gone_keys.c.source, sa.func.count().label("gone")).group_by(gone_keys.c.source).subquery())
+    live = sa.func.coalesce(keys.c["keys"], 0) - sa.func.coalesce(gone.c.gone, 0)
     most = (sa.select(b.source, sa.func.max(b.tombstones).label("most"))
             .where(b.status == "succeeded", b.finished_at <= since).group_by(b.source).subquery())
     rows = conn.execute(
-        sa.select(deleted.c.source, deleted.c.deleted, sa.func.coalesce(live.c.live, 0).label("live"),
+        sa.select(deleted.c.source, deleted.c.deleted, live.label("live"),
                   sa.func.coalesce(most.c.most, 0).label("most"))
-        .select_from(deleted.outerjoin(live, live.c.source == deleted.c.source)
+        .select_from(deleted.outerjoin(keys, keys.c.source == deleted.c.source)
+                     .outerjoin(gone, gone.c.source == deleted.c.source)
                      .outerjoin(most, most.c.source == deleted.c.source)))
     return {r.source: (int(r.deleted), int(r.deleted) + int(r.live), int(r.most)) for r in rows}

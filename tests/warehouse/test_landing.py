@@ -88,3 +88,38 @@ def test_unchanged_records_are_checked_for_their_deletion_flag(clean_warehouse):
         assert tombstoned == ["E1", "E2", "E3", "E5"]
         assert conn.execute(sa.text("SELECT payload FROM raw.record WHERE source_record_id = 'E4'"
                                     " ORDER BY record_id DESC LIMIT 1")).scalar_one() == {"id": "E4", "xm": "新"}
+
+
+def test_deletions_since_counts_what_the_current_records_say(clean_warehouse):
+    """The gate's deletion figures (deleted since, and the records the source had before them) agree with
+    ``raw.current_record`` — whether a record was deleted, sent again, or deleted again — though they are
+    counted from the keys, not from the records' newest versions."""
+    from warehouse.landing import record_absent
+    from warehouse.validation import deletions_since
+
+    def land(records, *, seen=None, flag=None):
+        with clean_warehouse.begin() as conn:
+            batch = open_batch(conn, "t_del")
+            land_records(conn, source="t_del", batch_id=batch, records=records, primary_key="id", fetched_at=NOW,
+                         deleted_flag=flag)
+            if seen is not None:
+                record_absent(conn, source="t_del", batch_id=batch, seen=seen)
+
+    land([{"id": f"K{i}", "v": "1"} for i in range(1, 9)])  # K1 … K8
+    land([], seen={"K1", "K2", "K3", "K4", "K5", "K6", "K7"})  # K8 absent: deleted before ``since``
+    with clean_warehouse.connect() as conn:
+        since = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    land([], seen={"K1", "K2", "K3", "K4"})  # K5, K6, K7 absent
+    land([{"id": "K5", "v": "2"}, {"id": "K6", "v": "1"}])  # K5 changed and K6 unchanged, both sent again
+    land([{"id": "K2", "v": "1", "del": "1"}], flag=("del", "1"))  # K2 flagged deleted
+    land([{"id": "K9", "v": "1"}])  # a new record
+    current = ("SELECT count(*) FILTER (WHERE NOT deleted) FROM raw.current_record WHERE source = 't_del'")
+    with clean_warehouse.connect() as conn:
+        found = deletions_since(conn, since)
+        live = conn.execute(sa.text(current)).scalar_one()
+        standing = conn.execute(sa.text(
+            "SELECT count(DISTINCT source_record_id) FROM raw.tombstone WHERE source = 't_del'"
+            " AND revoked_in IS NULL AND detected_at > :since"), {"since": since}).scalar_one()
+    assert (live, standing) == (6, 2)  # K1 K3 K4 K5 K6 K9 live; K7 and K2 deleted since (K8 before)
+    deleted, had_before, _ = found["t_del"]
+    assert (deleted, had_before) == (standing, standing + live) == (2, 8)
