@@ -36,14 +36,13 @@ class PublishOutcome:
     reason: str
 
 
-#: Every enrolment as a release publishes it: the record's master id, department (from the source → department
-#: parameters :s / :d), programme, status, status date, own address and fields as received.
-
 #: The columns of a release's rows the planner is given statistics for after publishing (see :func:`publish`).
 PLANNED_PERSON_COLUMNS = ("release_no", "master_id", "id_number", "id_number_status", "sex", "birth_date", "status",
                           "status_date")
 PLANNED_ENROLMENT_COLUMNS = ("release_no", "master_id", "source", "source_record_id", "department", "program",
                              "status_raw", "status_date", "address_town", "address_village", "address_group")
+#: Every enrolment as a release publishes it: the record's master id, department (from the source → department
+#: parameters :s / :d), programme, status, status date, own address and fields as received.
 _ENROLMENTS = (
     "SELECT c.master_id, c.source, c.source_record_id, coalesce(d.department, '') AS department, r.program,"
     " r.status_raw, r.status_date, r.address_raw, r.address_town, r.address_village, r.address_group,"
