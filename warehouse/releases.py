@@ -208,8 +208,8 @@ def publish(conn: sa.Connection, validation_run_id: int, departments: Mapping[st
             {"n": release_no, **_department_params(departments)})
         # fresh statistics for the audits and reports that read the new release next: without them the planner
         # took release N's rows for an empty table until autovacuum came round (200 s instead of 5 s at 200,000);
-        # of the columns readers select, join or group on (names, addresses and the records' fields, JSON, took
-        # half of the time and steer no plan)
+        # only for the columns readers filter, join or group on: names, addresses and the records' JSON fields
+        # took half of the time and steer no plan
         conn.execute(sa.text(f"ANALYZE publish.master_person ({', '.join(PLANNED_PERSON_COLUMNS)}),"
                              f" publish.enrolment ({', '.join(PLANNED_ENROLMENT_COLUMNS)})"))
         conn.execute(sa.text(
