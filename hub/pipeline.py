@@ -374,16 +374,16 @@ def _run_gate_locked() -> dict:
     from hub.provenance import ran_with
     from warehouse.audit import last_passed_gate_at, last_passed_row_counts, record_gate_run
     from warehouse.releases import content_state, current_release, record_blocked
-    from warehouse.validation import deletions_since, source_row_counts, standardized_sources
+    from warehouse.validation import deletions_since, source_row_counts
 
     context = ran_with()
     with settings.engine().connect() as conn:
         validated, state = content_state(conn, source_departments())
+        rows = source_row_counts(conn)
         # every registered source, so that one whose load came back empty is checked against its last count
-        sources = sorted(set(load_registry()) | set(standardized_sources(conn)))
+        sources = sorted(set(load_registry()) | set(rows))
         previous_rows = last_passed_row_counts(conn)
         current = current_release(conn)
-        rows = source_row_counts(conn)
         # what each source deleted since the last gate run that passed, or the current release (none before)
         since = last_passed_gate_at(conn) or (current["published_at"] if current else None)
         deleted = deletions_since(conn, since) if since is not None else {}

@@ -1,5 +1,5 @@
 """Bulk loading with COPY, and loading a whole table with its secondary indexes built afterwards; bulk reading
-with COPY."""
+with COPY; temporary staging tables, and a column's distinct values read by skipping through its index."""
 
 from __future__ import annotations
 
@@ -164,3 +164,14 @@ def staging_table(conn: sa.Connection, name: str, columns_ddl: str) -> str:
     conn.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns_ddl}) ON COMMIT DROP"))
     conn.execute(sa.text(f"TRUNCATE {name}"))
     return name
+
+
+def leading_values(conn: sa.Connection, table: str, column: str) -> list:
+    """The distinct values of ``column`` in ``table``, sorted, read by skipping through an index that leads with
+    the column: one probe per value instead of a read of every row (the sources of ``std.resident`` and
+    ``mpi.crosswalk``, whose keys lead with the source)."""
+    return list(conn.execute(sa.text(
+        f"WITH RECURSIVE v (value) AS ((SELECT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {column}"
+        f" LIMIT 1) UNION ALL SELECT (SELECT t.{column} FROM {table} t WHERE t.{column} > v.value"
+        f" ORDER BY t.{column} LIMIT 1) FROM v WHERE v.value IS NOT NULL) SELECT value FROM v WHERE value IS NOT NULL"
+    )).scalars())

@@ -347,9 +347,10 @@ def findings_per_release(conn: sa.Connection, department: str) -> tuple[dict[int
 
 
 def sources_held(conn: sa.Connection) -> set[str]:
-    """Every source with records in std or the crosswalk."""
-    return set(conn.execute(sa.text(
-        "SELECT DISTINCT source FROM mpi.crosswalk UNION SELECT DISTINCT source FROM std.resident")).scalars())
+    """Every source with records in std or the crosswalk (from their keys' indexes, a probe per source)."""
+    from warehouse.bulk import leading_values
+
+    return {*leading_values(conn, "mpi.crosswalk", "source"), *leading_values(conn, "std.resident", "source")}
 
 
 def current_release_no(conn: sa.Connection) -> int | None:

@@ -119,11 +119,6 @@ def masters_with_two_valid_ids_query() -> str:
     )
 
 
-def standardized_sources(conn: sa.Connection) -> list[str]:
-    """The sources that have standardized records, sorted."""
-    return sorted(conn.execute(sa.select(std_resident.c.source).distinct()).scalars())
-
-
 def source_row_counts(conn: sa.Connection) -> dict[str, int]:
     """Standardized records per source (the rows each source suite validates)."""
     std = std_resident.c

@@ -123,3 +123,20 @@ def test_deletions_since_counts_what_the_current_records_say(clean_warehouse):
     assert (live, standing) == (6, 2)  # K1 K3 K4 K5 K6 K9 live; K7 and K2 deleted since (K8 before)
     deleted, had_before, _ = found["t_del"]
     assert (deleted, had_before) == (standing, standing + live) == (2, 8)
+
+
+def test_leading_values_are_the_distinct_values(clean_warehouse):
+    """The sources read by skipping through the keys' index are those a scan of every row finds, NULLs left out,
+    on an empty table too."""
+    from warehouse.bulk import leading_values
+
+    with clean_warehouse.begin() as conn:
+        assert leading_values(conn, "raw.record", "source") == []
+        conn.execute(sa.text("CREATE TEMP TABLE t_lead (source text, n int)"))
+        conn.execute(sa.text("CREATE INDEX ON t_lead (source)"))
+        conn.execute(sa.text("INSERT INTO t_lead SELECT (ARRAY['wj_yuling', 'mz_dibao', NULL, 'rs_yiliao'])[1 + i % 4],"
+                             " i FROM generate_series(1, 5000) i"))
+        found = leading_values(conn, "t_lead", "source")
+        scanned = conn.execute(sa.text("SELECT DISTINCT source FROM t_lead WHERE source IS NOT NULL"
+                                       " ORDER BY 1")).scalars().all()
+        assert found == scanned == ["mz_dibao", "rs_yiliao", "wj_yuling"]
