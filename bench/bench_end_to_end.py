@@ -177,6 +177,11 @@ class Steps:
         return sum(r[1] for r in self.rows)
 
     @property
+    def without_simulating(self) -> float:
+        """The hub's seconds: the total less the simulator's step."""
+        return self.seconds - sum(r[1] for r in self.rows if r[0] == "simulate")
+
+    @property
     def peak_mb(self) -> float:
         return max(r[2] for r in self.rows)
 
@@ -269,13 +274,11 @@ def _table(persons: int, full: Steps, delta: Steps, touched: int, records: int, 
         cells = [f"{f[1]:8.1f} | {f[2]:8.0f} | {f[3][:52]:<52}" if f else f"{'':>8} | {'':>8} | {'':<52}",
                  f"{d[1]:8.1f} | {d[2]:8.0f} | {d[3][:52]:<52}" if d else f"{'':>8} | {'':>8} | {'':<52}"]
         print(f"| {name:<16} | {cells[0]} | {cells[1]} |")
-    sim_f = frows["simulate"][1]
-    sim_d = drows["simulate"][1]
     print(f"| {'total':<16} | {full.seconds:8.1f} | {full.peak_mb:8.0f} | {'':<52} | {delta.seconds:8.1f} "
           f"| {delta.peak_mb:8.0f} | {'':<52} |")
-    print(f"| {'total w/o sim.':<16} | {full.seconds - sim_f:8.1f} | {'':>8} | {'':<52} | "
-          f"{delta.seconds - sim_d:8.1f} | {'':>8} | {'':<52} |")
-    hub_full, hub_delta = full.seconds - sim_f, delta.seconds - sim_d
+    hub_full, hub_delta = full.without_simulating, delta.without_simulating
+    print(f"| {'total w/o sim.':<16} | {hub_full:8.1f} | {'':>8} | {'':<52} | "
+          f"{hub_delta:8.1f} | {'':>8} | {'':<52} |")
     share = hub_delta / hub_full if hub_full else 0.0
     print(f"\nnext day: {touched:,} records new, changed or deleted = {100 * touched / records:.2f}% of {records:,} "
           f"({'near' if 0.5 <= 100 * touched / records <= 1.5 else 'NOT near'} 1%)")
@@ -299,14 +302,11 @@ def _days_table(days: list[Steps]) -> None:
     print(f"\nthe next days, seconds per step ({len(days)} days):\n")
     print(f"| {'step':<16} | " + " | ".join(f"{'day ' + str(k):>7}" for k in range(1, len(days) + 1)) + " |")
     print(f"|{'-' * 18}|" + "|".join("-" * 9 for _ in days) + "|")
+    seconds = [{r[0]: r[1] for r in d.rows} for d in days]
     for name in names:
-        cells = []
-        for d in days:
-            row = next((r for r in d.rows if r[0] == name), None)
-            cells.append(f"{row[1]:7.1f}" if row else f"{'':>7}")
+        cells = [f"{s[name]:7.1f}" if name in s else f"{'':>7}" for s in seconds]
         print(f"| {name:<16} | " + " | ".join(cells) + " |")
-    totals = [d.seconds - next(r[1] for r in d.rows if r[0] == "simulate") for d in days]
-    print(f"| {'total w/o sim.':<16} | " + " | ".join(f"{t:7.1f}" for t in totals) + " |")
+    print(f"| {'total w/o sim.':<16} | " + " | ".join(f"{d.without_simulating:7.1f}" for d in days) + " |")
     print(f"| {'peak MB':<16} | " + " | ".join(f"{d.peak_mb:7.0f}" for d in days) + " |")
 
 
@@ -389,7 +389,8 @@ def main() -> None:
                             f"{sum(v['removed'] for v in s.values()):,} removed")
         matched = steps.run("match", lambda: in_task("hub.pipeline:build_master_index", backend=args.backend),
                             _match_rows)
-        inc = matched if k == 1 else inc
+        if k == 1:
+            inc = matched
         _after_match(steps)
         days.append(steps)
     platforms.stop()
